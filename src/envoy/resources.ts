@@ -1,0 +1,67 @@
+// TypeScript shapes for the ProtoJSON subset of Envoy's v3 API that egress-xds
+// writes. They give the compiler types; the strict ProtoJSON parse in codec.ts
+// checks them against Envoy's real protos.
+
+export interface SocketAddressJson {
+  address: string;
+  portValue: number;
+  protocol?: 'TCP' | 'UDP';
+}
+
+export interface AddressJson {
+  socketAddress: SocketAddressJson;
+}
+
+export interface CidrRangeJson {
+  addressPrefix: string;
+  prefixLen: number;
+}
+
+export interface TypedExtensionJson {
+  name: string;
+  typedConfig: { '@type': string; [field: string]: unknown };
+}
+
+/** envoy.config.listener.v3.FilterChainMatch; matching order is documented in src/envoy/filterChainMatch.ts. */
+export interface FilterChainMatchJson {
+  destinationPort?: number;
+  prefixRanges?: CidrRangeJson[];
+  directSourcePrefixRanges?: CidrRangeJson[];
+  serverNames?: string[];
+  transportProtocol?: string;
+  applicationProtocols?: string[];
+  sourceType?: 'ANY' | 'SAME_IP_OR_LOOPBACK' | 'EXTERNAL';
+  sourcePrefixRanges?: CidrRangeJson[];
+  sourcePorts?: number[];
+}
+
+export interface FilterChainJson {
+  name?: string;
+  filterChainMatch?: FilterChainMatchJson;
+  filters: TypedExtensionJson[];
+}
+
+export interface ListenerJson {
+  name: string;
+  address: AddressJson;
+  transparent?: boolean;
+  trafficDirection?: 'UNSPECIFIED' | 'INBOUND' | 'OUTBOUND';
+  listenerFilters?: TypedExtensionJson[];
+  listenerFiltersTimeout?: string;
+  continueOnListenerFiltersTimeout?: boolean;
+  filterChains: FilterChainJson[];
+  defaultFilterChain?: FilterChainJson;
+  additionalAddresses?: { address: AddressJson }[];
+}
+
+export interface ClusterJson {
+  name: string;
+  type: 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'EDS' | 'ORIGINAL_DST';
+  lbPolicy?: 'ROUND_ROBIN' | 'CLUSTER_PROVIDED';
+  connectTimeout: string;
+  dnsLookupFamily?: 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
+  loadAssignment?: {
+    clusterName: string;
+    endpoints: { lbEndpoints: { endpoint: { address: AddressJson } }[] }[];
+  };
+}
