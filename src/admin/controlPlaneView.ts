@@ -1,0 +1,21 @@
+// What the admin API may ask of the running control plane, beyond the store:
+// who is connected, and what Envoy's filter-chain choice would be for a
+// connection. Implemented by the snapshot cache and ADS server (src/cli/serve.ts wires it).
+import type { Connection } from '../policy/model.js';
+import type { NodeStatus } from '../xds/nodeStatus.js';
+
+export interface CheckResult {
+  readonly verdict: 'allow' | 'deny';
+  /** The policy that allows the connection (absent on deny). */
+  readonly policy?: string;
+  /** The filter chain Envoy would select (the default chain's name when none matches). */
+  readonly filterChain: string;
+}
+
+export interface ControlPlaneView {
+  nodes(): NodeStatus[];
+  /** Evaluates against the resources the node receives (or would receive, if not connected). */
+  check(nodeId: string, connection: Connection): CheckResult;
+  /** True once the served state reflects the store. */
+  ready(): boolean;
+}

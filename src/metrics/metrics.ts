@@ -1,0 +1,61 @@
+// The Prometheus registry: every metric egress-xds exports, in one place.
+// A registry per server instance (not prom-client's global) so tests can run
+// several servers in one process.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'egress_xds_' });
+  const registers = [registry];
+  return {
+    registry,
+    connectedStreams: new Gauge({
+      name: 'egress_xds_connected_streams',
+      help: 'ADS streams currently open, by protocol variant',
+      labelNames: ['variant'] as const,
+      registers,
+    }),
+    responsesSent: new Counter({
+      name: 'egress_xds_responses_sent_total',
+      help: 'Discovery responses written to Envoy, by resource type',
+      labelNames: ['type'] as const,
+      registers,
+    }),
+    acks: new Counter({
+      name: 'egress_xds_acks_total',
+      help: 'Discovery requests that acknowledged a response, by resource type',
+      labelNames: ['type'] as const,
+      registers,
+    }),
+    nacks: new Counter({
+      name: 'egress_xds_nacks_total',
+      help: 'Discovery requests that rejected a response (error_detail set), by resource type',
+      labelNames: ['type'] as const,
+      registers,
+    }),
+    pushLatency: new Histogram({
+      name: 'egress_xds_push_latency_seconds',
+      help: 'Time from a policy change being committed to the response carrying it being written to a stream',
+      labelNames: ['type'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    configRevision: new Gauge({
+      name: 'egress_xds_config_revision',
+      help: 'Revision of the policy set currently served (increases on every committed change)',
+      registers,
+    }),
+    policyCount: new Gauge({ name: 'egress_xds_policies', help: 'Policies currently stored', registers }),
+    adminRequests: new Counter({
+      name: 'egress_xds_admin_requests_total',
+      help: 'Admin API requests, by route and status code',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers,
+    }),
+  };
+}
+
+/** Short label for a type URL: "Listener", "Cluster". */
+export const typeLabel = (typeUrl: string): string => typeUrl.slice(typeUrl.lastIndexOf('.') + 1);

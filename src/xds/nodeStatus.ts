@@ -1,0 +1,27 @@
+// What the control plane knows of each connected Envoy: the shape of
+// GET /v1/nodes. Written by the ADS streams, read by the admin API.
+
+export interface NackInfo {
+  /** The version Envoy rejected. */
+  readonly version: string;
+  readonly message: string;
+  readonly at: string;
+}
+
+export interface ResourceTypeStatus {
+  /** version_info of the last response written for this type. */
+  sent?: string;
+  /** version_info of the last response Envoy acknowledged. */
+  acked?: string;
+  /** The last NACK, kept until a later version is acknowledged. */
+  nack?: NackInfo;
+}
+
+export interface NodeStatus {
+  readonly id: string;
+  readonly cluster: string;
+  /** ISO time the oldest open stream of this node connected. */
+  readonly connectedAt: string;
+  readonly streams: number;
+  readonly resources: Readonly<Record<string, ResourceTypeStatus>>;
+}
