@@ -1,0 +1,78 @@
+// Connected Envoys and, per stream and resource type, what was sent, acked and
+// rejected. Several streams may share a node id (an Envoy reconnecting before
+// the old stream is reaped, or two Envoys misconfigured with one id).
+import type { NodeStatus, ResourceTypeStatus } from './nodeStatus.js';
+
+interface StreamRecord {
+  readonly nodeId: string;
+  readonly cluster: string;
+  readonly connectedAt: Date;
+  readonly resources: Map<string, ResourceTypeStatus>;
+}
+
+export class NodeRegistry {
+  private readonly streams = new Map<number, StreamRecord>();
+
+  open(streamId: number, node: { id: string; cluster: string }): void {
+    this.streams.set(streamId, { nodeId: node.id, cluster: node.cluster, connectedAt: new Date(), resources: new Map() });
+  }
+
+  close(streamId: number): void {
+    this.streams.delete(streamId);
+  }
+
+  private typeStatus(streamId: number, typeUrl: string): ResourceTypeStatus | undefined {
+    const stream = this.streams.get(streamId);
+    if (!stream) return undefined;
+    let status = stream.resources.get(typeUrl);
+    if (!status) {
+      status = {};
+      stream.resources.set(typeUrl, status);
+    }
+    return status;
+  }
+
+  sent(streamId: number, typeUrl: string, version: string): void {
+    const status = this.typeStatus(streamId, typeUrl);
+    if (status) status.sent = version;
+  }
+
+  acked(streamId: number, typeUrl: string, version: string): void {
+    const status = this.typeStatus(streamId, typeUrl);
+    if (!status) return;
+    status.acked = version;
+    delete status.nack;
+  }
+
+  nacked(streamId: number, typeUrl: string, version: string, message: string): void {
+    const status = this.typeStatus(streamId, typeUrl);
+    if (status) status.nack = { version, message, at: new Date().toISOString() };
+  }
+
+  /** One entry per node id; the newest stream's resource status, the oldest stream's connect time. */
+  list(): NodeStatus[] {
+    const byNode = new Map<string, StreamRecord[]>();
+    for (const record of this.streams.values()) {
+      const list = byNode.get(record.nodeId) ?? [];
+      list.push(record);
+      byNode.set(record.nodeId, list);
+    }
+    return [...byNode.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([id, records]) => {
+        const oldest = records.reduce((a, b) => (a.connectedAt <= b.connectedAt ? a : b));
+        const newest = records.reduce((a, b) => (a.connectedAt > b.connectedAt ? a : b));
+        return {
+          id,
+          cluster: newest.cluster,
+          connectedAt: oldest.connectedAt.toISOString(),
+          streams: records.length,
+          resources: Object.fromEntries([...newest.resources].map(([type, status]) => [type, { ...status }])),
+        };
+      });
+  }
+
+  streamCount(): number {
+    return this.streams.size;
+  }
+}

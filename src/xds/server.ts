@@ -1,0 +1,43 @@
+// The gRPC server that serves ADS: both variants on one port.
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
+import { aggregatedDiscoveryService } from './adsService.js';
+import type { XdsDependencies } from './adsStream.js';
+import { DeltaStream } from './deltaStream.js';
+import { SotwStream } from './sotwStream.js';
+
+export interface XdsServer {
+  /** The bound port (useful when asked for port 0). */
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startXdsServer(deps: XdsDependencies, address: string): Promise<XdsServer> {
+  const server = new Server({
+    // Envoy keeps ADS streams open for days; let keepalives find dead peers.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+  });
+  server.addService(aggregatedDiscoveryService, {
+    streamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, Buffer>) => new SotwStream(deps, call, 'sotw').start(),
+    deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) => new DeltaStream(deps, call, 'delta').start(),
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+  });
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Streams never end by themselves; give in-flight writes a moment, then cut.
+        const timer = setTimeout(() => server.forceShutdown(), 1000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,88 @@
+// State of the world (StreamAggregatedResources), per resource type:
+// a request opens a "watch"; a response closes it; the next request (ACK or
+// NACK, echoing the response's nonce) opens it again. So at most one response
+// per type is in flight, a stale nonce changes nothing, and a rejected version
+// is never re-sent: only a newer version goes out.
+import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
+import { isServedResourceType } from '../envoy/typeUrls.js';
+import { AdsStream } from './adsStream.js';
+import { encodeSotwResponse } from './wire.js';
+
+interface TypeState {
+  /** undefined: wildcard (every resource of the type), as Envoy asks for Listeners and Clusters. */
+  names?: ReadonlySet<string>;
+  watchOpen: boolean;
+  lastSent?: { readonly version: string; readonly nonce: string; readonly names?: ReadonlySet<string> };
+  awaitingAnswer: boolean;
+  nackedVersion?: string;
+}
+
+const sameNames = (a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && a.size === b.size && [...a].every((n) => b.has(n)));
+
+export class SotwStream extends AdsStream<DiscoveryRequest> {
+  private readonly types = new Map<string, TypeState>();
+  private readonly ignoredTypes = new Set<string>();
+
+  protected override onRequest(request: DiscoveryRequest): void {
+    const typeUrl = request.typeUrl;
+    if (!isServedResourceType(typeUrl)) {
+      // Never answered, so it cannot disturb the served types; Envoy's initial fetch timeout covers it.
+      if (!this.ignoredTypes.has(typeUrl)) {
+        this.ignoredTypes.add(typeUrl);
+        this.logger.warn('request for a resource type this control plane does not serve; ignored', { typeUrl });
+      }
+      return;
+    }
+    const names = request.resourceNames.length === 0 || request.resourceNames.includes('*') ? undefined : new Set(request.resourceNames);
+    let state = this.types.get(typeUrl);
+    if (!state || request.responseNonce === '') {
+      // A first request (or Envoy re-subscribing on this stream): it is owed the current state at once.
+      state = { names, watchOpen: true, awaitingAnswer: false };
+      this.types.set(typeUrl, state);
+      this.flush(typeUrl, false);
+      return;
+    }
+    if (request.responseNonce !== state.lastSent?.nonce) {
+      this.logger.debug('stale nonce ignored', { typeUrl, nonce: request.responseNonce });
+      return;
+    }
+    const answered = state.lastSent;
+    state.awaitingAnswer = false;
+    state.watchOpen = true;
+    state.names = names;
+    if (request.errorDetail) {
+      state.nackedVersion = answered.version;
+      this.recordNack(typeUrl, answered.version, request.errorDetail.message || `gRPC code ${request.errorDetail.code}`);
+    } else {
+      delete state.nackedVersion;
+      this.recordAck(typeUrl, request.versionInfo);
+    }
+    // Also lets a Listener held back for its Clusters go, once they are answered.
+    this.flushAll(false);
+  }
+
+  protected override flush(typeUrl: string, pushed: boolean): void {
+    const state = this.types.get(typeUrl);
+    const set = this.snapshot?.resourceSet(typeUrl);
+    // Never an empty state-of-the-world by mistake: Envoy would delete everything missing.
+    if (!state || !state.watchOpen || !set || set.items.size === 0) return;
+    const last = state.lastSent;
+    if (last && last.version === set.version && sameNames(last.names, state.names)) return;
+    if (state.nackedVersion === set.version && sameNames(last?.names, state.names)) return;
+    if (this.mustWaitForClusters(typeUrl)) return;
+    const nonce = this.nextNonce();
+    state.lastSent = { version: set.version, nonce, ...(state.names ? { names: state.names } : {}) };
+    state.watchOpen = false;
+    state.awaitingAnswer = true;
+    this.write(typeUrl, set.version, encodeSotwResponse(typeUrl, set, nonce, state.names), pushed);
+  }
+
+  protected override subscribedTypes(): string[] {
+    return [...this.types.keys()];
+  }
+
+  protected override awaitingAnswer(typeUrl: string): boolean {
+    return this.types.get(typeUrl)?.awaitingAnswer ?? false;
+  }
+}
