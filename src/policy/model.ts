@@ -35,6 +35,11 @@ export interface StoredPolicy extends Policy {
   /** Increases by one on every change of this policy; the If-Match token. */
   readonly revision: number;
   readonly updatedAt: string;
+  /**
+   * Who manages it: "api" (the admin API, the default when absent) or
+   * "file:/abs/path" (a --policy file, which then owns it: API writes get 409).
+   */
+  readonly source?: string;
 }
 
 /** One connection as Envoy sees it after original_dst and tls_inspector. */
