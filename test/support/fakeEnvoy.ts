@@ -1,0 +1,221 @@
+// A grpc-js ADS client that behaves like Envoy: it subscribes to Clusters,
+// then to Listeners once Clusters arrived; ACKs every response (or NACKs the
+// ones it is told to reject), echoing nonces; and decodes every response and
+// resource strictly with Envoy's protos: an unknown field fails the test.
+// Its decoding path (proto-loader/protobufjs) is independent of the server's.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { decodeStrict, decodeStrictToJson, type ProtoJson } from '../../src/envoy/codec.js';
+import { envoyProtoIncludeDirs } from '../../src/envoy/protos.js';
+import { TypeUrl } from '../../src/envoy/typeUrls.js';
+
+const DISCOVERY_RESPONSE = 'type.googleapis.com/envoy.service.discovery.v3.DiscoveryResponse';
+const DELTA_DISCOVERY_RESPONSE = 'type.googleapis.com/envoy.service.discovery.v3.DeltaDiscoveryResponse';
+
+type ServiceClient = grpc.Client & {
+  StreamAggregatedResources(): grpc.ClientDuplexStream<unknown, RawResponse>;
+  DeltaAggregatedResources(): grpc.ClientDuplexStream<unknown, RawResponse>;
+};
+
+interface RawResponse {
+  version_info?: string;
+  system_version_info?: string;
+  type_url: string;
+  nonce: string;
+  resources: ({ type_url: string; value: Buffer } | { name: string; version: string; resource: { type_url: string; value: Buffer } })[];
+  removed_resources?: string[];
+}
+
+export interface ReceivedResponse {
+  readonly typeUrl: string;
+  readonly version: string;
+  readonly nonce: string;
+  readonly resources: ReadonlyMap<string, ProtoJson>;
+  readonly removed: readonly string[];
+  readonly at: bigint;
+}
+
+let clientConstructor: (new (address: string, credentials: grpc.ChannelCredentials) => ServiceClient) | undefined;
+
+function adsClientConstructor() {
+  if (clientConstructor) return clientConstructor;
+  const definition = protoLoader.loadSync('envoy/service/discovery/v3/ads.proto', {
+    includeDirs: envoyProtoIncludeDirs(),
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    arrays: true,
+  });
+  const service = { ...(definition['envoy.service.discovery.v3.AggregatedDiscoveryService'] as grpc.ServiceDefinition) } as Record<string, grpc.MethodDefinition<unknown, unknown>>;
+  for (const [method, responseType] of [
+    ['StreamAggregatedResources', DISCOVERY_RESPONSE],
+    ['DeltaAggregatedResources', DELTA_DISCOVERY_RESPONSE],
+  ] as const) {
+    const original = service[method]!;
+    const lenient = original.responseDeserialize;
+    service[method] = {
+      ...original,
+      responseDeserialize: (bytes: Buffer) => {
+        decodeStrict(responseType, bytes);
+        return lenient(bytes);
+      },
+    };
+  }
+  clientConstructor = grpc.makeGenericClientConstructor(service as grpc.ServiceDefinition, 'AggregatedDiscoveryService') as unknown as typeof clientConstructor;
+  return clientConstructor!;
+}
+
+export interface FakeEnvoyOptions {
+  readonly nodeId: string;
+  readonly cluster?: string;
+  readonly variant?: 'sotw' | 'delta';
+  /** SotW: the version to announce on the first requests (as an Envoy reconnecting with config does). */
+  readonly initialVersions?: Partial<Record<string, string>>;
+}
+
+export class FakeEnvoy {
+  readonly responses: ReceivedResponse[] = [];
+  readonly errors: Error[] = [];
+  /** What Envoy holds now per type: name → resource ProtoJSON. */
+  readonly state = new Map<string, Map<string, ProtoJson>>();
+  /** The version Envoy accepted last, per type. */
+  readonly acceptedVersions = new Map<string, string>();
+  private readonly rejectNext = new Map<string, string>();
+  private readonly client: ServiceClient;
+  private stream?: grpc.ClientDuplexStream<unknown, RawResponse>;
+  private readonly waiters = new Set<() => void>();
+  status?: grpc.StatusObject;
+
+  constructor(
+    address: string,
+    private readonly options: FakeEnvoyOptions,
+  ) {
+    const Client = adsClientConstructor();
+    this.client = new Client(address, grpc.credentials.createInsecure());
+  }
+
+  private get node() {
+    return { id: this.options.nodeId, cluster: this.options.cluster ?? 'test-cluster' };
+  }
+
+  connect(): this {
+    const delta = this.options.variant === 'delta';
+    const stream = delta ? this.client.DeltaAggregatedResources() : this.client.StreamAggregatedResources();
+    this.stream = stream;
+    stream.on('data', (raw: RawResponse) => this.onResponse(raw));
+    stream.on('error', (error: Error) => {
+      this.errors.push(error);
+      this.notify();
+    });
+    stream.on('status', (status: grpc.StatusObject) => {
+      this.status = status;
+      this.notify();
+    });
+    this.subscribe(TypeUrl.Cluster);
+    return this;
+  }
+
+  /** Sends a raw request on the stream (for protocol edge cases). */
+  send(request: Record<string, unknown>): void {
+    this.stream!.write(request);
+  }
+
+  subscribe(typeUrl: string): void {
+    if (this.options.variant === 'delta') {
+      this.send({ node: this.node, type_url: typeUrl, resource_names_subscribe: [] });
+    } else {
+      this.send({ node: this.node, type_url: typeUrl, version_info: this.options.initialVersions?.[typeUrl] ?? '', resource_names: [], response_nonce: '' });
+    }
+  }
+
+  /** The next response of this type is rejected with this message. */
+  rejectNextResponse(typeUrl: string, message: string): void {
+    this.rejectNext.set(typeUrl, message);
+  }
+
+  private onResponse(raw: RawResponse): void {
+    const delta = this.options.variant === 'delta';
+    const resources = new Map<string, ProtoJson>();
+    for (const item of raw.resources) {
+      const any = 'resource' in item ? item.resource : item;
+      if (any.type_url !== raw.type_url) throw new Error(`resource of type ${any.type_url} in a ${raw.type_url} response`);
+      const json = decodeStrictToJson(any.type_url, any.value);
+      const name = 'name' in item ? item.name : String(json.name);
+      if (resources.has(name)) this.errors.push(new Error(`duplicate resource "${name}" in one response`));
+      resources.set(name, json);
+    }
+    const version = (delta ? raw.system_version_info : raw.version_info) ?? '';
+    const response: ReceivedResponse = {
+      typeUrl: raw.type_url,
+      version,
+      nonce: raw.nonce,
+      resources,
+      removed: raw.removed_resources ?? [],
+      at: process.hrtime.bigint(),
+    };
+    this.responses.push(response);
+    const rejection = this.rejectNext.get(raw.type_url);
+    if (rejection !== undefined) {
+      this.rejectNext.delete(raw.type_url);
+      const errorDetail = { code: grpc.status.INVALID_ARGUMENT, message: rejection };
+      if (delta) this.send({ node: this.node, type_url: raw.type_url, response_nonce: raw.nonce, error_detail: errorDetail });
+      else this.send({ node: this.node, type_url: raw.type_url, version_info: this.acceptedVersions.get(raw.type_url) ?? '', resource_names: [], response_nonce: raw.nonce, error_detail: errorDetail });
+    } else {
+      const held = delta ? new Map(this.state.get(raw.type_url) ?? []) : new Map<string, ProtoJson>();
+      for (const [name, json] of resources) held.set(name, json);
+      for (const name of response.removed) held.delete(name);
+      this.state.set(raw.type_url, held);
+      this.acceptedVersions.set(raw.type_url, version);
+      if (delta) this.send({ node: this.node, type_url: raw.type_url, response_nonce: raw.nonce });
+      else this.send({ node: this.node, type_url: raw.type_url, version_info: version, resource_names: [], response_nonce: raw.nonce });
+      // Envoy asks for Listeners once its Clusters are in.
+      if (raw.type_url === TypeUrl.Cluster && !this.state.has(TypeUrl.Listener) && !this.listenerRequested) {
+        this.listenerRequested = true;
+        this.subscribe(TypeUrl.Listener);
+      }
+    }
+    this.notify();
+  }
+
+  private listenerRequested = false;
+
+  private notify(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  /** Resolves when the predicate holds (checked on every event and every 10 ms, for server-side state); rejects after the timeout. */
+  waitFor(description: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+    if (predicate()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!predicate()) return;
+        cleanup();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${description}; responses: ${this.responses.map((r) => `${r.typeUrl.split('.').pop()}@${r.version}`).join(', ')}; errors: ${this.errors.map((e) => e.message).join('; ')}`));
+      }, timeoutMs);
+      const poll = setInterval(check, 10);
+      const cleanup = () => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+    });
+  }
+
+  responsesOf(typeUrl: string): ReceivedResponse[] {
+    return this.responses.filter((r) => r.typeUrl === typeUrl);
+  }
+
+  close(): void {
+    this.stream?.cancel();
+    this.client.close();
+  }
+}
+
+/** Resolves after ms; for proving that nothing more arrives in a quiet period. */
+export const settle = (ms = 150): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,136 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { TypeUrl } from '../../src/envoy/typeUrls.js';
+import { FakeEnvoy, settle } from '../support/fakeEnvoy.js';
+import { policy, startHarness, type Harness } from './harness.js';
+
+const LDS = TypeUrl.Listener;
+const CDS = TypeUrl.Cluster;
+const serverNames = (envoy: FakeEnvoy): unknown =>
+  (envoy.state.get(LDS)?.get('egress_tproxy') as { filterChains?: { filterChainMatch: { serverNames: string[] } }[] } | undefined)
+    ?.filterChains?.[0]?.filterChainMatch.serverNames;
+
+describe('ADS state of the world', () => {
+  let harness: Harness;
+  const envoys: FakeEnvoy[] = [];
+  const envoy = (nodeId: string, options: Partial<ConstructorParameters<typeof FakeEnvoy>[1]> = {}) => {
+    const e = new FakeEnvoy(harness.address, { nodeId, ...options });
+    envoys.push(e);
+    return e;
+  };
+
+  before(async () => {
+    harness = await startHarness([policy('github', ['github.com', 'www.github.com'])]);
+  });
+  after(async () => {
+    for (const e of envoys) e.close();
+    await harness.close();
+  });
+
+  test('Clusters, then the Listener, each with a version and a fresh nonce; ACKs trigger nothing', async () => {
+    const e = envoy('host-1').connect();
+    await e.waitFor('cluster and listener', () => e.state.has(CDS) && e.state.has(LDS));
+    await settle();
+    assert.deepEqual(e.responses.map((r) => r.typeUrl), [CDS, LDS], 'exactly one response per type, clusters first');
+    assert.deepEqual([...e.state.get(CDS)!.keys()], ['policy_github', 'reject_cluster']);
+    assert.deepEqual(serverNames(e), ['github.com', 'www.github.com']);
+    for (const r of e.responses) assert.match(r.version, /^[0-9a-f]{16}$/);
+    assert.equal(new Set(e.responses.map((r) => r.nonce)).size, e.responses.length, 'nonces are unique');
+    const status = harness.registry.list().find((n) => n.id === 'host-1')!;
+    assert.equal(status.resources[LDS]!.acked, e.acceptedVersions.get(LDS));
+    assert.equal(status.resources[CDS]!.sent, status.resources[CDS]!.acked);
+  });
+
+  test('a change is pushed at once; unchanged types are not re-sent', async () => {
+    const e = envoy('host-2').connect();
+    await e.waitFor('initial state', () => e.state.has(LDS));
+    const clustersBefore = e.responsesOf(CDS).length;
+    harness.cache.setPolicies([policy('github', ['github.com', 'www.github.com', 'api.github.com'])]);
+    await e.waitFor('new listener', () => JSON.stringify(serverNames(e)).includes('api.github.com'));
+    await settle();
+    // The cluster set is unchanged (same names, same content): no CDS response.
+    assert.equal(e.responsesOf(CDS).length, clustersBefore);
+    assert.equal(e.responsesOf(LDS).length, 2);
+  });
+
+  test('a NACK is recorded, the rejected version is not re-sent, and the next change goes out', async () => {
+    const e = envoy('host-3').connect();
+    await e.waitFor('initial state', () => e.state.has(LDS));
+    const goodVersion = e.acceptedVersions.get(LDS)!;
+    e.rejectNextResponse(LDS, 'filter chain match overlap (test)');
+    harness.cache.setPolicies([policy('github', ['github.com', 'nacked.example'])]);
+    await e.waitFor('the NACK to be recorded', () => harness.registry.list().find((n) => n.id === 'host-3')?.resources[LDS]?.nack !== undefined);
+    const status = harness.registry.list().find((n) => n.id === 'host-3')!.resources[LDS]!;
+    assert.equal(status.nack!.message, 'filter chain match overlap (test)');
+    assert.equal(status.acked, goodVersion, 'the last good version stays acked');
+    assert.notEqual(status.sent, goodVersion);
+    const count = e.responsesOf(LDS).length;
+    await settle(300);
+    assert.equal(e.responsesOf(LDS).length, count, 'the rejected version is not re-sent');
+    assert.equal(e.acceptedVersions.get(LDS), goodVersion);
+    harness.cache.setPolicies([policy('github', ['github.com', 'fixed.example'])]);
+    await e.waitFor('the fixed listener', () => JSON.stringify(serverNames(e)).includes('fixed.example'));
+    await e.waitFor('the NACK to clear on the next ACK', () => harness.registry.list().find((n) => n.id === 'host-3')?.resources[LDS]?.nack === undefined);
+  });
+
+  test('a request with a stale nonce gets no response', async () => {
+    const e = envoy('host-4').connect();
+    await e.waitFor('initial state', () => e.state.has(LDS));
+    const firstNonce = e.responsesOf(LDS)[0]!.nonce;
+    harness.cache.setPolicies([policy('github', ['github.com', 'stale.example'])]);
+    await e.waitFor('second listener', () => e.responsesOf(LDS).length === 2);
+    const count = e.responses.length;
+    e.send({ node: { id: 'host-4' }, type_url: LDS, version_info: 'whatever', response_nonce: firstNonce, resource_names: [] });
+    e.send({ node: { id: 'host-4' }, type_url: LDS, version_info: '', response_nonce: 'no-such-nonce', resource_names: [] });
+    await settle(300);
+    assert.equal(e.responses.length, count);
+  });
+
+  test('an unknown type_url is ignored and never disturbs the served types', async () => {
+    const e = envoy('host-5').connect();
+    await e.waitFor('initial state', () => e.state.has(LDS));
+    e.send({ node: { id: 'host-5' }, type_url: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration', resource_names: ['x'], response_nonce: '' });
+    e.send({ node: { id: 'host-5' }, type_url: '', response_nonce: '' });
+    harness.cache.setPolicies([policy('github', ['github.com', 'after-unknown.example'])]);
+    await e.waitFor('the listener change', () => JSON.stringify(serverNames(e)).includes('after-unknown.example'));
+    assert.ok(e.responses.every((r) => r.typeUrl === LDS || r.typeUrl === CDS));
+    assert.equal(e.errors.length, 0);
+  });
+
+  test('a reconnecting Envoy gets the current state at once', async () => {
+    const first = envoy('host-6').connect();
+    await first.waitFor('initial state', () => first.state.has(LDS));
+    const version = first.acceptedVersions.get(LDS)!;
+    first.close();
+    const again = envoy('host-6', { initialVersions: { [LDS]: version, [CDS]: first.acceptedVersions.get(CDS)! } }).connect();
+    await again.waitFor('state after reconnect', () => again.state.has(LDS) && again.state.has(CDS));
+    assert.equal(again.acceptedVersions.get(LDS), version);
+  });
+
+  test('a stream whose first request has no node id is refused with INVALID_ARGUMENT', async () => {
+    const e = envoy('');
+    e.connect();
+    await e.waitFor('the stream status', () => e.status !== undefined);
+    assert.equal(e.status!.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(e.status!.details, /node\.id/);
+  });
+
+  test('a change reaches only the nodes whose resources it changes; one compile per node group', async () => {
+    harness.cache.setPolicies([policy('github', ['github.com']), policy('team-a', ['a.example'], ['team-a-*'])]);
+    const a = envoy('team-a-1').connect();
+    const a2 = envoy('team-a-2').connect();
+    const b = envoy('team-b-1').connect();
+    await Promise.all([a, a2, b].map((e) => e.waitFor('initial state', () => e.state.has(LDS))));
+    const bCount = b.responses.length;
+    const compilesBefore = harness.compileCalls();
+    harness.cache.setPolicies([policy('github', ['github.com']), policy('team-a', ['a.example', 'a2.example'], ['team-a-*'])]);
+    await Promise.all([a, a2].map((e) => e.waitFor('team-a change', () => JSON.stringify(serverNames(e)).includes('a2.example'))));
+    await settle();
+    assert.equal(b.responses.length, bCount, 'team-b is not told of a change that does not concern it');
+    // team-a's group is compiled once for both of its nodes; team-b's and this test's other nodes' groups are reused.
+    assert.equal(harness.compileCalls() - compilesBefore, 1);
+    const bodies = [a, a2].map((e) => JSON.stringify([...e.state.get(LDS)!]));
+    assert.equal(bodies[0], bodies[1]);
+  });
+});
