@@ -72,6 +72,8 @@ export interface FakeEnvoyOptions {
   readonly variant?: 'sotw' | 'delta';
   /** SotW: the version to announce on the first requests (as an Envoy reconnecting with config does). */
   readonly initialVersions?: Partial<Record<string, string>>;
+  /** Delta: the resources (name → version) announced on the first request of a type. */
+  readonly initialResourceVersions?: Partial<Record<string, Record<string, string>>>;
 }
 
 export class FakeEnvoy {
@@ -123,7 +125,8 @@ export class FakeEnvoy {
 
   subscribe(typeUrl: string): void {
     if (this.options.variant === 'delta') {
-      this.send({ node: this.node, type_url: typeUrl, resource_names_subscribe: [] });
+      const initial = this.options.initialResourceVersions?.[typeUrl] ?? {};
+      this.send({ node: this.node, type_url: typeUrl, resource_names_subscribe: [], initial_resource_versions: initial });
     } else {
       this.send({ node: this.node, type_url: typeUrl, version_info: this.options.initialVersions?.[typeUrl] ?? '', resource_names: [], response_nonce: '' });
     }

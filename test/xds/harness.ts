@@ -27,7 +27,7 @@ export function testCompiler(policies: readonly Policy[]): CompiledGroup {
   return {
     resources: [
       { typeUrl: TypeUrl.Cluster, name: 'reject_cluster', json: staticCluster('reject_cluster', 1) },
-      ...policies.map((p, i) => ({ typeUrl: TypeUrl.Cluster, name: `policy_${p.name}`, json: staticCluster(`policy_${p.name}`, 1000 + i) })),
+      ...policies.map((p) => ({ typeUrl: TypeUrl.Cluster, name: `policy_${p.name}`, json: staticCluster(`policy_${p.name}`, 1000) })),
       {
         typeUrl: TypeUrl.Listener,
         name: 'egress_tproxy',
