@@ -24,7 +24,7 @@ export function encodeProtoJson(typeUrl: string, json: ProtoJson): Uint8Array {
 /** Decodes bytes and checks that every field, at every depth, is known to Envoy's protos. */
 export function decodeStrict(typeUrl: string, bytes: Uint8Array): protobuf.Message {
   const type = typeForUrl(typeUrl);
-  const message = type.decode(bytes);
+  const message = type.decode(keepingUnknownFields(bytes));
   assertNoUnknownFields(type, message, messageNameOf(typeUrl));
   return message;
 }
@@ -40,17 +40,25 @@ export function parseProtoJsonStrict(typeUrl: string, json: unknown): protobuf.M
   return protojson.fromJson(typeForUrl(typeUrl), json);
 }
 
+/** protobufjs drops unknown fields unless the reader is told to keep them (in $unknowns). */
+function keepingUnknownFields(bytes: Uint8Array): protobuf.Reader {
+  const reader = protobuf.Reader.create(bytes);
+  reader.discardUnknown = false;
+  return reader;
+}
+
 function assertNoUnknownFields(type: protobuf.Type, message: protobuf.Message, path: string): void {
   const record = message as unknown as Record<string, unknown> & { $unknowns?: unknown[] };
   if (Object.prototype.hasOwnProperty.call(record, '$unknowns') && record.$unknowns && record.$unknowns.length > 0) {
     throw new Error(`${path}: ${record.$unknowns.length} unknown field(s) for ${type.fullName.slice(1)}`);
   }
   if (type.fullName === '.google.protobuf.Any') {
-    const any = record as { typeUrl?: string; value?: Uint8Array };
-    if (any.typeUrl) {
-      const inner = typeForUrl(any.typeUrl);
-      assertNoUnknownFields(inner, inner.decode(any.value ?? new Uint8Array()), `${path}<${messageNameOf(any.typeUrl)}>`);
-    }
+    // protobufjs's bundled Any keeps the proto field name (type_url) whatever keepCase says.
+    const any = record as { typeUrl?: string; type_url?: string; value?: Uint8Array };
+    const innerUrl = any.typeUrl ?? any.type_url;
+    if (!innerUrl) throw new Error(`${path}: google.protobuf.Any without a type URL`);
+    const inner = typeForUrl(innerUrl);
+    assertNoUnknownFields(inner, inner.decode(keepingUnknownFields(any.value ?? new Uint8Array())), `${path}<${messageNameOf(innerUrl)}>`);
     return;
   }
   for (const field of type.fieldsArray) {

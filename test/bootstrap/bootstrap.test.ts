@@ -23,7 +23,7 @@ test('the example in bootstrap/ decodes strictly as an Envoy v3 Bootstrap and is
   assert.ok(message.dynamicResources.ldsConfig.ads, 'LDS via ADS');
   const xds = message.staticResources.clusters[0];
   assert.equal(xds.name, 'xds_cluster');
-  assert.equal(xds.typedExtensionProtocolOptions['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].typeUrl,
+  assert.equal(xds.typedExtensionProtocolOptions['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].type_url,
     'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions', 'HTTP/2 to the control plane');
   assert.equal(message.admin.address.socketAddress.address, '127.0.0.1');
   assert.equal(message.admin.address.socketAddress.portValue, 9901);
