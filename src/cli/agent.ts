@@ -1,5 +1,235 @@
-// Placeholder until the agent command lands (replaced in this session).
-export async function agentCommand(_argv: string[]): Promise<number> {
-  process.stderr.write('egress-xds agent: not built yet\n');
-  return 1;
+// `egress-xds agent install|uninstall|status|run`: flags → AgentConfig, then the
+// host agent (src/agent) does the work. Exit codes: 0 done, 1 failed or (status)
+// something missing, 2 bad flags (nothing changed), 3 (status) rules present but
+// nothing listening on the TPROXY port.
+import { parseArgs } from 'node:util';
+import {
+  type AgentConfig,
+  type AgentContext,
+  AgentError,
+  DEFAULT_STATE_DIR,
+  FlagError,
+  RP_FILTER_WARNING,
+  type Step,
+  buildConfig,
+  currentPlan,
+  dryRunInstall,
+  dryRunUninstall,
+  execaRunner,
+  formatCommand,
+  formatStatus,
+  install,
+  jsonLogger,
+  preflight,
+  runRepairLoop,
+  status,
+  statusExitCode,
+  uninstall,
+} from '../agent/index.js';
+
+const USAGE = `usage: egress-xds agent install|uninstall|status|run [options]
+
+  install     add the fwmark rule, the local route and the TPROXY rules (idempotent;
+              a failure half-way removes what it added)
+  uninstall   remove exactly what install added (pass the same flags)
+  status      report each expected piece as present or missing, and the listener;
+              exit 0 all present, 1 something missing, 3 nothing listening
+  run         stay up and re-apply whatever goes missing, every --interval seconds
+
+options:
+  --backend iptables|nftables   netfilter backend (default iptables)
+  --port PORT                   Envoy's transparent TCP listener (default 15001)
+  --source CIDR                 microVM range to redirect; repeatable (default 172.31.0.0/16)
+  --mark MARK                   firewall mark set by TPROXY, matched as MARK/MARK (default 0x1)
+  --table ID                    policy-routing table for the local route (default 100)
+  --udp-port PORT               also TPROXY UDP (e.g. DNS) to this port
+  --ipv6                        also redirect IPv6 (ip6tables, ip -6); needs an IPv6 --source
+  --exclude CIDR                never redirect traffic to CIDR; repeatable
+  --no-exclude-host-addresses   do not exclude the host's own addresses (read with ip -j addr)
+  --relax-rp-filter             set net.ipv4.conf.all.rp_filter=0 (weakens reverse-path checks)
+  --dry-run                     install/uninstall: print the commands, change nothing
+  --json                        status: print JSON
+  --interval SECONDS            run: seconds between repair passes (default 5)
+  --state-dir DIR               where install remembers old sysctl values (default ${DEFAULT_STATE_DIR})
+  -h, --help                    this text`;
+
+const ACTIONS = ['install', 'uninstall', 'status', 'run'] as const;
+type Action = (typeof ACTIONS)[number];
+
+const OPTIONS = {
+  backend: { type: 'string' },
+  port: { type: 'string' },
+  source: { type: 'string', multiple: true },
+  mark: { type: 'string' },
+  table: { type: 'string' },
+  'udp-port': { type: 'string' },
+  ipv6: { type: 'boolean' },
+  exclude: { type: 'string', multiple: true },
+  'no-exclude-host-addresses': { type: 'boolean' },
+  'relax-rp-filter': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  interval: { type: 'string' },
+  'state-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Flags that mean something to one sub-command only. */
+const ONLY_FOR: Record<string, readonly Action[]> = {
+  'dry-run': ['install', 'uninstall'],
+  json: ['status'],
+  interval: ['run'],
+};
+
+export interface AgentInvocation {
+  readonly action: Action;
+  readonly config: AgentConfig;
+  readonly dryRun: boolean;
+  readonly json: boolean;
+  readonly intervalMs: number;
+  readonly stateDir: string;
+}
+
+/** Parses argv; throws FlagError naming the flag. Undefined for --help. */
+export function parseAgentArgs(argv: string[]): AgentInvocation | undefined {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const flag = /'(-[^' ]+)/.exec(message)?.[1] ?? 'flags';
+    // parseArgs appends advice about "--" that does not apply here.
+    throw new FlagError(flag, message.split('. ')[0]!.replace(/\.$/, ''));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return undefined;
+  const [action, ...extra] = positionals;
+  if (action === undefined) throw new FlagError('command', `missing; give one of ${ACTIONS.join(', ')}`);
+  if (!(ACTIONS as readonly string[]).includes(action)) throw new FlagError('command', `"${action}" is not one of ${ACTIONS.join(', ')}`);
+  if (extra.length > 0) throw new FlagError('command', `unexpected argument "${extra[0]}"`);
+  for (const [flag, actions] of Object.entries(ONLY_FOR)) {
+    if (values[flag as keyof typeof values] !== undefined && !actions.includes(action as Action)) {
+      throw new FlagError(`--${flag}`, `applies to ${actions.join(' and ')} only`);
+    }
+  }
+
+  const config = buildConfig({
+    backend: values.backend,
+    port: values.port,
+    udpPort: values['udp-port'],
+    mark: values.mark,
+    table: values.table,
+    source: values.source,
+    exclude: values.exclude,
+    ipv6: values.ipv6,
+    noExcludeHostAddresses: values['no-exclude-host-addresses'],
+    relaxRpFilter: values['relax-rp-filter'],
+  });
+
+  let intervalMs = 5000;
+  if (values.interval !== undefined) {
+    const seconds = Number(values.interval);
+    if (!/^\d+(\.\d+)?$/.test(values.interval) || !(seconds >= 0.1 && seconds <= 86400)) {
+      throw new FlagError('--interval', `"${values.interval}" is not a number of seconds from 0.1 to 86400`);
+    }
+    intervalMs = Math.round(seconds * 1000);
+  }
+  const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR;
+  if (stateDir === '') throw new FlagError('--state-dir', 'must not be empty');
+
+  return { action: action as Action, config, dryRun: values['dry-run'] ?? false, json: values.json ?? false, intervalMs, stateDir };
+}
+
+export async function agentCommand(argv: string[]): Promise<number> {
+  let invocation: AgentInvocation | undefined;
+  try {
+    invocation = parseAgentArgs(argv);
+  } catch (error) {
+    if (error instanceof FlagError) {
+      process.stderr.write(`egress-xds agent: ${error.message}\n(run "egress-xds agent --help" for the options)\n`);
+      return 2;
+    }
+    throw error;
+  }
+  if (!invocation) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  try {
+    return await runAction(invocation, { runner: execaRunner(), stateDir: invocation.stateDir });
+  } catch (error) {
+    const e = error instanceof AgentError ? error : new AgentError(error instanceof Error ? error.message : String(error));
+    process.stderr.write(`egress-xds agent ${invocation.action}: ${e.message}\n${e.hint ? `  what to do: ${e.hint}\n` : ''}`);
+    return e.exitCode;
+  }
+}
+
+async function runAction(inv: AgentInvocation, context: AgentContext): Promise<number> {
+  const { config } = inv;
+  if (config.relaxRpFilter && (inv.action === 'install' || inv.action === 'run')) process.stderr.write(`${RP_FILTER_WARNING}\n`);
+
+  if (inv.dryRun) {
+    // Reading the host's addresses (ip -j addr) is the one command a dry run runs; it changes nothing.
+    const plan = await currentPlan(config, context);
+    const steps = inv.action === 'install' ? dryRunInstall(plan) : dryRunUninstall(plan);
+    process.stdout.write(formatDryRun(steps));
+    return 0;
+  }
+
+  const plan = await currentPlan(config, context);
+  await preflight(plan, context, inv.action);
+
+  switch (inv.action) {
+    case 'install': {
+      const result = await install(plan, context, (event) => {
+        if (event.type === 'applied') process.stdout.write(`+ ${formatCommand(event.step.command)}\n`);
+        if (event.type === 'undone') process.stderr.write(`rolled back: ${event.step.description}\n`);
+        if (event.type === 'undo-failed') process.stderr.write(`could not roll back: ${event.step.description}: ${event.error.message}\n`);
+      });
+      process.stdout.write(
+        result.steps.length === 0
+          ? `egress-xds agent: already installed (backend ${config.backend}); nothing changed\n`
+          : `egress-xds agent: installed (backend ${config.backend}); ${result.steps.length} change(s)\n`,
+      );
+      return 0;
+    }
+    case 'uninstall': {
+      const result = await uninstall(plan, context, (event) => {
+        if (event.type === 'applied') process.stdout.write(`+ ${formatCommand(event.step.command)}\n`);
+      });
+      for (const error of result.errors) process.stderr.write(`egress-xds agent uninstall: ${error.message}\n`);
+      if (result.errors.length > 0) return 1;
+      process.stdout.write(
+        result.steps.length === 0 ? 'egress-xds agent: nothing installed; nothing changed\n' : `egress-xds agent: uninstalled; ${result.steps.length} change(s)\n`,
+      );
+      return 0;
+    }
+    case 'status': {
+      const report = await status(plan, context);
+      process.stdout.write(inv.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+      return statusExitCode(report);
+    }
+    case 'run': {
+      const controller = new AbortController();
+      const stop = (): void => controller.abort();
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+      try {
+        await runRepairLoop(config, context, { intervalMs: inv.intervalMs, signal: controller.signal, log: jsonLogger() });
+      } finally {
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+      }
+      return 0;
+    }
+  }
+}
+
+/** One command per line, ready to paste into a root shell; nft scripts as here-documents. */
+export function formatDryRun(steps: readonly Step[]): string {
+  return steps
+    .map((step) =>
+      step.command.input === undefined ? `${formatCommand(step.command)}\n` : `${formatCommand(step.command)} <<'EOF'\n${step.command.input}EOF\n`,
+    )
+    .join('');
 }
