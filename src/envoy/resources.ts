@@ -22,6 +22,13 @@ export interface TypedExtensionJson {
   typedConfig: { '@type': string; [field: string]: unknown };
 }
 
+/** envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, the fields egress-xds writes. */
+export interface TcpProxyJson {
+  '@type': string;
+  statPrefix: string;
+  cluster: string;
+}
+
 /** envoy.config.listener.v3.FilterChainMatch; matching order is documented in src/envoy/filterChainMatch.ts. */
 export interface FilterChainMatchJson {
   destinationPort?: number;

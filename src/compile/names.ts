@@ -1,0 +1,28 @@
+// Names Envoy and operators see: resource names, filter names, stat prefixes.
+// The listener and cluster names are part of the external contract (INTERFACE.md).
+
+export const EGRESS_LISTENER_NAME = 'egress_tproxy';
+/** The TPROXY --on-port of the host agent. */
+export const EGRESS_LISTENER_PORT = 15001;
+export const EGRESS_LISTENER_ADDRESS = '0.0.0.0';
+
+export const ORIGINAL_DST_CLUSTER = 'original_dst_cluster';
+export const REJECT_CLUSTER = 'reject_cluster';
+
+/** The listener's default filter chain: everything the allowlist does not name. */
+export const REJECT_FILTER_CHAIN = 'reject';
+/** Prefix of the allowing filter chains' names. */
+export const ALLOW_FILTER_CHAIN_PREFIX = 'allow';
+
+export const ORIGINAL_DST_LISTENER_FILTER = 'envoy.filters.listener.original_dst';
+export const TLS_INSPECTOR_LISTENER_FILTER = 'envoy.filters.listener.tls_inspector';
+export const TCP_PROXY_FILTER = 'envoy.filters.network.tcp_proxy';
+
+/** tcp_proxy stat prefixes, as in seed 002 §6.6: tcp.allowed_original_dst.* and tcp.rejected.*. */
+export const ALLOWED_STAT_PREFIX = 'allowed_original_dst';
+export const REJECTED_STAT_PREFIX = 'rejected';
+
+export const ORIGINAL_DST_CONNECT_TIMEOUT = '10s';
+export const REJECT_CONNECT_TIMEOUT = '1s';
+/** Nothing listens here, so a connection sent to reject_cluster fails at once. */
+export const REJECT_ENDPOINT = { address: '127.0.0.1', portValue: 1 } as const;
