@@ -32,6 +32,8 @@ export interface ExecaRunnerOptions {
   prefix?: readonly string[];
   /** Bound on any one command, so a stuck xtables lock cannot hang the agent. */
   timeoutMs?: number;
+  /** PATH for the commands (default: this process's, plus the sbin directories). */
+  path?: string;
 }
 
 export function execaRunner(options: ExecaRunnerOptions = {}): Runner {
@@ -45,7 +47,7 @@ export function execaRunner(options: ExecaRunnerOptions = {}): Runner {
       input: cmd.input ?? '',
       stripFinalNewline: false,
       // System tools live in sbin, which a non-login PATH may lack.
-      env: { PATH: withSbin(process.env.PATH), LC_ALL: 'C' },
+      env: { PATH: withSbin(options.path ?? process.env.PATH), LC_ALL: 'C' },
     });
     if ((result as { code?: string }).code === 'ENOENT') throw new ToolMissingError(prefix.length > 0 ? prefix[0]! : cmd.file);
     const stderr = String(result.stderr ?? '');
