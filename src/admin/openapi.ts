@@ -1,0 +1,305 @@
+// The admin API described as OpenAPI 3.1, served at /openapi.json. Written by
+// hand as data; test/admin/openapi.test.ts checks that it and the server's
+// route table name the same paths and methods.
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const jsonContent = (schema: unknown) => ({ 'application/json': { schema } });
+const errorResponse = (description: string) => ({ description, content: jsonContent(ref('Error')) });
+
+const revisionHeader = {
+  ETag: { description: 'The revision, quoted ("3"); send it back in If-Match.', schema: { type: 'string' } },
+};
+const common = {
+  '401': errorResponse('Missing or wrong bearer token (when a token is configured). Nothing changed.'),
+  '500': errorResponse('Internal error.'),
+};
+const nameParameter = {
+  name: 'name',
+  in: 'path',
+  required: true,
+  description: 'Policy name: 1–63 of a-z 0-9 . _ -, starting and ending with a letter or digit.',
+  schema: { type: 'string', pattern: '^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$' },
+};
+const ifMatch = {
+  name: 'If-Match',
+  in: 'header',
+  required: false,
+  description: 'Only if the policy is at this revision ("3", from the ETag) or exists at all (*). Otherwise 412.',
+  schema: { type: 'string' },
+};
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'egress-xds admin API',
+    version: '1',
+    description:
+      'Manage the egress allowlist policies an egress-xds control plane serves to Envoy, see connected nodes, ' +
+      'and ask what verdict a connection would get. Errors are {"error":{"message","field"?}}.',
+  },
+  security: [{ bearer: [] }],
+  paths: {
+    '/v1/policies': {
+      get: {
+        operationId: 'listPolicies',
+        summary: 'Every policy, sorted by name.',
+        responses: {
+          '200': { description: 'The policies.', headers: { ETag: { description: 'The store revision.', schema: { type: 'string' } } }, content: jsonContent({ type: 'array', items: ref('StoredPolicy') }) },
+          ...common,
+        },
+      },
+    },
+    '/v1/policies/{name}': {
+      parameters: [nameParameter],
+      get: {
+        operationId: 'getPolicy',
+        summary: 'One policy.',
+        responses: {
+          '200': { description: 'The policy.', headers: revisionHeader, content: jsonContent(ref('StoredPolicy')) },
+          '400': errorResponse('Invalid policy name (field "name").'),
+          '404': errorResponse('No such policy.'),
+          ...common,
+        },
+      },
+      put: {
+        operationId: 'putPolicy',
+        summary: 'Create or replace a policy. Putting the spec already stored changes nothing (same revision, changed=false).',
+        parameters: [
+          ifMatch,
+          { name: 'If-None-Match', in: 'header', required: false, description: '"*": create only, never replace (412 if it exists).', schema: { type: 'string', const: '*' } },
+        ],
+        requestBody: { required: true, content: jsonContent(ref('PolicySpec')) },
+        responses: {
+          '200': { description: 'Stored durably.', headers: revisionHeader, content: jsonContent(ref('WriteResult')) },
+          '400': errorResponse('Invalid body, name or header; "field" says where (e.g. "allow.sni[1]"). Nothing changed.'),
+          '409': errorResponse('The policy is managed by the policy file (serve --policy); change it there.'),
+          '412': errorResponse('If-Match / If-None-Match did not hold.'),
+          '413': errorResponse('Body larger than 1 MiB.'),
+          '415': errorResponse('Content-Type is not application/json.'),
+          '503': errorResponse('The store cannot write.'),
+          ...common,
+        },
+      },
+      delete: {
+        operationId: 'deletePolicy',
+        summary: 'Delete a policy.',
+        parameters: [ifMatch],
+        responses: {
+          '200': { description: 'Deleted durably; revision is the one the deletion got.', headers: revisionHeader, content: jsonContent(ref('WriteResult')) },
+          '400': errorResponse('Invalid policy name or header.'),
+          '404': errorResponse('No such policy.'),
+          '409': errorResponse('The policy is managed by the policy file.'),
+          '412': errorResponse('If-Match did not hold (also when the policy does not exist).'),
+          '503': errorResponse('The store cannot write.'),
+          ...common,
+        },
+      },
+    },
+    '/v1/nodes': {
+      get: {
+        operationId: 'listNodes',
+        summary: 'Envoy nodes connected over ADS, and what each acknowledged.',
+        responses: { '200': { description: 'The nodes.', content: jsonContent({ type: 'array', items: ref('NodeStatus') }) }, ...common },
+      },
+    },
+    '/v1/check': {
+      post: {
+        operationId: 'check',
+        summary: 'The verdict Envoy would give one connection from a node, as the resources that node receives decide it.',
+        requestBody: { required: true, content: jsonContent(ref('CheckRequest')) },
+        responses: {
+          '200': { description: 'The verdict.', content: jsonContent(ref('CheckResult')) },
+          '400': errorResponse('Invalid body; "field" says where.'),
+          '413': errorResponse('Body larger than 1 MiB.'),
+          '415': errorResponse('Content-Type is not application/json.'),
+          ...common,
+        },
+      },
+    },
+    '/v1/history': {
+      get: {
+        operationId: 'history',
+        summary: 'The audit history of policy changes, oldest first.',
+        parameters: [
+          { name: 'limit', in: 'query', required: false, description: 'At most this many entries (default 100).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+          { name: 'since', in: 'query', required: false, description: 'Only changes after this store revision (pages forward); without it, the newest entries.', schema: { type: 'integer', minimum: 0 } },
+        ],
+        responses: {
+          '200': { description: 'The entries.', content: jsonContent({ type: 'array', items: ref('HistoryEntry') }) },
+          '400': errorResponse('Invalid query parameter.'),
+          ...common,
+        },
+      },
+    },
+    '/healthz': {
+      get: {
+        operationId: 'healthz',
+        summary: 'Liveness: the process answers. No token needed.',
+        security: [],
+        responses: { '200': { description: 'Alive.', content: jsonContent({ type: 'object', properties: { status: { const: 'ok' } } }) } },
+      },
+    },
+    '/readyz': {
+      get: {
+        operationId: 'readyz',
+        summary: 'Readiness: the served configuration reflects the store. No token needed.',
+        security: [],
+        responses: {
+          '200': { description: 'Ready.', content: jsonContent({ type: 'object', properties: { ready: { const: true } } }) },
+          '503': { description: 'Not ready yet.', content: jsonContent({ type: 'object', properties: { ready: { const: false } } }) },
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary: 'Prometheus metrics (text exposition format).',
+        responses: { '200': { description: 'Metrics.', content: { 'text/plain': { schema: { type: 'string' } } } }, ...common },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        summary: 'This document.',
+        responses: { '200': { description: 'OpenAPI 3.1 document.', content: jsonContent({ type: 'object' }) }, ...common },
+      },
+    },
+  },
+  components: {
+    securitySchemes: {
+      bearer: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'Set with serve --admin-token-file FILE or EGRESS_XDS_ADMIN_TOKEN; required when the admin address is not loopback.',
+      },
+    },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['message'],
+            properties: {
+              message: { type: 'string' },
+              field: { type: 'string', description: 'Where the problem is: "allow.sni[2]", "name", "If-Match", "Content-Type", "body".' },
+            },
+          },
+        },
+      },
+      PolicySpec: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['allow'],
+        properties: {
+          sources: {
+            type: 'array', minItems: 1, items: { type: 'string' },
+            description: 'Source CIDRs (network form: host bits zero; a bare address is one host). Absent: every source.',
+          },
+          nodes: {
+            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*-]+$' },
+            description: 'Globs on the Envoy node id ("*" is any run of characters). Absent: every node.',
+          },
+          allow: ref('Allowlist'),
+        },
+      },
+      Allowlist: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          sni: {
+            type: 'array', items: { type: 'string' },
+            description: 'DNS names, or "*." + a DNS name for any subdomain. Stored lower case, without a trailing dot, sorted, unique.',
+          },
+          cidrs: { type: 'array', items: ref('CidrAllow'), description: 'Destinations allowed by address (plain TCP or TLS).' },
+        },
+      },
+      CidrAllow: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['cidr'],
+        properties: {
+          cidr: { type: 'string' },
+          ports: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1, maximum: 65535 }, description: 'Absent: every port.' },
+        },
+      },
+      StoredPolicy: {
+        allOf: [
+          ref('PolicySpec'),
+          {
+            type: 'object',
+            required: ['name', 'revision', 'updatedAt'],
+            properties: {
+              name: { type: 'string' },
+              revision: { type: 'integer', description: 'Increases by one on every change of this policy.' },
+              updatedAt: { type: 'string', format: 'date-time' },
+              source: { type: 'string', description: '"api", or "file:PATH" when a policy file manages it.' },
+            },
+          },
+        ],
+      },
+      WriteResult: {
+        type: 'object',
+        required: ['name', 'revision'],
+        properties: { name: { type: 'string' }, revision: { type: 'integer' }, changed: { type: 'boolean' } },
+      },
+      NodeStatus: {
+        type: 'object',
+        required: ['id', 'cluster', 'connectedAt', 'resources'],
+        properties: {
+          id: { type: 'string' },
+          cluster: { type: 'string' },
+          connectedAt: { type: 'string', format: 'date-time' },
+          streams: { type: 'integer' },
+          resources: {
+            type: 'object',
+            description: 'By type URL.',
+            additionalProperties: {
+              type: 'object',
+              properties: {
+                sent: { type: 'string' },
+                acked: { type: 'string' },
+                nack: { type: 'object', properties: { version: { type: 'string' }, message: { type: 'string' }, at: { type: 'string' } } },
+              },
+            },
+          },
+        },
+      },
+      CheckRequest: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['node', 'source', 'destination'],
+        properties: {
+          node: { type: 'string', description: 'Envoy node id.' },
+          source: { type: 'string', description: 'Source IP address.' },
+          destination: { type: 'string', description: '"IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
+          sni: { type: 'string', description: 'TLS server name; absent for plain TCP.' },
+        },
+      },
+      CheckResult: {
+        type: 'object',
+        required: ['verdict', 'policy', 'filterChain'],
+        properties: {
+          verdict: { enum: ['allow', 'deny'] },
+          policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
+          filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
+        },
+      },
+      HistoryEntry: {
+        type: 'object',
+        required: ['storeRevision', 'at', 'action', 'name', 'revision', 'client', 'source'],
+        properties: {
+          storeRevision: { type: 'integer' },
+          at: { type: 'string', format: 'date-time' },
+          action: { enum: ['put', 'delete'] },
+          name: { type: 'string' },
+          revision: { type: 'integer', description: 'The policy revision after the change.' },
+          client: { type: 'string', description: 'Remote address, token fingerprint, user agent; or policy-file:PATH.' },
+          source: { type: 'string' },
+          spec: ref('PolicySpec'),
+        },
+      },
+    },
+  },
+} as const;
