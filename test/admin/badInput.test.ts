@@ -1,0 +1,76 @@
+// Bad input over real HTTP: the right status, field and reason, and the store
+// exactly as it was (policies, history, revision).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GITHUB, startHarness } from './harness.js';
+
+type Case = [what: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> }, status: number, field: string | undefined, message: RegExp];
+const json = { 'content-type': 'application/json' };
+
+const cases: Case[] = [
+  ['bad JSON', 'PUT', '/v1/policies/web', { raw: '{"allow":', headers: json }, 400, 'body', /not valid JSON/],
+  ['empty body', 'PUT', '/v1/policies/web', { raw: '', headers: json }, 400, 'body', /body is empty/],
+  ['body an array', 'PUT', '/v1/policies/web', { body: [GITHUB] }, 400, 'body', /must be an object, got an array/],
+  ['body a number', 'PUT', '/v1/policies/web', { body: 42 }, 400, 'body', /must be an object, got a number/],
+  ['unknown field', 'PUT', '/v1/policies/web', { body: { ...GITHUB, priority: 1 } }, 400, 'priority', /unknown field/],
+  ['name inside the body', 'PUT', '/v1/policies/web', { body: { ...GITHUB, name: 'web' } }, 400, 'name', /unknown field/],
+  ['__proto__ field', 'PUT', '/v1/policies/web', { raw: '{"allow":{"sni":[]},"__proto__":{"x":1}}', headers: json }, 400, '__proto__', /unknown field/],
+  ['allow missing', 'PUT', '/v1/policies/web', { body: { sources: ['10.0.0.0/8'] } }, 400, 'allow', /is required/],
+  ['unknown allow field', 'PUT', '/v1/policies/web', { body: { allow: { sni: [], domains: [] } } }, 400, 'allow.domains', /unknown field/],
+  ['bad source', 'PUT', '/v1/policies/web', { body: { sources: ['10.0.0.0/8', '300.0.0.0/8'], allow: {} } }, 400, 'sources[1]', /"300\.0\.0\.0" is not an IPv4 or IPv6 address/],
+  ['source host bits', 'PUT', '/v1/policies/web', { body: { sources: ['172.31.5.5/16'], allow: {} } }, 400, 'sources[0]', /host bits set; the network is "172\.31\.0\.0\/16"/],
+  ['empty sources', 'PUT', '/v1/policies/web', { body: { sources: [], allow: {} } }, 400, 'sources', /must not be empty/],
+  ['bad node glob', 'PUT', '/v1/policies/web', { body: { nodes: ['host?'], allow: {} } }, 400, 'nodes[0]', /may hold only/],
+  ['sni IP literal', 'PUT', '/v1/policies/web', { body: { allow: { sni: ['1.2.3.4'] } } }, 400, 'allow.sni[0]', /IP address/],
+  ['sni lone star', 'PUT', '/v1/policies/web', { body: { allow: { sni: ['ok.com', '*'] } } }, 400, 'allow.sni[1]', /lone/],
+  ['sni partial wildcard', 'PUT', '/v1/policies/web', { body: { allow: { sni: ['a*.b.com'] } } }, 400, 'allow.sni[0]', /partial/],
+  ['sni non-ASCII', 'PUT', '/v1/policies/web', { body: { allow: { sni: ['münchen.de'] } } }, 400, 'allow.sni[0]', /xn--mnchen-3ya\.de/],
+  ['sni long label', 'PUT', '/v1/policies/web', { body: { allow: { sni: [`${'x'.repeat(64)}.com`] } } }, 400, 'allow.sni[0]', /at most 63/],
+  ['port out of range', 'PUT', '/v1/policies/web', { body: { allow: { cidrs: [{ cidr: '10.0.0.0/8', ports: [70000] }] } } }, 400, 'allow.cidrs[0].ports[0]', /1 to 65535/],
+  ['cidr entry missing cidr', 'PUT', '/v1/policies/web', { body: { allow: { cidrs: [{}] } } }, 400, 'allow.cidrs[0].cidr', /is required/],
+  ['name upper case', 'PUT', '/v1/policies/Web', { body: GITHUB }, 400, 'name', /lower-case/],
+  ['name too long', 'PUT', `/v1/policies/${'a'.repeat(64)}`, { body: GITHUB }, 400, 'name', /at most 63/],
+  ['name with encoded slash', 'PUT', '/v1/policies/a%2Fb', { body: GITHUB }, 400, 'name', /lower-case/],
+  ['name bad percent-encoding', 'PUT', '/v1/policies/a%zz', { body: GITHUB }, 400, 'name', /percent-encoding/],
+  ['name bad on GET', 'GET', '/v1/policies/-x', {}, 400, 'name', /starting and ending/],
+  ['name bad on DELETE', 'DELETE', '/v1/policies/x-', {}, 400, 'name', /starting and ending/],
+  ['If-Match not a revision', 'PUT', '/v1/policies/web', { body: GITHUB, headers: { 'if-match': 'W/"1"' } }, 400, 'If-Match', /one policy revision/],
+  ['If-Match list', 'DELETE', '/v1/policies/web', { headers: { 'if-match': '"1", "2"' } }, 400, 'If-Match', /one policy revision/],
+  ['If-None-Match not *', 'PUT', '/v1/policies/web', { body: GITHUB, headers: { 'if-none-match': '"1"' } }, 400, 'If-None-Match', /only "If-None-Match: \*"/],
+  ['If-None-Match on DELETE', 'DELETE', '/v1/policies/web', { headers: { 'if-none-match': '*' } }, 400, 'If-None-Match', /on PUT/],
+  ['not JSON', 'PUT', '/v1/policies/web', { raw: 'allow: {}', headers: { 'content-type': 'application/yaml' } }, 415, 'Content-Type', /application\/json, not application\/yaml/],
+  ['check: no node', 'POST', '/v1/check', { body: { source: '10.0.0.1', destination: '1.2.3.4:443' } }, 400, 'node', /is required/],
+  ['check: bad source', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.0/8', destination: '1.2.3.4:443' } }, 400, 'source', /IPv4 or IPv6 address/],
+  ['check: no port', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4' } }, 400, 'destination', /"IP:PORT"/],
+  ['check: port 0', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4:0' } }, 400, 'destination', /port 1 to 65535/],
+  ['check: unbracketed IPv6', 'POST', '/v1/check', { body: { node: 'n', source: '::1', destination: '2001:db8::1:443' } }, 400, 'destination', /\[2001:db8::1\]:443/],
+  ['check: bracketed IPv4', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '[1.2.3.4]:443' } }, 400, 'destination', /IP:PORT/],
+  ['check: host name', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: 'github.com:443' } }, 400, 'destination', /IP:PORT/],
+  ['check: sni with space', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4:443', sni: 'a b' } }, 400, 'sni', /no spaces/],
+  ['check: unknown field', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4:443', port: 1 } }, 400, 'port', /unknown field/],
+  ['history: limit 0', 'GET', '/v1/history?limit=0', {}, 400, 'limit', /integer 1 to 1000/],
+  ['history: limit text', 'GET', '/v1/history?limit=ten', {}, 400, 'limit', /integer/],
+  ['history: since negative', 'GET', '/v1/history?since=-1', {}, 400, 'since', /integer 0/],
+  ['history: unknown parameter', 'GET', '/v1/history?after=3', {}, 400, 'after', /unknown query parameter/],
+  ['delete missing', 'DELETE', '/v1/policies/missing', {}, 404, undefined, /does not exist/],
+  ['wrong method', 'PATCH', '/v1/policies/web', { body: GITHUB }, 405, undefined, /PATCH is not allowed/],
+];
+
+test('bad input over HTTP: right status, field and reason; the store unchanged', async () => {
+  const h = await startHarness();
+  try {
+    await h.request('PUT', '/v1/policies/web', { body: GITHUB });
+    const before = h.state();
+    for (const [what, method, path, options, status, field, message] of cases) {
+      const r = await h.request(method, path, options);
+      assert.equal(r.status, status, `${what}: ${r.text}`);
+      assert.equal(r.body?.error?.field, field, `${what}: ${r.text}`);
+      assert.match(r.body.error.message, message, what);
+      assert.deepEqual(h.state(), before, `${what} changed the store`);
+    }
+    // The server still works after all of that.
+    assert.equal((await h.request('PUT', '/v1/policies/web', { body: { allow: { sni: ['ok.example.com'] } } })).status, 200);
+  } finally {
+    await h.close();
+  }
+});
