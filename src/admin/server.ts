@@ -101,8 +101,12 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
     let template = 'unmatched';
     let reply: Reply;
     try {
-      const url = new URL(req.url ?? '/', 'http://admin.invalid');
-      const routed = await route(req, url.pathname, url.searchParams);
+      // Split by hand: new URL() would read "//x/v1/..." as host "x".
+      const target = req.url ?? '/';
+      const question = target.indexOf('?');
+      const path = question < 0 ? target : target.slice(0, question);
+      const query = new URLSearchParams(question < 0 ? '' : target.slice(question + 1));
+      const routed = await route(req, path, query);
       template = routed.template;
       reply = routed.reply;
     } catch (error) {

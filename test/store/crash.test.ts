@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { openPolicyStore } from '../../src/store/policyStore.js';
-import { tempDir } from './helpers.js';
+import { allHistory, tempDir } from './helpers.js';
 
 const writer = fileURLToPath(new URL('./fixtures/crashWriter.js', import.meta.url));
 
@@ -52,9 +52,7 @@ test('crash test: every acknowledged change survives SIGKILL at a random moment'
 
       const store = await openPolicyStore(dir.path);
       try {
-        const history = store.history({ since: 0, limit: 1000 });
-        const all = [...history];
-        while (all.length > 0 && all.length % 1000 === 0) all.push(...store.history({ since: all.at(-1)!.storeRevision, limit: 1000 }));
+        const all = allHistory(store);
         const byRevision = new Map(all.map((entry) => [`${entry.storeRevision}/${entry.name}`, entry]));
         // 1. Every acknowledged change is in the history, as acknowledged.
         for (const ack of acked) {

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PolicySpec } from '../../src/policy/model.js';
+import type { HistoryEntry, PolicyStore } from '../../src/store/policyStore.js';
 
 export async function tempDir(prefix = 'egress-xds-store-'): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
@@ -10,3 +11,13 @@ export async function tempDir(prefix = 'egress-xds-store-'): Promise<{ path: str
 }
 
 export const spec = (...sni: string[]): PolicySpec => ({ allow: { sni: [...sni].sort() } });
+
+/** Every history entry, paging through the store's 1000-entry limit. */
+export function allHistory(store: PolicyStore): HistoryEntry[] {
+  const all: HistoryEntry[] = [];
+  for (;;) {
+    const page = store.history({ since: all.at(-1)?.storeRevision ?? 0, limit: 1000 });
+    if (page.length === 0) return all;
+    all.push(...page);
+  }
+}
