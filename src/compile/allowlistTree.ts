@@ -14,7 +14,7 @@
 // everything outside the tree reaches the listener's default (reject) chain.
 import { cidrContains, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
-import { ANY_SOURCE, cidrKeysOf, coverForm, splitDefaultRoute, sortCidrKeys } from './cidrKeys.js';
+import { ANY_SOURCE, NO_SOURCES_FORM, cidrKeysOf, coverForm, splitDefaultRoute, sortCidrKeys } from './cidrKeys.js';
 import { patternCovers, wildcardAncestors } from './serverNames.js';
 
 /** Policies by index into AllowlistTree.policies. */
@@ -110,7 +110,7 @@ function serverNameBranches(policies: readonly Policy[], sourcesOf: (set: Policy
     return ancestor === undefined ? undefined : branches.get(ancestor);
   };
   // The catch-all server-name branch carries no SNI allows.
-  return keepDistinct([...branches.values()], parentOf, (b) => sourcesOf(b.policies), '');
+  return keepDistinct([...branches.values()], parentOf, (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
 }
 
 interface CidrRule {
@@ -138,7 +138,7 @@ function prefixBranches(rules: readonly CidrRule[], sourcesOf: (set: PolicySet) 
     return best;
   };
   // The catch-all destination branch carries no cidr allows.
-  return keepDistinct(all, parentOf, (b) => sourcesOf(b.policies), '');
+  return keepDistinct(all, parentOf, (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
 }
 
 /** Cidr rules that apply to connections on `port` (0: any port no rule names). */

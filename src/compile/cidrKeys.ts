@@ -31,6 +31,10 @@ export function cidrKeysOf(cidrs: readonly string[]): string[] {
   return sortCidrKeys(cidrs.flatMap((text) => splitDefaultRoute(mustParseCidr(text)).map(formatCidr)));
 }
 
+/** coverForm of the empty set: nothing allowed. */
+export const NO_SOURCES_FORM = '';
+const ALL_SOURCES_FORM = '*';
+
 /**
  * A comparable form of the set of addresses a key set covers: ANY_SOURCE absorbs all,
  * ranges inside other ranges are dropped. Equal forms mean equal sets (the converse
@@ -38,7 +42,7 @@ export function cidrKeysOf(cidrs: readonly string[]): string[] {
  */
 export function coverForm(keys: Iterable<string>): string {
   const unique = sortCidrKeys(keys);
-  if (unique.includes(ANY_SOURCE)) return ANY_SOURCE;
+  if (unique.includes(ANY_SOURCE)) return ALL_SOURCES_FORM;
   const cidrs = unique.map(mustParseCidr);
   const kept = cidrs.filter((c, i) => !cidrs.some((o, j) => j !== i && cidrContains(o, c)));
   return kept.map(formatCidr).join(',');
