@@ -81,7 +81,9 @@ export async function lockDataDir(dataDir: string): Promise<() => Promise<void>>
     await fsyncDirectory(dataDir);
   } catch (error) {
     if (error instanceof StoreError) throw error;
-    throw new StoreError(`cannot lock data dir ${dataDir}: ${path}: ${describeFsError(error)}`, path, { cause: error });
+    const code = (error as NodeJS.ErrnoException).code;
+    const what = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'is not writable' : 'cannot be locked';
+    throw new StoreError(`data dir ${dataDir} ${what}: creating ${path}: ${describeFsError(error)}`, dataDir, { cause: error });
   }
   lockedHere.add(path);
   return async () => {

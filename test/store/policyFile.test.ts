@@ -56,6 +56,28 @@ for (const [what, text, field, message] of badFiles) {
   });
 }
 
+test('every bad file is refused at start with its field, and the store is unchanged', async () => {
+  const { path, store, done } = await fixture();
+  try {
+    await store.put('keep', spec('keep.example.com'), { client: 'test' });
+    const before = snapshot(store);
+    for (const [what, text, field, message] of badFiles) {
+      await writeFile(path, text);
+      await assert.rejects(watchPolicyFile({ store, path, logger: silentLogger, pollMs: 0 }), (error: unknown) => {
+        assert.ok(error instanceof PolicyFileError, what);
+        assert.equal(error.path, path);
+        assert.equal(error.errors[0]?.field, field, what);
+        assert.match(error.errors[0]!.message, message, what);
+        assert.ok(error.message.startsWith(`policy file ${path} is invalid:`), what);
+        return true;
+      });
+      assert.deepEqual(snapshot(store), before, `${what} changed the store`);
+    }
+  } finally {
+    await done();
+  }
+});
+
 test('every invalid policy of a file is reported, not just the first', () => {
   const parsed = parsePolicyFile('policies:\n  a: {allow: {sni: ["a b"]}}\n  b: {allow: {}}\n  c: {nodes: [], allow: {}}\n');
   assert.ok(!parsed.ok);

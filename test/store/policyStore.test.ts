@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HISTORY_FILE, openPolicyStore, STATE_FILE } from '../../src/store/policyStore.js';
 import { StoreError } from '../../src/store/storeError.js';
@@ -254,6 +254,16 @@ test('an unusable data dir is a clear error naming the path', async () => {
   const dataDir = join(file, 'data');
   await assert.rejects(openPolicyStore(dataDir), (error: unknown) =>
     error instanceof StoreError && error.message.includes(dataDir) && /not a directory|ENOTDIR|EEXIST/.test(error.message));
+  await dir.remove();
+});
+
+test('a read-only data dir is refused at start, naming it', { skip: process.getuid?.() === 0 ? 'root can write anywhere' : false }, async () => {
+  const dir = await tempDir();
+  const dataDir = join(dir.path, 'data');
+  await mkdir(dataDir, { mode: 0o555 });
+  await assert.rejects(openPolicyStore(dataDir), (error: unknown) =>
+    error instanceof StoreError && error.message.startsWith(`data dir ${dataDir} is not writable`));
+  await chmod(dataDir, 0o755);
   await dir.remove();
 });
 
