@@ -220,7 +220,11 @@ function createStore(parts: {
 
   async function commit(client: string, changes: CommitChange[]): Promise<void> {
     const record: Commit = { revision: state.revision + 1, at: new Date().toISOString(), client, changes };
-    await journal.append(record); // The commit point.
+    try {
+      await journal.append(record); // The commit point.
+    } catch (error) {
+      throw new StoreError(`cannot write history ${journal.path}: ${describeFsError(error)}; nothing was changed`, journal.path, { cause: error });
+    }
     applyCommit(state, record);
     history.push(...flatten(record));
     try {
