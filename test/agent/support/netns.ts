@@ -61,7 +61,9 @@ export class Netns {
   }
 
   exec(file: string, ...args: string[]): Promise<Result> {
-    return sh('ip', ['netns', 'exec', this.name, file, ...args], { env: this.env });
+    // iptables-legacy's lock (/run/xtables.lock) is shared by every namespace: wait for it.
+    const wait = file === 'iptables' || file === 'ip6tables' ? ['-w', '5'] : [];
+    return sh('ip', ['netns', 'exec', this.name, file, ...wait, ...args], { env: this.env });
   }
 
   async must(file: string, ...args: string[]): Promise<string> {
@@ -95,32 +97,62 @@ export async function snapshot(ns: Netns): Promise<string> {
     const out = await ns.exec(save, '-t', 'mangle');
     parts.push(`## ${save}\n${out.stdout.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/g, '')).join('\n')}`);
   }
-  for (const args of [['nft', 'list', 'ruleset'], ['ip', 'rule'], ['ip', '-6', 'rule'], ['ip', 'route', 'show', 'table', 'all'], ['ip', '-6', 'route', 'show', 'table', 'all']]) {
+  parts.push(`## nft list ruleset\n${normalizeNft((await ns.exec('nft', 'list', 'ruleset')).stdout)}`);
+  for (const args of [['ip', 'rule'], ['ip', '-6', 'rule'], ['ip', 'route', 'show', 'table', 'all'], ['ip', '-6', 'route', 'show', 'table', 'all']]) {
     const out = await ns.exec(args[0]!, ...args.slice(1));
     parts.push(`## ${args.join(' ')}\n${out.stdout}`);
   }
   return parts.join('\n');
 }
 
-/** The nft ruleset without iptables-nft's own tables, for the nftables backend. */
-export async function nftRuleset(ns: Netns): Promise<string> {
-  return (await ns.exec('nft', 'list', 'ruleset')).stdout;
+/**
+ * `nft list ruleset` with tables and the chains inside them sorted: nft lists
+ * chains in creation order, so a chain deleted and re-created moves, with the
+ * same content. Also drops iptables-nft's empty built-in base chains (policy
+ * accept, no rules) and the tables they leave empty: any iptables-nft command
+ * creates those on first use, they change no packet, and the agent leaves them
+ * (it cannot tell whether they were there before). docs/agent.md says so.
+ */
+export function normalizeNft(text: string): string {
+  const tables: string[] = [];
+  let table: string[] | undefined;
+  let blocks: string[] = [];
+  let block: string[] | undefined;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    if (table === undefined) {
+      table = [line];
+      blocks = [];
+    } else if (line === '}') {
+      const iptablesNft = /^table ip6? (mangle|filter|nat|raw|security) \{$/.test(table[0]!);
+      const kept = iptablesNft ? blocks.filter((b) => !/^\tchain [A-Z]+ \{\n\t\ttype \w+ hook \w+ priority [^;]+; policy accept;\n\t\}$/.test(b)) : blocks;
+      if (!(iptablesNft && kept.length === 0 && table.length === 1)) tables.push([...table, ...kept.sort(), '}'].join('\n'));
+      table = undefined;
+    } else if (block !== undefined) {
+      block.push(line);
+      if (line === '\t}') {
+        blocks.push(block.join('\n'));
+        block = undefined;
+      }
+    } else if (/^\t\S/.test(line) && line.endsWith('{')) {
+      block = [line];
+    } else {
+      table.push(line);
+    }
+  }
+  return tables.sort().join('\n');
 }
 
 /**
- * A PATH whose iptables/ip6tables(-save) are the legacy flavour, when installed;
- * undefined otherwise. Both flavours must work with the same commands.
+ * A PATH whose iptables/ip6tables(-save) are one flavour (nft or legacy), when
+ * installed; undefined otherwise. Both flavours must work with the same commands.
  */
-export async function legacyPath(): Promise<Record<string, string> | undefined> {
-  if (!(await which('iptables-legacy')) || !(await which('ip6tables-legacy'))) return undefined;
-  const dir = await mkdtemp(join(tmpdir(), 'egx-legacy-'));
-  for (const [name, target] of [
-    ['iptables', 'iptables-legacy'],
-    ['ip6tables', 'ip6tables-legacy'],
-    ['iptables-save', 'iptables-legacy-save'],
-    ['ip6tables-save', 'ip6tables-legacy-save'],
-  ] as const) {
+export async function flavourPath(flavour: 'nft' | 'legacy'): Promise<Record<string, string> | undefined> {
+  const dir = await mkdtemp(join(tmpdir(), `egx-${flavour}-`));
+  for (const name of ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save']) {
+    const target = name.endsWith('-save') ? `${name.slice(0, -5)}-${flavour}-save` : `${name}-${flavour}`;
     const path = (await sh('sh', ['-c', `command -v ${target}`])).stdout.trim();
+    if (path === '') return undefined;
     await symlink(path, join(dir, name));
   }
   return { PATH: `${dir}:${process.env['PATH'] ?? ''}:/usr/sbin:/sbin` };
