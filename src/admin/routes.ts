@@ -1,7 +1,6 @@
 // The admin API's routes: a template, and a handler per method. Handlers turn
 // a request into a Reply; the store's refusals become 404 / 409 / 412.
 import type { IncomingMessage } from 'node:http';
-import type { PolicySpec } from '../policy/model.js';
 import { validatePolicyName, validatePolicySpec } from '../policy/validate.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PolicyStore, StoreRefusalCode, WriteOptions, WriteResult } from '../store/policyStore.js';
@@ -95,7 +94,7 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
       if (!parsed.ok) return parsed.reply;
       const spec = validatePolicySpec(parsed.value);
       if (!spec.ok) return errorReply(400, spec.error.message, spec.error.field || 'body');
-      return writeReply(await store.put(name.value, spec.value as PolicySpec, { client, ...conditions.value }));
+      return writeReply(await store.put(name.value, spec.value, { client, ...conditions.value }));
     },
     DELETE: async ({ req, params, client }) => {
       const name = validatePolicyName(params.name);

@@ -11,11 +11,11 @@
 // history commits after it replayed, so a crash between the history append and
 // the checkpoint loses nothing. Callers pass validated, canonical specs.
 import { mkdir, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { PolicySpec, StoredPolicy } from '../policy/model.js';
 import { silentLogger, type Logger } from '../log.js';
 import { lockDataDir } from './dataDirLock.js';
-import { tempPathFor } from './durableFile.js';
+import { fsyncDirectory, tempPathFor } from './durableFile.js';
 import { openJournal, type Commit, type CommitChange, type Journal } from './journal.js';
 import { applyCommit, readCheckpoint, writeCheckpoint, type StoreState } from './state.js';
 import { describeFsError, StoreError } from './storeError.js';
@@ -136,7 +136,11 @@ export async function openPolicyStore(dataDirInput: string, options: OpenOptions
   const dataDir = resolve(dataDirInput);
   const logger = (options.logger ?? silentLogger).child({ component: 'store' });
   try {
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const firstCreated = await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // New directories exist durably only once their parents' entries are synced.
+    if (firstCreated !== undefined) {
+      for (let dir = dataDir; dir !== dirname(firstCreated); dir = dirname(dir)) await fsyncDirectory(dirname(dir));
+    }
   } catch (error) {
     throw new StoreError(`cannot create data dir ${dataDir}: ${describeFsError(error)}`, dataDir, { cause: error });
   }
