@@ -1,0 +1,109 @@
+// End to end: a "microvm" namespace dials an upstream address; with the agent's
+// rules in the "host" namespace, a transparent listener there (what Envoy is)
+// receives the connection and sees the upstream's address as its local address;
+// after uninstall the connection reaches the upstream itself. All addresses
+// (10.250.x) exist only in these namespaces, which have no way out.
+//
+//   microvm  m0 10.250.1.2/30 ──veth── h0 10.250.1.1/30  host (forwards, agent)
+//                                      h1 10.250.2.1/30 ──veth── u0 10.250.2.2/30  upstream
+//                                                                lo 10.250.3.1/32 (its own address)
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type Listener, dial, startListener } from './support/listener.js';
+import { Netns, netnsSkipReason } from './support/netns.js';
+
+const UPSTREAM = '10.250.3.1';
+
+/** Why TPROXY cannot be tested here (kernel without xt_TPROXY / nft_tproxy in a netns), or undefined. */
+async function tproxySkipReason(): Promise<string | undefined> {
+  const base = await netnsSkipReason(['iptables', 'nft', 'python3']);
+  if (base) return base;
+  const ns = await Netns.create();
+  try {
+    const ipt = await ns.exec('iptables', '-t', 'mangle', '-A', 'PREROUTING', '-p', 'tcp', '-j', 'TPROXY', '--on-port', '15001', '--tproxy-mark', '0x1/0x1');
+    if (ipt.exitCode !== 0) return `this kernel has no iptables TPROXY in a network namespace (xt_TPROXY): ${ipt.stderr.trim()}`;
+    const nft = await ns.exec('nft', 'add table inet egx_probe; add chain inet egx_probe p { type filter hook prerouting priority mangle; }; add rule inet egx_probe p meta l4proto tcp tproxy ip to :15001');
+    if (nft.exitCode !== 0) return `this kernel has no nft tproxy in a network namespace (nft_tproxy): ${nft.stderr.trim()}`;
+    return undefined;
+  } finally {
+    await ns.delete();
+  }
+}
+
+const skip = await tproxySkipReason();
+
+test('TPROXY end to end: the transparent listener sees the original destination; after uninstall the upstream does', { skip, timeout: 120_000 }, async (t) => {
+  const created: Netns[] = [];
+  const listeners: Listener[] = [];
+  try {
+    const mvm = await Netns.create();
+    created.push(mvm);
+    const host = await Netns.create();
+    created.push(host);
+    const up = await Netns.create();
+    created.push(up);
+
+    // veth pairs made inside the namespaces: nothing appears in the machine's own.
+    await mvm.must('ip', 'link', 'add', 'm0', 'type', 'veth', 'peer', 'name', 'h0', 'netns', host.name);
+    await host.must('ip', 'link', 'add', 'h1', 'type', 'veth', 'peer', 'name', 'u0', 'netns', up.name);
+    await mvm.must('ip', 'addr', 'add', '10.250.1.2/30', 'dev', 'm0');
+    await mvm.must('ip', 'link', 'set', 'm0', 'up');
+    await mvm.must('ip', 'route', 'add', 'default', 'via', '10.250.1.1');
+    await host.must('ip', 'addr', 'add', '10.250.1.1/30', 'dev', 'h0');
+    await host.must('ip', 'addr', 'add', '10.250.2.1/30', 'dev', 'h1');
+    await host.must('ip', 'link', 'set', 'h0', 'up');
+    await host.must('ip', 'link', 'set', 'h1', 'up');
+    await host.must('ip', 'route', 'add', `${UPSTREAM}/32`, 'via', '10.250.2.2');
+    await host.must('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    await up.must('ip', 'addr', 'add', '10.250.2.2/30', 'dev', 'u0');
+    await up.must('ip', 'addr', 'add', `${UPSTREAM}/32`, 'dev', 'lo');
+    await up.must('ip', 'link', 'set', 'u0', 'up');
+    await up.must('ip', 'route', 'add', 'default', 'via', '10.250.2.1');
+
+    listeners.push(await startListener(up, 'upstream', UPSTREAM, 443, false));
+    // A service on the host: the host-address exclusion must let microVMs reach it.
+    listeners.push(await startListener(host, 'host-service', '10.250.1.1', 8443, false));
+
+    const direct = await dial(mvm, UPSTREAM, 443);
+    assert.deepEqual([direct.who, direct.local], ['upstream', `${UPSTREAM}:443`], `the path works without the agent: ${JSON.stringify(direct)}`);
+
+    for (const backend of ['iptables', 'nftables'] as const) {
+      await t.test(backend, async () => {
+        const flags = ['--backend', backend, '--source', '10.250.1.0/30'];
+        const installed = await host.cli('install', ...flags);
+        assert.equal(installed.exitCode, 0, installed.stderr);
+
+        let envoy = await startListener(host, 'envoy', '0.0.0.0', 15001, true);
+        try {
+          const redirected = await dial(mvm, UPSTREAM, 443);
+          assert.equal(redirected.who, 'envoy', `redirected to the transparent listener: ${JSON.stringify(redirected)}`);
+          assert.equal(redirected.local, `${UPSTREAM}:443`, 'getsockname() is the original destination');
+          assert.equal(redirected.peer, '10.250.1.2');
+
+          const hostService = await dial(mvm, '10.250.1.1', 8443);
+          assert.equal(hostService.who, 'host-service', `host addresses are excluded: ${JSON.stringify(hostService)}`);
+
+          assert.equal((await host.cli('status', ...flags)).exitCode, 0);
+
+          // Envoy down: the connection must fail, never slip past to the upstream.
+          await envoy.stop();
+          const closed = await dial(mvm, UPSTREAM, 443, 1);
+          assert.ok(closed.error !== undefined && closed.who === undefined, `fails closed without a listener: ${JSON.stringify(closed)}`);
+          assert.equal((await host.cli('status', ...flags)).exitCode, 3);
+          envoy = await startListener(host, 'envoy', '0.0.0.0', 15001, true);
+
+          const removed = await host.cli('uninstall', ...flags);
+          assert.equal(removed.exitCode, 0, removed.stderr);
+          const after = await dial(mvm, UPSTREAM, 443);
+          assert.deepEqual([after.who, after.local], ['upstream', `${UPSTREAM}:443`], `after uninstall the upstream answers: ${JSON.stringify(after)}`);
+          assert.equal((await host.cli('status', ...flags)).exitCode, 1);
+        } finally {
+          await envoy.stop();
+        }
+      });
+    }
+  } finally {
+    for (const listener of listeners) await listener.stop();
+    for (const ns of created) await ns.delete();
+  }
+});
