@@ -26,6 +26,11 @@ export interface PrefixBranch {
   readonly cidr: Cidr;
   /** Policies with a cidr rule (for this port branch) covering this prefix. */
   readonly policies: PolicySet;
+  /**
+   * The server-name branches kept under this prefix: those adding sources to what the
+   * cidr rules already allow here (the rest decide like their fallback in this row).
+   */
+  readonly serverNames: readonly ServerNameBranch[];
 }
 
 export interface PortBranch {
@@ -54,7 +59,7 @@ export interface AllowlistTree {
   readonly policies: readonly Policy[];
   /** Port branches with something to allow; port 0 (any port) first when present. */
   readonly ports: readonly PortBranch[];
-  /** Server-name branches kept under every destination branch. */
+  /** Server-name branches kept under the catch-all destination; each prefix keeps a subset (PrefixBranch.serverNames). */
   readonly serverNames: readonly ServerNameBranch[];
   readonly sourceGroups: readonly SourceGroup[];
 }
@@ -66,7 +71,11 @@ function sourceKeysOf(policy: Policy): string[] {
   return policy.sources === undefined ? [ANY_SOURCE] : cidrKeysOf(policy.sources);
 }
 
-export const intersects = (a: PolicySet, b: PolicySet): boolean => [...a].some((i) => b.has(i));
+export function intersects(a: PolicySet, b: PolicySet): boolean {
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+  for (const i of small) if (large.has(i)) return true;
+  return false;
+}
 
 /**
  * Walks values from least to most specific and keeps a value only when its allowed
@@ -96,7 +105,6 @@ function keepDistinct<T>(
 
 function serverNameBranches(policies: readonly Policy[], sourcesOf: (set: PolicySet) => string): ServerNameBranch[] {
   const patterns = [...new Set(policies.flatMap((p) => p.allow.sni))].sort();
-  const present = new Set(patterns);
   const branches = new Map<string, ServerNameBranch>();
   for (const pattern of patterns) {
     const covering = new Set<number>();
@@ -105,12 +113,17 @@ function serverNameBranches(policies: readonly Policy[], sourcesOf: (set: Policy
     });
     branches.set(pattern, { pattern, policies: covering });
   }
-  const parentOf = (b: ServerNameBranch): ServerNameBranch | undefined => {
-    const ancestor = wildcardAncestors(b.pattern).find((w) => present.has(w));
-    return ancestor === undefined ? undefined : branches.get(ancestor);
-  };
   // The catch-all server-name branch carries no SNI allows.
-  return keepDistinct([...branches.values()], parentOf, (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
+  return keepDistinct([...branches.values()], serverNameParents([...branches.values()]), (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
+}
+
+/** Envoy's fallback among these branches: the longest wildcard suffix present. */
+function serverNameParents(branches: readonly ServerNameBranch[]): (b: ServerNameBranch) => ServerNameBranch | undefined {
+  const byPattern = new Map(branches.map((b) => [b.pattern, b]));
+  return (b) => {
+    const ancestor = wildcardAncestors(b.pattern).find((w) => byPattern.has(w));
+    return ancestor === undefined ? undefined : byPattern.get(ancestor);
+  };
 }
 
 interface CidrRule {
@@ -118,18 +131,22 @@ interface CidrRule {
   readonly cidr: Cidr;
 }
 
-function prefixBranches(rules: readonly CidrRule[], sourcesOf: (set: PolicySet) => string): PrefixBranch[] {
+function prefixBranches(
+  rules: readonly CidrRule[],
+  serverNames: readonly ServerNameBranch[],
+  sourcesOf: (set: PolicySet) => string,
+): PrefixBranch[] {
   const values = new Map<string, Cidr>();
   for (const rule of rules) for (const cidr of splitDefaultRoute(rule.cidr)) values.set(formatCidr(cidr), cidr);
-  const branches = new Map<string, PrefixBranch>();
-  for (const [key, cidr] of [...values].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-    const covering = new Set(rules.filter((r) => cidrContains(r.cidr, cidr)).map((r) => r.policy));
-    branches.set(key, { key, cidr, policies: covering });
-  }
-  const all = [...branches.values()];
+  const all = [...values].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([key, cidr]) => ({
+    key,
+    cidr,
+    policies: new Set(rules.filter((r) => cidrContains(r.cidr, cidr)).map((r) => r.policy)),
+  }));
   // Envoy's longest-prefix match: the fallback of a prefix is the longest other value holding it.
-  const parentOf = (b: PrefixBranch): PrefixBranch | undefined => {
-    let best: PrefixBranch | undefined;
+  // A prefix's whole subtree follows from its cidr sources, so comparing those decides it.
+  const parentOf = (b: (typeof all)[number]): (typeof all)[number] | undefined => {
+    let best: (typeof all)[number] | undefined;
     for (const other of all) {
       if (other !== b && cidrContains(other.cidr, b.cidr) && other.cidr.prefixLength < b.cidr.prefixLength) {
         if (!best || other.cidr.prefixLength > best.cidr.prefixLength) best = other;
@@ -138,7 +155,18 @@ function prefixBranches(rules: readonly CidrRule[], sourcesOf: (set: PolicySet) 
     return best;
   };
   // The catch-all destination branch carries no cidr allows.
-  return keepDistinct(all, parentOf, (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
+  const kept = keepDistinct(all, parentOf, (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
+  const nameParents = serverNameParents(serverNames);
+  return kept.map((prefix) => ({
+    ...prefix,
+    // In this row a name's cell allows the cidr sources plus its own; the row's catch-all cell, the cidr sources.
+    serverNames: keepDistinct(
+      serverNames,
+      nameParents,
+      (name) => sourcesOf(new Set([...prefix.policies, ...name.policies])),
+      sourcesOf(prefix.policies),
+    ),
+  }));
 }
 
 /** Cidr rules that apply to connections on `port` (0: any port no rule names). */
@@ -173,7 +201,7 @@ export function buildAllowlistTree(unsorted: readonly Policy[]): AllowlistTree {
 
   const serverNames = serverNameBranches(policies, sourcesOf);
 
-  const anyPort: PortBranch = { port: 0, prefixes: prefixBranches(rulesForPort(policies, 0), sourcesOf) };
+  const anyPort: PortBranch = { port: 0, prefixes: prefixBranches(rulesForPort(policies, 0), serverNames, sourcesOf) };
   const anySignature = portSignature(anyPort.prefixes, sourcesOf);
   const namedPorts = [...new Set(policies.flatMap((p) => (p.allow.cidrs ?? []).flatMap((r) => r.ports ?? [])))]
     .filter((port) => port > 0)
@@ -182,7 +210,7 @@ export function buildAllowlistTree(unsorted: readonly Policy[]): AllowlistTree {
   const hasServerNames = serverNames.length > 0;
   if (hasServerNames || anyPort.prefixes.length > 0) ports.push(anyPort);
   for (const port of namedPorts) {
-    const branch: PortBranch = { port, prefixes: prefixBranches(rulesForPort(policies, port), sourcesOf) };
+    const branch: PortBranch = { port, prefixes: prefixBranches(rulesForPort(policies, port), serverNames, sourcesOf) };
     // Same prefixes deciding the same way as the any-port branch: Envoy may fall through to it.
     if (portSignature(branch.prefixes, sourcesOf) !== anySignature) ports.push(branch);
   }

@@ -17,11 +17,22 @@ export function splitDefaultRoute(cidr: Cidr): Cidr[] {
   ];
 }
 
+// Sorting parses the same few keys over and over; keep them (bounded, keys come from policies).
+const parsed = new Map<string, Cidr>();
+function parseKey(key: string): Cidr {
+  let cidr = parsed.get(key);
+  if (!cidr) {
+    if (parsed.size > 50_000) parsed.clear();
+    parsed.set(key, (cidr = mustParseCidr(key)));
+  }
+  return cidr;
+}
+
 export function compareCidrKeys(a: string, b: string): number {
   if (a === b) return 0;
   if (a === ANY_SOURCE) return -1;
   if (b === ANY_SOURCE) return 1;
-  return compareCidrs(mustParseCidr(a), mustParseCidr(b));
+  return compareCidrs(parseKey(a), parseKey(b));
 }
 
 export const sortCidrKeys = (keys: Iterable<string>): string[] => [...new Set(keys)].sort(compareCidrKeys);
@@ -43,7 +54,7 @@ const ALL_SOURCES_FORM = '*';
 export function coverForm(keys: Iterable<string>): string {
   const unique = sortCidrKeys(keys);
   if (unique.includes(ANY_SOURCE)) return ALL_SOURCES_FORM;
-  const cidrs = unique.map(mustParseCidr);
+  const cidrs = unique.map(parseKey);
   const kept = cidrs.filter((c, i) => !cidrs.some((o, j) => j !== i && cidrContains(o, c)));
   return kept.map(formatCidr).join(',');
 }

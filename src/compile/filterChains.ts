@@ -6,15 +6,15 @@
 // connection is allowed iff its source matches any source range some chain put
 // there. Each source group (the keys shared by one set of policies) therefore gets,
 // per port branch, the cells its policies allow:
-//   1. prefixes its cidr rules cover  × every kept server name
-//   2. prefixes its cidr rules cover  × no server name (plain TCP, unknown SNI)
-//   3. the other kept prefixes        × the names its SNI patterns cover
-//   4. any destination                × the names its SNI patterns cover
+//   - under a prefix its cidr rules cover: the row's no-name cell and every name kept in the row;
+//   - under another kept prefix: the row's names that its SNI patterns cover;
+//   - under any other destination: the names its SNI patterns cover.
+// Prefix rows where the group has the same cells share chains.
 // Source groups never share a key, so no cell holds one key twice (which Envoy
 // refuses as "overlapping matching rules"). Chains covering the same cells, or the
 // same rows with the same sources, are then merged.
 import type { FilterChainJson, FilterChainMatchJson } from '../envoy/resources.js';
-import { intersects, type AllowlistTree, type PolicySet } from './allowlistTree.js';
+import { intersects, type AllowlistTree, type PolicySet, type ServerNameBranch } from './allowlistTree.js';
 import { ANY_SOURCE, cidrRangeOf, compareCidrKeys, sortCidrKeys } from './cidrKeys.js';
 import { ALLOW_FILTER_CHAIN_PREFIX, ALLOWED_STAT_PREFIX, ORIGINAL_DST_CLUSTER } from './names.js';
 import { compareServerNames } from './serverNames.js';
@@ -47,31 +47,41 @@ function policyNames(tree: AllowlistTree, set: PolicySet): Set<string> {
 
 function specsFor(tree: AllowlistTree): ChainSpec[] {
   const specs: ChainSpec[] = [];
-  const allNames = tree.serverNames.map((b) => b.pattern);
   for (const branch of tree.ports) {
     for (const group of tree.sourceGroups) {
-      const cidrRows = branch.prefixes.filter((p) => intersects(p.policies, group.policies));
-      const otherRows = branch.prefixes.filter((p) => !intersects(p.policies, group.policies));
-      const names = tree.serverNames.filter((b) => intersects(b.policies, group.policies));
+      const mine = (set: PolicySet): boolean => intersects(set, group.policies);
+      // The group's policies whose allows a chain carries: those in any of `sets`.
+      const named = (sets: readonly PolicySet[]): Set<string> =>
+        policyNames(tree, new Set([...group.policies].filter((i) => sets.some((set) => set.has(i)))));
       const base = { port: branch.port, sources: group.keys };
 
-      if (cidrRows.length > 0) {
-        const byCidr = new Set([...group.policies].filter((i) => cidrRows.some((p) => p.policies.has(i))));
-        const prefixes = cidrRows.map((p) => p.key);
-        const policies = policyNames(tree, byCidr);
-        if (allNames.length > 0) {
-          // A connection to these prefixes never reaches another branch, whatever its SNI.
-          const bySni = [...group.policies].filter((i) => names.some((b) => b.policies.has(i)));
-          specs.push({ ...base, prefixes, serverNames: allNames, policies: new Set([...policies, ...policyNames(tree, new Set(bySni))]) });
-        }
-        specs.push({ ...base, prefixes, serverNames: undefined, policies });
+      // Prefix rows where this group has the same cells share chains.
+      const rows = new Map<string, { prefixes: string[]; names: readonly ServerNameBranch[]; byCidr: boolean; policies: Set<number> }>();
+      for (const prefix of branch.prefixes) {
+        const byCidr = mine(prefix.policies);
+        // Under a prefix its cidr rules allow, every name kept in the row carries the group.
+        const names = byCidr ? prefix.serverNames : prefix.serverNames.filter((n) => mine(n.policies));
+        if (!byCidr && names.length === 0) continue;
+        const signature = `${byCidr}|${names.map((n) => n.pattern).join(',')}`;
+        let row = rows.get(signature);
+        if (!row) rows.set(signature, (row = { prefixes: [], names, byCidr, policies: new Set() }));
+        row.prefixes.push(prefix.key);
+        for (const i of prefix.policies) row.policies.add(i);
       }
+      for (const row of rows.values()) {
+        const cidrPolicies: PolicySet[] = row.byCidr ? [row.policies] : [];
+        if (row.names.length > 0) {
+          const policies = named([...cidrPolicies, ...row.names.map((n) => n.policies)]);
+          specs.push({ ...base, prefixes: row.prefixes, serverNames: row.names.map((n) => n.pattern), policies });
+        }
+        if (row.byCidr) specs.push({ ...base, prefixes: row.prefixes, serverNames: undefined, policies: named(cidrPolicies) });
+      }
+
+      // Any other destination: the names this group's patterns cover.
+      const names = tree.serverNames.filter((n) => mine(n.policies));
       if (names.length > 0) {
-        const bySni = new Set([...group.policies].filter((i) => names.some((b) => b.policies.has(i))));
-        const serverNames = names.map((b) => b.pattern);
-        const policies = policyNames(tree, bySni);
-        if (otherRows.length > 0) specs.push({ ...base, prefixes: otherRows.map((p) => p.key), serverNames, policies });
-        specs.push({ ...base, prefixes: undefined, serverNames, policies });
+        const policies = named(names.map((n) => n.policies));
+        specs.push({ ...base, prefixes: undefined, serverNames: names.map((n) => n.pattern), policies });
       }
     }
   }
