@@ -3,15 +3,17 @@
 //
 // Envoy takes the most specific branch at each level and never backtracks, so a
 // branch must carry the whole verdict for the traffic it catches: a prefix branch
-// for 10.0.0.0/8 must also hold every server name allowed anywhere, and a branch
-// for api.github.com must also allow the sources of "*.github.com". Here every
-// branch gets the complete set of policies that allow its traffic, and branches
-// that would decide exactly like the branch Envoy falls to without them are dropped.
+// for 10.0.0.0/8 must also hold the server names allowed to other sources than its
+// cidr rules', a port-443 branch all the SNI allows, and a branch for api.github.com
+// the sources of "*.github.com". Here every branch gets the complete set of policies
+// that allow its traffic, and a branch that would decide exactly like the one Envoy
+// falls to without it is dropped.
 //
-// Allowed sources only grow toward the specific end (a longer prefix is inside every
-// range that holds the shorter one; a name is under every wildcard its parent is),
-// so a kept branch never allows less than its fallback: no branch is all-deny, and
-// everything outside the tree reaches the listener's default (reject) chain.
+// Allowed sources only grow toward the specific end (a port branch has the any-port
+// rules too; a longer prefix is inside every range holding the shorter one; a name is
+// under every wildcard its parent is), so a kept branch never allows less than its
+// fallback. Hence no branch is all-deny and no explicit deny chain is needed: what
+// no chain allows gets no match and goes to the listener's default (reject) chain.
 import { cidrContains, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
 import { ANY_SOURCE, NO_SOURCES_FORM, cidrKeysOf, coverForm, splitDefaultRoute, sortCidrKeys } from './cidrKeys.js';
