@@ -11,6 +11,17 @@ export interface PolicyRouting {
   readonly table: number;
 }
 
+/**
+ * Packets that answer a connection opened from outside (SSH through a DNAT to the
+ * guest, seed §6.4 "ingress stays as in Step 3") are left alone. Without this the
+ * guest's replies match the TPROXY rule, land on Envoy's listener and the
+ * connection dies.
+ */
+export interface RepliesRule {
+  readonly kind: 'replies';
+  readonly family: IpFamily;
+}
+
 /** Traffic to this destination is left alone (RETURN before any TPROXY rule). */
 export interface ExcludeRule {
   readonly kind: 'exclude';
@@ -29,7 +40,7 @@ export interface TproxyRule {
   readonly mark: number;
 }
 
-export type NetfilterRule = ExcludeRule | TproxyRule;
+export type NetfilterRule = RepliesRule | ExcludeRule | TproxyRule;
 
 export interface SysctlSetting {
   readonly key: string;
@@ -40,7 +51,7 @@ export interface Plan {
   readonly config: AgentConfig;
   readonly families: readonly IpFamily[];
   readonly routing: readonly PolicyRouting[];
-  /** In evaluation order: every exclusion precedes every TPROXY rule. */
+  /** In evaluation order: replies, then every exclusion, before every TPROXY rule. */
   readonly rules: readonly NetfilterRule[];
   readonly sysctls: readonly SysctlSetting[];
 }
@@ -51,6 +62,7 @@ export function buildPlan(config: AgentConfig, hostAddresses: readonly IpAddress
 
   const rules: NetfilterRule[] = [];
   for (const family of families) {
+    rules.push({ kind: 'replies', family });
     const flagged = config.excludes.filter((c) => c.family === family);
     for (const destination of flagged) rules.push({ kind: 'exclude', family, destination, reason: 'flag' });
     if (config.excludeHostAddresses) {

@@ -63,9 +63,12 @@ test('TPROXY end to end: the transparent listener sees the original destination;
     listeners.push(await startListener(up, 'upstream', UPSTREAM, 443, false));
     // A service on the host: the host-address exclusion must let microVMs reach it.
     listeners.push(await startListener(host, 'host-service', '10.250.1.1', 8443, false));
+    // A service inside the microVM (what SSH through a DNAT is in Step 3).
+    listeners.push(await startListener(mvm, 'guest-sshd', '10.250.1.2', 2222, false));
 
     const direct = await dial(mvm, UPSTREAM, 443);
     assert.deepEqual([direct.who, direct.local], ['upstream', `${UPSTREAM}:443`], `the path works without the agent: ${JSON.stringify(direct)}`);
+    assert.equal((await dial(up, '10.250.1.2', 2222)).who, 'guest-sshd', 'ingress works without the agent');
 
     for (const backend of ['iptables', 'nftables'] as const) {
       await t.test(backend, async () => {
@@ -84,6 +87,11 @@ test('TPROXY end to end: the transparent listener sees the original destination;
           assert.equal(hostService.who, 'host-service', `host addresses are excluded: ${JSON.stringify(hostService)}`);
 
           assert.equal((await host.cli('status', ...flags)).exitCode, 0);
+
+          // Ingress stays as it was (seed §6.4): the upstream side connects into the
+          // microVM, and the microVM's replies must not be taken for new egress.
+          const inbound = await dial(up, '10.250.1.2', 2222);
+          assert.equal(inbound.who, 'guest-sshd', `ingress to the microVM still works: ${JSON.stringify(inbound)}`);
 
           // Envoy down: the connection must fail, never slip past to the upstream.
           await envoy.stop();

@@ -263,13 +263,13 @@ async function assertExactlyOneSet(ns: Netns, backend: Variant['backend']): Prom
   assert.deepEqual(routes, ['local default dev lo scope host']);
   if (backend === 'iptables') {
     const chain = (await ns.must('iptables', '-t', 'mangle', '-S', 'EGRESS_XDS')).trim().split('\n');
-    assert.equal(chain.filter((l) => l.startsWith('-A ')).length, 3, `exclude flag, host address, tproxy:\n${chain.join('\n')}`);
+    assert.equal(chain.filter((l) => l.startsWith('-A ')).length, 4, `replies, exclude flag, host address, tproxy:\n${chain.join('\n')}`);
     const jumps = (await ns.must('iptables', '-t', 'mangle', '-S', 'PREROUTING')).split('\n').filter((l) => l.includes('-j EGRESS_XDS'));
     assert.equal(jumps.length, 1, 'one jump');
   } else {
     const tables = (await ns.must('nft', 'list', 'tables')).split('\n').filter((l) => l.includes('egress_xds'));
     assert.equal(tables.length, 1);
     const rules = (await ns.must('nft', '-a', 'list', 'chain', 'inet', 'egress_xds', 'prerouting')).split('\n').filter((l) => l.includes('comment "egress-xds:'));
-    assert.equal(rules.length, 4, 'exclude flag, host address, tproxy, fail-closed drop');
+    assert.equal(rules.length, 5, 'replies, exclude flag, host address, tproxy, fail-closed drop');
   }
 }

@@ -20,6 +20,7 @@ test('defaults give the seed\'s rules (§6.3, §6.4), in the agent\'s own chain'
     'ip rule add fwmark 0x1/0x1 lookup 100',
     'ip route add local 0.0.0.0/0 dev lo table 100',
     'iptables -w 5 -t mangle -N EGRESS_XDS',
+    'iptables -w 5 -t mangle -A EGRESS_XDS -m conntrack --ctdir REPLY -j RETURN',
     'iptables -w 5 -t mangle -A EGRESS_XDS -p tcp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x1/0x1 --on-port 15001',
     'iptables -w 5 -t mangle -A PREROUTING -j EGRESS_XDS',
   ]);
@@ -44,11 +45,13 @@ test('every undo takes back its step', () => {
   }
 });
 
-test('exclusions (flags, then host addresses) precede every TPROXY rule', () => {
+test('replies, then exclusions (flags, then host addresses), precede every TPROXY rule', () => {
   const hostAddresses = [ip('192.0.2.10'), ip('10.1.2.3'), ip('192.0.2.10'), ip('2001:db8::5')];
   const plan = buildPlan(buildConfig({ exclude: ['10.0.0.0/8', '198.51.100.0/24'] }), hostAddresses);
   const [v4] = renderIptables(plan);
   assert.deepEqual(v4!.specs.map((s) => s.join(' ')), [
+    // Replies to connections opened from outside (SSH DNAT to a guest) are not egress.
+    '-m conntrack --ctdir REPLY -j RETURN',
     '-d 10.0.0.0/8 -j RETURN',
     '-d 198.51.100.0/24 -j RETURN',
     // 10.1.2.3 is inside 10.0.0.0/8 already; 192.0.2.10 listed once; IPv6 not in play.
@@ -64,11 +67,13 @@ test('exclusions (flags, then host addresses) precede every TPROXY rule', () => 
 test('--no-exclude-host-addresses leaves host addresses alone', () => {
   const plan = buildPlan(noHost(), [ip('192.0.2.10')]);
   assert.equal(plan.rules.filter((r) => r.kind === 'exclude').length, 0);
+  assert.equal(plan.rules.filter((r) => r.kind === 'replies').length, 1);
 });
 
 test('UDP goes to --udp-port with the same mark', () => {
   const plan = buildPlan(noHost({ udpPort: '15053', mark: '0x40' }));
   assert.deepEqual(renderIptables(plan)[0]!.specs.map((s) => s.join(' ')), [
+    '-m conntrack --ctdir REPLY -j RETURN',
     '-p tcp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x40/0x40 --on-port 15001',
     '-p udp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x40/0x40 --on-port 15053',
   ]);
@@ -85,16 +90,19 @@ test('IPv6: ip6tables and ip -6 rule and route, each family with its own sources
     'ip -6 rule add fwmark 0x1/0x1 lookup 200',
     'ip -6 route add local ::/0 dev lo table 200',
     'iptables -w 5 -t mangle -N EGRESS_XDS',
+    'iptables -w 5 -t mangle -A EGRESS_XDS -m conntrack --ctdir REPLY -j RETURN',
     'iptables -w 5 -t mangle -A EGRESS_XDS -d 192.0.2.1/32 -j RETURN',
     'iptables -w 5 -t mangle -A EGRESS_XDS -p tcp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x1/0x1 --on-port 15001',
     'iptables -w 5 -t mangle -A PREROUTING -j EGRESS_XDS',
     'ip6tables -w 5 -t mangle -N EGRESS_XDS',
+    'ip6tables -w 5 -t mangle -A EGRESS_XDS -m conntrack --ctdir REPLY -j RETURN',
     'ip6tables -w 5 -t mangle -A EGRESS_XDS -d 2001:db8::1/128 -j RETURN',
     'ip6tables -w 5 -t mangle -A EGRESS_XDS -p tcp -s fd00:31::/64 -j TPROXY --tproxy-mark 0x1/0x1 --on-port 15001',
     'ip6tables -w 5 -t mangle -A PREROUTING -j EGRESS_XDS',
   ]);
   const nft = renderNftRules(buildPlan({ ...config, backend: 'nftables' }, [ip('2001:db8::1')])).map((r) => r.text);
   assert.ok(nft.includes('ip6 daddr 2001:db8::1/128 return'));
+  assert.equal(nft.filter((r) => r === 'ct direction reply return').length, 1, 'one replies rule serves both families');
   assert.ok(nft.includes('ip6 saddr fd00:31::/64 meta l4proto tcp tproxy ip6 to :15001 meta mark set meta mark | 0x1 accept'));
 });
 
@@ -106,6 +114,7 @@ test('the nft script replaces the agent\'s table atomically and fails closed', (
   assert.match(script, /type filter hook prerouting priority mangle; policy accept;/);
   const rules = renderNftRules(plan);
   assert.deepEqual(rules.map((r) => r.text), [
+    'ct direction reply return',
     'ip daddr 10.0.0.0/8 return',
     'ip saddr 172.31.0.0/16 meta l4proto tcp tproxy ip to :15001 meta mark set meta mark | 0x1 accept',
     // nft's tproxy falls through when nothing listens; iptables' TPROXY drops. Same meaning here.

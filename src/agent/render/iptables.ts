@@ -13,6 +13,7 @@ export const iptablesTool = (family: IpFamily): IptablesTool => (family === 4 ? 
 
 /** The rule after `-A CHAIN`, in the seed's spelling (§6.4). */
 export function ruleSpec(rule: NetfilterRule): string[] {
+  if (rule.kind === 'replies') return ['-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'RETURN'];
   if (rule.kind === 'exclude') return ['-d', formatCidr(rule.destination), '-j', 'RETURN'];
   const mark = formatMark(rule.mark);
   return ['-p', rule.protocol, '-s', formatCidr(rule.source), '-j', 'TPROXY', '--tproxy-mark', `${mark}/${mark}`, '--on-port', String(rule.port)];

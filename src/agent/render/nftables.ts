@@ -17,6 +17,8 @@ const nfFamily = (family: 4 | 6): 'ip' | 'ip6' => (family === 4 ? 'ip' : 'ip6');
 
 function ruleTexts(rule: NetfilterRule): string[] {
   const f = nfFamily(rule.family);
+  // One rule serves both families in an inet table (renderNftRules keeps the first).
+  if (rule.kind === 'replies') return ['ct direction reply return'];
   if (rule.kind === 'exclude') return [`${f} daddr ${formatCidr(rule.destination)} return`];
   const match = `${f} saddr ${formatCidr(rule.source)} meta l4proto ${rule.protocol}`;
   return [
@@ -31,7 +33,8 @@ function ruleTexts(rule: NetfilterRule): string[] {
 export const ruleId = (text: string): string => `egress-xds:${createHash('sha256').update(text).digest('hex').slice(0, 12)}`;
 
 export function renderNftRules(plan: Plan): NftRule[] {
-  return plan.rules.flatMap(ruleTexts).map((text) => ({ text, id: ruleId(text) }));
+  const texts = [...new Set(plan.rules.flatMap(ruleTexts))];
+  return texts.map((text) => ({ text, id: ruleId(text) }));
 }
 
 /** Priority mangle (-150): where iptables' mangle PREROUTING runs, before the routing decision. */
