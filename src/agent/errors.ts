@@ -22,9 +22,9 @@ export class FlagError extends AgentError {
 }
 
 export class PrivilegeError extends AgentError {
-  constructor(what: string) {
+  constructor() {
     super(
-      `${what} needs CAP_NET_ADMIN, and this process does not have it`,
+      'needs CAP_NET_ADMIN to read and change netfilter rules and routes, and this process does not have it',
       'run it as root (sudo egress-xds agent ...), or from a unit with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW',
     );
   }

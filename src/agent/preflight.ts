@@ -24,8 +24,13 @@ export async function hasNetAdmin(): Promise<boolean | undefined> {
 
 export type Action = 'install' | 'uninstall' | 'status' | 'run';
 
-export async function preflight(plan: Plan, context: AgentContext, action: Action): Promise<void> {
-  if ((await hasNetAdmin()) === false) throw new PrivilegeError(`egress-xds agent ${action}`);
+export async function preflight(
+  plan: Plan,
+  context: AgentContext,
+  action: Action,
+  privileged: () => Promise<boolean | undefined> = hasNetAdmin,
+): Promise<void> {
+  if ((await privileged()) === false) throw new PrivilegeError();
   const { runner } = context;
 
   // Each throws ToolMissingError, with the package to install, when absent.
