@@ -3,7 +3,7 @@
 // record instead of run.
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
-import { ToolMissingError } from './errors.js';
+import { AgentError, ToolMissingError } from './errors.js';
 
 export interface Command {
   readonly file: string;
@@ -49,7 +49,10 @@ export function execaRunner(options: ExecaRunnerOptions = {}): Runner {
       // System tools live in sbin, which a non-login PATH may lack.
       env: { PATH: withSbin(options.path ?? process.env.PATH), LC_ALL: 'C' },
     });
-    if ((result as { code?: string }).code === 'ENOENT') throw new ToolMissingError(prefix.length > 0 ? prefix[0]! : cmd.file);
+    const code = (result as { code?: string }).code;
+    // execvp reports EACCES instead of ENOENT when some PATH directory is unreadable.
+    if (code === 'ENOENT' || (code === 'EACCES' && !file.includes('/'))) throw new ToolMissingError(file);
+    if (result.exitCode === undefined && !result.timedOut) throw new AgentError(`could not run ${file}: ${result.message}`);
     const stderr = String(result.stderr ?? '');
     // `ip netns exec` reports a missing program itself.
     if (prefix.length > 0 && result.exitCode !== 0 && /exec of "[^"]*" failed: No such file/.test(stderr)) {
