@@ -1,5 +1,80 @@
-// Placeholder until the serve command lands (replaced in this session).
-export async function serveCommand(_argv: string[]): Promise<number> {
-  process.stderr.write('egress-xds serve: not built yet\n');
-  return 1;
+// egress-xds serve: the control plane (ADS + admin API) until SIGTERM/SIGINT.
+import { loadAdminToken } from '../admin/auth.js';
+import { createLogger } from '../log.js';
+import { StartupError, startControlPlane } from '../server/controlPlane.js';
+import { PolicyFileError } from '../store/policyFile.js';
+import { StoreError } from '../store/storeError.js';
+import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './flags.js';
+
+const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
+                        [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
+                        [--listener-port 15001] [--ipv6]
+
+  --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
+  --admin-address      the admin REST API; off loopback it requires a token
+  --data-dir           the durable policy store (created if missing)
+  --policy FILE        load policies from a YAML file and apply its edits live
+  --admin-token-file   bearer token for the admin API (or EGRESS_XDS_ADMIN_TOKEN)
+  --listener-port      the port of Envoy's transparent listener (the agent's --port)
+  --ipv6               the listener also binds [::] on the same port
+
+On a first start with no --policy, the store receives the embedded default policy
+(seed 002: github.com and www.github.com from 172.31.0.0/16).`;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  return withUsage('serve', USAGE, async () => {
+    const { values } = parseFlags(argv, {
+      'xds-address': { type: 'string', default: '0.0.0.0:18000' },
+      'admin-address': { type: 'string', default: '127.0.0.1:18080' },
+      'data-dir': { type: 'string', default: './data' },
+      policy: { type: 'string' },
+      'admin-token-file': { type: 'string' },
+      'listener-port': { type: 'string', default: '15001' },
+      ipv6: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    const xds = parseHostPort('--xds-address', values['xds-address']);
+    const admin = parseHostPort('--admin-address', values['admin-address']);
+    if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
+    const listenerPort = parsePort('--listener-port', values['listener-port']);
+    const logger = createLogger();
+    const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
+    if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
+
+    let controlPlane;
+    try {
+      controlPlane = await startControlPlane({
+        xdsAddress: `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}`,
+        adminHost: admin.host,
+        adminPort: admin.port,
+        dataDir: values['data-dir'],
+        ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
+        ...(token.value !== undefined ? { adminToken: token.value } : {}),
+        embeddedDefault: true,
+        compile: { port: listenerPort, ipv6: values.ipv6 },
+        logger,
+      });
+    } catch (error) {
+      if (error instanceof StartupError || error instanceof StoreError || error instanceof PolicyFileError) {
+        process.stderr.write(`egress-xds serve: ${error.message}\n`);
+        return 1;
+      }
+      throw error;
+    }
+    const running = controlPlane;
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info('shutting down', { signal });
+        resolve();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    await running.close();
+    return 0;
+  });
 }

@@ -13,29 +13,29 @@ export interface CompiledGroup {
   readonly resources: readonly { readonly typeUrl: string; readonly name: string; readonly json: ProtoJson }[];
 }
 
-export type GroupCompiler = (policies: readonly Policy[]) => CompiledGroup;
+export type GroupCompiler<C extends CompiledGroup = CompiledGroup> = (policies: readonly Policy[]) => C;
 
-export interface NodeGroup {
+export interface NodeGroup<C extends CompiledGroup = CompiledGroup> {
   readonly key: string;
   readonly policies: readonly Policy[];
-  readonly compiled: CompiledGroup;
+  readonly compiled: C;
   readonly snapshot: Snapshot;
 }
 
-interface Watcher {
+interface Watcher<C extends CompiledGroup> {
   readonly nodeId: string;
   readonly onChange: (snapshot: Snapshot) => void;
-  group: NodeGroup;
+  group: NodeGroup<C>;
 }
 
-export class SnapshotCache {
+export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   private policies: readonly Policy[] = [];
   private policyHashes = new Map<string, string>();
   private changedAt = process.hrtime.bigint();
-  private groups = new Map<string, NodeGroup>();
-  private readonly watchers = new Set<Watcher>();
+  private groups = new Map<string, NodeGroup<C>>();
+  private readonly watchers = new Set<Watcher<C>>();
 
-  constructor(private readonly compile: GroupCompiler) {}
+  constructor(private readonly compile: GroupCompiler<C>) {}
 
   /** Replaces the policy set; recompiles only the groups whose policies changed and notifies their watchers. */
   setPolicies(policies: readonly Policy[], changedAt: bigint = process.hrtime.bigint()): void {
@@ -44,7 +44,7 @@ export class SnapshotCache {
     this.changedAt = changedAt;
     const previous = this.groups;
     this.groups = new Map();
-    const changed: Watcher[] = [];
+    const changed: Watcher<C>[] = [];
     for (const watcher of this.watchers) {
       const group = this.groupForNode(watcher.nodeId, previous);
       if (group !== watcher.group) {
@@ -61,7 +61,7 @@ export class SnapshotCache {
   }
 
   /** The group a node belongs to now: its policies and compiled resources (for checks and status). */
-  groupForNode(nodeId: string, reuse: ReadonlyMap<string, NodeGroup> = this.groups): NodeGroup {
+  groupForNode(nodeId: string, reuse: ReadonlyMap<string, NodeGroup<C>> = this.groups): NodeGroup<C> {
     const selected = this.policies.filter((policy) => policySelectsNode(policy, nodeId));
     const key = selected.map((p) => `${p.name}@${this.policyHashes.get(p.name)}`).join(',');
     let group = this.groups.get(key) ?? reuse.get(key);
@@ -76,7 +76,7 @@ export class SnapshotCache {
 
   /** Calls onChange whenever the node's snapshot content changes; returns the unsubscribe function. */
   watch(nodeId: string, onChange: (snapshot: Snapshot) => void): () => void {
-    const watcher: Watcher = { nodeId, onChange, group: this.groupForNode(nodeId) };
+    const watcher: Watcher<C> = { nodeId, onChange, group: this.groupForNode(nodeId) };
     this.watchers.add(watcher);
     return () => this.watchers.delete(watcher);
   }
