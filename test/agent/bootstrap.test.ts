@@ -2,7 +2,7 @@
 // MICROVM_EGRESS_VIA_ENVOY=1 net-up adds no egress FORWARD ACCEPT / MASQUERADE;
 // net-down removes the project's rules and leaves the agent's TPROXY alone.
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -30,13 +30,13 @@ async function tables(ns: Netns): Promise<{ filter: string; nat: string; mangle:
 
 test('microvm-net-up/down honour MICROVM_EGRESS_VIA_ENVOY=1 and never touch the agent\'s rules', { skip }, async () => {
   const ns = await Netns.create();
+  const bin = await mkdtemp(join(tmpdir(), 'egx-bin-'));
   try {
     // A veth pair stands in for the LAN interface (no dummy module needed).
     await ns.must('ip', 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan1');
     await ns.must('ip', 'addr', 'add', '10.250.20.1/24', 'dev', 'lan0');
     await ns.must('ip', 'link', 'set', 'lan0', 'up');
     // `egress-xds` for the scripts' status check: the built CLI.
-    const bin = await mkdtemp(join(tmpdir(), 'egx-bin-'));
     await writeFile(join(bin, 'egress-xds'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
     await chmod(join(bin, 'egress-xds'), 0o755);
     const egressXds = `EGRESS_XDS=${join(bin, 'egress-xds')}`;
@@ -76,5 +76,6 @@ test('microvm-net-up/down honour MICROVM_EGRESS_VIA_ENVOY=1 and never touch the 
     assert.deepEqual(await tables(ns), before);
   } finally {
     await ns.delete();
+    await rm(bin, { recursive: true, force: true });
   }
 });

@@ -3,7 +3,7 @@
 // iptables backend with both iptables flavours (nft and legacy).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -48,6 +48,7 @@ async function withNetns(env: Record<string, string>, body: (ns: Netns, stateDir
     await body(ns, stateDir);
   } finally {
     await ns.delete();
+    await rm(stateDir, { recursive: true, force: true });
   }
 }
 

@@ -56,7 +56,12 @@ export class Netns {
     const add = await sh('ip', ['netns', 'add', name]);
     if (add.exitCode !== 0) throw new Error(`ip netns add ${name}: ${add.stderr}`);
     const ns = new Netns(name, env);
-    await ns.must('ip', 'link', 'set', 'lo', 'up');
+    try {
+      await ns.must('ip', 'link', 'set', 'lo', 'up');
+    } catch (error) {
+      await ns.delete();
+      throw error;
+    }
     return ns;
   }
 
