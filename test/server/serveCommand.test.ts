@@ -1,0 +1,98 @@
+// `egress-xds serve` as an operator runs it: a child process, JSON logs,
+// SIGTERM to stop, and a clear message with a non-zero exit when it cannot start.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TypeUrl } from '../../src/envoy/typeUrls.js';
+import { FakeEnvoy } from '../support/fakeEnvoy.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stderr: string;
+}
+
+/** Runs serve until it logs that it is serving (then calls whileServing) or exits; bounded by a timeout. */
+function serve(args: string[], whileServing?: (ports: { xds: number; admin: number }) => Promise<void>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let started = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`serve did not finish in time; stderr:\n${stderr}`));
+    }, 15_000);
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+      const line = stderr.split('\n').find((l) => l.includes('"egress-xds serving"'));
+      if (line && !started) {
+        started = true;
+        const record = JSON.parse(line) as { xds: string; admin: string };
+        const port = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
+        (whileServing ?? (async () => {}))({ xds: port(record.xds), admin: port(record.admin) })
+          .catch((error: unknown) => reject(error))
+          .finally(() => child.kill('SIGTERM'));
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+test('serve: serves the seed policy to an Envoy, answers the admin API, stops cleanly on SIGTERM', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-serve-'));
+  try {
+    const run = await serve(['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--data-dir', dataDir], async ({ xds, admin }) => {
+      const envoy = new FakeEnvoy(`127.0.0.1:${xds}`, { nodeId: 'host-1' }).connect();
+      try {
+        await envoy.waitFor('listener', () => envoy.state.has(TypeUrl.Listener));
+      } finally {
+        envoy.close();
+      }
+      const response = await fetch(`http://127.0.0.1:${admin}/v1/policies/github`);
+      assert.equal(response.status, 200);
+      assert.deepEqual(((await response.json()) as { allow: unknown }).allow, { sni: ['github.com', 'www.github.com'] });
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /"msg":"shutting down","signal":"SIGTERM"/);
+    for (const line of run.stderr.trim().split('\n')) JSON.parse(line); // every log line is one JSON object
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('serve: cannot start → a clear message naming the problem, non-zero exit', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'egress-xds-serve-bad-'));
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const busyPort = (busy.address() as { port: number }).port;
+  try {
+    const notADir = join(dir, 'file');
+    await writeFile(notADir, 'x');
+    const cases: [string[], number, RegExp][] = [
+      [['--bogus'], 2, /Unknown option '--bogus'/],
+      [['--xds-address', 'nowhere'], 2, /--xds-address must be HOST:PORT/],
+      [['--listener-port', '0'], 2, /--listener-port must be a port number/],
+      [['--data-dir', join(notADir, 'data'), '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'], 1, new RegExp(`${notADir}`)],
+      [['--data-dir', join(dir, 'd1'), '--xds-address', `127.0.0.1:${busyPort}`, '--admin-address', '127.0.0.1:0'], 1, /cannot listen for xDS on 127\.0\.0\.1:\d+: .*address already in use/],
+      [['--data-dir', join(dir, 'd2'), '--xds-address', '127.0.0.1:0', '--admin-address', `127.0.0.1:${busyPort}`], 1, /cannot listen for the admin API on 127\.0\.0\.1:\d+/],
+      [['--data-dir', join(dir, 'd3'), '--xds-address', '127.0.0.1:0', '--admin-address', '0.0.0.0:0'], 1, /token/],
+    ];
+    for (const [args, code, pattern] of cases) {
+      const run = await serve(args);
+      assert.equal(run.code, code, `${args.join(' ')}\n${run.stderr}`);
+      assert.match(run.stderr, pattern, args.join(' '));
+    }
+  } finally {
+    busy.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
