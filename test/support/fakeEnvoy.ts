@@ -32,6 +32,7 @@ export interface ReceivedResponse {
   readonly nonce: string;
   readonly resources: ReadonlyMap<string, ProtoJson>;
   readonly removed: readonly string[];
+  /** When the response arrived (before decoding). */
   readonly at: bigint;
 }
 
@@ -138,6 +139,7 @@ export class FakeEnvoy {
   }
 
   private onResponse(raw: RawResponse): void {
+    const at = process.hrtime.bigint();
     const delta = this.options.variant === 'delta';
     const resources = new Map<string, ProtoJson>();
     for (const item of raw.resources) {
@@ -155,7 +157,7 @@ export class FakeEnvoy {
       nonce: raw.nonce,
       resources,
       removed: raw.removed_resources ?? [],
-      at: process.hrtime.bigint(),
+      at,
     };
     this.responses.push(response);
     const rejection = this.rejectNext.get(raw.type_url);

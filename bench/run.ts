@@ -1,0 +1,25 @@
+// npm run bench: prints the figures recorded in BENCHMARKS.md.
+import { cpus, totalmem } from 'node:os';
+import { compileBenchmark } from './compile.js';
+import { pushLatency } from './pushLatency.js';
+import { ms } from './stats.js';
+
+const cpu = cpus()[0]?.model ?? 'unknown CPU';
+console.log(`machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`);
+
+console.log('\n## Compile + encode the listener of one node group');
+console.log('| policies | filter chains | listener bytes | p50 | p99 |');
+console.log('|---|---|---|---|---|');
+for (const [count, rounds] of [[10, 50], [100, 20], [1000, 3]] as const) {
+  const r = compileBenchmark(count, rounds);
+  console.log(`| ${r.policies} | ${r.chains} | ${r.listenerBytes} | ${ms(r.time.p50)} | ${ms(r.time.p99)} |`);
+}
+
+console.log('\n## Push latency: admin API 200 → new Listener received');
+console.log('| Envoys | changes | p50 | p90 | p99 | max | all Envoys done, p99 | server RSS |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const nodes of [100, 1000]) {
+  const r = await pushLatency({ nodes, changes: nodes >= 1000 ? 30 : 100, warmup: 5 });
+  const l = r.latency;
+  console.log(`| ${r.nodes} | ${r.changes} | ${ms(l.p50)} | ${ms(l.p90)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(r.allNodes.p99)} | ${r.serverRssMiB.toFixed(0)} MiB |`);
+}
