@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +20,10 @@ interface Run {
 }
 
 /** Runs serve until it logs that it is serving (then calls whileServing) or exits; bounded by a timeout. */
-function serve(args: string[], whileServing?: (ports: { xds: number; admin: number }) => Promise<void>): Promise<Run> {
+function serve(args: string[], whileServing?: (ports: { xds: number; admin: number }) => Promise<void>, runAs: string[] = []): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const command = [...runAs, process.execPath, cli, 'serve', ...args];
+    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let started = false;
     const timer = setTimeout(() => {
@@ -93,6 +95,24 @@ test('serve: cannot start → a clear message naming the problem, non-zero exit'
     }
   } finally {
     busy.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+test('serve: a data dir it may not write → a message naming it, exit 1', {
+  skip: process.getuid?.() !== 0 ? 'needs root to run the server as an unprivileged user' : !setpriv ? 'setpriv (util-linux) is not installed' : false,
+}, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'egress-xds-serve-ro-'));
+  try {
+    await chmod(dir, 0o755);
+    const readOnly = join(dir, 'data');
+    await mkdir(readOnly, { mode: 0o555 });
+    const asNobody = [setpriv!, '--reuid=65534', '--regid=65534', '--clear-groups'];
+    const run = await serve(['--data-dir', readOnly, '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'], undefined, asNobody);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, new RegExp(`egress-xds serve: data dir ${readOnly} is not writable`));
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
