@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { typeLabel } from '../metrics/metrics.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
-import { RESOURCE_TYPE_ORDER, TypeUrl } from '../envoy/typeUrls.js';
+import { RESOURCE_TYPE_ORDER, TypeUrl, isServedResourceType } from '../envoy/typeUrls.js';
 import type { NodeRegistry } from './nodeRegistry.js';
 import type { SnapshotSource } from './snapshotSource.js';
 
@@ -35,6 +35,7 @@ export abstract class AdsStream<Request extends RequestWithNode> {
   protected logger: Logger;
   private unwatch?: () => void;
   private lastNonce = 0;
+  private readonly ignoredTypes = new Set<string>();
   private closed = false;
 
   constructor(
@@ -95,6 +96,20 @@ export abstract class AdsStream<Request extends RequestWithNode> {
     });
     this.logger.info('envoy connected', { cluster: this.node.cluster });
     return true;
+  }
+
+  /**
+   * False for a type this control plane does not serve: such requests are never
+   * answered, so they cannot disturb the served types (Envoy's initial fetch
+   * timeout covers them). Logged once per type and stream.
+   */
+  protected serves(typeUrl: string): boolean {
+    if (isServedResourceType(typeUrl)) return true;
+    if (!this.ignoredTypes.has(typeUrl)) {
+      this.ignoredTypes.add(typeUrl);
+      this.logger.warn('request for a resource type this control plane does not serve; ignored', { typeUrl });
+    }
+    return false;
   }
 
   /** Clusters first, then the listener, then anything else subscribed. */

@@ -4,7 +4,6 @@
 // nonces are handled as in state of the world; subscription changes apply
 // whatever nonce they carry.
 import type { DeltaDiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
-import { isServedResourceType } from '../envoy/typeUrls.js';
 import type { EncodedResource } from '../snapshot/encodedResource.js';
 import { AdsStream } from './adsStream.js';
 import { encodeDeltaResponse } from './wire.js';
@@ -20,17 +19,10 @@ interface DeltaTypeState {
 
 export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
   private readonly types = new Map<string, DeltaTypeState>();
-  private readonly ignoredTypes = new Set<string>();
 
   protected override onRequest(request: DeltaDiscoveryRequest): void {
     const typeUrl = request.typeUrl;
-    if (!isServedResourceType(typeUrl)) {
-      if (!this.ignoredTypes.has(typeUrl)) {
-        this.ignoredTypes.add(typeUrl);
-        this.logger.warn('delta request for a resource type this control plane does not serve; ignored', { typeUrl });
-      }
-      return;
-    }
+    if (!this.serves(typeUrl)) return;
     let state = this.types.get(typeUrl);
     if (!state) {
       const subscribe = request.resourceNamesSubscribe;

@@ -4,7 +4,6 @@
 // per type is in flight, a stale nonce changes nothing, and a rejected version
 // is never re-sent: only a newer version goes out.
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
-import { isServedResourceType } from '../envoy/typeUrls.js';
 import { AdsStream } from './adsStream.js';
 import { encodeSotwResponse } from './wire.js';
 
@@ -22,18 +21,10 @@ const sameNames = (a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | 
 
 export class SotwStream extends AdsStream<DiscoveryRequest> {
   private readonly types = new Map<string, TypeState>();
-  private readonly ignoredTypes = new Set<string>();
 
   protected override onRequest(request: DiscoveryRequest): void {
     const typeUrl = request.typeUrl;
-    if (!isServedResourceType(typeUrl)) {
-      // Never answered, so it cannot disturb the served types; Envoy's initial fetch timeout covers it.
-      if (!this.ignoredTypes.has(typeUrl)) {
-        this.ignoredTypes.add(typeUrl);
-        this.logger.warn('request for a resource type this control plane does not serve; ignored', { typeUrl });
-      }
-      return;
-    }
+    if (!this.serves(typeUrl)) return;
     const names = request.resourceNames.length === 0 || request.resourceNames.includes('*') ? undefined : new Set(request.resourceNames);
     let state = this.types.get(typeUrl);
     if (!state || request.responseNonce === '') {
