@@ -113,6 +113,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         const group = cache.groupForNode(nodeId);
         return checkConnection(group.compiled, group.policies, connection);
       },
+      // The admin API listens only once the store is loaded and the cache holds its snapshot.
       ready: () => true,
     };
     const admin = createAdminServer({ store, view, metrics, logger, ...(options.adminToken ? { token: options.adminToken } : {}) });

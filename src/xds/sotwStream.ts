@@ -13,7 +13,6 @@ interface TypeState {
   watchOpen: boolean;
   lastSent?: { readonly version: string; readonly nonce: string; readonly names?: ReadonlySet<string> };
   awaitingAnswer: boolean;
-  nackedVersion?: string;
 }
 
 const sameNames = (a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean =>
@@ -43,10 +42,8 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     state.watchOpen = true;
     state.names = names;
     if (request.errorDetail) {
-      state.nackedVersion = answered.version;
       this.recordNack(typeUrl, answered.version, request.errorDetail.message || `gRPC code ${request.errorDetail.code}`);
     } else {
-      delete state.nackedVersion;
       this.recordAck(typeUrl, request.versionInfo);
     }
     // Also lets a Listener held back for its Clusters go, once they are answered.
@@ -58,9 +55,9 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const set = this.snapshot?.resourceSet(typeUrl);
     // Never an empty state-of-the-world by mistake: Envoy would delete everything missing.
     if (!state || !state.watchOpen || !set || set.items.size === 0) return;
+    // Also what keeps a NACKed version from being re-sent: it is the last one sent.
     const last = state.lastSent;
     if (last && last.version === set.version && sameNames(last.names, state.names)) return;
-    if (state.nackedVersion === set.version && sameNames(last?.names, state.names)) return;
     if (this.mustWaitForClusters(typeUrl)) return;
     const nonce = this.nextNonce();
     state.lastSent = { version: set.version, nonce, ...(state.names ? { names: state.names } : {}) };
