@@ -4,6 +4,17 @@
 import { isIP } from 'node:net';
 import { TypeUrl } from '../envoy/typeUrls.js';
 
+/** Files on the Envoy host for reaching an xDS server that serves TLS (--xds-tls-*). */
+export interface BootstrapTls {
+  /** CA that signed the control plane's certificate. */
+  readonly caFile: string;
+  /** Envoy's own certificate and key, when the control plane requires mTLS. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** The name the control plane's certificate must carry; default: the xDS host. */
+  readonly serverName?: string;
+}
+
 export interface BootstrapOptions {
   readonly nodeId: string;
   readonly cluster: string;
@@ -12,6 +23,31 @@ export interface BootstrapOptions {
   /** DeltaAggregatedResources instead of state of the world. */
   readonly delta: boolean;
   readonly adminPort: number;
+  readonly tls?: BootstrapTls;
+}
+
+function upstreamTls(tls: BootstrapTls, xdsHost: string): Record<string, unknown> {
+  const serverName = tls.serverName ?? xdsHost;
+  const byAddress = isIP(serverName) !== 0;
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': TypeUrl.UpstreamTlsContext,
+      // SNI carries names only, never addresses.
+      ...(byAddress ? {} : { sni: serverName }),
+      common_tls_context: {
+        // gRPC servers speak HTTP/2 over TLS only when ALPN selects it.
+        alpn_protocols: ['h2'],
+        validation_context: {
+          trusted_ca: { filename: tls.caFile },
+          match_typed_subject_alt_names: [{ san_type: byAddress ? 'IP_ADDRESS' : 'DNS', matcher: { exact: serverName } }],
+        },
+        ...(tls.certFile && tls.keyFile
+          ? { tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }] }
+          : {}),
+      },
+    },
+  };
 }
 
 export const XDS_CLUSTER = 'xds_cluster';
@@ -44,6 +80,7 @@ export function buildBootstrap(options: BootstrapOptions): Record<string, unknow
               explicit_http_config: { http2_protocol_options: {} },
             },
           },
+          ...(options.tls ? { transport_socket: upstreamTls(options.tls, options.xdsHost) } : {}),
           load_assignment: {
             cluster_name: XDS_CLUSTER,
             endpoints: [

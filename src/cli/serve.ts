@@ -5,10 +5,12 @@ import { StartupError, startControlPlane } from '../server/controlPlane.js';
 import { PolicyFileError } from '../store/policyFile.js';
 import { StoreError } from '../store/storeError.js';
 import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './flags.js';
+import { loadXdsTls } from './xdsTlsFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
                         [--listener-port 15001] [--ipv6]
+                        [--xds-tls-cert FILE --xds-tls-key FILE [--xds-client-ca FILE]]
 
   --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
   --admin-address      the admin REST API; off loopback it requires a token
@@ -17,6 +19,8 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
   --admin-token-file   bearer token for the admin API (or EGRESS_XDS_ADMIN_TOKEN)
   --listener-port      the port of Envoy's transparent listener (the agent's --port)
   --ipv6               the listener also binds [::] on the same port
+  --xds-tls-cert/-key  serve ADS over TLS with this certificate chain and key (PEM)
+  --xds-client-ca      and require Envoys to present a certificate this CA signed (mTLS)
 
 On a first start with no --policy, the store receives the embedded default policy
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
@@ -31,6 +35,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'admin-token-file': { type: 'string' },
       'listener-port': { type: 'string', default: '15001' },
       ipv6: { type: 'boolean', default: false },
+      'xds-tls-cert': { type: 'string' },
+      'xds-tls-key': { type: 'string' },
+      'xds-client-ca': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help) {
@@ -41,6 +48,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const admin = parseHostPort('--admin-address', values['admin-address']);
     if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
     const listenerPort = parsePort('--listener-port', values['listener-port']);
+    const xdsTls = await loadXdsTls({ cert: values['xds-tls-cert'], key: values['xds-tls-key'], clientCa: values['xds-client-ca'] });
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
@@ -49,6 +57,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     try {
       controlPlane = await startControlPlane({
         xdsAddress: `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}`,
+        ...(xdsTls ? { xdsTls } : {}),
         adminHost: admin.host,
         adminPort: admin.port,
         dataDir: values['data-dir'],

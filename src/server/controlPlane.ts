@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net';
 import { checkConnection, type CompileOptions } from '../compile/index.js';
 import type { ControlPlaneView } from '../admin/controlPlaneView.js';
-import { requireTokenUnlessLoopback } from '../admin/auth.js';
+import { isLoopbackHost, requireTokenUnlessLoopback } from '../admin/auth.js';
 import { createAdminServer } from '../admin/server.js';
 import type { Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../metrics/metrics.js';
@@ -14,7 +14,7 @@ import { egressGroupCompiler, type CompiledEgressGroup } from '../snapshot/egres
 import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
-import { startXdsServer, type XdsServer } from '../xds/server.js';
+import { startXdsServer, type XdsServer, type XdsTls } from '../xds/server.js';
 
 /** Seed 002 §6.6: GitHub only, for the microVM range. Stored on a first start with no policy file. */
 export const EMBEDDED_DEFAULT_POLICY: { readonly name: string; readonly spec: PolicySpec } = {
@@ -25,6 +25,8 @@ export const EMBEDDED_DEFAULT_POLICY: { readonly name: string; readonly spec: Po
 export interface ControlPlaneOptions {
   /** host:port for ADS, e.g. "0.0.0.0:18000" (port 0 picks a free one). */
   readonly xdsAddress: string;
+  /** Serve ADS over TLS (mTLS with a client CA); plaintext when absent. */
+  readonly xdsTls?: XdsTls;
   readonly adminHost: string;
   readonly adminPort: number;
   readonly dataDir: string;
@@ -103,8 +105,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
     const registry = new NodeRegistry();
     const xds: XdsServer = await listening('xDS', options.xdsAddress, () =>
-      startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress),
+      startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress, options.xdsTls),
     );
+    if (!options.xdsTls && !isLoopbackHost(options.xdsAddress.replace(/:\d+$/, '').replace(/^\[|\]$/g, ''))) {
+      logger.warn('xDS is served in plaintext off loopback: anyone who reaches it can read the allowlists and pose as any node; see --xds-tls-cert/--xds-tls-key/--xds-client-ca');
+    }
     cleanups.push(() => xds.close());
 
     const view: ControlPlaneView = {
@@ -123,6 +128,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
     logger.info('egress-xds serving', {
       xds: `${options.xdsAddress.replace(/:\d+$/, '')}:${xds.port}`,
+      xdsTransport: options.xdsTls ? (options.xdsTls.clientCa ? 'mTLS' : 'TLS') : 'plaintext',
       admin: `${adminInfo.address}:${adminInfo.port}`,
       dataDir: store.dataDir,
       policies: store.list().length,

@@ -6,13 +6,20 @@ import type { XdsDependencies } from './adsStream.js';
 import { DeltaStream } from './deltaStream.js';
 import { SotwStream } from './sotwStream.js';
 
+/** PEM material for serving ADS over TLS; with clientCa, Envoys must present a certificate it signed (mTLS). */
+export interface XdsTls {
+  readonly certChain: Buffer;
+  readonly privateKey: Buffer;
+  readonly clientCa?: Buffer;
+}
+
 export interface XdsServer {
   /** The bound port (useful when asked for port 0). */
   readonly port: number;
   close(): Promise<void>;
 }
 
-export async function startXdsServer(deps: XdsDependencies, address: string): Promise<XdsServer> {
+export async function startXdsServer(deps: XdsDependencies, address: string, tls?: XdsTls): Promise<XdsServer> {
   const server = new Server({
     // Envoy keeps ADS streams open for days; let keepalives find dead peers.
     'grpc.keepalive_time_ms': 30_000,
@@ -26,7 +33,10 @@ export async function startXdsServer(deps: XdsDependencies, address: string): Pr
     deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) => new DeltaStream(deps, call, 'delta').start(),
   });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
+    const credentials = tls
+      ? ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.certChain, private_key: tls.privateKey }], tls.clientCa !== undefined)
+      : ServerCredentials.createInsecure();
+    server.bindAsync(address, credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)));
   });
   return {
     port,

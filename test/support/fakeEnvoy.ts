@@ -75,6 +75,8 @@ export interface FakeEnvoyOptions {
   readonly initialVersions?: Partial<Record<string, string>>;
   /** Delta: the resources (name → version) announced on the first request of a type. */
   readonly initialResourceVersions?: Partial<Record<string, Record<string, string>>>;
+  /** Default: plaintext. */
+  readonly credentials?: grpc.ChannelCredentials;
 }
 
 export class FakeEnvoy {
@@ -95,7 +97,7 @@ export class FakeEnvoy {
     private readonly options: FakeEnvoyOptions,
   ) {
     const Client = adsClientConstructor();
-    this.client = new Client(address, grpc.credentials.createInsecure());
+    this.client = new Client(address, options.credentials ?? grpc.credentials.createInsecure());
   }
 
   private get node() {
