@@ -231,12 +231,8 @@ function createStore(parts: {
     }
     applyCommit(state, record);
     history.push(...flatten(record));
-    try {
-      await writeCheckpoint(statePath, state);
-    } catch (error) {
-      // Still durable through the history; the next write or start retries the checkpoint.
-      logger.error('store: checkpoint failed; the history still holds the change', { path: statePath, error });
-    }
+    // Durable from here (the history is the commit point): tell the listeners
+    // first, so a push to Envoy does not wait for the checkpoint rewrite.
     const policies = [...state.policies.values()].sort(byName);
     for (const listener of listeners) {
       try {
@@ -244,6 +240,12 @@ function createStore(parts: {
       } catch (error) {
         logger.error('store: change listener failed', { error });
       }
+    }
+    try {
+      await writeCheckpoint(statePath, state);
+    } catch (error) {
+      // Still durable through the history; the next write or start retries the checkpoint.
+      logger.error('store: checkpoint failed; the history still holds the change', { path: statePath, error });
     }
   }
 
