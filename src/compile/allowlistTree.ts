@@ -14,10 +14,11 @@
 // under every wildcard its parent is), so a kept branch never allows less than its
 // fallback. Hence no branch is all-deny and no explicit deny chain is needed: what
 // no chain allows gets no match and goes to the listener's default (reject) chain.
-import { cidrContains, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
+import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
-import { ANY_SOURCE, NO_SOURCES_FORM, cidrKeysOf, coverForm, splitDefaultRoute, sortCidrKeys } from './cidrKeys.js';
-import { patternCovers, wildcardAncestors } from './serverNames.js';
+import { ANY_SOURCE, cidrKeysOf, splitDefaultRoute, sortCidrKeys } from './cidrKeys.js';
+import { coveringPatterns, wildcardAncestors } from './serverNames.js';
+import { NO_SOURCES, addsSources, beyond, coverForm, coverOf, unionCovers, type SourceCover } from './sourceCover.js';
 
 /** Policies by index into AllowlistTree.policies. */
 export type PolicySet = ReadonlySet<number>;
@@ -66,57 +67,68 @@ export interface AllowlistTree {
   readonly sourceGroups: readonly SourceGroup[];
 }
 
+/** The sources a policy set allows. */
+type SourcesOf = (set: PolicySet) => SourceCover;
+
 const byName = (a: Policy, b: Policy): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const ascending = (a: number, b: number): number => a - b;
 
 /** Source keys of a policy: absent sources mean every source. */
 function sourceKeysOf(policy: Policy): string[] {
   return policy.sources === undefined ? [ANY_SOURCE] : cidrKeysOf(policy.sources);
 }
 
-export function intersects(a: PolicySet, b: PolicySet): boolean {
-  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
-  for (const i of small) if (large.has(i)) return true;
-  return false;
-}
-
 /**
- * Walks values from least to most specific and keeps a value only when its allowed
- * sources differ from those of the nearest kept value Envoy would fall back to.
+ * Keeps the values whose allowed sources differ from those of the value Envoy would
+ * fall back to without them (their parent, else the catch-all allowing `rootSources`).
+ * A parent never allows more than its child, so "differ" is "allow a source the parent does not".
  */
 function keepDistinct<T>(
   values: readonly T[],
   parentOf: (value: T) => T | undefined,
-  sourcesOf: (value: T) => string,
-  rootSources: string,
+  sourcesOf: (value: T) => SourceCover,
+  rootSources: SourceCover,
 ): T[] {
-  const effective = new Map<T, string>();
-  const kept = new Set<T>();
-  const resolve = (value: T): string => {
-    const known = effective.get(value);
-    if (known !== undefined) return known;
+  return values.filter((value) => {
     const parent = parentOf(value);
-    const fallback = parent === undefined ? rootSources : resolve(parent);
-    const own = sourcesOf(value);
-    if (own !== fallback) kept.add(value);
-    effective.set(value, own);
-    return own;
-  };
-  values.forEach(resolve);
-  return values.filter((v) => kept.has(v));
+    return addsSources(sourcesOf(value), parent === undefined ? rootSources : sourcesOf(parent));
+  });
 }
 
-function serverNameBranches(policies: readonly Policy[], sourcesOf: (set: PolicySet) => string): ServerNameBranch[] {
-  const patterns = [...new Set(policies.flatMap((p) => p.allow.sni))].sort();
-  const branches = new Map<string, ServerNameBranch>();
-  for (const pattern of patterns) {
-    const covering = new Set<number>();
-    policies.forEach((policy, i) => {
-      if (policy.allow.sni.some((by) => patternCovers(by, pattern))) covering.add(i);
-    });
-    branches.set(pattern, { pattern, policies: covering });
-  }
+function serverNameBranches(policies: readonly Policy[], sourcesOfPolicies: (list: readonly number[]) => SourceCover): ServerNameBranch[] {
+  const writers = new Map<string, number[]>();
+  policies.forEach((policy, i) => {
+    for (const pattern of policy.allow.sni) {
+      const list = writers.get(pattern);
+      if (!list) writers.set(pattern, [i]);
+      else if (list[list.length - 1] !== i) list.push(i);
+    }
+  });
+  // A pattern is allowed by its writers and, through Envoy's fallback (the longest wildcard
+  // suffix written), by every wildcard above it. A wildcard in every policy puts every policy
+  // under each name below it, so decide on the writers' sources and the fallback's, never on
+  // the sets of all covering policies.
+  const parentOf = (pattern: string): string | undefined => wildcardAncestors(pattern).find((w) => writers.has(w));
+  const writtenSources = (pattern: string): SourceCover => sourcesOfPolicies(writers.get(pattern) ?? []);
+  const allowed = new Map<string, SourceCover>();
+  const allowedSources = (pattern: string): SourceCover => {
+    let cover = allowed.get(pattern);
+    if (!cover) {
+      const parent = parentOf(pattern);
+      cover = parent === undefined ? writtenSources(pattern) : unionCovers(writtenSources(pattern), allowedSources(parent));
+      allowed.set(pattern, cover);
+    }
+    return cover;
+  };
   // The catch-all server-name branch carries no SNI allows.
-  return keepDistinct([...branches.values()], serverNameParents([...branches.values()]), (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
+  const kept = [...writers.keys()].sort().filter((pattern) => {
+    const parent = parentOf(pattern);
+    return addsSources(writtenSources(pattern), parent === undefined ? NO_SOURCES : allowedSources(parent));
+  });
+  return kept.map((pattern) => {
+    const covering = coveringPatterns(pattern).flatMap((by) => writers.get(by) ?? []);
+    return { pattern, policies: new Set(covering.sort(ascending)) };
+  });
 }
 
 /** Envoy's fallback among these branches: the longest wildcard suffix present. */
@@ -133,88 +145,117 @@ interface CidrRule {
   readonly cidr: Cidr;
 }
 
+type Prefix = Omit<PrefixBranch, 'serverNames'>;
+
+/**
+ * Each destination value with the policies of the rules covering it and its longest-prefix
+ * fallback. In address order the values holding the current one form a stack (CIDRs nest
+ * or are disjoint), so one sorted pass finds both.
+ */
+function prefixesWithParents(rules: readonly CidrRule[]): { prefixes: Prefix[]; parentOf: (p: Prefix) => Prefix | undefined } {
+  const named = new Map<string, { cidr: Cidr; policies: number[] }>();
+  for (const rule of rules) {
+    for (const cidr of splitDefaultRoute(rule.cidr)) {
+      const key = formatCidr(cidr);
+      let value = named.get(key);
+      if (!value) named.set(key, (value = { cidr, policies: [] }));
+      value.policies.push(rule.policy);
+    }
+  }
+  const parents = new Map<Prefix, Prefix | undefined>();
+  const stack: Prefix[] = [];
+  for (const [key, value] of [...named].sort((a, b) => compareCidrs(a[1].cidr, b[1].cidr))) {
+    while (stack.length > 0 && !cidrContains(stack[stack.length - 1]!.cidr, value.cidr)) stack.pop();
+    const parent = stack[stack.length - 1];
+    const policies = new Set([...(parent?.policies ?? []), ...value.policies].sort(ascending));
+    const prefix: Prefix = { key, cidr: value.cidr, policies };
+    parents.set(prefix, parent);
+    stack.push(prefix);
+  }
+  const prefixes = [...parents.keys()].sort((a, b) => (a.key < b.key ? -1 : 1));
+  return { prefixes, parentOf: (p) => parents.get(p) };
+}
+
+/**
+ * In a prefix's row a name's cell allows the cidr sources plus its own, and falls back to
+ * its parent's cell (or, without one, to the row's catch-all: the cidr sources). What a name
+ * adds to its parent does not depend on the row, so it is found once; a row keeps the names
+ * whose addition its cidr sources do not already hold.
+ */
+function rowAdditions(serverNames: readonly ServerNameBranch[], sourcesOf: SourcesOf): Map<ServerNameBranch, SourceCover> {
+  const parentOf = serverNameParents(serverNames);
+  return new Map(
+    serverNames.map((name) => {
+      const parent = parentOf(name);
+      return [name, beyond(sourcesOf(name.policies), parent === undefined ? NO_SOURCES : sourcesOf(parent.policies))];
+    }),
+  );
+}
+
 function prefixBranches(
   rules: readonly CidrRule[],
   serverNames: readonly ServerNameBranch[],
-  sourcesOf: (set: PolicySet) => string,
+  additions: ReadonlyMap<ServerNameBranch, SourceCover>,
+  sourcesOf: SourcesOf,
 ): PrefixBranch[] {
-  const values = new Map<string, Cidr>();
-  for (const rule of rules) for (const cidr of splitDefaultRoute(rule.cidr)) values.set(formatCidr(cidr), cidr);
-  const all = [...values].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([key, cidr]) => ({
-    key,
-    cidr,
-    policies: new Set(rules.filter((r) => cidrContains(r.cidr, cidr)).map((r) => r.policy)),
-  }));
-  // Envoy's longest-prefix match: the fallback of a prefix is the longest other value holding it.
+  const { prefixes, parentOf } = prefixesWithParents(rules);
   // A prefix's whole subtree follows from its cidr sources, so comparing those decides it.
-  const parentOf = (b: (typeof all)[number]): (typeof all)[number] | undefined => {
-    let best: (typeof all)[number] | undefined;
-    for (const other of all) {
-      if (other !== b && cidrContains(other.cidr, b.cidr) && other.cidr.prefixLength < b.cidr.prefixLength) {
-        if (!best || other.cidr.prefixLength > best.cidr.prefixLength) best = other;
-      }
-    }
-    return best;
-  };
   // The catch-all destination branch carries no cidr allows.
-  const kept = keepDistinct(all, parentOf, (b) => sourcesOf(b.policies), NO_SOURCES_FORM);
-  const nameParents = serverNameParents(serverNames);
-  return kept.map((prefix) => ({
-    ...prefix,
-    // In this row a name's cell allows the cidr sources plus its own; the row's catch-all cell, the cidr sources.
-    serverNames: keepDistinct(
-      serverNames,
-      nameParents,
-      (name) => sourcesOf(new Set([...prefix.policies, ...name.policies])),
-      sourcesOf(prefix.policies),
-    ),
-  }));
+  const kept = keepDistinct(prefixes, parentOf, (p) => sourcesOf(p.policies), NO_SOURCES);
+  return kept.map((prefix) => {
+    const cidrSources = sourcesOf(prefix.policies);
+    return { ...prefix, serverNames: serverNames.filter((name) => addsSources(additions.get(name)!, cidrSources)) };
+  });
 }
 
-/** Cidr rules that apply to connections on `port` (0: any port no rule names). */
-function rulesForPort(policies: readonly Policy[], port: number): CidrRule[] {
-  const rules: CidrRule[] = [];
+/** The cidr rules by the port they name (0: rules for every port), parsed once. */
+function rulesByPort(policies: readonly Policy[]): Map<number, CidrRule[]> {
+  const byPort = new Map<number, CidrRule[]>([[0, []]]);
   policies.forEach((policy, i) => {
     for (const rule of policy.allow.cidrs ?? []) {
-      const applies = rule.ports === undefined || (port !== 0 && rule.ports.includes(port));
-      if (applies) rules.push({ policy: i, cidr: mustParseCidr(rule.cidr) });
+      const parsed: CidrRule = { policy: i, cidr: mustParseCidr(rule.cidr) };
+      for (const port of rule.ports ?? [0]) {
+        if (rule.ports !== undefined && port <= 0) continue;
+        let list = byPort.get(port);
+        if (!list) byPort.set(port, (list = []));
+        list.push(parsed);
+      }
     }
   });
-  return rules;
+  return byPort;
 }
-
-const portSignature = (prefixes: readonly PrefixBranch[], sourcesOf: (set: PolicySet) => string): string =>
-  prefixes.map((b) => `${b.key}=${sourcesOf(b.policies)}`).join(';');
 
 export function buildAllowlistTree(unsorted: readonly Policy[]): AllowlistTree {
   const policies = [...unsorted].sort(byName);
   const keysByPolicy = policies.map(sourceKeysOf);
 
-  const coverCache = new Map<string, string>();
-  const sourcesOf = (set: PolicySet): string => {
-    const id = [...set].sort((a, b) => a - b).join(',');
-    let form = coverCache.get(id);
-    if (form === undefined) {
-      form = coverForm([...set].flatMap((i) => keysByPolicy[i] ?? []));
-      coverCache.set(id, form);
-    }
-    return form;
+  const sourcesOfPolicies = (list: Iterable<number>): SourceCover => coverOf([...list].flatMap((i) => keysByPolicy[i] ?? []));
+  // The tree's policy sets are built once and shared, so their sources are computed once each.
+  const covers = new Map<PolicySet, SourceCover>();
+  const sourcesOf: SourcesOf = (set) => {
+    let cover = covers.get(set);
+    if (!cover) covers.set(set, (cover = sourcesOfPolicies(set)));
+    return cover;
   };
+  const portSignature = (prefixes: readonly PrefixBranch[]): string =>
+    prefixes.map((b) => `${b.key}=${coverForm(sourcesOf(b.policies))}`).join(';');
 
-  const serverNames = serverNameBranches(policies, sourcesOf);
+  const serverNames = serverNameBranches(policies, sourcesOfPolicies);
+  const additions = rowAdditions(serverNames, sourcesOf);
 
-  const anyPort: PortBranch = { port: 0, prefixes: prefixBranches(rulesForPort(policies, 0), serverNames, sourcesOf) };
-  const anySignature = portSignature(anyPort.prefixes, sourcesOf);
-  const namedPorts = [...new Set(policies.flatMap((p) => (p.allow.cidrs ?? []).flatMap((r) => r.ports ?? [])))]
-    .filter((port) => port > 0)
-    .sort((a, b) => a - b);
+  const rules = rulesByPort(policies);
+  const anyPortRules = rules.get(0) ?? [];
+  const anyPort: PortBranch = { port: 0, prefixes: prefixBranches(anyPortRules, serverNames, additions, sourcesOf) };
+  const anySignature = portSignature(anyPort.prefixes);
+  const namedPorts = [...rules.keys()].filter((port) => port > 0).sort(ascending);
   const ports: PortBranch[] = [];
   const hasServerNames = serverNames.length > 0;
   if (hasServerNames || anyPort.prefixes.length > 0) ports.push(anyPort);
   for (const port of namedPorts) {
-    const branch: PortBranch = { port, prefixes: prefixBranches(rulesForPort(policies, port), serverNames, sourcesOf) };
+    const portRules = [...anyPortRules, ...(rules.get(port) ?? [])];
+    const branch: PortBranch = { port, prefixes: prefixBranches(portRules, serverNames, additions, sourcesOf) };
     // Same prefixes deciding the same way as the any-port branch: Envoy may fall through to it.
-    if (portSignature(branch.prefixes, sourcesOf) !== anySignature) ports.push(branch);
+    if (portSignature(branch.prefixes) !== anySignature) ports.push(branch);
   }
 
   // Group source keys by the exact set of policies that name them.

@@ -1,5 +1,5 @@
 // CIDRs as the canonical text keys Envoy's filter-chain index uses, and sets of them.
-import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
+import { compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 
 /** A chain without source ranges: every source, both families. */
 export const ANY_SOURCE = '';
@@ -17,9 +17,10 @@ export function splitDefaultRoute(cidr: Cidr): Cidr[] {
   ];
 }
 
-// Sorting parses the same few keys over and over; keep them (bounded, keys come from policies).
+// Sorting and covers parse the same few keys over and over; keep them (bounded, keys come from policies).
 const parsed = new Map<string, Cidr>();
-function parseKey(key: string): Cidr {
+/** The Cidr of a canonical key (not ANY_SOURCE). */
+export function cidrOfKey(key: string): Cidr {
   let cidr = parsed.get(key);
   if (!cidr) {
     if (parsed.size > 50_000) parsed.clear();
@@ -32,31 +33,23 @@ export function compareCidrKeys(a: string, b: string): number {
   if (a === b) return 0;
   if (a === ANY_SOURCE) return -1;
   if (b === ANY_SOURCE) return 1;
-  return compareCidrs(parseKey(a), parseKey(b));
+  return compareCidrs(cidrOfKey(a), cidrOfKey(b));
 }
 
-export const sortCidrKeys = (keys: Iterable<string>): string[] => [...new Set(keys)].sort(compareCidrKeys);
+/** Distinct keys in compareCidrKeys order, each parsed once rather than per comparison. */
+export function sortCidrKeys(keys: Iterable<string>): string[] {
+  const unique = new Set(keys);
+  const any = unique.delete(ANY_SOURCE);
+  const sorted = [...unique]
+    .map((key) => ({ key, cidr: cidrOfKey(key) }))
+    .sort((a, b) => compareCidrs(a.cidr, b.cidr))
+    .map((x) => x.key);
+  return any ? [ANY_SOURCE, ...sorted] : sorted;
+}
 
 /** The canonical keys of a list of CIDR texts (deduplicated, /0 split, sorted). */
 export function cidrKeysOf(cidrs: readonly string[]): string[] {
   return sortCidrKeys(cidrs.flatMap((text) => splitDefaultRoute(mustParseCidr(text)).map(formatCidr)));
-}
-
-/** coverForm of the empty set: nothing allowed. */
-export const NO_SOURCES_FORM = '';
-const ALL_SOURCES_FORM = '*';
-
-/**
- * A comparable form of the set of addresses a key set covers: ANY_SOURCE absorbs all,
- * ranges inside other ranges are dropped. Equal forms mean equal sets (the converse
- * does not always hold, which only costs a redundant branch).
- */
-export function coverForm(keys: Iterable<string>): string {
-  const unique = sortCidrKeys(keys);
-  if (unique.includes(ANY_SOURCE)) return ALL_SOURCES_FORM;
-  const cidrs = unique.map(parseKey);
-  const kept = cidrs.filter((c, i) => !cidrs.some((o, j) => j !== i && cidrContains(o, c)));
-  return kept.map(formatCidr).join(',');
 }
 
 /** The CidrRange ProtoJSON of a key. */

@@ -14,11 +14,13 @@
 // refuses as "overlapping matching rules"). Chains covering the same cells, or the
 // same rows with the same sources, are then merged.
 import type { FilterChainJson, FilterChainMatchJson } from '../envoy/resources.js';
-import { intersects, type AllowlistTree, type PolicySet, type ServerNameBranch } from './allowlistTree.js';
+import type { AllowlistTree, SourceGroup } from './allowlistTree.js';
 import { ANY_SOURCE, cidrRangeOf, compareCidrKeys, sortCidrKeys } from './cidrKeys.js';
+import { GroupRows } from './groupRows.js';
 import { ALLOW_FILTER_CHAIN_PREFIX, ALLOWED_STAT_PREFIX, ORIGINAL_DST_CLUSTER } from './names.js';
-import { compareServerNames } from './serverNames.js';
+import { compareServerNames, sortServerNames } from './serverNames.js';
 import { tcpProxyFilter } from './tcpProxy.js';
+import { indexTree, type TreeIndex } from './treeIndex.js';
 
 interface ChainSpec {
   /** 0: any destination port. */
@@ -33,72 +35,86 @@ interface ChainSpec {
   readonly policies: ReadonlySet<string>;
 }
 
-const sortNames = (names: Iterable<string>): string[] => [...new Set(names)].sort(compareServerNames);
-
-function unionSources(a: readonly string[], b: readonly string[]): string[] {
-  const all = sortCidrKeys([...a, ...b]);
+function unionSources(lists: readonly (readonly string[])[]): string[] {
+  const all = sortCidrKeys(lists.flat());
   // Every chain allows, so "every source" makes the other ranges of the cell redundant.
   return all.includes(ANY_SOURCE) ? [ANY_SOURCE] : all;
 }
 
-function policyNames(tree: AllowlistTree, set: PolicySet): Set<string> {
-  return new Set([...set].map((i) => tree.policies[i]?.name ?? `#${i}`));
+/** The tree's names a group's patterns cover (ascending), each with the group's policies covering it. */
+function namesOfGroup(group: SourceGroup, index: TreeIndex): Map<number, number[]> {
+  const holders = new Map<number, number[]>();
+  for (const i of group.policies) {
+    for (const n of index.namesByPolicy[i] ?? []) {
+      const list = holders.get(n);
+      if (list) list.push(i);
+      else holders.set(n, [i]);
+    }
+  }
+  return new Map([...holders].sort((a, b) => a[0] - b[0]));
 }
 
 function specsFor(tree: AllowlistTree): ChainSpec[] {
+  const index = indexTree(tree);
+  const groups = tree.sourceGroups.map((group) => ({ group, names: namesOfGroup(group, index) }));
+  const policyNames = (set: Iterable<number>): Set<string> => new Set([...set].map((i) => tree.policies[i]?.name ?? `#${i}`));
+  const patterns = (names: readonly number[]): string[] => names.map((n) => tree.serverNames[n]!.pattern);
   const specs: ChainSpec[] = [];
-  for (const branch of tree.ports) {
-    for (const group of tree.sourceGroups) {
-      const mine = (set: PolicySet): boolean => intersects(set, group.policies);
-      // The group's policies whose allows a chain carries: those in any of `sets`.
-      const named = (sets: readonly PolicySet[]): Set<string> =>
-        policyNames(tree, new Set([...group.policies].filter((i) => sets.some((set) => set.has(i)))));
+  tree.ports.forEach((branch, b) => {
+    const at = index.ports[b]!;
+    const groupRows = new GroupRows(branch, at, tree.serverNames.length);
+    for (const { group, names } of groups) {
       const base = { port: branch.port, sources: group.keys };
-
-      // Prefix rows where this group has the same cells share chains.
-      const rows = new Map<string, { prefixes: string[]; names: readonly ServerNameBranch[]; byCidr: boolean; policies: Set<number> }>();
-      for (const prefix of branch.prefixes) {
-        const byCidr = mine(prefix.policies);
-        // Under a prefix its cidr rules allow, every name kept in the row carries the group.
-        const names = byCidr ? prefix.serverNames : prefix.serverNames.filter((n) => mine(n.policies));
-        if (!byCidr && names.length === 0) continue;
-        const signature = `${byCidr}|${names.map((n) => n.pattern).join(',')}`;
-        let row = rows.get(signature);
-        if (!row) rows.set(signature, (row = { prefixes: [], names, byCidr, policies: new Set() }));
-        row.prefixes.push(prefix.key);
-        for (const i of prefix.policies) row.policies.add(i);
-      }
-      for (const row of rows.values()) {
-        const cidrPolicies: PolicySet[] = row.byCidr ? [row.policies] : [];
-        if (row.names.length > 0) {
-          const policies = named([...cidrPolicies, ...row.names.map((n) => n.policies)]);
-          specs.push({ ...base, prefixes: row.prefixes, serverNames: row.names.map((n) => n.pattern), policies });
+      for (const row of groupRows.rowsOf(group.policies, names.keys())) {
+        const byCidr = row.cidrPolicies.size > 0;
+        // Under a prefix its cidr rules cover, every name kept in the row carries the group.
+        const serverNames = byCidr ? at.patternsOf[row.first]! : patterns(row.names);
+        if (serverNames.length > 0) {
+          // The group's policies allowing the row's cells: by cidr, or by a name kept in the row.
+          const policies = new Set(row.cidrPolicies);
+          const kept = at.namesOf[row.first]!;
+          for (const [n, holders] of names) if (kept.has(n)) for (const i of holders) policies.add(i);
+          specs.push({ ...base, prefixes: row.prefixes, serverNames, policies: policyNames(policies) });
         }
-        if (row.byCidr) specs.push({ ...base, prefixes: row.prefixes, serverNames: undefined, policies: named(cidrPolicies) });
+        if (byCidr) specs.push({ ...base, prefixes: row.prefixes, serverNames: undefined, policies: policyNames(row.cidrPolicies) });
       }
 
       // Any other destination: the names this group's patterns cover.
-      const names = tree.serverNames.filter((n) => mine(n.policies));
-      if (names.length > 0) {
-        const policies = named(names.map((n) => n.policies));
-        specs.push({ ...base, prefixes: undefined, serverNames: names.map((n) => n.pattern), policies });
+      if (names.size > 0) {
+        specs.push({ ...base, prefixes: undefined, serverNames: patterns([...names.keys()]), policies: policyNames([...names.values()].flat()) });
       }
     }
-  }
+  });
   return specs;
 }
 
-const listKey = (list: readonly string[] | undefined): string => (list === undefined ? '*' : list.join(','));
+/** Short ids standing for lists, equal iff the lists' texts are: merge keys stay short however long the lists. */
+function listIds(): (list: readonly string[] | undefined) => string {
+  const byText = new Map<string, string>();
+  const byList = new WeakMap<readonly string[], string>();
+  return (list) => {
+    if (list === undefined) return '*';
+    let id = byList.get(list);
+    if (id === undefined) {
+      const text = list.join(',');
+      id = byText.get(text);
+      if (id === undefined) byText.set(text, (id = String(byText.size)));
+      byList.set(list, id);
+    }
+    return id;
+  };
+}
 
-/** Merges the specs that share `key`, keeping first-seen order; true when anything merged. */
+/** Merges the specs that share `key` into the first one's place; true when anything merged. */
 function mergeBy(
-  specs: ChainSpec[],
+  specs: readonly ChainSpec[],
   eligible: (s: ChainSpec) => boolean,
   key: (s: ChainSpec) => string,
-  combine: (a: ChainSpec, b: ChainSpec) => ChainSpec,
+  combine: (alike: readonly ChainSpec[]) => ChainSpec,
 ): { specs: ChainSpec[]; merged: boolean } {
-  const out: ChainSpec[] = [];
-  const at = new Map<string, number>();
+  // Collect each key's specs first and combine them once: folding pairwise re-sorts the growing lists every time.
+  const out: (ChainSpec | ChainSpec[])[] = [];
+  const alikeByKey = new Map<string, ChainSpec[]>();
   let merged = false;
   for (const spec of specs) {
     if (!eligible(spec)) {
@@ -106,42 +122,44 @@ function mergeBy(
       continue;
     }
     const k = key(spec);
-    const index = at.get(k);
-    if (index === undefined) {
-      at.set(k, out.length);
-      out.push(spec);
-    } else {
-      out[index] = combine(out[index]!, spec);
+    const alike = alikeByKey.get(k);
+    if (alike) {
+      alike.push(spec);
       merged = true;
+    } else {
+      const fresh = [spec];
+      alikeByKey.set(k, fresh);
+      out.push(fresh);
     }
   }
-  return { specs: out, merged };
+  return { specs: out.map((x) => (!Array.isArray(x) ? x : x.length === 1 ? x[0]! : combine(x))), merged };
 }
 
 function mergeSpecs(initial: ChainSpec[]): ChainSpec[] {
   let specs = initial;
-  const policies = (a: ChainSpec, b: ChainSpec): Set<string> => new Set([...a.policies, ...b.policies]);
+  const id = listIds();
+  const policies = (alike: readonly ChainSpec[]): Set<string> => new Set(alike.flatMap((s) => [...s.policies]));
   for (let changed = true; changed; ) {
     changed = false;
-    // Same cells: one chain with both groups' source ranges.
-    let step = mergeBy(specs, () => true, (s) => `${s.port}|${listKey(s.prefixes)}|${listKey(s.serverNames)}`, (a, b) => ({
-      ...a,
-      sources: unionSources(a.sources, b.sources),
-      policies: policies(a, b),
+    // Same cells: one chain with all the groups' source ranges.
+    let step = mergeBy(specs, () => true, (s) => `${s.port}|${id(s.prefixes)}|${id(s.serverNames)}`, (alike) => ({
+      ...alike[0]!,
+      sources: unionSources(alike.map((s) => s.sources)),
+      policies: policies(alike),
     }));
     changed ||= step.merged;
     // Same prefixes and sources, different names: one chain with all the names.
-    step = mergeBy(step.specs, (s) => s.serverNames !== undefined, (s) => `${s.port}|${listKey(s.prefixes)}|${s.sources.join(',')}`, (a, b) => ({
-      ...a,
-      serverNames: sortNames([...(a.serverNames ?? []), ...(b.serverNames ?? [])]),
-      policies: policies(a, b),
+    step = mergeBy(step.specs, (s) => s.serverNames !== undefined, (s) => `${s.port}|${id(s.prefixes)}|${id(s.sources)}`, (alike) => ({
+      ...alike[0]!,
+      serverNames: sortServerNames(alike.flatMap((s) => s.serverNames ?? [])),
+      policies: policies(alike),
     }));
     changed ||= step.merged;
     // Same names and sources, different prefixes: one chain with all the prefixes.
-    step = mergeBy(step.specs, (s) => s.prefixes !== undefined, (s) => `${s.port}|${listKey(s.serverNames)}|${s.sources.join(',')}`, (a, b) => ({
-      ...a,
-      prefixes: sortCidrKeys([...(a.prefixes ?? []), ...(b.prefixes ?? [])]),
-      policies: policies(a, b),
+    step = mergeBy(step.specs, (s) => s.prefixes !== undefined, (s) => `${s.port}|${id(s.serverNames)}|${id(s.sources)}`, (alike) => ({
+      ...alike[0]!,
+      prefixes: sortCidrKeys(alike.flatMap((s) => s.prefixes ?? [])),
+      policies: policies(alike),
     }));
     changed ||= step.merged;
     specs = step.specs;
@@ -149,7 +167,7 @@ function mergeSpecs(initial: ChainSpec[]): ChainSpec[] {
   return specs.map((s) => ({
     ...s,
     prefixes: s.prefixes && sortCidrKeys(s.prefixes),
-    serverNames: s.serverNames && sortNames(s.serverNames),
+    serverNames: s.serverNames && sortServerNames(s.serverNames),
   }));
 }
 

@@ -17,14 +17,33 @@ export function wildcardAncestors(pattern: string): string[] {
   return ancestors;
 }
 
-/** True when every name `pattern` matches is matched by `by` (equal patterns included). */
-export function patternCovers(by: string, pattern: string): boolean {
-  return by === pattern || (isWildcard(by) && wildcardAncestors(pattern).includes(by));
+/** The patterns matching every name `pattern` matches: itself and its wildcard ancestors. */
+export const coveringPatterns = (pattern: string): string[] => [pattern, ...wildcardAncestors(pattern)];
+
+// A compile sorts the same names again and again; keep their keys (bounded, names come from policies).
+const sortKeys = new Map<string, string>();
+/** The sort key of a name: its DNS labels from the right, so related names sit together. */
+function labelsFromRight(name: string): string {
+  let key = sortKeys.get(name);
+  if (key === undefined) {
+    if (sortKeys.size > 100_000) sortKeys.clear();
+    sortKeys.set(name, (key = name.split('.').reverse().join('.')));
+  }
+  return key;
 }
+
+const compareKeyed = (ka: string, a: string, kb: string, b: string): number =>
+  ka < kb ? -1 : ka > kb ? 1 : a < b ? -1 : a > b ? 1 : 0;
 
 /** Names sorted for output: by DNS labels from the right, so related names sit together. */
 export function compareServerNames(a: string, b: string): number {
-  const ka = a.split('.').reverse().join('.');
-  const kb = b.split('.').reverse().join('.');
-  return ka < kb ? -1 : ka > kb ? 1 : a < b ? -1 : a > b ? 1 : 0;
+  return compareKeyed(labelsFromRight(a), a, labelsFromRight(b), b);
+}
+
+/** Distinct names in compareServerNames order, each name's key computed once rather than per comparison. */
+export function sortServerNames(names: Iterable<string>): string[] {
+  return [...new Set(names)]
+    .map((name) => ({ name, key: labelsFromRight(name) }))
+    .sort((x, y) => compareKeyed(x.key, x.name, y.key, y.name))
+    .map((x) => x.name);
 }
