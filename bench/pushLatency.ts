@@ -16,6 +16,17 @@ export interface PushLatencyResult {
   /** Per change: ms from the 200 until the last node had it. */
   readonly allNodes: ReturnType<typeof summarize>;
   readonly serverRssMiB: number;
+  /** Share of (change, node) pairs where the Listener arrived before the 200. */
+  readonly beforeOk: number;
+  /** Server side, from egress_xds_push_latency_seconds: the bucket bound under which 99% of pushes were written. */
+  readonly serverP99BucketMs: number;
+}
+
+/** The upper bound of the histogram bucket that holds the given quantile. */
+function histogramQuantileBound(metrics: string, name: string, labels: string, quantile: number): number {
+  const buckets = [...metrics.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)",${labels}\\} (\\d+)`, 'gm'))].map((m) => ({ le: Number(m[1]), count: Number(m[2]) }));
+  const total = buckets.at(-1)?.count ?? 0;
+  return (buckets.find((b) => b.count >= quantile * total)?.le ?? NaN) * 1000;
 }
 
 export async function pushLatency(options: { nodes: number; changes: number; warmup: number }): Promise<PushLatencyResult> {
@@ -33,6 +44,7 @@ export async function pushLatency(options: { nodes: number; changes: number; war
     await Promise.all(envoys.map((e) => e.waitFor('initial listener', () => e.state.has(TypeUrl.Listener), 30_000)));
 
     const perNode: number[] = [];
+    let early = 0;
     const perChange: number[] = [];
     for (let change = 0; change < options.warmup + options.changes; change++) {
       const before = envoys.map((e) => e.responsesOf(TypeUrl.Listener).length);
@@ -45,10 +57,20 @@ export async function pushLatency(options: { nodes: number; changes: number; war
       if (change < options.warmup) continue;
       const arrivals = envoys.map((e, i) => Number(e.responsesOf(TypeUrl.Listener)[before[i]!]!.at - okAt) / 1e6);
       perNode.push(...arrivals.map((a) => Math.max(0, a)));
+      early += arrivals.filter((a) => a < 0).length;
       perChange.push(Math.max(0, ...arrivals));
     }
     const rss = Number(/^VmRSS:\s+(\d+)/m.exec(await import('node:fs/promises').then((fs) => fs.readFile(`/proc/${child.pid}/status`, 'utf8')))?.[1] ?? NaN) / 1024;
-    return { nodes: options.nodes, changes: options.changes, latency: summarize(perNode), allNodes: summarize(perChange), serverRssMiB: rss };
+    const metrics = await (await fetch(`http://127.0.0.1:${ports.admin}/metrics`)).text();
+    return {
+      nodes: options.nodes,
+      changes: options.changes,
+      latency: summarize(perNode),
+      allNodes: summarize(perChange),
+      serverRssMiB: rss,
+      beforeOk: early / perNode.length,
+      serverP99BucketMs: histogramQuantileBound(metrics, 'egress_xds_push_latency_seconds', 'type="Listener"', 0.99),
+    };
   } finally {
     for (const e of envoys) e.close();
     child.kill('SIGTERM');
