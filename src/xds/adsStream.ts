@@ -36,6 +36,8 @@ export abstract class AdsStream<Request extends RequestWithNode> {
   private unwatch?: () => void;
   private lastNonce = 0;
   private readonly ignoredTypes = new Set<string>();
+  /** Snapshots made after this carry a change the stream is pushing; their latency is measured. */
+  private connectedAt = 0n;
   private closed = false;
 
   constructor(
@@ -61,7 +63,7 @@ export abstract class AdsStream<Request extends RequestWithNode> {
   protected abstract onRequest(request: Request): void;
 
   /** Sends what the stream owes for a type, if anything (called on requests, answers and snapshot changes). */
-  protected abstract flush(typeUrl: string, pushed: boolean): void;
+  protected abstract flush(typeUrl: string): void;
 
   /** Types this stream has subscribed to. */
   protected abstract subscribedTypes(): string[];
@@ -87,12 +89,19 @@ export abstract class AdsStream<Request extends RequestWithNode> {
       return false;
     }
     this.node = { id, cluster: request.node?.cluster ?? '' };
+    this.connectedAt = process.hrtime.bigint();
     this.logger = this.logger.child({ node: id });
     this.deps.registry.open(this.streamId, this.node);
     this.snapshot = this.deps.source.snapshotFor(id);
     this.unwatch = this.deps.source.watch(id, (snapshot) => {
       this.snapshot = snapshot;
-      this.flushAll(true);
+      // One stream's failure must not stop the cache from telling the others.
+      try {
+        this.flushAll();
+      } catch (error) {
+        this.logger.error('failed to push a change', { error });
+        this.fail(GrpcStatus.INTERNAL, 'internal error while pushing a change');
+      }
     });
     this.logger.info('envoy connected', { cluster: this.node.cluster });
     return true;
@@ -112,11 +121,10 @@ export abstract class AdsStream<Request extends RequestWithNode> {
     return false;
   }
 
-  /** Clusters first, then the listener, then anything else subscribed. */
-  protected flushAll(pushed: boolean): void {
+  /** Clusters first, then the listener (only served types are ever subscribed). */
+  protected flushAll(): void {
     const subscribed = this.subscribedTypes();
-    const ordered = [...RESOURCE_TYPE_ORDER.filter((t) => subscribed.includes(t)), ...subscribed.filter((t) => !RESOURCE_TYPE_ORDER.includes(t as never))];
-    for (const typeUrl of ordered) this.flush(typeUrl, pushed);
+    for (const typeUrl of RESOURCE_TYPE_ORDER) if (subscribed.includes(typeUrl)) this.flush(typeUrl);
   }
 
   /** A Listener waits while its Clusters are in flight; it goes out when they are answered. */
@@ -129,11 +137,12 @@ export abstract class AdsStream<Request extends RequestWithNode> {
     return String(this.lastNonce);
   }
 
-  protected write(typeUrl: string, version: string, bytes: Buffer, pushed: boolean): void {
+  protected write(typeUrl: string, version: string, bytes: Buffer): void {
     this.call.write(bytes);
     const type = typeLabel(typeUrl);
     this.deps.metrics.responsesSent.inc({ type });
-    if (pushed && this.snapshot) {
+    // Also when the change waited for an ACK of an earlier response: that wait is part of the latency.
+    if (this.snapshot && this.snapshot.changedAt > this.connectedAt) {
       this.deps.metrics.pushLatency.observe({ type }, Number(process.hrtime.bigint() - this.snapshot.changedAt) / 1e9);
     }
     this.deps.registry.sent(this.streamId, typeUrl, version);

@@ -49,7 +49,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
         }
       }
     }
-    this.flushAll(false);
+    this.flushAll();
   }
 
   private answer(typeUrl: string, state: DeltaTypeState, request: DeltaDiscoveryRequest): void {
@@ -64,7 +64,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
     else this.recordAck(typeUrl, version);
   }
 
-  protected override flush(typeUrl: string, pushed: boolean): void {
+  protected override flush(typeUrl: string): void {
     const state = this.types.get(typeUrl);
     const set = this.snapshot?.resourceSet(typeUrl);
     if (!state || !set || this.mustWaitForClusters(typeUrl)) return;
@@ -79,7 +79,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
     for (const name of removed) state.clientVersions.delete(name);
     const nonce = this.nextNonce();
     state.pending = { nonce, version: set.version };
-    this.write(typeUrl, set.version, encodeDeltaResponse({ typeUrl, systemVersion: set.version, resources: updated, removed, nonce }), pushed);
+    this.write(typeUrl, set.version, encodeDeltaResponse({ typeUrl, systemVersion: set.version, resources: updated, removed, nonce }));
   }
 
   protected override subscribedTypes(): string[] {

@@ -30,7 +30,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       // A first request (or Envoy re-subscribing on this stream): it is owed the current state at once.
       state = { names, watchOpen: true, awaitingAnswer: false };
       this.types.set(typeUrl, state);
-      this.flush(typeUrl, false);
+      this.flush(typeUrl);
       return;
     }
     if (request.responseNonce !== state.lastSent?.nonce) {
@@ -47,10 +47,10 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       this.recordAck(typeUrl, request.versionInfo);
     }
     // Also lets a Listener held back for its Clusters go, once they are answered.
-    this.flushAll(false);
+    this.flushAll();
   }
 
-  protected override flush(typeUrl: string, pushed: boolean): void {
+  protected override flush(typeUrl: string): void {
     const state = this.types.get(typeUrl);
     const set = this.snapshot?.resourceSet(typeUrl);
     // Never an empty state-of-the-world by mistake: Envoy would delete everything missing.
@@ -63,7 +63,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     state.lastSent = { version: set.version, nonce, ...(state.names ? { names: state.names } : {}) };
     state.watchOpen = false;
     state.awaitingAnswer = true;
-    this.write(typeUrl, set.version, encodeSotwResponse(typeUrl, set, nonce, state.names), pushed);
+    this.write(typeUrl, set.version, encodeSotwResponse(typeUrl, set, nonce, state.names));
   }
 
   protected override subscribedTypes(): string[] {
