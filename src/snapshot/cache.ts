@@ -45,8 +45,11 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     const previous = this.groups;
     this.groups = new Map();
     const changed: Watcher<C>[] = [];
+    // Streams of one node id (reconnects, several Envoys on one id) share one selection.
+    const byNode = new Map<string, NodeGroup<C>>();
     for (const watcher of this.watchers) {
-      const group = this.groupForNode(watcher.nodeId, previous);
+      let group = byNode.get(watcher.nodeId);
+      if (!group) byNode.set(watcher.nodeId, (group = this.groupForNode(watcher.nodeId, previous)));
       if (group !== watcher.group) {
         const contentChanged = !group.snapshot.sameContentAs(watcher.group.snapshot);
         watcher.group = group;
