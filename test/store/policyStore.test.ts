@@ -1,8 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFile, chmod, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { HISTORY_FILE, openPolicyStore, STATE_FILE } from '../../src/store/policyStore.js';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { HISTORY_FILE, openPolicyStore, STATE_FILE, type PolicyStore } from '../../src/store/policyStore.js';
 import { StoreError } from '../../src/store/storeError.js';
 import { spec, tempDir } from './helpers.js';
 
@@ -245,6 +248,54 @@ test('one data dir, one server: a second open is refused; a dead holder\'s lock 
   await reopened.close();
   await assert.rejects(stat(join(dir.path, 'lock')), /ENOENT/);
   await dir.remove();
+});
+
+test('two opens of one data dir at the same time in one process: exactly one gets it', async () => {
+  const dir = await tempDir();
+  const results = await Promise.allSettled([openPolicyStore(dir.path), openPolicyStore(dir.path)]);
+  const opened = results.filter((r): r is PromiseFulfilledResult<PolicyStore> => r.status === 'fulfilled');
+  const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  assert.equal(opened.length, 1);
+  assert.match(String(refused[0]?.reason), /already open in this process/);
+  await opened[0]!.value.close();
+  await dir.remove();
+});
+
+test('servers starting on one data dir at the same moment: exactly one gets it', async () => {
+  // Each contender is a process, released at once; a lock that another one could
+  // read before its content is written would be taken for a dead writer's.
+  const contender = fileURLToPath(new URL('./fixtures/lockContender.js', import.meta.url));
+  const dirs = await Promise.all([tempDir(), tempDir(), tempDir()]);
+  const children = dirs.flatMap((dir) =>
+    Array.from({ length: 6 }, () => {
+      const child = spawn(process.execPath, [contender, dir.path], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const lines = createInterface({ input: child.stdout });
+      const next = () => new Promise<string>((resolve, reject) => {
+        lines.once('line', resolve);
+        child.once('error', reject);
+      });
+      return { dir: dir.path, child, next };
+    }),
+  );
+  try {
+    await Promise.all(children.map(async (c) => assert.equal(await c.next(), 'ready')));
+    const outcomes = await Promise.all(children.map((c) => {
+      const outcome = c.next();
+      c.child.stdin!.write('go\n');
+      return outcome;
+    }));
+    for (const dir of dirs) {
+      const mine = outcomes.filter((_, i) => children[i]!.dir === dir.path);
+      assert.equal(mine.filter((o) => o === 'locked').length, 1, mine.join('\n'));
+      assert.ok(mine.every((o) => o === 'locked' || o.includes('is in use by process')), mine.join('\n'));
+    }
+  } finally {
+    await Promise.all(children.map((c) => new Promise((resolve) => {
+      c.child.once('close', resolve);
+      c.child.stdin!.end();
+    })));
+    await Promise.all(dirs.map((dir) => dir.remove()));
+  }
 });
 
 test('an unusable data dir is a clear error naming the path', async () => {
