@@ -5,11 +5,12 @@
 //   DATA_DIR/policies.json     checkpoint of the state after the last commit
 //
 // A write is serialised with every other write, appended to the history and
-// fsynced (the commit point: from here a kill -9 cannot lose it), then folded
-// into memory, checkpointed (temp + fsync + rename + fsync dir), announced to
-// listeners, and only then answered. On open the checkpoint is read and the
-// history commits after it replayed, so a crash between the history append and
-// the checkpoint loses nothing. Callers pass validated, canonical specs.
+// fsynced (the commit point: from here a kill -9 cannot lose it), folded into
+// memory, announced to listeners (a push to Envoy need not wait for the
+// checkpoint), checkpointed (temp + fsync + rename + fsync dir), and only then
+// answered. On open the checkpoint is read and the history commits after it
+// replayed, so a crash between the history append and the checkpoint loses
+// nothing. Callers pass validated, canonical specs.
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { PolicySpec, StoredPolicy } from '../policy/model.js';
