@@ -115,8 +115,10 @@ export interface OpenOptions {
 }
 
 const byName = (a: StoredPolicy, b: StoredPolicy): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-const sameSpec = (policy: StoredPolicy, spec: PolicySpec): boolean => {
-  const { sources, nodes, allow } = policy;
+/** True when putting `spec` from `source` would change nothing (specs are canonical, so text equality is meaning equality). */
+const alreadyStored = (existing: StoredPolicy, source: string, spec: PolicySpec): boolean => {
+  if ((existing.source ?? API_SOURCE) !== source) return false;
+  const { sources, nodes, allow } = existing;
   return JSON.stringify({ sources, nodes, allow }) === JSON.stringify({ sources: spec.sources, nodes: spec.nodes, allow: spec.allow });
 };
 
@@ -283,7 +285,7 @@ function createStore(parts: {
         const refusal = refuse(name, source, options);
         if (refusal) return { ok: false, error: refusal };
         const existing = state.policies.get(name);
-        if (existing && (existing.source ?? API_SOURCE) === source && sameSpec(existing, spec)) {
+        if (existing && alreadyStored(existing, source, spec)) {
           return { ok: true, value: { name, revision: existing.revision, storeRevision: state.revision, changed: false } };
         }
         const revision = nextRevision(name);
@@ -310,8 +312,8 @@ function createStore(parts: {
         for (const { name, spec } of batch) {
           const existing = state.policies.get(name);
           if (spec === undefined) {
-            if (existing) changes.push({ action: 'delete', name, revision: existing.revision + 1, source: options.source });
-          } else if (!existing || (existing.source ?? API_SOURCE) !== options.source || !sameSpec(existing, spec)) {
+            if (existing) changes.push({ action: 'delete', name, revision: nextRevision(name), source: options.source });
+          } else if (!existing || !alreadyStored(existing, options.source, spec)) {
             changes.push({ action: 'put', name, revision: nextRevision(name), source: options.source, spec });
           }
         }
