@@ -1,6 +1,6 @@
 // The one config struct every rule is built from, and the validation that turns
 // flag strings into it. Errors name the flag; nothing here touches the system.
-import { type Cidr, type IpFamily, formatCidr, parseCidr, parseIp } from '../net/ip.js';
+import { type Cidr, type IpFamily, formatCidr, parseCidr } from '../net/ip.js';
 import { FlagError } from './errors.js';
 
 export type Backend = 'iptables' | 'nftables';
@@ -83,8 +83,7 @@ export function parseCidrFlag(flag: string, text: string): Cidr {
   const result = parseCidr(text);
   if (!result.ok) throw new FlagError(flag, `"${text}" is not a CIDR: ${result.reason}`);
   // Host bits set (172.31.0.5/16) is almost always a typo: say what was meant.
-  const address = parseIp(text.split('/')[0]!);
-  if (address && address.value !== result.cidr.network) {
+  if (result.hostBitsSet) {
     throw new FlagError(flag, `"${text}" has host bits set; did you mean ${formatCidr(result.cidr)}?`);
   }
   return result.cidr;

@@ -77,7 +77,14 @@ const mask = (family: IpFamily, prefixLength: number): bigint => {
   return ((1n << bits) - 1n) ^ ((1n << hostBits) - 1n);
 };
 
-export type CidrParseResult = { ok: true; cidr: Cidr } | { ok: false; reason: string };
+export type CidrParseResult =
+  | {
+      ok: true;
+      cidr: Cidr;
+      /** The text had bits set past the prefix ("10.1.2.3/8"); cidr.network has them cleared. */
+      hostBitsSet: boolean;
+    }
+  | { ok: false; reason: string };
 
 /** Parses "10.0.0.0/8", "2001:db8::/32", or a bare address (a host route). */
 export function parseCidr(text: string): CidrParseResult {
@@ -97,7 +104,8 @@ export function parseCidr(text: string): CidrParseResult {
     }
     prefixLength = Number(prefixText);
   }
-  return { ok: true, cidr: { family: address.family, network: address.value & mask(address.family, prefixLength), prefixLength } };
+  const network = address.value & mask(address.family, prefixLength);
+  return { ok: true, cidr: { family: address.family, network, prefixLength }, hostBitsSet: network !== address.value };
 }
 
 export function mustParseCidr(text: string): Cidr {
