@@ -117,12 +117,6 @@ export function mustParseCidr(text: string): Cidr {
 export const formatCidr = (cidr: Cidr): string =>
   `${formatIp({ family: cidr.family, value: cidr.network })}/${cidr.prefixLength}`;
 
-/** True when the host bits of the text are zero, i.e. it is already canonical. */
-export function isCanonicalCidr(text: string): boolean {
-  const result = parseCidr(text);
-  return result.ok && formatCidr(result.cidr) === text;
-}
-
 export function cidrContainsIp(cidr: Cidr, ip: IpAddress): boolean {
   return cidr.family === ip.family && (ip.value & mask(cidr.family, cidr.prefixLength)) === cidr.network;
 }
@@ -135,11 +129,6 @@ export function cidrContains(outer: Cidr, inner: Cidr): boolean {
     (inner.network & mask(outer.family, outer.prefixLength)) === outer.network
   );
 }
-
-export const cidrsOverlap = (a: Cidr, b: Cidr): boolean => cidrContains(a, b) || cidrContains(b, a);
-
-export const cidrEquals = (a: Cidr, b: Cidr): boolean =>
-  a.family === b.family && a.prefixLength === b.prefixLength && a.network === b.network;
 
 export function compareCidrs(a: Cidr, b: Cidr): number {
   if (a.family !== b.family) return a.family - b.family;
