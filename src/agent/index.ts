@@ -4,7 +4,6 @@ export { type AgentContext, DEFAULT_STATE_DIR } from './context.js';
 export { dryRunInstall, dryRunUninstall, install, reconcile, uninstall } from './apply.js';
 export { AgentError, FlagError, formatCommand } from './errors.js';
 export { readHostAddresses } from './hostAddresses.js';
-export { jsonLogger, type Logger } from './log.js';
 export { buildPlan, type Plan } from './plan.js';
 export { preflight } from './preflight.js';
 export { currentPlan, repairOnce, runRepairLoop } from './repair.js';

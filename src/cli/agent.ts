@@ -19,13 +19,13 @@ import {
   formatCommand,
   formatStatus,
   install,
-  jsonLogger,
   preflight,
   runRepairLoop,
   status,
   statusExitCode,
   uninstall,
 } from '../agent/index.js';
+import { createLogger } from '../log.js';
 
 const USAGE = `usage: egress-xds agent install|uninstall|status|run [options]
 
@@ -215,7 +215,7 @@ async function runAction(inv: AgentInvocation, context: AgentContext): Promise<n
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
       try {
-        await runRepairLoop(config, context, { intervalMs: inv.intervalMs, signal: controller.signal, log: jsonLogger() });
+        await runRepairLoop(config, context, { intervalMs: inv.intervalMs, signal: controller.signal, log: createLogger() });
       } finally {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);

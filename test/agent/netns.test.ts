@@ -12,6 +12,7 @@ import { type AgentConfig, buildConfig } from '../../src/agent/config.js';
 import type { AgentContext } from '../../src/agent/context.js';
 import { formatCommand } from '../../src/agent/errors.js';
 import { currentPlan, repairOnce } from '../../src/agent/repair.js';
+import { silentLogger } from '../../src/log.js';
 import type { Runner } from '../../src/agent/runner.js';
 import type { StatusReport } from '../../src/agent/status.js';
 import { startListener, stopChild } from './support/listener.js';
@@ -36,8 +37,6 @@ async function variants(): Promise<Variant[]> {
     { label: 'nftables', backend: 'nftables', env: {}, skip: undefined },
   ];
 }
-
-const silent = (): void => undefined;
 
 async function withNetns(env: Record<string, string>, body: (ns: Netns, stateDir: string) => Promise<void>): Promise<void> {
   const ns = await Netns.create(env);
@@ -144,11 +143,11 @@ for (const variant of await variants()) {
       for (const breakage of breakages) {
         for (const [file, ...args] of breakage) await ns.must(file!, ...args);
         assert.equal((await status(ns, flags(stateDir))).code, 1, `status sees: ${JSON.stringify(breakage)}`);
-        const pass = await repairOnce(config(stateDir), context, silent);
+        const pass = await repairOnce(config(stateDir), context, silentLogger);
         assert.equal(pass.error, undefined);
         assert.ok(pass.repaired.length > 0);
         assert.equal(await snapshot(ns), installed, `repaired: ${JSON.stringify(breakage)}`);
-        const clean = await repairOnce(config(stateDir), context, silent);
+        const clean = await repairOnce(config(stateDir), context, silentLogger);
         assert.deepEqual(clean.repaired, [], 'a pass over a whole setup changes nothing');
       }
       assert.equal((await ns.cli('uninstall', ...flags(stateDir))).exitCode, 0);
