@@ -5,8 +5,9 @@
 // Exit codes: 0 done (check: allowed), 1 the server refused or could not be
 // reached, 2 usage error, 3 check: denied.
 import { readFile } from 'node:fs/promises';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { UsageError, parseFlags } from './flags.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:18080';
 export const EXIT = { ok: 0, failed: 1, usage: 2, denied: 3 } as const;
@@ -52,8 +53,6 @@ const processIo: CliIo = {
   },
 };
 
-class UsageError extends Error {}
-
 const options = {
   server: { type: 'string' },
   'token-file': { type: 'string' },
@@ -71,7 +70,7 @@ const options = {
   since: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
-type Flags = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true; strict: true }>>['values'];
+type Flags = ReturnType<typeof parseFlags<typeof options>>['values'];
 
 /** Which flags each command takes (beyond --server, --token-file, --json, --help). */
 const ALLOWED: Record<string, readonly (keyof Flags)[]> = {
@@ -208,7 +207,7 @@ function integerFlag(flags: Flags, key: 'limit' | 'since'): string | undefined {
 
 export async function policyCommand(argv: string[], io: CliIo = processIo): Promise<number> {
   try {
-    const { values: flags, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    const { values: flags, positionals } = parseFlags(argv, options, true);
     if (flags.help) {
       io.out(`${USAGE}\n`);
       return EXIT.ok;
@@ -292,8 +291,9 @@ export async function policyCommand(argv: string[], io: CliIo = processIo): Prom
     }
     return EXIT.usage;
   } catch (error) {
-    if (error instanceof UsageError || (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.err(`egress-xds policy: ${(error as Error).message}\n\n${USAGE}\n`);
+    // Not flags.ts's withUsage: that writes to process.stderr, and io.err is injectable.
+    if (error instanceof UsageError) {
+      io.err(`egress-xds policy: ${error.message}\n\n${USAGE}\n`);
       return EXIT.usage;
     }
     if (error instanceof ApiError) {
