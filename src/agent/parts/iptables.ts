@@ -4,7 +4,7 @@
 import type { IpFamily } from '../../net/ip.js';
 import { IPTABLES_CHAIN } from '../config.js';
 import { CommandFailedError, TproxyUnavailableError } from '../errors.js';
-import type { Plan } from '../plan.js';
+import { type Plan, rulesOf } from '../plan.js';
 import { chainCommands, iptablesTool, mangle, ruleSpec, splitSaveLine } from '../render/iptables.js';
 import type { CommandResult, Runner } from '../runner.js';
 import type { Step } from '../steps.js';
@@ -22,7 +22,7 @@ interface Observed {
 export function iptablesPart(plan: Plan, family: IpFamily): Part {
   const tool = iptablesTool(family);
   const cmd = chainCommands(family);
-  const specs = plan.rules.filter((r) => r.family === family).map(ruleSpec);
+  const specs = rulesOf(plan, family).map(ruleSpec);
   const show = (spec: readonly string[]): string => `${tool} -t mangle -A ${IPTABLES_CHAIN} ${spec.join(' ')}`;
   const jumpText = `${tool} -t mangle -A PREROUTING -j ${IPTABLES_CHAIN}`;
 

@@ -1,10 +1,9 @@
 // Plan → iptables/ip6tables commands in the mangle table. Everything the agent
 // adds lives in its own chain, reached from PREROUTING by one jump, so install
 // and uninstall never touch anyone else's rules. Pure.
-import type { IpFamily } from '../../net/ip.js';
-import { formatCidr } from '../../net/ip.js';
+import { type IpFamily, formatCidr } from '../../net/ip.js';
 import { IPTABLES_CHAIN, formatMark } from '../config.js';
-import type { NetfilterRule, Plan } from '../plan.js';
+import { type NetfilterRule, type Plan, rulesOf } from '../plan.js';
 import { type Command, command } from '../runner.js';
 
 export type IptablesTool = 'iptables' | 'ip6tables';
@@ -47,7 +46,7 @@ export function renderIptables(plan: Plan): { family: IpFamily; tool: IptablesTo
   return plan.families.map((family) => ({
     family,
     tool: iptablesTool(family),
-    specs: plan.rules.filter((r) => r.family === family).map(ruleSpec),
+    specs: rulesOf(plan, family).map(ruleSpec),
   }));
 }
 
