@@ -82,14 +82,15 @@ export async function watchPolicyFile(options: PolicyFileOptions): Promise<Polic
   let lastRefused: string | undefined;
   async function reloadOnce(): Promise<PolicyFileOutcome> {
     const parsed = await loadPolicyFile(path);
-    if (parsed.ok && parsed.text === lastText) return { status: 'unchanged' };
-    if (!parsed.ok) {
+    if (parsed.ok) {
+      // A good file in between, even the one already applied: the next bad one is news.
+      lastRefused = undefined;
+      if (parsed.text === lastText) return { status: 'unchanged' };
+    } else {
       // Log a refusal once per distinct content, not on every poll.
       const key = parsed.text ?? JSON.stringify(parsed.errors);
       if (key === lastRefused) return { status: 'refused', errors: parsed.errors };
       lastRefused = key;
-    } else {
-      lastRefused = undefined;
     }
     return applyText(parsed);
   }

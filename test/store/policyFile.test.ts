@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { parsePolicyFile, PolicyFileError, policyFileSource } from '../../src/store/policyFile.js';
 import { watchPolicyFile, type PolicyFileOutcome } from '../../src/store/policyFileWatch.js';
 import { openPolicyStore, type PolicyStore } from '../../src/store/policyStore.js';
@@ -188,6 +188,30 @@ test('the file applies as one commit, owns its policies, and live edits apply', 
     assert.ok(put.ok);
     assert.equal(store.get('github')?.source, 'api');
   } finally {
+    await done();
+  }
+});
+
+test('a refusal is logged once per bad content, and again when the same bad edit comes back', async () => {
+  const { path, store, done } = await fixture();
+  const refusals: string[] = [];
+  const logger = createLogger({ write: (line) => { if (line.includes('policy file refused')) refusals.push(line); } });
+  const BAD = 'policies:\n  github:\n    allow: {sni: ["bad name"]}\n';
+  await writeFile(path, GOOD);
+  // Only explicit reloads: no poll, and no directory event fires within the test.
+  const watcher = await watchPolicyFile({ store, path, logger, debounceMs: 60_000, pollMs: 0 });
+  try {
+    await save(path, BAD);
+    assert.equal((await watcher.reload()).status, 'refused');
+    assert.equal((await watcher.reload()).status, 'refused');
+    assert.equal(refusals.length, 1, 'an unchanged bad file is not logged on every poll');
+    await save(path, GOOD);
+    assert.equal((await watcher.reload()).status, 'unchanged');
+    await save(path, BAD);
+    assert.equal((await watcher.reload()).status, 'refused');
+    assert.equal(refusals.length, 2, 'the bad edit made again is logged again');
+  } finally {
+    await watcher.close();
     await done();
   }
 });
