@@ -38,6 +38,15 @@ const METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PAT
 /** Probes and scrapes are frequent; they log at debug. */
 const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
 
+/** The first route whose pattern matches, without trying the rest. */
+function matchRoute(routes: readonly Route[], path: string): { r: Route; match: RegExpExecArray } | undefined {
+  for (const r of routes) {
+    const match = r.pattern.exec(path);
+    if (match) return { r, match };
+  }
+  return undefined;
+}
+
 function clientOf(req: IncomingMessage, identity: string | undefined): string {
   const parts = [req.socket.remoteAddress ?? 'unknown'];
   if (identity) parts.push(identity);
@@ -63,7 +72,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
 
   async function route(req: IncomingMessage, path: string, query: URLSearchParams): Promise<{ template: string; reply: Reply }> {
     const method = req.method ?? 'GET';
-    const found = routes.map((r) => ({ r, match: r.pattern.exec(path) })).find((m) => m.match !== null);
+    const found = matchRoute(routes, path);
     if (!found?.r.public && !tokenCheck.allows(req.headers.authorization)) {
       return {
         template: found?.r.template ?? 'unmatched',
@@ -78,7 +87,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
       return { template: r.template, reply: errorReply(405, `${method} is not allowed on ${r.template}; allowed: ${allow}`, undefined, { allow }) };
     }
     const params: Record<string, string> = {};
-    for (const [key, value] of Object.entries(match!.groups ?? {})) {
+    for (const [key, value] of Object.entries(match.groups ?? {})) {
       try {
         params[key] = decodeURIComponent(value);
       } catch {
