@@ -208,6 +208,7 @@ function createStore(parts: {
   const claimed = new Map<string, number>();
   let tail: Promise<unknown> = Promise.resolve();
   let closed = false;
+  let closing: Promise<void> | undefined;
 
   /** Runs writes one at a time, in call order. */
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
@@ -353,14 +354,17 @@ function createStore(parts: {
       };
     },
 
-    async close() {
-      if (closed) return;
-      await serial(async () => {
-        closed = true;
-      });
-      await journal.close();
-      await unlock();
-      logger.info('store: closed', { dataDir, revision: state.revision });
+    close() {
+      // One closing for every caller: two overlapping closes must not release the lock twice.
+      closing ??= (async () => {
+        await serial(async () => {
+          closed = true;
+        });
+        await journal.close();
+        await unlock();
+        logger.info('store: closed', { dataDir, revision: state.revision });
+      })();
+      return closing;
     },
   };
 }

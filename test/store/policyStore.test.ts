@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { HISTORY_FILE, openPolicyStore, STATE_FILE, type PolicyStore } from '../../src/store/policyStore.js';
 import { StoreError } from '../../src/store/storeError.js';
+import { createLogger } from '../../src/log.js';
 import { spec, tempDir } from './helpers.js';
 
 const client = 'test';
@@ -315,6 +316,16 @@ test('a read-only data dir is refused at start, naming it', { skip: process.getu
   await assert.rejects(openPolicyStore(dataDir), (error: unknown) =>
     error instanceof StoreError && error.message.startsWith(`data dir ${dataDir} is not writable`));
   await chmod(dataDir, 0o755);
+  await dir.remove();
+});
+
+test('overlapping closes close once', async () => {
+  const dir = await tempDir();
+  const lines: string[] = [];
+  const store = await openPolicyStore(dir.path, { logger: createLogger({ write: (line) => lines.push(line) }) });
+  await Promise.all([store.close(), store.close()]);
+  await store.close();
+  assert.equal(lines.filter((line) => line.includes('store: closed')).length, 1);
   await dir.remove();
 });
 
