@@ -1,7 +1,7 @@
 // A failure half-way undoes what the pass had added, newest first (injected
 // runner; no system touched).
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -73,10 +73,14 @@ test('an undo that fails too is named in the error, with what to do', async () =
 
 test('rp_filter: rolled back to its old value, and the saved value is forgotten', async () => {
   const stateDir = await mkdtemp(join(tmpdir(), 'egx-state-'));
-  const plan = buildPlan(buildConfig({ noExcludeHostAddresses: true, relaxRpFilter: true }));
-  const host = fakeHost((text) => (text.includes('-A PREROUTING') ? failed : undefined));
-  await assert.rejects(install(plan, { runner: host, stateDir }));
-  assert.ok(host.log.includes('sysctl -w net.ipv4.conf.all.rp_filter=0'));
-  assert.ok(host.log.includes('sysctl -w net.ipv4.conf.all.rp_filter=2'));
-  assert.deepEqual(await readdir(stateDir), []);
+  try {
+    const plan = buildPlan(buildConfig({ noExcludeHostAddresses: true, relaxRpFilter: true }));
+    const host = fakeHost((text) => (text.includes('-A PREROUTING') ? failed : undefined));
+    await assert.rejects(install(plan, { runner: host, stateDir }));
+    assert.ok(host.log.includes('sysctl -w net.ipv4.conf.all.rp_filter=0'));
+    assert.ok(host.log.includes('sysctl -w net.ipv4.conf.all.rp_filter=2'));
+    assert.deepEqual(await readdir(stateDir), []);
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
+  }
 });
