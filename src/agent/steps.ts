@@ -26,14 +26,25 @@ export type StepEvent =
 
 export type StepListener = (event: StepEvent) => void;
 
-async function attempt(step: Step, runner: Runner): Promise<AgentError | undefined> {
+/**
+ * Runs a step's command, then its bookkeeping. `tookEffect`: the command
+ * succeeded, so the host has changed even when the bookkeeping then failed.
+ */
+async function attempt(step: Step, runner: Runner): Promise<{ tookEffect: boolean; error?: AgentError }> {
+  let result: CommandResult;
   try {
-    const result = await runner.run(step.command);
-    if (result.exitCode !== 0) return step.explain?.(result) ?? new CommandFailedError(step.command, result);
-    await step.done?.();
-    return undefined;
+    result = await runner.run(step.command);
   } catch (error) {
-    return asAgentError(error);
+    return { tookEffect: false, error: asAgentError(error) };
+  }
+  if (result.exitCode !== 0) {
+    return { tookEffect: false, error: step.explain?.(result) ?? new CommandFailedError(step.command, result) };
+  }
+  try {
+    await step.done?.();
+    return { tookEffect: true };
+  } catch (error) {
+    return { tookEffect: true, error: asAgentError(error) };
   }
 }
 
@@ -41,7 +52,9 @@ async function attempt(step: Step, runner: Runner): Promise<AgentError | undefin
 export async function applySteps(steps: readonly Step[], runner: Runner, listener?: StepListener): Promise<void> {
   const applied: Step[] = [];
   for (const step of steps) {
-    const error = await attempt(step, runner);
+    const { tookEffect, error } = await attempt(step, runner);
+    // A step whose command ran is taken back with the others, even if its bookkeeping failed.
+    if (tookEffect) applied.push(step);
     if (error) {
       listener?.({ type: 'failed', step, error });
       const leftovers = await rollback(applied, runner, listener);
@@ -54,7 +67,6 @@ export async function applySteps(steps: readonly Step[], runner: Runner, listene
       }
       throw error;
     }
-    applied.push(step);
     listener?.({ type: 'applied', step });
   }
 }
@@ -90,7 +102,7 @@ async function rollback(applied: readonly Step[], runner: Runner, listener?: Ste
 export async function runAllSteps(steps: readonly Step[], runner: Runner, listener?: StepListener): Promise<AgentError[]> {
   const errors: AgentError[] = [];
   for (const step of steps) {
-    const error = await attempt(step, runner);
+    const { error } = await attempt(step, runner);
     if (error) {
       errors.push(error);
       listener?.({ type: 'failed', step, error });

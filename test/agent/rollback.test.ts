@@ -1,7 +1,7 @@
 // A failure half-way undoes what the pass had added, newest first (injected
 // runner; no system touched).
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -82,5 +82,26 @@ test('rp_filter: rolled back to its old value, and the saved value is forgotten'
     assert.deepEqual(await readdir(stateDir), []);
   } finally {
     await rm(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('rp_filter: when its old value cannot be saved, the sysctl is put back with the rest', async () => {
+  // The state dir cannot be created (a path below a regular file): the sysctl
+  // was already changed, so leaving it at 0 would lose the value to restore.
+  const root = await mkdtemp(join(tmpdir(), 'egx-state-'));
+  try {
+    await writeFile(join(root, 'file'), '');
+    const plan = buildPlan(buildConfig({ noExcludeHostAddresses: true, relaxRpFilter: true }));
+    const host = fakeHost(() => undefined);
+    await assert.rejects(install(plan, { runner: host, stateDir: join(root, 'file', 'state') }), /ENOTDIR|not a directory/);
+    const relaxed = host.log.indexOf('sysctl -w net.ipv4.conf.all.rp_filter=0');
+    assert.ok(relaxed >= 0);
+    assert.deepEqual(host.log.slice(relaxed + 1), [
+      'sysctl -w net.ipv4.conf.all.rp_filter=2',
+      'ip route del local 0.0.0.0/0 dev lo table 100',
+      'ip rule del fwmark 0x1/0x1 lookup 100',
+    ]);
+  } finally {
+    await rm(root, { recursive: true, force: true });
   }
 });
