@@ -93,7 +93,12 @@ test('rp_filter: when its old value cannot be saved, the sysctl is put back with
     await writeFile(join(root, 'file'), '');
     const plan = buildPlan(buildConfig({ noExcludeHostAddresses: true, relaxRpFilter: true }));
     const host = fakeHost(() => undefined);
-    await assert.rejects(install(plan, { runner: host, stateDir: join(root, 'file', 'state') }), /ENOTDIR|not a directory/);
+    await assert.rejects(install(plan, { runner: host, stateDir: join(root, 'file', 'state') }), (error: unknown) => {
+      assert.ok(error instanceof AgentError);
+      assert.match(error.message, /cannot save net\.ipv4\.conf\.all\.rp_filter's value .*not a directory/);
+      assert.match(error.hint ?? '', /--state-dir/);
+      return true;
+    });
     const relaxed = host.log.indexOf('sysctl -w net.ipv4.conf.all.rp_filter=0');
     assert.ok(relaxed >= 0);
     assert.deepEqual(host.log.slice(relaxed + 1), [

@@ -4,7 +4,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentContext } from '../context.js';
-import { CommandFailedError } from '../errors.js';
+import { AgentError, CommandFailedError } from '../errors.js';
 import { type Runner, command } from '../runner.js';
 import type { Step } from '../steps.js';
 import type { Part, PartState, PieceStatus } from './part.js';
@@ -105,8 +105,15 @@ async function loadState(context: AgentContext): Promise<string | undefined> {
 }
 
 async function saveState(context: AgentContext, previous: string): Promise<void> {
-  await mkdir(context.stateDir, { recursive: true, mode: 0o755 });
-  await writeFile(await statePath(context), `${JSON.stringify({ key: RP_FILTER, previous })}\n`);
+  try {
+    await mkdir(context.stateDir, { recursive: true, mode: 0o755 });
+    await writeFile(await statePath(context), `${JSON.stringify({ key: RP_FILTER, previous })}\n`);
+  } catch (error) {
+    throw new AgentError(
+      `cannot save ${RP_FILTER}'s value before install (${previous}) in ${context.stateDir}: ${(error as Error).message}`,
+      'give --state-dir a directory this process can write (the systemd unit sets RuntimeDirectory=egress-xds for /run/egress-xds)',
+    );
+  }
 }
 
 async function clearState(context: AgentContext): Promise<void> {
