@@ -44,7 +44,9 @@ const isJsonType = (contentType: string | undefined): boolean => {
 /**
  * Reads a JSON body: 415 unless Content-Type is JSON, 413 past `limit` bytes
  * (said before reading when Content-Length already tells), 400 for bad JSON.
- * A 413 closes the connection: the rest of the body is not worth reading.
+ * A 413 closes the connection: the rest of the body is not worth reading. A
+ * client that hangs up mid-body gets a 400 no one reads, so that it counts as
+ * the client's doing, not as a 500 of ours.
  */
 export async function readJsonBody(req: IncomingMessage, limit: number): Promise<{ ok: true; value: unknown } | { ok: false; reply: Reply }> {
   if (!isJsonType(req.headers['content-type'])) {
@@ -59,22 +61,23 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
   if (Number.isFinite(declared) && declared > limit) return tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  const overflow = await new Promise<boolean>((resolve, reject) => {
+  const ended = await new Promise<'complete' | 'overflow' | 'aborted'>((resolve) => {
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
         req.off('data', onData);
         req.pause();
-        resolve(true);
+        resolve('overflow');
         return;
       }
       chunks.push(chunk);
     };
     req.on('data', onData);
-    req.once('end', () => resolve(false));
-    req.once('error', reject);
+    req.once('end', () => resolve('complete'));
+    req.once('error', () => resolve('aborted'));
   });
-  if (overflow) return tooLarge();
+  if (ended === 'overflow') return tooLarge();
+  if (ended === 'aborted') return { ok: false, reply: errorReply(400, 'the body was cut off: the client closed the connection', 'body') };
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return { ok: false, reply: errorReply(400, 'the body is empty; send a JSON object', 'body') };
   try {

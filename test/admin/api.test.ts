@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/log.js';
@@ -211,6 +212,26 @@ test('413 for a body over the limit (declared or streamed), 415 for non-JSON; no
     // application/merge-patch+json style types and charset parameters are JSON too.
     r = await h.request('PUT', '/v1/policies/github', { raw: JSON.stringify(GITHUB), headers: { 'content-type': 'application/json; charset=utf-8' } });
     assert.equal(r.status, 200);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a client that hangs up mid-body is a 400, not a server error; nothing changes', async () => {
+  const h = await startHarness();
+  try {
+    const before = h.state();
+    const socket = connect(Number(new URL(h.url).port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('PUT /v1/policies/web HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"allow":');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    const logged = () => h.logLines.map((line) => JSON.parse(line) as { msg: string; status?: number }).filter((l) => l.msg === 'admin request' || l.msg.startsWith('admin:'));
+    for (let i = 0; i < 100 && !logged().some((l) => l.msg === 'admin request'); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(logged().map((l) => [l.msg, l.status]), [['admin request', 400]]);
+    const counted = await h.metrics.adminRequests.get();
+    assert.deepEqual(counted.values.map((v) => [v.labels.route, v.labels.status, v.value]), [['/v1/policies/{name}', '400', 1]]);
+    assert.deepEqual(h.state(), before);
   } finally {
     await h.close();
   }
