@@ -10,8 +10,6 @@ export interface EncodedResource {
   readonly version: string;
   /** The resource message (the value of its google.protobuf.Any). */
   readonly bytes: Uint8Array;
-  /** The ProtoJSON it was encoded from, for the admin API and config dumps. */
-  readonly json: ProtoJson;
 }
 
 export const shortHash = (data: string | Uint8Array): string =>
@@ -19,5 +17,5 @@ export const shortHash = (data: string | Uint8Array): string =>
 
 export function encodeResource(typeUrl: string, name: string, json: ProtoJson): EncodedResource {
   const bytes = encodeProtoJson(typeUrl, json);
-  return { typeUrl, name, version: shortHash(bytes), bytes, json };
+  return { typeUrl, name, version: shortHash(bytes), bytes };
 }
