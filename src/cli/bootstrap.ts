@@ -18,7 +18,7 @@ and checks its certificate against that CA and the name (--xds-server-name, defa
 The paths are those on the Envoy host; they are written as absolute paths.`;
 
 export async function bootstrapCommand(argv: string[]): Promise<number> {
-  return withUsage('bootstrap', USAGE, async () => {
+  return withUsage('bootstrap', USAGE, argv, async () => {
     const { values } = parseFlags(argv, {
       'node-id': { type: 'string' },
       cluster: { type: 'string', default: 'egress' },
@@ -29,12 +29,7 @@ export async function bootstrapCommand(argv: string[]): Promise<number> {
       'xds-cert': { type: 'string' },
       'xds-key': { type: 'string' },
       'xds-server-name': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     });
-    if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
     const nodeId = values['node-id'];
     if (!nodeId) throw new UsageError('--node-id is required (the name this Envoy is known by, e.g. the host name)');
     if (!/^[A-Za-z0-9._:-]{1,253}$/.test(nodeId)) throw new UsageError(`--node-id may hold letters, digits and . _ : - (1 to 253 characters), got "${nodeId}"`);

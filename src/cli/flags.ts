@@ -26,8 +26,12 @@ export function parsePort(flag: string, value: string, { allowZero = false } = {
   return port;
 }
 
-/** Runs a command body, turning usage errors into a message and exit code 2. */
-export async function withUsage(command: string, usage: string, body: () => Promise<number>): Promise<number> {
+/** Answers --help/-h with the usage; runs the body otherwise, turning usage errors into a message and exit code 2. */
+export async function withUsage(command: string, usage: string, argv: readonly string[], body: () => Promise<number>): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
   try {
     return await body();
   } catch (error) {

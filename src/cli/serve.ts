@@ -26,7 +26,7 @@ On a first start with no --policy, the store receives the embedded default polic
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
 
 export async function serveCommand(argv: string[]): Promise<number> {
-  return withUsage('serve', USAGE, async () => {
+  return withUsage('serve', USAGE, argv, async () => {
     const { values } = parseFlags(argv, {
       'xds-address': { type: 'string', default: '0.0.0.0:18000' },
       'admin-address': { type: 'string', default: '127.0.0.1:18080' },
@@ -38,12 +38,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'xds-tls-cert': { type: 'string' },
       'xds-tls-key': { type: 'string' },
       'xds-client-ca': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     });
-    if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
     if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
