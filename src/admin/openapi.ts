@@ -199,7 +199,15 @@ export const openApiDocument = {
           },
           nodes: {
             type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*-]+$' },
-            description: 'Globs on the Envoy node id ("*" is any run of characters). Absent: every node.',
+            description: 'Globs on the Envoy node id ("*" is any run of characters, "?" exactly one). Absent: every node.',
+          },
+          upstream: {
+            type: 'string', enum: ['name', 'original-destination'],
+            description: 'Where a connection allowed by server name goes: "name" (default) dials the name, resolved by Envoy; "original-destination" forwards to the address the guest dialled.',
+          },
+          mode: {
+            type: 'string', enum: ['enforce', 'audit'],
+            description: '"enforce" (default) refuses what the allowlist does not allow; "audit" forwards it and logs it as would-deny.',
           },
           allow: ref('Allowlist'),
         },

@@ -23,8 +23,22 @@ export interface PolicySpec {
   readonly sources?: readonly string[];
   /** Globs ("*" for any run of characters) on the Envoy node id; absent means every node. */
   readonly nodes?: readonly string[];
+  /**
+   * Where a connection allowed by server name goes: "name" (the default, stored
+   * absent) dials the name, resolved by Envoy, whatever address the guest chose;
+   * "original-destination" forwards to the address the guest dialled (seed 002 §6.6).
+   */
+  readonly upstream?: PolicyUpstream;
+  /**
+   * "enforce" (the default, stored absent) refuses what the allowlist does not allow;
+   * "audit" forwards it and logs it as would-deny, for the sources this policy selects.
+   */
+  readonly mode?: PolicyMode;
   readonly allow: Allowlist;
 }
+
+export type PolicyUpstream = 'name' | 'original-destination';
+export type PolicyMode = 'enforce' | 'audit';
 
 export interface Policy extends PolicySpec {
   readonly name: string;

@@ -9,6 +9,7 @@
 //   allow.cidrs with equal cidr  merged: their ports united, an entry without ports wins
 //   ports                        integers 1..65535, sorted, duplicates removed
 //   nodes                        sorted, duplicates removed
+//   upstream, mode               absent when the default ("name", "enforce")
 //   allow.sni                    lower case, no trailing dot, sorted, duplicates removed
 // Empty `sources` / `nodes` / `ports` lists are errors: absent means "every",
 // and an empty list would silently mean "none". An empty allowlist (no sni and
@@ -91,18 +92,29 @@ const unique = <T>(items: readonly T[]): T[] => [...new Set(items)];
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 function spec(body: unknown): PolicySpec {
-  const record = object(body, '', ['sources', 'nodes', 'allow']);
+  const record = object(body, '', ['sources', 'nodes', 'upstream', 'mode', 'allow']);
   // Checked in document order, so the first error is the one a reader meets first.
   const checkedSources = record.sources === undefined ? undefined : sources(record.sources);
   const checkedNodes = record.nodes === undefined ? undefined : nodes(record.nodes);
+  const upstream = record.upstream === undefined ? undefined : oneOf(record.upstream, 'upstream', ['name', 'original-destination'] as const);
+  const mode = record.mode === undefined ? undefined : oneOf(record.mode, 'mode', ['enforce', 'audit'] as const);
   if (record.allow === undefined) invalid('allow', 'is required: {"sni": [NAME], "cidrs": [{"cidr": CIDR, "ports": [PORT]}]}');
   const allow = allowlist(record.allow);
   // Key order fixed so that equal meaning serialises equally.
   return {
     ...(checkedSources ? { sources: checkedSources } : {}),
     ...(checkedNodes ? { nodes: checkedNodes } : {}),
+    // Defaults are stored absent, so {"upstream":"name"} and {} are the same policy.
+    ...(upstream && upstream !== 'name' ? { upstream } : {}),
+    ...(mode && mode !== 'enforce' ? { mode } : {}),
     allow,
   };
+}
+
+function oneOf<T extends string>(value: unknown, field: string, choices: readonly T[]): T {
+  const text = string(value, field);
+  if (!(choices as readonly string[]).includes(text)) invalid(field, `"${text}" is not one of ${choices.map((c) => `"${c}"`).join(', ')}`);
+  return text as T;
 }
 
 function cidr(value: unknown, field: string): { cidr: Cidr; text: string } {

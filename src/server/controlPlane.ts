@@ -52,10 +52,12 @@ export interface ControlPlane {
 export class StartupError extends Error {}
 
 /** What the cache compiles from: the policy itself, not its bookkeeping (revision, time, source). */
-const policyOf = ({ name, sources, nodes, allow }: StoredPolicy): Policy => ({
+const policyOf = ({ name, sources, nodes, upstream, mode, allow }: StoredPolicy): Policy => ({
   name,
   ...(sources ? { sources } : {}),
   ...(nodes ? { nodes } : {}),
+  ...(upstream ? { upstream } : {}),
+  ...(mode ? { mode } : {}),
   allow,
 });
 

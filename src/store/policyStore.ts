@@ -118,8 +118,11 @@ const byName = (a: StoredPolicy, b: StoredPolicy): number => (a.name < b.name ? 
 /** True when putting `spec` from `source` would change nothing (specs are canonical, so text equality is meaning equality). */
 const alreadyStored = (existing: StoredPolicy, source: string, spec: PolicySpec): boolean => {
   if ((existing.source ?? API_SOURCE) !== source) return false;
-  const { sources, nodes, allow } = existing;
-  return JSON.stringify({ sources, nodes, allow }) === JSON.stringify({ sources: spec.sources, nodes: spec.nodes, allow: spec.allow });
+  const { sources, nodes, upstream, mode, allow } = existing;
+  return (
+    JSON.stringify({ sources, nodes, upstream, mode, allow }) ===
+    JSON.stringify({ sources: spec.sources, nodes: spec.nodes, upstream: spec.upstream, mode: spec.mode, allow: spec.allow })
+  );
 };
 
 function flatten(commit: Commit): HistoryEntry[] {

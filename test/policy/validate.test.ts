@@ -9,7 +9,10 @@ const badSpecs: Array<[string, unknown, string, RegExp]> = [
   ['body not an object', [], '', /must be an object, got an array/],
   ['body null', null, '', /must be an object, got null/],
   ['body a string', 'x', '', /must be an object, got a string/],
-  ['unknown top-level field', { allow: { sni: [] }, name: 'x' }, 'name', /unknown field; expected sources, nodes, allow/],
+  ['unknown top-level field', { allow: { sni: [] }, name: 'x' }, 'name', /unknown field; expected sources, nodes, upstream, mode, allow/],
+  ['upstream not a choice', { upstream: 'dns', allow: {} }, 'upstream', /"dns" is not one of "name", "original-destination"/],
+  ['upstream not a string', { upstream: 1, allow: {} }, 'upstream', /must be a string, got a number/],
+  ['mode not a choice', { mode: 'learn', allow: {} }, 'mode', /"learn" is not one of "enforce", "audit"/],
   ['allow missing', { sources: ['10.0.0.0/8'] }, 'allow', /is required/],
   ['allow not an object', { allow: ['a.com'] }, 'allow', /must be an object, got an array/],
   ['unknown allow field', { allow: { sni: [], ports: [1] } }, 'allow.ports', /unknown field; expected sni, cidrs/],
@@ -122,6 +125,13 @@ test('validatePolicySpec accepts the edges', () => {
   ok(allow([`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`])); // 253
   ok(allow(['*.com', 'localhost', 'a-b.c0m', '1password.com', 'xn--80ak6aa92e.com']));
   ok({ sources: ['0.0.0.0/0', '::/0'], nodes: ['*', 'a:b.c_d-e'], allow: { cidrs: [{ cidr: '0.0.0.0/0', ports: [1, 65535] }] } });
+  // Defaults are stored absent: the same meaning, the same spec.
+  assert.deepEqual(ok({ upstream: 'name', mode: 'enforce', allow: {} }), { allow: { sni: [] } });
+  assert.deepEqual(ok({ mode: 'audit', upstream: 'original-destination', allow: {} }), {
+    upstream: 'original-destination',
+    mode: 'audit',
+    allow: { sni: [] },
+  });
 });
 
 test('validatePolicyName', () => {
