@@ -8,6 +8,11 @@ export const EGRESS_LISTENER_ADDRESS = '0.0.0.0';
 
 export const ORIGINAL_DST_CLUSTER = 'original_dst_cluster';
 export const REJECT_CLUSTER = 'reject_cluster';
+/** The dynamic forward proxy cluster: connections allowed by name are dialled by that name. */
+export const NAME_UPSTREAM_CLUSTER = 'dynamic_forward_proxy_cluster';
+/** The DNS cache shared by every dynamic forward proxy filter and cluster of a node. */
+export const DNS_CACHE_NAME = 'egress_dns_cache';
+export const NAME_UPSTREAM_CONNECT_TIMEOUT = '10s';
 
 /** The listener's default filter chain: everything the allowlist does not name. */
 export const REJECT_FILTER_CHAIN = 'reject';

@@ -63,7 +63,9 @@ export interface ListenerJson {
 
 export interface ClusterJson {
   name: string;
-  type: 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'EDS' | 'ORIGINAL_DST';
+  /** Absent when clusterType (an extension cluster such as the dynamic forward proxy) is set. */
+  type?: 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'EDS' | 'ORIGINAL_DST';
+  clusterType?: TypedExtensionJson;
   lbPolicy?: 'ROUND_ROBIN' | 'CLUSTER_PROVIDED';
   connectTimeout: string;
   dnsLookupFamily?: 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
