@@ -42,6 +42,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     }),
+    streamsRefused: new Counter({
+      name: 'egress_xds_streams_refused_total',
+      help: 'ADS streams the server refused or reset: capacity (too many streams), node_id (missing or too long), identity (node id not in the client certificate), stuck (the client did not read)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     configRevision: new Gauge({
       name: 'egress_xds_config_revision',
       help: 'Revision of the policy set currently served (increases on every committed change)',

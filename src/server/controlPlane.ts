@@ -15,6 +15,8 @@ import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
 import { startXdsServer, type XdsServer, type XdsTls } from '../xds/server.js';
+import type { XdsLimits } from '../xds/limits.js';
+import type { NodeIdentityRule } from '../xds/nodeIdentity.js';
 
 /** Seed 002 §6.6: GitHub only, for the microVM range. Stored on a first start with no policy file. */
 export const EMBEDDED_DEFAULT_POLICY: { readonly name: string; readonly spec: PolicySpec } = {
@@ -27,6 +29,10 @@ export interface ControlPlaneOptions {
   readonly xdsAddress: string;
   /** Serve ADS over TLS (mTLS with a client CA); plaintext when absent. */
   readonly xdsTls?: XdsTls;
+  /** Bounds of the ADS server (src/xds/limits.ts); defaults when absent. */
+  readonly xdsLimits?: Partial<XdsLimits>;
+  /** With xdsTls.clientCa: where the node id must appear in the client certificate (default: none). */
+  readonly nodeIdentity?: NodeIdentityRule;
   readonly adminHost: string;
   readonly adminPort: number;
   readonly dataDir: string;
@@ -105,9 +111,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       cleanups.push(() => watcher?.close());
     }
 
-    const registry = new NodeRegistry();
+    const registry = new NodeRegistry(cache);
     const xds: XdsServer = await listening('xDS', options.xdsAddress, () =>
-      startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress, options.xdsTls),
+      startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress, {
+        ...(options.xdsTls ? { tls: options.xdsTls } : {}),
+        ...(options.xdsLimits ? { limits: options.xdsLimits } : {}),
+        ...(options.nodeIdentity ? { nodeIdentity: options.nodeIdentity } : {}),
+      }),
     );
     if (!options.xdsTls && !isLoopbackHost(options.xdsAddress.replace(/:\d+$/, '').replace(/^\[|\]$/g, ''))) {
       logger.warn('xDS is served in plaintext off loopback: anyone who reaches it can read the allowlists and pose as any node; see --xds-tls-cert/--xds-tls-key/--xds-client-ca');

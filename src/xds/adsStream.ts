@@ -1,20 +1,33 @@
-// What SotW and Delta streams share: identifying the node, following its
-// snapshot, nonces, writing with metrics and status, and the one ordering rule
-// of ADS that matters here: Clusters reach Envoy before the Listener that uses them.
+// What SotW and Delta streams share: identifying the node (bounded, and bound
+// to the client certificate), following its snapshot, nonces, writing with
+// metrics and status, the bounds a client cannot lift (a response the client
+// does not take resets the stream), and the one ordering rule of ADS that
+// matters here: Clusters reach Envoy before the Listener that uses them.
 import { type ServerDuplexStream, status as GrpcStatus } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { typeLabel } from '../metrics/metrics.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
 import { RESOURCE_TYPE_ORDER, TypeUrl, isServedResourceType } from '../envoy/typeUrls.js';
+import { resetCall } from './callTransport.js';
+import type { XdsLimits } from './limits.js';
+import { checkNodeIdentity, type NodeIdentityRule } from './nodeIdentity.js';
 import type { NodeRegistry } from './nodeRegistry.js';
 import type { SnapshotSource } from './snapshotSource.js';
+import type { GuardedStream, StreamGuard } from './streamGuard.js';
 
 export interface XdsDependencies {
   readonly source: SnapshotSource;
   readonly registry: NodeRegistry;
   readonly metrics: Metrics;
   readonly logger: Logger;
+}
+
+/** What startXdsServer adds for its streams: the bounds, the server-wide guard, the identity rule. */
+export interface StreamContext extends XdsDependencies {
+  readonly limits: XdsLimits;
+  readonly guard: StreamGuard;
+  readonly nodeIdentity: NodeIdentityRule;
 }
 
 export interface NodeIdentity {
@@ -27,27 +40,33 @@ interface RequestWithNode {
 }
 
 let lastStreamId = 0;
+const RECENT_NONCES = 16;
 
-export abstract class AdsStream<Request extends RequestWithNode> {
+export abstract class AdsStream<Request extends RequestWithNode> implements GuardedStream {
   readonly streamId = ++lastStreamId;
   protected node?: NodeIdentity;
   protected snapshot?: Snapshot;
   protected logger: Logger;
   private unwatch?: () => void;
   private lastNonce = 0;
+  /** The last few nonces sent → the version they carried, to record a late NACK of a superseded response. */
+  private readonly recentNonces = new Map<string, string>();
   private readonly ignoredTypes = new Set<string>();
   /** Snapshots made after this carry a change the stream is pushing; their latency is measured. */
   private connectedAt = 0n;
   private closed = false;
+  /** Responses handed to grpc-js whose bytes the client has not taken yet. */
+  private unwritten = 0;
 
   constructor(
-    protected readonly deps: XdsDependencies,
+    protected readonly deps: StreamContext,
     private readonly call: ServerDuplexStream<Request, Buffer>,
     private readonly variant: 'sotw' | 'delta',
   ) {
     this.logger = deps.logger.child({ stream: this.streamId, variant });
   }
 
+  /** Call only after deps.guard.admit() said yes; the stream releases its place when it closes. */
   start(): void {
     this.deps.metrics.connectedStreams.inc({ variant: this.variant });
     this.call.on('data', (request: Request) => this.receive(request));
@@ -85,8 +104,21 @@ export abstract class AdsStream<Request extends RequestWithNode> {
   private identify(request: Request): boolean {
     const id = request.node?.id ?? '';
     if (id === '') {
-      this.fail(GrpcStatus.INVALID_ARGUMENT, 'the first discovery request of a stream must carry node.id');
+      this.refuse('node_id', GrpcStatus.INVALID_ARGUMENT, 'the first discovery request of a stream must carry node.id');
       return false;
+    }
+    // Before anything matches, logs or stores it: node globs and logs are not for 100 KB ids.
+    const idBytes = Buffer.byteLength(id);
+    if (idBytes > this.deps.limits.maxNodeIdBytes) {
+      this.refuse('node_id', GrpcStatus.INVALID_ARGUMENT, `node.id is ${idBytes} bytes long; at most ${this.deps.limits.maxNodeIdBytes} are accepted`);
+      return false;
+    }
+    if (this.deps.nodeIdentity.kind !== 'none') {
+      const check = checkNodeIdentity(this.deps.nodeIdentity, this.call.getAuthContext().sslPeerCertificate, id);
+      if (!check.ok) {
+        this.refuse('identity', GrpcStatus.PERMISSION_DENIED, check.message, { peer: this.call.getPeer() });
+        return false;
+      }
     }
     this.node = { id, cluster: request.node?.cluster ?? '' };
     this.connectedAt = process.hrtime.bigint();
@@ -137,8 +169,24 @@ export abstract class AdsStream<Request extends RequestWithNode> {
     return String(this.lastNonce);
   }
 
-  protected write(typeUrl: string, version: string, bytes: Buffer): void {
-    this.call.write(bytes);
+  /**
+   * Hands a response to grpc-js. The callback runs once HTTP/2 took the bytes
+   * (flow control lets a client that does not read hold them back); until
+   * then the guard's clock runs, and progress restarts it. The streams keep at
+   * most one response per type unanswered, so a slow client holds at most one
+   * response per type in buffers, never a queue.
+   */
+  protected write(typeUrl: string, version: string, nonce: string, bytes: Buffer): void {
+    this.recentNonces.set(nonce, version);
+    if (this.recentNonces.size > RECENT_NONCES) this.recentNonces.delete(this.recentNonces.keys().next().value!);
+    this.unwritten += 1;
+    this.deps.guard.writing(this);
+    this.call.write(bytes, () => {
+      this.unwritten -= 1;
+      if (this.closed) return;
+      if (this.unwritten === 0) this.deps.guard.written(this);
+      else this.deps.guard.writing(this);
+    });
     const type = typeLabel(typeUrl);
     this.deps.metrics.responsesSent.inc({ type });
     // Also when the change waited for an ACK of an earlier response: that wait is part of the latency.
@@ -154,18 +202,53 @@ export abstract class AdsStream<Request extends RequestWithNode> {
     this.deps.registry.acked(this.streamId, typeUrl, version);
   }
 
-  protected recordNack(typeUrl: string, version: string, message: string): void {
+  /** The version a recent response of this stream carried, by its nonce. */
+  protected versionOfNonce(nonce: string): string | undefined {
+    return this.recentNonces.get(nonce);
+  }
+
+  /** superseded: the NACK names a response older than the one in flight (recorded all the same: Envoy said no to it). */
+  protected recordNack(typeUrl: string, version: string, message: string, superseded = false): void {
     this.deps.metrics.nacks.inc({ type: typeLabel(typeUrl) });
-    this.deps.registry.nacked(this.streamId, typeUrl, version, message);
+    this.deps.registry.nacked(this.streamId, typeUrl, version, message, superseded);
     this.logger.warn('envoy rejected a configuration (NACK); the last good one stays in force', {
       type: typeLabel(typeUrl),
       version,
       error: message,
+      ...(superseded ? { superseded } : {}),
     });
   }
 
-  private fail(code: GrpcStatus, details: string): void {
-    this.logger.warn('closing stream', { code: GrpcStatus[code], details });
+  /** The text of a NACK's error_detail. */
+  protected static nackMessage(detail: { message: string; code: number }): string {
+    return detail.message || `gRPC code ${detail.code}`;
+  }
+
+  /** True while a response written to this stream has not been taken by the client. */
+  protected hasUnwritten(): boolean {
+    return this.unwritten > 0;
+  }
+
+  abortStuck(stalledMs: number): void {
+    if (this.closed) return;
+    this.deps.metrics.streamsRefused.inc({ reason: 'stuck' });
+    this.logger.warn('resetting a stream whose client does not read its responses', {
+      node: this.node?.id,
+      stalledMs,
+      limitMs: this.deps.limits.stuckWriteMs,
+      peer: this.call.getPeer(),
+    });
+    this.close('the client did not read its responses');
+    resetCall(this.call);
+  }
+
+  private refuse(reason: string, code: GrpcStatus, details: string, fields: Record<string, unknown> = {}): void {
+    this.deps.metrics.streamsRefused.inc({ reason });
+    this.fail(code, details, fields);
+  }
+
+  private fail(code: GrpcStatus, details: string, fields: Record<string, unknown> = {}): void {
+    this.logger.warn('closing stream', { code: GrpcStatus[code], details, ...fields });
     this.call.emit('error', { code, details });
     this.close(details);
   }
@@ -173,6 +256,7 @@ export abstract class AdsStream<Request extends RequestWithNode> {
   private close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.deps.guard.release(this);
     this.unwatch?.();
     this.deps.metrics.connectedStreams.dec({ variant: this.variant });
     if (this.node) {

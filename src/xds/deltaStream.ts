@@ -1,8 +1,17 @@
 // Incremental xDS (DeltaAggregatedResources), per resource type: the stream
 // tracks the version of each resource the client holds and sends only what
-// differs, plus the names of resources that are gone. ACK/NACK and stale
-// nonces are handled as in state of the world; subscription changes apply
-// whatever nonce they carry.
+// differs, plus the names of resources that are gone. As in state of the
+// world, at most one response per type is unanswered: changes and
+// subscription changes made meanwhile are folded into the next response,
+// computed from the latest snapshot when the answer comes (a slow client gets
+// the latest state, never a queue). Subscription changes apply whatever nonce
+// they carry. Per Envoy's xDS protocol document:
+// - a subscription to a resource the client already holds is answered with it
+//   (a client re-subscribes to be sent it again);
+// - a name subscribed to that does not exist is reported in removed_resources
+//   (once, until it is subscribed to again), so the client need not wait out
+//   its timeout; if it appears later it is sent;
+// - a NACK of a superseded response is recorded like any NACK.
 import type { DeltaDiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { EncodedResource } from '../snapshot/encodedResource.js';
 import { AdsStream } from './adsStream.js';
@@ -13,9 +22,15 @@ interface DeltaTypeState {
   readonly names: Set<string>;
   /** What the client holds, name → version (optimistic: updated when sent; a NACK keeps the client's old one, and it is not re-sent until the resource changes again). */
   readonly clientVersions: Map<string, string>;
+  /** Held resources the client subscribed to again: sent again even though unchanged. */
+  readonly resend: Set<string>;
+  /** Subscribed names already reported missing in removed_resources. */
+  readonly reportedMissing: Set<string>;
   /** The unanswered response, if any. */
   pending?: { readonly nonce: string; readonly version: string };
 }
+
+const NO_ITEMS: ReadonlyMap<string, EncodedResource> = new Map();
 
 export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
   private readonly types = new Map<string, DeltaTypeState>();
@@ -31,13 +46,20 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
         wildcard: subscribe.length === 0 || subscribe.includes('*'),
         names: new Set(subscribe.filter((n) => n !== '*')),
         clientVersions: new Map(Object.entries(request.initialResourceVersions)),
+        resend: new Set(),
+        reportedMissing: new Set(),
       };
       this.types.set(typeUrl, state);
     } else {
       this.answer(typeUrl, state, request);
       for (const name of request.resourceNamesSubscribe) {
-        if (name === '*') state.wildcard = true;
-        else state.names.add(name);
+        if (name === '*') {
+          state.wildcard = true;
+          continue;
+        }
+        state.names.add(name);
+        state.reportedMissing.delete(name);
+        if (state.clientVersions.has(name)) state.resend.add(name);
       }
       for (const name of request.resourceNamesUnsubscribe) {
         if (name === '*') {
@@ -46,6 +68,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
         } else {
           state.names.delete(name);
           state.clientVersions.delete(name);
+          state.resend.delete(name);
+          state.reportedMissing.delete(name);
         }
       }
     }
@@ -55,31 +79,47 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
   private answer(typeUrl: string, state: DeltaTypeState, request: DeltaDiscoveryRequest): void {
     if (request.responseNonce === '') return;
     if (request.responseNonce !== state.pending?.nonce) {
-      this.logger.debug('stale nonce ignored', { typeUrl, nonce: request.responseNonce });
+      const superseded = this.versionOfNonce(request.responseNonce);
+      if (request.errorDetail && superseded !== undefined) this.recordNack(typeUrl, superseded, AdsStream.nackMessage(request.errorDetail), true);
+      else this.logger.debug('stale nonce ignored', { typeUrl, nonce: request.responseNonce });
       return;
     }
     const { version } = state.pending;
     delete state.pending;
-    if (request.errorDetail) this.recordNack(typeUrl, version, request.errorDetail.message || `gRPC code ${request.errorDetail.code}`);
+    if (request.errorDetail) this.recordNack(typeUrl, version, AdsStream.nackMessage(request.errorDetail));
     else this.recordAck(typeUrl, version);
   }
 
   protected override flush(typeUrl: string): void {
     const state = this.types.get(typeUrl);
-    const set = this.snapshot?.resourceSet(typeUrl);
-    if (!state || !set || this.mustWaitForClusters(typeUrl)) return;
+    if (!state || state.pending || !this.snapshot || this.mustWaitForClusters(typeUrl)) return;
+    const set = this.snapshot.resourceSet(typeUrl);
+    const items = set?.items ?? NO_ITEMS;
     const subscribed = (name: string) => state.wildcard || state.names.has(name);
     const updated: EncodedResource[] = [];
-    for (const resource of set.items.values()) {
-      if (subscribed(resource.name) && state.clientVersions.get(resource.name) !== resource.version) updated.push(resource);
+    for (const resource of items.values()) {
+      if (!subscribed(resource.name)) continue;
+      if (state.clientVersions.get(resource.name) !== resource.version || state.resend.has(resource.name)) updated.push(resource);
     }
-    const removed = [...state.clientVersions.keys()].filter((name) => !set.items.has(name));
+    const removed: string[] = [];
+    for (const name of state.clientVersions.keys()) if (!items.has(name)) removed.push(name);
+    for (const name of state.names) {
+      if (!items.has(name) && !state.clientVersions.has(name) && !state.reportedMissing.has(name)) removed.push(name);
+    }
+    state.resend.clear();
     if (updated.length === 0 && removed.length === 0) return;
-    for (const resource of updated) state.clientVersions.set(resource.name, resource.version);
-    for (const name of removed) state.clientVersions.delete(name);
+    for (const resource of updated) {
+      state.clientVersions.set(resource.name, resource.version);
+      state.reportedMissing.delete(resource.name);
+    }
+    for (const name of removed) {
+      state.clientVersions.delete(name);
+      if (state.names.has(name)) state.reportedMissing.add(name);
+    }
+    const version = set?.version ?? '';
     const nonce = this.nextNonce();
-    state.pending = { nonce, version: set.version };
-    this.write(typeUrl, set.version, encodeDeltaResponse({ typeUrl, systemVersion: set.version, resources: updated, removed, nonce }));
+    state.pending = { nonce, version };
+    this.write(typeUrl, version, nonce, encodeDeltaResponse({ typeUrl, systemVersion: version, resources: updated, removed, nonce }));
   }
 
   protected override subscribedTypes(): string[] {

@@ -2,6 +2,7 @@
 // rejected. Several streams may share a node id (an Envoy reconnecting before
 // the old stream is reaped, or two Envoys misconfigured with one id).
 import type { NodeStatus, ResourceTypeStatus } from './nodeStatus.js';
+import type { SnapshotSource } from './snapshotSource.js';
 
 interface StreamRecord {
   readonly nodeId: string;
@@ -12,6 +13,9 @@ interface StreamRecord {
 
 export class NodeRegistry {
   private readonly streams = new Map<number, StreamRecord>();
+
+  /** With a source, list() says per node and type whether the latest version is acknowledged. */
+  constructor(private readonly source?: Pick<SnapshotSource, 'snapshotFor'>) {}
 
   open(streamId: number, node: { id: string; cluster: string }): void {
     this.streams.set(streamId, { nodeId: node.id, cluster: node.cluster, connectedAt: new Date(), resources: new Map() });
@@ -44,9 +48,9 @@ export class NodeRegistry {
     delete status.nack;
   }
 
-  nacked(streamId: number, typeUrl: string, version: string, message: string): void {
+  nacked(streamId: number, typeUrl: string, version: string, message: string, superseded = false): void {
     const status = this.typeStatus(streamId, typeUrl);
-    if (status) status.nack = { version, message, at: new Date().toISOString() };
+    if (status) status.nack = { version, message, at: new Date().toISOString(), ...(superseded ? { superseded } : {}) };
   }
 
   /** One entry per node id; the newest stream's resource status, the oldest stream's connect time. */
@@ -62,13 +66,18 @@ export class NodeRegistry {
       .map(([id, records]) => {
         const oldest = records.reduce((a, b) => (a.connectedAt <= b.connectedAt ? a : b));
         const newest = records.reduce((a, b) => (a.connectedAt > b.connectedAt ? a : b));
-        return {
-          id,
-          cluster: newest.cluster,
-          connectedAt: oldest.connectedAt.toISOString(),
-          streams: records.length,
-          resources: Object.fromEntries([...newest.resources].map(([type, status]) => [type, { ...status }])),
-        };
+        const resources: Record<string, ResourceTypeStatus> = Object.fromEntries([...newest.resources].map(([type, status]) => [type, { ...status }]));
+        if (!this.source) return { id, cluster: newest.cluster, connectedAt: oldest.connectedAt.toISOString(), streams: records.length, resources };
+        const snapshot = this.source.snapshotFor(id);
+        let upToDate = true;
+        for (const typeUrl of snapshot.typeUrls()) {
+          const latest = snapshot.version(typeUrl)!;
+          const status = (resources[typeUrl] ??= {});
+          status.latest = latest;
+          status.upToDate = status.acked === latest;
+          upToDate &&= status.upToDate;
+        }
+        return { id, cluster: newest.cluster, connectedAt: oldest.connectedAt.toISOString(), streams: records.length, upToDate, resources };
       });
   }
 

@@ -6,6 +6,8 @@ export interface NackInfo {
   readonly version: string;
   readonly message: string;
   readonly at: string;
+  /** True when the NACK named a response older than the one then in flight. */
+  readonly superseded?: boolean;
 }
 
 export interface ResourceTypeStatus {
@@ -15,6 +17,10 @@ export interface ResourceTypeStatus {
   acked?: string;
   /** The last NACK, kept until a later version is acknowledged. */
   nack?: NackInfo;
+  /** The version this node's current snapshot has for the type (what it should end up acknowledging). */
+  latest?: string;
+  /** acked === latest. */
+  upToDate?: boolean;
 }
 
 export interface NodeStatus {
@@ -23,5 +29,10 @@ export interface NodeStatus {
   /** ISO time the oldest open stream of this node connected. */
   readonly connectedAt: string;
   readonly streams: number;
+  /**
+   * The newest stream acknowledged the latest version of every type in the
+   * node's snapshot (absent when the registry has no snapshot source).
+   */
+  readonly upToDate?: boolean;
   readonly resources: Readonly<Record<string, ResourceTypeStatus>>;
 }

@@ -1,8 +1,10 @@
 // State of the world (StreamAggregatedResources), per resource type:
 // a request opens a "watch"; a response closes it; the next request (ACK or
 // NACK, echoing the response's nonce) opens it again. So at most one response
-// per type is in flight, a stale nonce changes nothing, and a rejected version
-// is never re-sent: only a newer version goes out.
+// per type is in flight, a newer version waiting meanwhile replaces any older
+// one (the response is built from the snapshot when it goes out), a stale
+// nonce changes nothing, a repeated request costs nothing, and a rejected
+// version is never re-sent: only a newer version goes out.
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { AdsStream } from './adsStream.js';
 import { encodeSotwResponse } from './wire.js';
@@ -25,27 +27,38 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const typeUrl = request.typeUrl;
     if (!this.serves(typeUrl)) return;
     const names = request.resourceNames.length === 0 || request.resourceNames.includes('*') ? undefined : new Set(request.resourceNames);
-    let state = this.types.get(typeUrl);
-    if (!state || request.responseNonce === '') {
-      // A first request (or Envoy re-subscribing on this stream): it is owed the current state at once.
-      state = { names, watchOpen: true, awaitingAnswer: false };
-      this.types.set(typeUrl, state);
+    const state = this.types.get(typeUrl);
+    if (!state) {
+      // A first request: it is owed the current state at once.
+      this.types.set(typeUrl, { names, watchOpen: true, awaitingAnswer: false });
       this.flush(typeUrl);
       return;
     }
+    if (request.responseNonce === '') {
+      // The same subscription again without a nonce (a client repeating its first request): the
+      // names may change, but a response in flight stays the only one, and an unchanged
+      // subscription is not answered twice (flush compares with what was sent last).
+      state.names = names;
+      if (!state.awaitingAnswer) this.flush(typeUrl);
+      return;
+    }
     if (request.responseNonce !== state.lastSent?.nonce) {
-      this.logger.debug('stale nonce ignored', { typeUrl, nonce: request.responseNonce });
+      const superseded = this.versionOfNonce(request.responseNonce);
+      if (request.errorDetail && superseded !== undefined) this.recordNack(typeUrl, superseded, AdsStream.nackMessage(request.errorDetail), true);
+      else this.logger.debug('stale nonce ignored', { typeUrl, nonce: request.responseNonce });
+      return;
+    }
+    state.names = names;
+    if (!state.awaitingAnswer) {
+      // The answered response answered again: only a change of names can matter.
+      this.flush(typeUrl);
       return;
     }
     const answered = state.lastSent;
     state.awaitingAnswer = false;
     state.watchOpen = true;
-    state.names = names;
-    if (request.errorDetail) {
-      this.recordNack(typeUrl, answered.version, request.errorDetail.message || `gRPC code ${request.errorDetail.code}`);
-    } else {
-      this.recordAck(typeUrl, request.versionInfo);
-    }
+    if (request.errorDetail) this.recordNack(typeUrl, answered.version, AdsStream.nackMessage(request.errorDetail));
+    else this.recordAck(typeUrl, request.versionInfo);
     // Also lets a Listener held back for its Clusters go, once they are answered.
     this.flushAll();
   }
@@ -63,7 +76,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     state.lastSent = { version: set.version, nonce, ...(state.names ? { names: state.names } : {}) };
     state.watchOpen = false;
     state.awaitingAnswer = true;
-    this.write(typeUrl, set.version, encodeSotwResponse(typeUrl, set, nonce, state.names));
+    this.write(typeUrl, set.version, nonce, encodeSotwResponse(typeUrl, set, nonce, state.names));
   }
 
   protected override subscribedTypes(): string[] {

@@ -60,7 +60,7 @@ export async function startHarness(policies: Policy[]): Promise<Harness> {
     return testCompiler(selected);
   });
   cache.setPolicies(policies);
-  const registry = new NodeRegistry();
+  const registry = new NodeRegistry(cache);
   const metrics = createMetrics();
   const server: XdsServer = await startXdsServer({ source: cache, registry, metrics, logger: silentLogger }, '127.0.0.1:0');
   return { address: `127.0.0.1:${server.port}`, cache, registry, metrics, compileCalls: () => calls, close: () => server.close() };
