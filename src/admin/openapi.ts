@@ -260,6 +260,7 @@ export const openApiDocument = {
           cluster: { type: 'string' },
           connectedAt: { type: 'string', format: 'date-time' },
           streams: { type: 'integer' },
+          upToDate: { type: 'boolean', description: 'The newest stream acknowledged the latest version of every type this node is served.' },
           resources: {
             type: 'object',
             description: 'By type URL.',
@@ -268,7 +269,9 @@ export const openApiDocument = {
               properties: {
                 sent: { type: 'string' },
                 acked: { type: 'string' },
-                nack: { type: 'object', properties: { version: { type: 'string' }, message: { type: 'string' }, at: { type: 'string' } } },
+                nack: { type: 'object', properties: { version: { type: 'string' }, message: { type: 'string' }, at: { type: 'string' }, superseded: { type: 'boolean' } } },
+                latest: { type: 'string', description: 'The version the node should end up acknowledging.' },
+                upToDate: { type: 'boolean' },
               },
             },
           },

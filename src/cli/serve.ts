@@ -5,12 +5,16 @@ import { StartupError, startControlPlane } from '../server/controlPlane.js';
 import { PolicyFileError } from '../store/policyFile.js';
 import { StoreError } from '../store/storeError.js';
 import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './flags.js';
-import { loadXdsTls } from './xdsTlsFlags.js';
+import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './xdsLimitFlags.js';
+import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
                         [--listener-port 15001] [--ipv6]
-                        [--xds-tls-cert FILE --xds-tls-key FILE [--xds-client-ca FILE]]
+                        [--xds-tls-cert FILE --xds-tls-key FILE [--xds-client-ca FILE
+                          [--node-identity uri-san|dns-san|cn|none] [--node-identity-prefix URI]]]
+                        [--xds-max-streams N] [--xds-max-streams-per-connection N]
+                        [--xds-max-request-bytes N] [--xds-max-node-id-bytes N] [--xds-stuck-seconds N]
 
   --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
   --admin-address      the admin REST API; off loopback it requires a token
@@ -21,6 +25,11 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
   --ipv6               the listener also binds [::] on the same port
   --xds-tls-cert/-key  serve ADS over TLS with this certificate chain and key (PEM)
   --xds-client-ca      and require Envoys to present a certificate this CA signed (mTLS)
+  --node-identity      with mTLS, where the node id must appear in the client certificate:
+                       uri-san (default: a URI SAN PREFIX+ID), dns-san, cn, or none;
+                       a mismatch is refused with PERMISSION_DENIED
+  --node-identity-prefix  the uri-san prefix (default spiffe://egress-xds/node/)
+${XDS_LIMIT_USAGE}
 
 On a first start with no --policy, the store receives the embedded default policy
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
@@ -38,12 +47,23 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'xds-tls-cert': { type: 'string' },
       'xds-tls-key': { type: 'string' },
       'xds-client-ca': { type: 'string' },
+      'node-identity': { type: 'string' },
+      'node-identity-prefix': { type: 'string' },
+      ...XDS_LIMIT_FLAG_OPTIONS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
     if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
     const listenerPort = parsePort('--listener-port', values['listener-port']);
     const xdsTls = await loadXdsTls({ cert: values['xds-tls-cert'], key: values['xds-tls-key'], clientCa: values['xds-client-ca'] });
+    const nodeIdentity = parseNodeIdentity(
+      {
+        ...(values['node-identity'] !== undefined ? { identity: values['node-identity'] } : {}),
+        ...(values['node-identity-prefix'] !== undefined ? { prefix: values['node-identity-prefix'] } : {}),
+      },
+      xdsTls?.clientCa !== undefined,
+    );
+    const xdsLimits = parseXdsLimitFlags(values);
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
@@ -53,6 +73,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       controlPlane = await startControlPlane({
         xdsAddress: `${xds.host.includes(':') ? `[${xds.host}]` : xds.host}:${xds.port}`,
         ...(xdsTls ? { xdsTls } : {}),
+        nodeIdentity,
+        xdsLimits,
         adminHost: admin.host,
         adminPort: admin.port,
         dataDir: values['data-dir'],

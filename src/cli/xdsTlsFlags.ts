@@ -1,7 +1,10 @@
 // --xds-tls-cert / --xds-tls-key / --xds-client-ca → PEM material, checked at
-// start so a wrong file is named by its flag instead of failing at handshake.
+// start so a wrong file is named by its flag instead of failing at handshake;
+// --node-identity / --node-identity-prefix → where the node id must appear in
+// the client certificate.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_NODE_IDENTITY_PREFIX, NODE_IDENTITY_KINDS, type NodeIdentityRule } from '../xds/nodeIdentity.js';
 import type { XdsTls } from '../xds/server.js';
 import { UsageError } from './flags.js';
 
@@ -43,4 +46,34 @@ export async function loadXdsTls(values: { cert?: string; key?: string; clientCa
   const ca = await readPem('--xds-client-ca', clientCa);
   checkCertificates('--xds-client-ca', clientCa, ca);
   return { certChain, privateKey, clientCa: ca };
+}
+
+/**
+ * --node-identity / --node-identity-prefix → the rule the ADS server checks.
+ * Default with --xds-client-ca: uri-san with the default SPIFFE-style prefix;
+ * without client certificates there is nothing to check, and asking for a
+ * rule is an error rather than a silent no-op.
+ */
+export function parseNodeIdentity(values: { identity?: string; prefix?: string }, mtls: boolean): NodeIdentityRule {
+  const kind = values.identity ?? (mtls ? 'uri-san' : 'none');
+  if (!(NODE_IDENTITY_KINDS as readonly string[]).includes(kind)) {
+    throw new UsageError(`--node-identity must be one of ${NODE_IDENTITY_KINDS.join(', ')}, got "${kind}"`);
+  }
+  if (values.prefix !== undefined && kind !== 'uri-san') throw new UsageError('--node-identity-prefix goes with --node-identity uri-san');
+  if (kind !== 'none' && !mtls) throw new UsageError(`--node-identity ${kind} needs --xds-client-ca (client certificates to check the node id against)`);
+  switch (kind) {
+    case 'uri-san': {
+      const prefix = values.prefix ?? DEFAULT_NODE_IDENTITY_PREFIX;
+      // A prefix must end the authority/path part, or "spiffe://fleet/node/a" would also match node id "a" under ".../nodea".
+      if (!/^[a-z][a-z0-9+.-]*:\S*[/:]$/i.test(prefix)) {
+        throw new UsageError(`--node-identity-prefix must be a URI prefix ending in "/" or ":" (e.g. spiffe://fleet/node/), got "${prefix}"`);
+      }
+      return { kind, prefix };
+    }
+    case 'dns-san':
+    case 'cn':
+      return { kind };
+    default:
+      return { kind: 'none' };
+  }
 }

@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { typeLabel } from '../metrics/metrics.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
 import { RESOURCE_TYPE_ORDER, TypeUrl, isServedResourceType } from '../envoy/typeUrls.js';
-import { resetCall } from './callTransport.js';
+import { connectionBytesWritten, resetCall } from './callTransport.js';
 import type { XdsLimits } from './limits.js';
 import { checkNodeIdentity, type NodeIdentityRule } from './nodeIdentity.js';
 import type { NodeRegistry } from './nodeRegistry.js';
@@ -57,6 +57,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   private closed = false;
   /** Responses handed to grpc-js whose bytes the client has not taken yet. */
   private unwritten = 0;
+  private completedWrites = 0;
 
   constructor(
     protected readonly deps: StreamContext,
@@ -183,6 +184,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
     this.deps.guard.writing(this);
     this.call.write(bytes, () => {
       this.unwritten -= 1;
+      this.completedWrites += 1;
       if (this.closed) return;
       if (this.unwritten === 0) this.deps.guard.written(this);
       else this.deps.guard.writing(this);
@@ -224,9 +226,8 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
     return detail.message || `gRPC code ${detail.code}`;
   }
 
-  /** True while a response written to this stream has not been taken by the client. */
-  protected hasUnwritten(): boolean {
-    return this.unwritten > 0;
+  progress(): number {
+    return this.completedWrites + connectionBytesWritten(this.call);
   }
 
   abortStuck(stalledMs: number): void {

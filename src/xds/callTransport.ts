@@ -31,3 +31,12 @@ export function resetCall(call: object & { destroy(error?: Error): void }): bool
   return false;
 }
 
+
+/**
+ * Bytes written so far on the connection under the call (TLS included): it
+ * grows whenever the peer takes data, so a stream whose connection's count
+ * stands still is not being read. Envoy opens one ADS stream per connection.
+ */
+export function connectionBytesWritten(call: object): number {
+  return http2StreamOf(call)?.session?.socket?.bytesWritten ?? 0;
+}

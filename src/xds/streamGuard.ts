@@ -5,14 +5,21 @@
 // data only, so 10,000 idle streams cost nothing.
 
 export interface GuardedStream {
+  /** A number that changes whenever the client takes bytes of this stream (its progress). */
+  progress(): number;
   /** Reset the stream: its client has not taken a written response for too long. */
   abortStuck(stalledMs: number): void;
 }
 
+interface Stall {
+  since: number;
+  marker: number;
+}
+
 export class StreamGuard {
   private open = 0;
-  /** Streams with a response not yet taken by the client → when it last made progress. */
-  private readonly unwritten = new Map<GuardedStream, number>();
+  /** Streams with a response not yet taken by the client → when it last made progress, and how far it was. */
+  private readonly unwritten = new Map<GuardedStream, Stall>();
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -38,7 +45,7 @@ export class StreamGuard {
 
   /** The stream has a response in the transport that the client has not taken; progress resets the clock. */
   writing(stream: GuardedStream, now = Date.now()): void {
-    this.unwritten.set(stream, now);
+    this.unwritten.set(stream, { since: now, marker: stream.progress() });
     this.timer ??= setInterval(() => this.sweep(), Math.max(10, Math.min(1000, Math.floor(this.stuckWriteMs / 4)))).unref();
   }
 
@@ -51,11 +58,22 @@ export class StreamGuard {
     }
   }
 
+  /** A large response to a slow link is not a stuck client: any byte taken restarts the clock. */
   sweep(now = Date.now()): void {
-    for (const [stream, since] of [...this.unwritten]) {
-      if (now - since < this.stuckWriteMs) continue;
+    for (const [stream, stall] of [...this.unwritten]) {
+      const marker = stream.progress();
+      if (marker !== stall.marker) {
+        stall.marker = marker;
+        stall.since = now;
+        continue;
+      }
+      if (now - stall.since < this.stuckWriteMs) continue;
       this.unwritten.delete(stream);
-      stream.abortStuck(now - since);
+      stream.abortStuck(now - stall.since);
+    }
+    if (this.unwritten.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      delete this.timer;
     }
   }
 

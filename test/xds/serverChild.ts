@@ -1,0 +1,59 @@
+// The ADS server of test/xds/harness.ts in a process of its own, so a test can
+// measure its memory (RSS) while clients misbehave, without counting its own
+// clients. Driven over IPC: {setPolicies: N, tag} gives N policies (one
+// cluster each, every policy's SNI in the listener) with the tag in one SNI;
+// {status} answers RSS, open streams and the refusal counters. Limits come as
+// JSON in argv[2].
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { silentLogger } from '../../src/log.js';
+import { SnapshotCache } from '../../src/snapshot/cache.js';
+import { NodeRegistry } from '../../src/xds/nodeRegistry.js';
+import { startXdsServer } from '../../src/xds/server.js';
+import { policy, testCompiler } from './harness.js';
+
+export type ChildCommand = { setPolicies: number; tag: string } | { status: true } | { stop: true };
+
+export interface ChildStatus {
+  readonly rssBytes: number;
+  readonly openStreams: number;
+  readonly registered: number;
+  readonly refused: Record<string, number>;
+  /** The Listener version of the current snapshot. */
+  readonly listenerVersion: string;
+}
+
+export const manyPolicies = (count: number, tag: string) =>
+  Array.from({ length: count }, (_, i) => policy(`p${String(i).padStart(5, '0')}`, [i === 0 ? `${tag}.tag.example` : `host-${i}.a-rather-long-name-to-make-the-listener-large.example`]));
+
+const cache = new SnapshotCache(testCompiler);
+cache.setPolicies(manyPolicies(1, 'start'));
+const registry = new NodeRegistry(cache);
+const metrics = createMetrics();
+const limits = JSON.parse(process.argv[2] ?? '{}') as Record<string, number>;
+const server = await startXdsServer({ source: cache, registry, metrics, logger: silentLogger }, '127.0.0.1:0', { limits });
+
+async function status(): Promise<ChildStatus> {
+  const refused = Object.fromEntries((await metrics.streamsRefused.get()).values.map((v) => [String(v.labels.reason), v.value]));
+  return {
+    rssBytes: process.memoryUsage.rss(),
+    openStreams: server.openStreams(),
+    registered: registry.streamCount(),
+    refused,
+    listenerVersion: cache.snapshotFor('any-node').version('type.googleapis.com/envoy.config.listener.v3.Listener') ?? '',
+  };
+}
+
+process.on('message', (command: ChildCommand) => {
+  void (async () => {
+    if ('setPolicies' in command) {
+      cache.setPolicies(manyPolicies(command.setPolicies, command.tag));
+      process.send!({ done: true });
+    } else if ('status' in command) {
+      process.send!(await status());
+    } else {
+      await server.close();
+      process.exit(0);
+    }
+  })();
+});
+process.send!({ port: server.port });
