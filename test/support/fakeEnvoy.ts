@@ -140,6 +140,23 @@ export class FakeEnvoy {
     this.rejectNext.set(typeUrl, message);
   }
 
+  private readonly heldTypes = new Set<string>();
+  private readonly heldResponses: { raw: RawResponse; response: ReceivedResponse }[] = [];
+
+  /** Responses of this type are recorded but not answered (no ACK, no NACK) until releaseAnswers: a slow Envoy. */
+  holdAnswers(typeUrl: string): void {
+    this.heldTypes.add(typeUrl);
+  }
+
+  /** Answers the held responses of this type in order, and answers the next ones at once again. */
+  releaseAnswers(typeUrl: string): void {
+    this.heldTypes.delete(typeUrl);
+    const held = this.heldResponses.filter((h) => h.raw.type_url === typeUrl);
+    this.heldResponses.splice(0, this.heldResponses.length, ...this.heldResponses.filter((h) => h.raw.type_url !== typeUrl));
+    for (const { raw, response } of held) this.answer(raw, response);
+    this.notify();
+  }
+
   private onResponse(raw: RawResponse): void {
     const at = process.hrtime.bigint();
     const delta = this.options.variant === 'delta';
@@ -162,6 +179,14 @@ export class FakeEnvoy {
       at,
     };
     this.responses.push(response);
+    if (this.heldTypes.has(raw.type_url)) this.heldResponses.push({ raw, response });
+    else this.answer(raw, response);
+    this.notify();
+  }
+
+  private answer(raw: RawResponse, response: ReceivedResponse): void {
+    const delta = this.options.variant === 'delta';
+    const { version, resources } = response;
     const rejection = this.rejectNext.get(raw.type_url);
     if (rejection !== undefined) {
       this.rejectNext.delete(raw.type_url);
@@ -182,7 +207,6 @@ export class FakeEnvoy {
         this.subscribe(TypeUrl.Listener);
       }
     }
-    this.notify();
   }
 
   private listenerRequested = false;

@@ -7,7 +7,7 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 import { silentLogger } from '../../src/log.js';
 import { SnapshotCache, type CompiledGroup } from '../../src/snapshot/cache.js';
 import { NodeRegistry } from '../../src/xds/nodeRegistry.js';
-import { startXdsServer, type XdsServer } from '../../src/xds/server.js';
+import { startXdsServer, type XdsServer, type XdsServerOptions } from '../../src/xds/server.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 
 const tcpProxy = (cluster: string) => ({
@@ -49,11 +49,12 @@ export interface Harness {
   readonly cache: SnapshotCache;
   readonly registry: NodeRegistry;
   readonly metrics: ReturnType<typeof createMetrics>;
+  readonly server: XdsServer;
   readonly compileCalls: () => number;
   close(): Promise<void>;
 }
 
-export async function startHarness(policies: Policy[]): Promise<Harness> {
+export async function startHarness(policies: Policy[], options: XdsServerOptions = {}): Promise<Harness> {
   let calls = 0;
   const cache = new SnapshotCache((selected) => {
     calls += 1;
@@ -62,6 +63,6 @@ export async function startHarness(policies: Policy[]): Promise<Harness> {
   cache.setPolicies(policies);
   const registry = new NodeRegistry(cache);
   const metrics = createMetrics();
-  const server: XdsServer = await startXdsServer({ source: cache, registry, metrics, logger: silentLogger }, '127.0.0.1:0');
-  return { address: `127.0.0.1:${server.port}`, cache, registry, metrics, compileCalls: () => calls, close: () => server.close() };
+  const server: XdsServer = await startXdsServer({ source: cache, registry, metrics, logger: silentLogger }, '127.0.0.1:0', options);
+  return { address: `127.0.0.1:${server.port}`, cache, registry, metrics, server, compileCalls: () => calls, close: () => server.close() };
 }

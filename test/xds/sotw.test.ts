@@ -133,4 +133,79 @@ describe('ADS state of the world', () => {
     const bodies = [a, a2].map((e) => JSON.stringify([...e.state.get(LDS)!]));
     assert.equal(bodies[0], bodies[1]);
   });
+
+  test('a repeated first request costs nothing: no second response, no reset of what was sent', async () => {
+    const e = envoy('host-7').connect();
+    await e.waitFor('initial state', () => e.state.has(LDS));
+    await settle();
+    const count = e.responses.length;
+    for (let i = 0; i < 200; i++) e.send({ node: { id: 'host-7' }, type_url: CDS, version_info: '', resource_names: [], response_nonce: '' });
+    for (let i = 0; i < 200; i++) e.send({ node: { id: 'host-7' }, type_url: LDS, version_info: e.acceptedVersions.get(LDS), resource_names: [], response_nonce: e.responsesOf(LDS).at(-1)!.nonce });
+    await settle(300);
+    assert.equal(e.responses.length, count);
+  });
+
+  test('a slow Envoy: one response per type in flight; changes made meanwhile arrive as the latest state only', async () => {
+    const e = envoy('host-8');
+    e.connect();
+    await e.waitFor('initial state', () => e.state.has(LDS));
+    e.holdAnswers(LDS);
+    harness.cache.setPolicies([policy('github', ['github.com', 'slow-0.example'])]);
+    await e.waitFor('the first change', () => e.responsesOf(LDS).length === 2);
+    for (let i = 1; i <= 20; i++) harness.cache.setPolicies([policy('github', ['github.com', `slow-${i}.example`])]);
+    await settle(300);
+    assert.equal(e.responsesOf(LDS).length, 2, 'nothing more while the change is unanswered');
+    assert.equal(harness.registry.list().find((n) => n.id === 'host-8')!.upToDate, false);
+    e.releaseAnswers(LDS);
+    await e.waitFor('the latest state', () => JSON.stringify(serverNames(e)).includes('slow-20.example'));
+    await settle();
+    assert.equal(e.responsesOf(LDS).length, 3, 'the 20 changes made meanwhile arrive as one response');
+    await e.waitFor('up to date in node status', () => harness.registry.list().find((n) => n.id === 'host-8')?.upToDate === true);
+    const status = harness.registry.list().find((n) => n.id === 'host-8')!.resources[LDS]!;
+    assert.equal(status.latest, status.acked);
+  });
+});
+
+describe('ADS stream limits', () => {
+  test('beyond maxStreams new streams are shed with RESOURCE_EXHAUSTED; a freed place is taken again', async () => {
+    const harness = await startHarness([policy('github', ['github.com'])], { limits: { maxStreams: 2 } });
+    const envoys = ['cap-1', 'cap-2'].map((id) => new FakeEnvoy(harness.address, { nodeId: id }).connect());
+    try {
+      await Promise.all(envoys.map((e) => e.waitFor('initial state', () => e.state.has(LDS))));
+      const shed = new FakeEnvoy(harness.address, { nodeId: 'cap-3' }).connect();
+      envoys.push(shed);
+      await shed.waitFor('the stream status', () => shed.status !== undefined);
+      assert.equal(shed.status!.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(shed.status!.details, /at most 2 ADS streams/);
+      assert.equal(shed.responses.length, 0);
+      assert.equal((await harness.metrics.streamsRefused.get()).values.find((v) => v.labels.reason === 'capacity')?.value, 1);
+      envoys[0]!.close();
+      const again = new FakeEnvoy(harness.address, { nodeId: 'cap-4' });
+      envoys.push(again);
+      // The server learns of the closed stream asynchronously: retry as Envoy would, bounded.
+      for (let attempt = 0; attempt < 50 && harness.server.openStreams() >= 2; attempt++) await settle(20);
+      again.connect();
+      await again.waitFor('initial state', () => again.state.has(LDS));
+    } finally {
+      for (const e of envoys) e.close();
+      await harness.close();
+    }
+  });
+
+  test('a node id longer than maxNodeIdBytes is refused with INVALID_ARGUMENT naming node.id', async () => {
+    const harness = await startHarness([policy('github', ['github.com'])], { limits: { maxNodeIdBytes: 8 } });
+    const ok = new FakeEnvoy(harness.address, { nodeId: '12345678' }).connect();
+    const long = new FakeEnvoy(harness.address, { nodeId: '123456789' }).connect();
+    try {
+      await ok.waitFor('initial state', () => ok.state.has(LDS));
+      await long.waitFor('the stream status', () => long.status !== undefined);
+      assert.equal(long.status!.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(long.status!.details, 'node.id is 9 bytes long; at most 8 are accepted');
+      assert.deepEqual(harness.registry.list().map((n) => n.id), ['12345678']);
+    } finally {
+      ok.close();
+      long.close();
+      await harness.close();
+    }
+  });
 });
