@@ -10,6 +10,8 @@ export interface Pki {
   readonly dir: string;
   readonly files: Record<'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'clientKey' | 'rogueCert' | 'rogueKey', string>;
   read(file: keyof Pki['files']): Promise<Buffer>;
+  /** A client certificate signed by the CA with these SANs (and CN, default the name), as bootstrap's docs issue them. */
+  issueClient(name: string, options: { uri?: string[]; dns?: string[]; cn?: string }): Promise<{ cert: string; key: string }>;
   remove(): Promise<void>;
 }
 
@@ -19,9 +21,9 @@ function ca(dir: string, name: string): void {
   openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.pem`);
 }
 
-async function leaf(dir: string, name: string, signer: string, extensions: string): Promise<void> {
+async function leaf(dir: string, name: string, signer: string, extensions: string, cn = name): Promise<void> {
   await writeFile(join(dir, `${name}.ext`), extensions);
-  openssl(dir, 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
+  openssl(dir, 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
   openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${signer}.pem`, '-CAkey', `${signer}.key`, '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`);
 }
 
@@ -41,5 +43,10 @@ export async function makePki(): Promise<Pki> {
     rogueCert: join(dir, 'rogue.pem'),
     rogueKey: join(dir, 'rogue.key'),
   };
-  return { dir, files, read: (file) => readFile(files[file]), remove: () => rm(dir, { recursive: true, force: true }) };
+  const issueClient: Pki['issueClient'] = async (name, options) => {
+    const sans = [...(options.uri ?? []).map((u) => `URI:${u}`), ...(options.dns ?? []).map((d) => `DNS:${d}`)];
+    await leaf(dir, name, 'ca', `${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}extendedKeyUsage=clientAuth\n`, options.cn ?? name);
+    return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
+  };
+  return { dir, files, read: (file) => readFile(files[file]), issueClient, remove: () => rm(dir, { recursive: true, force: true }) };
 }
