@@ -15,7 +15,14 @@ from the egress-xds control plane over ADS. Save it and start Envoy with it:
 With --xds-ca, Envoy reaches the control plane over TLS (serve --xds-tls-cert/--xds-tls-key)
 and checks its certificate against that CA and the name (--xds-server-name, default the
 --xds host); --xds-cert/--xds-key give Envoy a client certificate (serve --xds-client-ca).
-The paths are those on the Envoy host; they are written as absolute paths.`;
+The paths are those on the Envoy host; they are written as absolute paths.
+
+Under mTLS the control plane serves a node only as the id its certificate names
+(serve --node-identity, default uri-san: a URI SAN spiffe://egress-xds/node/<node-id>,
+the prefix set by --node-identity-prefix). Issue each host's certificate with it, e.g.:
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$ID" -keyout host.key -out host.csr
+  printf 'subjectAltName=URI:spiffe://egress-xds/node/%s\\nextendedKeyUsage=clientAuth\\n' "$ID" > host.ext
+  openssl x509 -req -in host.csr -CA fleet-ca.pem -CAkey fleet-ca.key -days 365 -extfile host.ext -out host.pem`;
 
 export async function bootstrapCommand(argv: string[]): Promise<number> {
   return withUsage('bootstrap', USAGE, argv, async () => {
