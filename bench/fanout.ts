@@ -1,0 +1,136 @@
+// Fan-out cost: N Envoy-like streams of one node group, then pushes (one
+// Listener change each). The egress-xds server beside a floor server (a
+// minimal grpc-js server writing one pre-encoded response to every stream),
+// each in its own process, the load in a third. Per push: server CPU (from
+// the push until every stream has the Listener, plus 200 ms for the ACKs),
+// converge-all (push → last stream has it), the load client's CPU; per
+// stream: the server's RSS growth while connecting; RSS after the first and
+// the last push (flat means no per-push leak).
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { AwaitResult, FanoutClientCommand } from './fanoutClient.js';
+import type { FanoutServerCommand, FanoutUsage } from './fanoutServer.js';
+import { summarize } from './stats.js';
+
+export interface FanoutRow {
+  readonly server: 'egress' | 'floor';
+  readonly streams: number;
+  readonly pushes: number;
+  /** Server CPU ms per push: median over the pushes. */
+  readonly serverCpuMs: number;
+  readonly clientCpuMs: number;
+  /** ms from the push until the last stream had the Listener. */
+  readonly convergeAll: ReturnType<typeof summarize>;
+  readonly kbPerStream: number;
+  readonly rssFirstMiB: number;
+  readonly rssLastMiB: number;
+}
+
+class Child<Command> {
+  private constructor(private readonly process: ChildProcess) {}
+
+  static async start<Command>(script: string, args: string[]): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {
+    const process_ = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = new Child<Command>(process_);
+    const hello = await child.next(30_000);
+    return { child, hello };
+  }
+
+  private next(timeoutMs: number): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      this.process.once('message', (message: Record<string, unknown>) => {
+        clearTimeout(timer);
+        if ('error' in message) reject(new Error(String(message.error)));
+        else resolve(message);
+      });
+    });
+  }
+
+  async ask<T>(command: Command, timeoutMs = 600_000): Promise<T> {
+    const answer = this.next(timeoutMs);
+    this.process.send(command as object);
+    return (await answer) as T;
+  }
+
+  async stop(): Promise<void> {
+    if (this.process.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.process.once('exit', resolve));
+    this.process.send({ stop: true });
+    const timer = setTimeout(() => this.process.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const MiB = 1024 * 1024;
+
+export async function fanout(server: 'egress' | 'floor', streams: number, pushes: number): Promise<FanoutRow> {
+  const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server]);
+  const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
+  try {
+    const idle = hello.usage as FanoutUsage;
+    await load.ask({ connect: { address: `127.0.0.1:${String(hello.port)}`, streams, perConnection: 100 } });
+    await pause(500);
+    const connected = await srv.ask<FanoutUsage>({ usage: true });
+    const cpu: number[] = [];
+    const clientCpu: number[] = [];
+    const converge: number[] = [];
+    const rss: number[] = [];
+    for (let k = 1; k <= pushes; k++) {
+      await srv.ask({ prepare: k });
+      const before = await srv.ask<FanoutUsage>({ usage: true });
+      const t0 = process.hrtime.bigint();
+      await srv.ask({ push: k });
+      const result = await load.ask<AwaitResult>({ await: { listeners: k + 1, t0: t0.toString(), timeoutMs: 120_000 } });
+      await pause(200);
+      const after = await srv.ask<FanoutUsage>({ usage: true });
+      cpu.push((after.cpuMicros - before.cpuMicros) / 1000);
+      clientCpu.push(result.clientCpuMicros / 1000);
+      converge.push(Math.max(...result.arrivalsMs));
+      rss.push(after.rssBytes);
+    }
+    return {
+      server,
+      streams,
+      pushes,
+      serverCpuMs: median(cpu),
+      clientCpuMs: median(clientCpu),
+      convergeAll: summarize(converge),
+      kbPerStream: (connected.rssBytes - idle.rssBytes) / streams / 1024,
+      rssFirstMiB: rss[0]! / MiB,
+      rssLastMiB: rss.at(-1)! / MiB,
+    };
+  } finally {
+    await load.stop();
+    await srv.stop();
+  }
+}
+
+/** bench/run.ts's table: for each size, the floor then egress-xds, and the ratio of server CPU per push. */
+export async function fanoutTable(sizes: readonly number[], pushes: number): Promise<string[]> {
+  const lines = [
+    '| streams | server | server CPU / push | ratio to floor | converge-all p50 | p99 | load client CPU / push | server RSS per stream | RSS after push 1 → last |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const streams of sizes) {
+    const floor = await fanout('floor', streams, pushes);
+    const egress = await fanout('egress', streams, pushes);
+    for (const row of [floor, egress]) {
+      const ratio = row === egress ? `${(egress.serverCpuMs / floor.serverCpuMs).toFixed(2)}×` : '1';
+      lines.push(
+        `| ${row.streams} | ${row.server} | ${row.serverCpuMs.toFixed(0)} ms | ${ratio} | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`,
+      );
+    }
+  }
+  return lines;
+}
+
+// Alone: node dist/bench/fanout.js [sizes, comma-separated] [pushes]
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
+  const pushes = Number(process.argv[3] ?? 20);
+  for (const line of await fanoutTable(sizes, pushes)) console.log(line);
+}

@@ -1,0 +1,164 @@
+// The server side of bench/fanout.ts, in a process of its own so its CPU and
+// memory are its own. argv[2]:
+// - "egress": the real control plane (store → cache → ADS); a push is a policy
+//   PUT through the store, as an operator's change is.
+// - "floor": a minimal grpc-js server on the same ADS method: it answers a
+//   stream's first request of a type with pre-encoded bytes and, on a push,
+//   writes one pre-encoded Listener response to every stream. What any ADS
+//   server must at least spend; the egress server's cost is read against it.
+// Driven over IPC: {prepare: k} (floor: encode ahead), {push: k}, {usage}
+// (CPU µs and RSS bytes), {stop}.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { TypeUrl } from '../src/envoy/typeUrls.js';
+import { silentLogger } from '../src/log.js';
+import type { Policy, PolicySpec } from '../src/policy/model.js';
+import { EMBEDDED_DEFAULT_POLICY, startControlPlane } from '../src/server/controlPlane.js';
+import { SnapshotCache } from '../src/snapshot/cache.js';
+import { egressGroupCompiler } from '../src/snapshot/egressGroups.js';
+import { encodeSotwResponse } from '../src/xds/wire.js';
+
+export type FanoutServerCommand = { push: number } | { prepare: number } | { usage: true } | { stop: true };
+export interface FanoutUsage {
+  readonly cpuMicros: number;
+  readonly rssBytes: number;
+}
+
+/** The policy a push changes: one more SNI per push, so only the Listener changes. */
+export const pushSpec = (k: number): PolicySpec => ({ sources: ['172.31.0.0/16'], allow: { sni: [`push-${k}.fanout.example`] } });
+
+const usage = (): FanoutUsage => {
+  const cpu = process.cpuUsage();
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: process.memoryUsage.rss() };
+};
+
+/** Top-level type_url (4) and response_nonce (5) of a DiscoveryRequest, without decoding the rest. */
+function requestHead(bytes: Uint8Array): { typeUrl: string; nonce: string } {
+  const reader = new BinaryReader(bytes);
+  let typeUrl = '';
+  let nonce = '';
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 4 && wireType === WireType.LengthDelimited) typeUrl = reader.string();
+    else if (field === 5 && wireType === WireType.LengthDelimited) nonce = reader.string();
+    else reader.skip(wireType);
+  }
+  return { typeUrl, nonce };
+}
+
+interface Running {
+  readonly port: number;
+  push(k: number): Promise<void>;
+  /** Floor only: encode push k's bytes ahead, outside the measured window (the floor only writes). */
+  prepare?(k: number): void;
+  stop(): Promise<void>;
+}
+
+async function startEgress(): Promise<Running> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-fanout-'));
+  const cp = await startControlPlane({
+    xdsAddress: '127.0.0.1:0',
+    adminHost: '127.0.0.1',
+    adminPort: 0,
+    dataDir,
+    embeddedDefault: true,
+    logger: silentLogger,
+    xdsLimits: { maxStreams: 100_000 },
+  });
+  await cp.store.put('fanout', pushSpec(0), { client: 'bench' });
+  return {
+    port: cp.xdsPort,
+    push: async (k) => {
+      const result = await cp.store.put('fanout', pushSpec(k), { client: 'bench' });
+      if (!result.ok) throw new Error(`push ${k}: ${result.error.message}`);
+    },
+    stop: async () => {
+      await cp.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startFloor(): Promise<Running> {
+  // The same resources the egress server sends, encoded by the same code, once per push.
+  const cache = new SnapshotCache(egressGroupCompiler());
+  const policies = (k: number): Policy[] => [
+    { name: EMBEDDED_DEFAULT_POLICY.name, ...EMBEDDED_DEFAULT_POLICY.spec },
+    { name: 'fanout', ...pushSpec(k) } as Policy,
+  ];
+  const responses = new Map<string, Buffer>();
+  const prepare = (k: number) => {
+    cache.setPolicies(policies(k));
+    const snapshot = cache.snapshotFor('floor');
+    for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener]) responses.set(typeUrl, encodeSotwResponse(typeUrl, snapshot.resourceSet(typeUrl)!, `floor-${k}`));
+  };
+  prepare(0);
+  const listening = new Set<ServerDuplexStream<Buffer, Buffer>>();
+  const server = new Server({ 'grpc.max_concurrent_streams': 100, 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const pass = (b: Buffer) => b;
+  const method = { path: '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources', requestStream: true, responseStream: true, requestSerialize: pass, requestDeserialize: pass, responseSerialize: pass, responseDeserialize: pass };
+  server.addService({ streamAggregatedResources: method }, {
+    streamAggregatedResources: (call: ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (request: Buffer) => {
+        const { typeUrl, nonce } = requestHead(request);
+        if (nonce !== '') return;
+        const response = responses.get(typeUrl);
+        if (response) call.write(response);
+        if (typeUrl === TypeUrl.Listener) listening.add(call);
+      });
+      const forget = () => listening.delete(call);
+      call.on('end', () => {
+        forget();
+        call.end();
+      });
+      call.on('error', forget);
+      call.on('cancelled', forget);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  let prepared = 0;
+  return {
+    port,
+    push: async (k) => {
+      if (prepared !== k) prepare(k);
+      prepared = k;
+      const bytes = responses.get(TypeUrl.Listener)!;
+      for (const call of listening) call.write(bytes);
+    },
+    prepare: (k) => {
+      prepare(k);
+      prepared = k;
+    },
+    stop: async () => {
+      server.forceShutdown();
+    },
+  };
+}
+
+const mode = process.argv[2];
+if (mode !== 'egress' && mode !== 'floor') throw new Error('usage: fanoutServer.js egress|floor');
+const running = mode === 'egress' ? await startEgress() : await startFloor();
+process.on('message', (command: FanoutServerCommand) => {
+  void (async () => {
+    try {
+      if ('push' in command) {
+        await running.push(command.push);
+        process.send!({ pushed: command.push });
+      } else if ('prepare' in command) {
+        running.prepare?.(command.prepare);
+        process.send!({ prepared: command.prepare });
+      } else if ('usage' in command) {
+        process.send!(usage());
+      } else {
+        await running.stop();
+        process.exit(0);
+      }
+    } catch (error) {
+      process.send!({ error: String(error) });
+    }
+  })();
+});
+process.send!({ port: running.port, usage: usage() });
