@@ -29,8 +29,8 @@ export interface FanoutRow {
 class Child<Command> {
   private constructor(private readonly process: ChildProcess) {}
 
-  static async start<Command>(script: string, args: string[]): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {
-    const process_ = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  static async start<Command>(script: string, args: string[], execArgv: string[] = []): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {
+    const process_ = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
     const child = new Child<Command>(process_);
     const hello = await child.next(30_000);
     return { child, hello };
@@ -68,7 +68,9 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 const MiB = 1024 * 1024;
 
 export async function fanout(server: 'egress' | 'floor', streams: number, pushes: number): Promise<FanoutRow> {
-  const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server]);
+  // FANOUT_CPU_PROF=DIR: the server writes a V8 CPU profile there (node --cpu-prof) for the push path.
+  const profile = process.env.FANOUT_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FANOUT_CPU_PROF}`] : [];
+  const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server], profile);
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   try {
     const idle = hello.usage as FanoutUsage;

@@ -122,8 +122,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
     this.write(typeUrl, version, nonce, encodeDeltaResponse({ typeUrl, systemVersion: version, resources: updated, removed, nonce }));
   }
 
-  protected override subscribedTypes(): string[] {
-    return [...this.types.keys()];
+  protected override subscribed(typeUrl: string): boolean {
+    return this.types.has(typeUrl);
   }
 
   protected override awaitingAnswer(typeUrl: string): boolean {

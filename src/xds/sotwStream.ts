@@ -7,7 +7,7 @@
 // version is never re-sent: only a newer version goes out.
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { AdsStream } from './adsStream.js';
-import { encodeSotwResponse } from './wire.js';
+import { encodeSotwResponse, sharedSotwResponse } from './wire.js';
 
 interface TypeState {
   /** undefined: wildcard (every resource of the type), as Envoy asks for Listeners and Clusters. */
@@ -72,15 +72,23 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const last = state.lastSent;
     if (last && last.version === set.version && sameNames(last.names, state.names)) return;
     if (this.mustWaitForClusters(typeUrl)) return;
-    const nonce = this.nextNonce();
+    // Wildcard (what Envoy asks for Listeners and Clusters): the one buffer every stream is sent.
+    let nonce: string;
+    let bytes: Buffer;
+    if (state.names) {
+      nonce = this.nextNonce();
+      bytes = encodeSotwResponse(typeUrl, set, nonce, state.names);
+    } else {
+      ({ nonce, bytes } = sharedSotwResponse(typeUrl, set));
+    }
     state.lastSent = { version: set.version, nonce, ...(state.names ? { names: state.names } : {}) };
     state.watchOpen = false;
     state.awaitingAnswer = true;
-    this.write(typeUrl, set.version, nonce, encodeSotwResponse(typeUrl, set, nonce, state.names));
+    this.write(typeUrl, set.version, nonce, bytes);
   }
 
-  protected override subscribedTypes(): string[] {
-    return [...this.types.keys()];
+  protected override subscribed(typeUrl: string): boolean {
+    return this.types.has(typeUrl);
   }
 
   protected override awaitingAnswer(typeUrl: string): boolean {

@@ -45,7 +45,10 @@ export class StreamGuard {
 
   /** The stream has a response in the transport that the client has not taken; progress resets the clock. */
   writing(stream: GuardedStream, now = Date.now()): void {
-    this.unwritten.set(stream, { since: now, marker: stream.progress() });
+    // The marker is read by the sweep, not here: writes are the hot path, sweeps are rare.
+    const stall = this.unwritten.get(stream);
+    if (stall) stall.since = now;
+    else this.unwritten.set(stream, { since: now, marker: NaN });
     this.timer ??= setInterval(() => this.sweep(), Math.max(10, Math.min(1000, Math.floor(this.stuckWriteMs / 4)))).unref();
   }
 

@@ -1,7 +1,8 @@
 // Discovery messages on the wire. Requests are decoded with the buf-generated
 // schemas; responses are assembled from bytes encoded once per version: the
-// body shared by every stream, then the per-stream nonce appended (protobuf
-// allows fields in any order, and concatenated encodings merge).
+// body, then the nonce appended (protobuf allows fields in any order, and
+// concatenated encodings merge). A whole-set SotW response, nonce included,
+// is one buffer shared by every stream.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { AnySchema } from '@bufbuild/protobuf/wkt';
@@ -38,6 +39,35 @@ function sotwBody(typeUrl: string, set: ResourceSet): Uint8Array {
 }
 
 const nonceField = (nonce: string): Uint8Array => new BinaryWriter().tag(5, WireType.LengthDelimited).string(nonce).finish();
+
+/** A whole-set response, with its nonce, shared by every stream it goes to. */
+export interface SharedResponse {
+  readonly nonce: string;
+  readonly bytes: Buffer;
+}
+
+const sharedResponses = new WeakMap<ResourceSet, SharedResponse>();
+let lastSharedNonce = 0;
+
+/**
+ * The state-of-the-world response carrying a whole resource set, encoded once
+ * and written as is to every stream (grpc-js copies it into its frame; a
+ * per-stream nonce would cost one more copy of the whole body per stream).
+ * Its nonce is unique in this process ("s" + counter, never a per-stream
+ * nonce): a nonce names one response's content, and a stream that is sent
+ * the same set twice is sent the same content, so an answer to either is an
+ * answer to both.
+ */
+export function sharedSotwResponse(typeUrl: string, set: ResourceSet): SharedResponse {
+  let shared = sharedResponses.get(set);
+  if (!shared) {
+    lastSharedNonce += 1;
+    const nonce = `s${lastSharedNonce}`;
+    shared = { nonce, bytes: Buffer.concat([sotwBody(typeUrl, set), nonceField(nonce)]) };
+    sharedResponses.set(set, shared);
+  }
+  return shared;
+}
 
 /** A state-of-the-world response: all of the set, or only the named resources when the stream asked for names. */
 export function encodeSotwResponse(typeUrl: string, set: ResourceSet, nonce: string, names?: ReadonlySet<string>): Buffer {
