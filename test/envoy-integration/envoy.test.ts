@@ -14,6 +14,8 @@ import { buildBootstrap } from '../../src/bootstrap/envoyBootstrap.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { silentLogger } from '../../src/log.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
+import { DEFAULT_NODE_IDENTITY_PREFIX } from '../../src/xds/nodeIdentity.js';
+import { makePki, type Pki } from '../support/pki.js';
 
 const envoyBin = process.env.ENVOY_BIN;
 const skip = envoyBin ? false : 'ENVOY_BIN is not set: no Envoy binary can be installed on this machine (set ENVOY_BIN=/path/to/envoy to run it)';
@@ -85,6 +87,7 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     });
     assert.equal(status.resources[TypeUrl.Listener]!.nack, undefined);
     assert.equal(status.resources[TypeUrl.Cluster]!.acked, status.resources[TypeUrl.Cluster]!.sent);
+    await until('upToDate in the node status', async () => (cp.registry.list().find((n) => n.id === 'envoy-it')?.upToDate ? true : undefined));
   });
 
   test('a policy change reaches it live', async () => {
@@ -93,5 +96,73 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
       const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump`)).text();
       return text.includes('live.example.org') ? true : undefined;
     });
+  });
+});
+
+// serve --node-identity uri-san: Envoys with certificates issued as `bootstrap --help`
+// says; one is served as itself, one claiming another id is refused.
+describe('a real Envoy over mTLS with node identity (ENVOY_BIN)', { skip }, () => {
+  let dir: string;
+  let pki: Pki;
+  let cp: ControlPlane;
+  const envoys: ChildProcess[] = [];
+  let envoyLog = '';
+
+  async function startEnvoy(nodeId: string, cert: { cert: string; key: string }): Promise<number> {
+    const adminPort = await freePort();
+    const bootstrap = join(dir, `${nodeId}-${adminPort}.yaml`);
+    const tls = { caFile: pki.files.ca, certFile: cert.cert, keyFile: cert.key };
+    await writeFile(bootstrap, stringify(buildBootstrap({ nodeId, cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort, tls })));
+    const envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(adminPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoys.push(envoy);
+    return adminPort;
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-mtls-'));
+    pki = await makePki();
+    cp = await startControlPlane({
+      xdsAddress: '127.0.0.1:0',
+      xdsTls: { certChain: await pki.read('serverCert'), privateKey: await pki.read('serverKey'), clientCa: await pki.read('ca') },
+      nodeIdentity: { kind: 'uri-san', prefix: DEFAULT_NODE_IDENTITY_PREFIX },
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      dataDir: join(dir, 'data'),
+      embeddedDefault: true,
+      logger: silentLogger,
+      compile: { port: await freePort() },
+    });
+  });
+
+  after(async () => {
+    for (const envoy of envoys) {
+      if (envoy.pid && envoy.exitCode === null) {
+        envoy.kill('SIGTERM');
+        await new Promise((r) => envoy.once('exit', r));
+      }
+    }
+    await cp?.close();
+    await pki?.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('an Envoy is served as the node its certificate names, and refused as another', async () => {
+    const certA = await pki.issueClient('envoy-a', { uri: [`${DEFAULT_NODE_IDENTITY_PREFIX}envoy-a`] });
+    const adminA = await startEnvoy('envoy-a', certA);
+    await until('the listener in envoy-a', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${adminA}/config_dump`)).text();
+      return text.includes('"egress_tproxy"') ? true : undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    await startEnvoy('envoy-b', certA);
+    const refused = await until('the refusal counted', async () => {
+      const value = (await cp.metrics.streamsRefused.get()).values.find((v) => v.labels.reason === 'identity')?.value;
+      return value ? value : undefined;
+    });
+    assert.ok(refused >= 1);
+    assert.deepEqual(cp.registry.list().map((n) => n.id), ['envoy-a']);
   });
 });
