@@ -1,6 +1,7 @@
 // npm run bench: prints the figures recorded in BENCHMARKS.md.
 import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
+import { fanoutTable } from './fanout.js';
 import { pushLatency } from './pushLatency.js';
 import { ms } from './stats.js';
 
@@ -23,3 +24,7 @@ for (const nodes of [100, 1000]) {
   const l = r.latency;
   console.log(`| ${r.nodes} | ${r.changes} | ${ms(l.p50)} | ${ms(l.p90)} | ${ms(l.p99)} | ${ms(l.max)} | ${ms(r.allNodes.p99)} | ${(r.beforeOk * 100).toFixed(0)} % | ${r.serverP99BucketMs} ms | ${r.serverRssMiB.toFixed(0)} MiB |`);
 }
+
+console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
+console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
+for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
