@@ -64,8 +64,9 @@ test('serve: serves the seed policy to an Envoy, answers the admin API, stops cl
       assert.deepEqual(((await response.json()) as { allow: unknown }).allow, { sni: ['github.com', 'www.github.com'] });
     });
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stderr, /"msg":"shutting down","signal":"SIGTERM"/);
-    for (const line of run.stderr.trim().split('\n')) JSON.parse(line); // every log line is one JSON object
+    // Every log line is one JSON object; the shutdown is logged with its signal.
+    const records = run.stderr.trim().split('\n').map((line) => JSON.parse(line) as { msg: string; signal?: string });
+    assert.ok(records.some((r) => r.msg === 'shutting down' && r.signal === 'SIGTERM'), run.stderr);
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }
