@@ -10,6 +10,7 @@ import { encodeProtoJson } from '../../src/envoy/codec.js';
 import { findFilterChainConflicts, selectFilterChain } from '../../src/envoy/filterChainMatch.js';
 import type { FilterChainJson, ListenerJson } from '../../src/envoy/resources.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
+import { formatViolation, validateResource } from '../../src/envoy/validateRules.js';
 import type { Connection, Policy } from '../../src/policy/model.js';
 import { intendedVerdict } from '../../src/policy/verdict.js';
 
@@ -19,8 +20,16 @@ const verdictOf = (listener: ListenerJson, connection: Connection): 'allow' | 'd
 };
 
 /** Asserts Envoy's verdict and the intended one agree with `expected` for each connection. */
+/** Every resource the compiler makes keeps Envoy's protoc-gen-validate rules (Envoy NACKs otherwise). */
+function expectValid({ listeners, clusters }: Pick<ReturnType<typeof compileEgress>, 'listeners' | 'clusters'>): void {
+  for (const l of listeners) assert.deepEqual(validateResource(TypeUrl.Listener, l as unknown as Record<string, unknown>).map(formatViolation), []);
+  for (const c of clusters) assert.deepEqual(validateResource(TypeUrl.Cluster, c as unknown as Record<string, unknown>).map(formatViolation), []);
+}
+
 function expectVerdicts(policies: Policy[], cases: [Connection, 'allow' | 'deny'][]): void {
-  const listener = compileEgress(policies).listeners[0]!;
+  const compiled = compileEgress(policies);
+  expectValid(compiled);
+  const listener = compiled.listeners[0]!;
   assert.deepEqual(findFilterChainConflicts(listener), []);
   for (const [connection, expected] of cases) {
     assert.equal(intendedVerdict(policies, connection).verdict, expected, `intended, ${JSON.stringify(connection)}`);
@@ -217,6 +226,7 @@ describe('compileEgress: edge cases', () => {
     assert.deepEqual(listener.address, { socketAddress: { address: '0.0.0.0', portValue: 15006 } });
     assert.deepEqual(listener.additionalAddresses, [{ address: { socketAddress: { address: '::', portValue: 15006 } } }]);
     encodeProtoJson(TypeUrl.Listener, listener as unknown as Record<string, unknown>);
+    assert.deepEqual(validateResource(TypeUrl.Listener, listener as unknown as Record<string, unknown>), []);
   });
 
   it('is deterministic: policy order does not change a byte', () => {
@@ -227,6 +237,7 @@ describe('compileEgress: edge cases', () => {
     ];
     const encode = (p: Policy[]): string => {
       const { listeners, clusters } = compileEgress(p);
+      expectValid({ listeners, clusters });
       return Buffer.concat([
         ...listeners.map((l) => encodeProtoJson(TypeUrl.Listener, l as unknown as Record<string, unknown>)),
         ...clusters.map((c) => encodeProtoJson(TypeUrl.Cluster, c as unknown as Record<string, unknown>)),

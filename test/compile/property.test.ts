@@ -11,6 +11,7 @@ import { tcpProxyCluster } from '../../src/compile/tcpProxy.js';
 import { decodeStrictToJson, encodeProtoJson } from '../../src/envoy/codec.js';
 import { findFilterChainConflicts, selectFilterChain } from '../../src/envoy/filterChainMatch.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
+import { validateResource } from '../../src/envoy/validateRules.js';
 import { intendedVerdict } from '../../src/policy/verdict.js';
 import { policiesAndConnections, policySet } from './arbitraries.js';
 
@@ -46,7 +47,7 @@ describe('compileEgress, property', () => {
     );
   });
 
-  it("every resource encodes strictly against Envoy's protos and decodes back to the same bytes", () => {
+  it("every resource encodes strictly against Envoy's protos, decodes back to the same bytes and keeps their PGV rules", () => {
     fc.assert(
       fc.property(policySet, (policies) => {
         const { listeners, clusters } = compileEgress(policies);
@@ -55,6 +56,7 @@ describe('compileEgress, property', () => {
           const bytes = encodeProtoJson(typeUrl, resource as unknown as Record<string, unknown>);
           const decoded = decodeStrictToJson(typeUrl, bytes);
           assert.deepEqual(encodeProtoJson(typeUrl, decoded), bytes);
+          assert.deepEqual(validateResource(typeUrl, bytes), [], `PGV rules of ${typeUrl}`);
         }
       }),
       { seed: SEED + 2, numRuns: Math.ceil(RUNS / 3) },
