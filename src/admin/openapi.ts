@@ -123,9 +123,10 @@ export const openApiDocument = {
         parameters: [
           { name: 'limit', in: 'query', required: false, description: 'At most this many entries (default 100).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
           { name: 'since', in: 'query', required: false, description: 'Only changes after this store revision (pages forward); without it, the newest entries.', schema: { type: 'integer', minimum: 0 } },
+          { name: 'before', in: 'query', required: false, description: 'Only changes before this store revision: a page\'s "next", for older entries.', schema: { type: 'integer', minimum: 1 } },
         ],
         responses: {
-          '200': { description: 'The entries.', content: jsonContent({ type: 'array', items: ref('HistoryEntry') }) },
+          '200': { description: 'One page of entries, oldest first. A page never splits a commit.', content: jsonContent(ref('HistoryPage')) },
           '400': errorResponse('Invalid query parameter.'),
           ...common,
         },
@@ -292,6 +293,14 @@ export const openApiDocument = {
           verdict: { enum: ['allow', 'deny'] },
           policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
           filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
+        },
+      },
+      HistoryPage: {
+        type: 'object',
+        required: ['entries'],
+        properties: {
+          entries: { type: 'array', items: ref('HistoryEntry') },
+          next: { type: 'integer', description: 'Present when older entries are kept: pass as before= to get them.' },
         },
       },
       HistoryEntry: {

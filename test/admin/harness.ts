@@ -54,7 +54,7 @@ export interface Harness {
     text: string;
   }>;
   /** Policies and history length: what must not move when a request is refused. */
-  state(): { list: unknown; history: number; revision: number };
+  state(): Promise<{ list: unknown; history: number; revision: number }>;
   close(): Promise<void>;
 }
 
@@ -91,7 +91,7 @@ export async function startHarness(options: { token?: string; bodyLimit?: number
       }
       return { status: response.status, headers: response.headers, body: parsed, text };
     },
-    state: () => ({ list: store.list(), history: store.history({ limit: 1000 }).length, revision: store.revision }),
+    state: async () => ({ list: store.list(), history: (await store.history({ limit: 1000 })).entries.length, revision: store.revision }),
     async close() {
       await server.close();
       await store.close();
