@@ -293,6 +293,25 @@ export const openApiDocument = {
           verdict: { enum: ['allow', 'deny'] },
           policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
           filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
+          path: {
+            type: 'array',
+            items: { type: 'string' },
+            description: 'How Envoy gets there: the filter_chain_matcher branches taken (profile hardened), or the filter chain match (profile seed).',
+          },
+          upstream: {
+            oneOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                required: ['kind', 'address'],
+                properties: {
+                  kind: { enum: ['name', 'original-destination'], description: '"name": dialled by the server name, resolved by Envoy; "original-destination": to the address the client dialled.' },
+                  address: { type: 'string', description: '"github.com:443", or "140.82.112.3:443" ("[2001:db8::1]:443").' },
+                },
+              },
+            ],
+            description: 'Where an allowed connection goes; null on deny.',
+          },
         },
       },
       HistoryPage: {

@@ -119,7 +119,13 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
           const request = validateCheckRequest(parsed.value);
           if (!request.ok) return errorReply(400, request.error.message, request.error.field);
           const result = view.check(request.value.nodeId, request.value.connection);
-          return json(200, { verdict: result.verdict, policy: result.policy ?? null, filterChain: result.filterChain });
+          return json(200, {
+            verdict: result.verdict,
+            policy: result.policy ?? null,
+            filterChain: result.filterChain,
+            path: result.path ?? [],
+            upstream: result.upstream ?? null,
+          });
         },
       },
     },

@@ -6,10 +6,12 @@ import { PolicyFileError } from '../store/policyFile.js';
 import { StoreError } from '../store/storeError.js';
 import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './flags.js';
 import { loadXdsTls } from './xdsTlsFlags.js';
+import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
                         [--listener-port 15001] [--ipv6]
+                        [--profile hardened|seed] [--max-connections-per-source 512] [--upstream-mark 0x20000]
                         [--xds-tls-cert FILE --xds-tls-key FILE [--xds-client-ca FILE]]
 
   --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
@@ -19,6 +21,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
   --admin-token-file   bearer token for the admin API (or EGRESS_XDS_ADMIN_TOKEN)
   --listener-port      the port of Envoy's transparent listener (the agent's --port)
   --ipv6               the listener also binds [::] on the same port
+${COMPILE_USAGE}
   --xds-tls-cert/-key  serve ADS over TLS with this certificate chain and key (PEM)
   --xds-client-ca      and require Envoys to present a certificate this CA signed (mTLS)
 
@@ -38,11 +41,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'xds-tls-cert': { type: 'string' },
       'xds-tls-key': { type: 'string' },
       'xds-client-ca': { type: 'string' },
+      ...COMPILE_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
     if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
     const listenerPort = parsePort('--listener-port', values['listener-port']);
+    const compileFlags = parseCompileFlags(values);
     const xdsTls = await loadXdsTls({ cert: values['xds-tls-cert'], key: values['xds-tls-key'], clientCa: values['xds-client-ca'] });
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
@@ -59,7 +64,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
-        compile: { port: listenerPort, ipv6: values.ipv6 },
+        compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags },
         logger,
       });
     } catch (error) {

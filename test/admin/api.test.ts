@@ -124,11 +124,11 @@ test('nodes, check, healthz, readyz', async () => {
     let r = await h.request('GET', '/v1/nodes');
     assert.deepEqual(r.body, NODES);
     r = await h.request('POST', '/v1/check', { body: { node: 'host-a', source: '172.31.0.9', destination: '140.82.112.3:443', sni: 'GitHub.com' } });
-    assert.deepEqual(r.body, { verdict: 'allow', policy: 'github', filterChain: 'allow-github' });
+    assert.deepEqual(r.body, { verdict: 'allow', policy: 'github', filterChain: 'allow-github', path: ['allow-github'], upstream: { kind: 'name', address: 'github.com:443' } });
     r = await h.request('POST', '/v1/check', { body: { node: 'host-a', source: '10.9.9.9', destination: '140.82.112.3:443', sni: 'github.com' } });
-    assert.deepEqual(r.body, { verdict: 'deny', policy: null, filterChain: 'default' });
+    assert.deepEqual(r.body, { verdict: 'deny', policy: null, filterChain: 'default', path: [], upstream: null });
     r = await h.request('POST', '/v1/check', { body: { node: 'host-a', source: '10.9.9.9', destination: '[2001:db8::1]:443' } });
-    assert.deepEqual(r.body, { verdict: 'allow', policy: 'v6', filterChain: 'allow-v6' });
+    assert.deepEqual(r.body, { verdict: 'allow', policy: 'v6', filterChain: 'allow-v6', path: ['allow-v6'], upstream: { kind: 'original-destination', address: '[2001:db8::1]:443' } });
 
     assert.deepEqual((await h.request('GET', '/healthz')).body, { status: 'ok' });
     assert.deepEqual(await h.request('GET', '/readyz').then((x) => [x.status, x.body]), [200, { ready: true }]);

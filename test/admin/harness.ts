@@ -32,7 +32,12 @@ export class FakeView implements ControlPlaneView {
   check(nodeId: string, connection: Connection): CheckResult {
     const policies = this.store.list().filter((p) => policySelectsNode(p, nodeId));
     const verdict = intendedVerdict(policies, connection);
-    return verdict.policy ? { verdict: 'allow', policy: verdict.policy, filterChain: `allow-${verdict.policy}` } : { verdict: 'deny', filterChain: 'default' };
+    if (!verdict.policy) return { verdict: 'deny', filterChain: 'default' };
+    // The route's new fields (path, upstream) pass through as given.
+    const upstream = connection.serverName
+      ? { kind: 'name' as const, address: `${connection.serverName}:${connection.destinationPort}` }
+      : { kind: 'original-destination' as const, address: `[${connection.destinationIp}]:${connection.destinationPort}` };
+    return { verdict: 'allow', policy: verdict.policy, filterChain: `allow-${verdict.policy}`, path: [`allow-${verdict.policy}`], upstream };
   }
   ready(): boolean {
     return this.isReady;
