@@ -10,6 +10,10 @@ export interface CheckResult {
   readonly policy?: string;
   /** The filter chain Envoy would select (the default chain's name when none matches). */
   readonly filterChain: string;
+  /** How Envoy gets there: matcher branches (hardened) or the chain's match (seed). */
+  readonly path?: readonly string[];
+  /** Where an allowed connection goes: dialled by name, or to the original destination. */
+  readonly upstream?: { readonly kind: 'name' | 'original-destination'; readonly address: string };
 }
 
 export interface ControlPlaneView {

@@ -123,9 +123,10 @@ export const openApiDocument = {
         parameters: [
           { name: 'limit', in: 'query', required: false, description: 'At most this many entries (default 100).', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
           { name: 'since', in: 'query', required: false, description: 'Only changes after this store revision (pages forward); without it, the newest entries.', schema: { type: 'integer', minimum: 0 } },
+          { name: 'before', in: 'query', required: false, description: 'Only changes before this store revision: a page\'s "next", for older entries.', schema: { type: 'integer', minimum: 1 } },
         ],
         responses: {
-          '200': { description: 'The entries.', content: jsonContent({ type: 'array', items: ref('HistoryEntry') }) },
+          '200': { description: 'One page of entries, oldest first. A page never splits a commit.', content: jsonContent(ref('HistoryPage')) },
           '400': errorResponse('Invalid query parameter.'),
           ...common,
         },
@@ -295,6 +296,33 @@ export const openApiDocument = {
           verdict: { enum: ['allow', 'deny'] },
           policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
           filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
+          path: {
+            type: 'array',
+            items: { type: 'string' },
+            description: 'How Envoy gets there: the filter_chain_matcher branches taken (profile hardened), or the filter chain match (profile seed).',
+          },
+          upstream: {
+            oneOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                required: ['kind', 'address'],
+                properties: {
+                  kind: { enum: ['name', 'original-destination'], description: '"name": dialled by the server name, resolved by Envoy; "original-destination": to the address the client dialled.' },
+                  address: { type: 'string', description: '"github.com:443", or "140.82.112.3:443" ("[2001:db8::1]:443").' },
+                },
+              },
+            ],
+            description: 'Where an allowed connection goes; null on deny.',
+          },
+        },
+      },
+      HistoryPage: {
+        type: 'object',
+        required: ['entries'],
+        properties: {
+          entries: { type: 'array', items: ref('HistoryEntry') },
+          next: { type: 'integer', description: 'Present when older entries are kept: pass as before= to get them.' },
         },
       },
       HistoryEntry: {

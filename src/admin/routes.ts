@@ -119,7 +119,13 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
           const request = validateCheckRequest(parsed.value);
           if (!request.ok) return errorReply(400, request.error.message, request.error.field);
           const result = view.check(request.value.nodeId, request.value.connection);
-          return json(200, { verdict: result.verdict, policy: result.policy ?? null, filterChain: result.filterChain });
+          return json(200, {
+            verdict: result.verdict,
+            policy: result.policy ?? null,
+            filterChain: result.filterChain,
+            path: result.path ?? [],
+            upstream: result.upstream ?? null,
+          });
         },
       },
     },
@@ -127,14 +133,22 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
       template: '/v1/history',
       pattern: /^\/v1\/history$/,
       handlers: {
-        GET: ({ query }) => {
+        GET: async ({ query }) => {
           const limit = nonNegativeInteger(query, 'limit', 1, 1000);
           if (!limit.ok) return limit.reply;
           const since = nonNegativeInteger(query, 'since', 0, Number.MAX_SAFE_INTEGER);
           if (!since.ok) return since.reply;
-          const unknown = [...query.keys()].find((key) => key !== 'limit' && key !== 'since');
-          if (unknown !== undefined) return errorReply(400, 'unknown query parameter; expected limit, since', unknown);
-          return json(200, store.history({ limit: limit.value, since: since.value }), etag(store.revision));
+          const before = nonNegativeInteger(query, 'before', 1, Number.MAX_SAFE_INTEGER);
+          if (!before.ok) return before.reply;
+          const unknown = [...query.keys()].find((key) => key !== 'limit' && key !== 'since' && key !== 'before');
+          if (unknown !== undefined) return errorReply(400, 'unknown query parameter; expected limit, since, before', unknown);
+          const revision = store.revision;
+          const page = await store.history({
+            ...(limit.value !== undefined ? { limit: limit.value } : {}),
+            ...(since.value !== undefined ? { since: since.value } : {}),
+            ...(before.value !== undefined ? { before: before.value } : {}),
+          });
+          return json(200, page, etag(revision));
         },
       },
     },

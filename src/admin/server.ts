@@ -65,10 +65,19 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   // Keep the gauges on the store, whoever writes to it (API or policy file).
   metrics.policyCount.set(store.list().length);
   metrics.configRevision.set(store.revision);
-  const stopWatching = store.onChange((policies, revision) => {
-    metrics.policyCount.set(policies.length);
-    metrics.configRevision.set(revision);
+  // The count needs the whole list: taken once per burst of commits, not per commit.
+  let countPending: NodeJS.Immediate | undefined;
+  const unsubscribe = store.onChange((change) => {
+    metrics.configRevision.set(change.revision);
+    countPending ??= setImmediate(() => {
+      countPending = undefined;
+      metrics.policyCount.set(store.list().length);
+    });
   });
+  const stopWatching = () => {
+    unsubscribe();
+    if (countPending) clearImmediate(countPending);
+  };
 
   async function route(req: IncomingMessage, path: string, query: URLSearchParams): Promise<{ template: string; reply: Reply }> {
     const method = req.method ?? 'GET';

@@ -22,7 +22,7 @@ commands:
   delete NAME
   check --node ID --source IP --destination IP:PORT [--sni NAME]
                                      the verdict Envoy would give (exit 0 allow, 3 deny)
-  history [--limit N] [--since REVISION]
+  history [--limit N] [--since REVISION | --before REVISION]
 
 options:
   --server URL        admin API (default: $EGRESS_XDS_ADMIN_URL or ${DEFAULT_ADMIN_URL})
@@ -68,6 +68,7 @@ const options = {
   destination: { type: 'string' },
   limit: { type: 'string' },
   since: { type: 'string' },
+  before: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 type Flags = ReturnType<typeof parseFlags<typeof options>>['values'];
@@ -79,7 +80,7 @@ const ALLOWED: Record<string, readonly (keyof Flags)[]> = {
   put: ['file', 'sni', 'source', 'node', 'cidr', 'if-match', 'create'],
   delete: ['if-match'],
   check: ['node', 'source', 'destination', 'sni'],
-  history: ['limit', 'since'],
+  history: ['limit', 'since', 'before'],
 };
 
 /** "10.0.0.0/8:443,8443", "[2001:db8::]/32:443", "1.2.3.4:22" -> {cidr, ports?}. */
@@ -199,7 +200,7 @@ function revisionFlag(flags: Flags): Record<string, string> {
   return headers;
 }
 
-function integerFlag(flags: Flags, key: 'limit' | 'since'): string | undefined {
+function integerFlag(flags: Flags, key: 'limit' | 'since' | 'before'): string | undefined {
   const value = flags[key];
   if (value !== undefined && !/^\d+$/.test(value)) throw new UsageError(`--${key} ${value}: must be a whole number`);
   return value;
@@ -282,10 +283,13 @@ export async function policyCommand(argv: string[], io: CliIo = processIo): Prom
         const since = integerFlag(flags, 'since');
         if (limit !== undefined) query.set('limit', limit);
         if (since !== undefined) query.set('since', since);
+        const before = integerFlag(flags, 'before');
+        if (before !== undefined) query.set('before', before);
         const { body } = await call('GET', `/v1/history${query.size > 0 ? `?${query}` : ''}`);
         const rows = [['REV', 'AT', 'ACTION', 'POLICY', 'POLICY REV', 'CLIENT']];
-        for (const e of body) rows.push([String(e.storeRevision), e.at, e.action, e.name, String(e.revision), e.client]);
-        print(body.length === 0 ? 'no history\n' : table(rows), body);
+        for (const e of body.entries) rows.push([String(e.storeRevision), e.at, e.action, e.name, String(e.revision), e.client]);
+        const more = body.next !== undefined ? `older entries: --before ${body.next}\n` : '';
+        print(body.entries.length === 0 ? 'no history\n' : `${table(rows)}${more}`, body);
         return EXIT.ok;
       }
     }

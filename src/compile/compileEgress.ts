@@ -1,11 +1,26 @@
 // Policies selecting a node → the Envoy resources of its egress allowlist. Pure:
 // the same policies (in any order) give byte-identical resources, so versions are stable.
+// (The hardened layout memoises per-source fragments; that changes speed, never output.)
 import type { ClusterJson, ListenerJson } from '../envoy/resources.js';
 import type { Policy } from '../policy/model.js';
 import { buildAllowlistTree } from './allowlistTree.js';
+import { loopRejectChain } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { allowFilterChains } from './filterChains.js';
+import { withRaisedCircuitBreakers } from './guards.js';
+import { hardenedClusters, hardenedListener } from './hardenedListener.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_SOURCE, EGRESS_LISTENER_PORT } from './names.js';
+import type { DnsCacheOptions } from './nameUpstream.js';
+import { DEFAULT_UPSTREAM_MARK } from './specialAddresses.js';
+
+/**
+ * "hardened" (the default): filter_chain_matcher, names dialled by name, per-source caps.
+ * "seed": seed 002 §6.6's SNI filter-chain tree to original_dst_cluster, plus the guards that
+ * fit it (the loop guard, raised circuit breakers).
+ */
+export type CompileProfile = 'hardened' | 'seed';
+export const COMPILE_PROFILES: readonly CompileProfile[] = ['hardened', 'seed'];
 
 export interface CompileOptions {
   /** Default "egress_tproxy". */
@@ -20,6 +35,14 @@ export interface CompileOptions {
   readonly originalDstConnectTimeout?: string;
   /** Default "1s". */
   readonly rejectConnectTimeout?: string;
+  /** Default "hardened". */
+  readonly profile?: CompileProfile;
+  /** Hardened: concurrent connections per source range and forwarding chain; default 512. */
+  readonly maxConnectionsPerSource?: number;
+  /** Hardened: SO_MARK of sockets dialling a name (default 0x20000); 0: no mark. */
+  readonly upstreamMark?: number;
+  /** Hardened: the DNS cache names are resolved through. */
+  readonly dnsCache?: DnsCacheOptions;
 }
 
 export interface CompiledEgress {
@@ -28,17 +51,49 @@ export interface CompiledEgress {
   readonly clusters: ClusterJson[];
 }
 
+/** Seed 002's cidr rules minus the listener's own port: the loop chain owns that port branch. */
+function withoutListenerPort(policies: readonly Policy[], port: number): Policy[] {
+  return policies.map((policy) => {
+    const cidrs = policy.allow.cidrs;
+    if (!cidrs?.some((rule) => rule.ports?.includes(port))) return policy;
+    const kept = cidrs.flatMap((rule) => {
+      if (rule.ports === undefined || !rule.ports.includes(port)) return [rule];
+      const ports = rule.ports.filter((p) => p !== port);
+      return ports.length > 0 ? [{ ...rule, ports }] : [];
+    });
+    return { ...policy, allow: { ...policy.allow, cidrs: kept } };
+  });
+}
+
 /** The node's allowlist is the union of `policies` (those that already select the node). */
 export function compileEgress(policies: readonly Policy[], options: CompileOptions = {}): CompiledEgress {
+  const port = options.port ?? EGRESS_LISTENER_PORT;
   const listenerOptions: EgressListenerOptions = {
     ...(options.listenerName !== undefined && { name: options.listenerName }),
     ...(options.address !== undefined && { address: options.address }),
     ...(options.port !== undefined && { port: options.port }),
     ...(options.ipv6 !== undefined && { ipv6: options.ipv6 }),
   };
-  const listener = egressListener(allowFilterChains(buildAllowlistTree(policies)), listenerOptions);
-  return {
-    listeners: [listener],
-    clusters: [originalDstCluster(options.originalDstConnectTimeout), rejectCluster(options.rejectConnectTimeout)],
+  if ((options.profile ?? 'hardened') === 'seed') {
+    const chains = allowFilterChains(buildAllowlistTree(withoutListenerPort(policies, port)));
+    // The loop guard as a chain: a destination_port branch is final in Envoy's filter-chain index.
+    const loop = { ...loopRejectChain(), filterChainMatch: { destinationPort: port } };
+    return {
+      listeners: [egressListener([loop, ...chains], listenerOptions)],
+      clusters: [withRaisedCircuitBreakers(originalDstCluster(options.originalDstConnectTimeout)), rejectCluster(options.rejectConnectTimeout)],
+    };
+  }
+  const shared = {
+    dnsCache: options.dnsCache ?? {},
+    upstreamMark: options.upstreamMark ?? DEFAULT_UPSTREAM_MARK,
+    ...(options.originalDstConnectTimeout !== undefined && { originalDstConnectTimeout: options.originalDstConnectTimeout }),
+    ...(options.rejectConnectTimeout !== undefined && { rejectConnectTimeout: options.rejectConnectTimeout }),
   };
+  const listener = hardenedListener(policies, {
+    ...shared,
+    listener: listenerOptions,
+    port,
+    maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+  });
+  return { listeners: [listener], clusters: hardenedClusters(shared) };
 }

@@ -1,4 +1,6 @@
 // The compile room's surface: policies → Envoy resources, and the check behind POST /v1/check.
-export { compileEgress, type CompileOptions, type CompiledEgress } from './compileEgress.js';
-export { checkConnection, type CheckResult } from './check.js';
+export { compileEgress, COMPILE_PROFILES, type CompileOptions, type CompiledEgress, type CompileProfile } from './compileEgress.js';
+export { checkConnection, type CheckResult, type CheckUpstream } from './check.js';
+export { intendedRoute, type IntendedRoute, type RefusalReason } from './route.js';
+export { DEFAULT_UPSTREAM_MARK, SPECIAL_RANGES, checkUpstreamMark } from './specialAddresses.js';
 export * from './names.js';

@@ -39,14 +39,19 @@ export function dnsCacheConfig(options: DnsCacheOptions = {}): Record<string, un
     name: DNS_CACHE_NAME,
     dnsLookupFamily: options.lookupFamily ?? DEFAULT_DNS_LOOKUP_FAMILY,
     maxHosts: options.maxHosts ?? DEFAULT_DNS_MAX_HOSTS,
-    typedDnsResolverConfig: {
-      name: 'envoy.network.dns_resolver.cares',
-      typedConfig: {
-        '@type': TypeUrl.CaresDnsResolverConfig,
-        ...(resolvers.length > 0 ? { resolvers: resolvers.map(resolverAddress) } : {}),
-        dnsResolverOptions: { useTcpForDnsLookups: true, noDefaultSearchDomain: true },
+    // CaresDnsResolverConfig.resolvers has `min_items: 1` (Envoy NACKs an empty list), so
+    // without resolvers the typed config is left out and Envoy's default resolver (c-ares
+    // on the host's resolv.conf, Envoy's default options) is used.
+    ...(resolvers.length > 0 ? {
+      typedDnsResolverConfig: {
+        name: 'envoy.network.dns_resolver.cares',
+        typedConfig: {
+          '@type': TypeUrl.CaresDnsResolverConfig,
+          resolvers: resolvers.map(resolverAddress),
+          dnsResolverOptions: { useTcpForDnsLookups: true, noDefaultSearchDomain: true },
+        },
       },
-    },
+    } : {}),
   };
 }
 

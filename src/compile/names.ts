@@ -31,3 +31,25 @@ export const ORIGINAL_DST_CONNECT_TIMEOUT = '10s';
 export const REJECT_CONNECT_TIMEOUT = '1s';
 /** Nothing listens here, so a connection sent to reject_cluster fails at once. */
 export const REJECT_ENDPOINT = { address: '127.0.0.1', portValue: 1 } as const;
+
+// The hardened listener (profile "hardened"): few chains, shared, selected by filter_chain_matcher.
+/** Refused first: a connection to the listener's own port (any address) would make Envoy dial itself. */
+export const LOOP_REJECT_FILTER_CHAIN = 'reject_loop';
+export const LOOP_REJECTED_STAT_PREFIX = 'rejected_loop';
+/** "name|SOURCE": connections a name allows, dialled by that name, capped per source. */
+export const NAME_CHAIN_PREFIX = 'name';
+/** "original_dst|SOURCE": connections a cidr rule (or an "original-destination" policy) allows, capped per source. */
+export const ORIGINAL_DST_CHAIN_PREFIX = 'original_dst';
+/** The source part of a chain name for connections from no source range a policy names. */
+export const ANY_SOURCE_LABEL = '*';
+export const NAME_STAT_PREFIX = 'allowed_name';
+
+export const SNI_DYNAMIC_FORWARD_PROXY_FILTER = 'envoy.filters.network.sni_dynamic_forward_proxy';
+export const SET_FILTER_STATE_FILTER = 'envoy.filters.network.set_filter_state';
+export const CONNECTION_LIMIT_FILTER = 'envoy.filters.network.connection_limit';
+export const FILTER_CHAIN_NAME_ACTION = 'filter-chain-name';
+export const IP_MATCHER_NAME = 'envoy.matching.custom_matchers.ip_range_matcher';
+export const SERVER_NAME_MATCHER_NAME = 'envoy.matching.custom_matchers.domain_matcher';
+
+/** `serve --max-connections-per-source` default: concurrent connections per source range and chain. */
+export const DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 512;

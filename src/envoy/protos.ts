@@ -20,6 +20,14 @@ export const ENVOY_PROTO_FILES = [
   'envoy/extensions/clusters/dynamic_forward_proxy/v3/cluster.proto',
   'envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto',
   'envoy/service/discovery/v3/ads.proto',
+  // The hardened listener: filter_chain_matcher's inputs and custom matchers, and its chains' filters.
+  'envoy/extensions/matching/common_inputs/network/v3/network_inputs.proto',
+  'xds/type/matcher/v3/ip.proto',
+  'xds/type/matcher/v3/domain.proto',
+  'envoy/extensions/filters/network/sni_dynamic_forward_proxy/v3/sni_dynamic_forward_proxy.proto',
+  'envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto',
+  'envoy/extensions/filters/network/connection_limit/v3/connection_limit.proto',
+  'google/protobuf/wrappers.proto',
 ] as const;
 
 export function envoyProtoIncludeDirs(): string[] {

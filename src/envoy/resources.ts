@@ -58,6 +58,8 @@ export interface ListenerJson {
   continueOnListenerFiltersTimeout?: boolean;
   filterChains: FilterChainJson[];
   defaultFilterChain?: FilterChainJson;
+  /** Envoy's unified matcher (xds.type.matcher.v3.Matcher); when set, filter_chain_match is ignored (filterChainMatcher.ts). */
+  filterChainMatcher?: MatcherJson;
   additionalAddresses?: { address: AddressJson }[];
 }
 
@@ -69,8 +71,48 @@ export interface ClusterJson {
   lbPolicy?: 'ROUND_ROBIN' | 'CLUSTER_PROVIDED';
   connectTimeout: string;
   dnsLookupFamily?: 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
+  circuitBreakers?: { thresholds: CircuitBreakerThresholdsJson[] };
+  upstreamBindConfig?: { sourceAddress: SocketAddressJson; socketOptions?: SocketOptionJson[] };
   loadAssignment?: {
     clusterName: string;
     endpoints: { lbEndpoints: { endpoint: { address: AddressJson } }[] }[];
   };
+}
+
+/** envoy.config.cluster.v3.CircuitBreakers.Thresholds, the fields egress-xds writes. */
+export interface CircuitBreakerThresholdsJson {
+  priority?: 'DEFAULT' | 'HIGH';
+  maxConnections?: number;
+  maxPendingRequests?: number;
+  maxRequests?: number;
+  maxRetries?: number;
+}
+
+/** envoy.config.core.v3.SocketOption, the int form. */
+export interface SocketOptionJson {
+  description?: string;
+  level: string;
+  name: string;
+  intValue: string;
+  state: 'STATE_PREBIND' | 'STATE_BOUND' | 'STATE_LISTENING';
+}
+
+/** xds.type.matcher.v3.Matcher (ProtoJSON); only matcher_tree is generated, matcher_list is modelled too. */
+export interface MatcherJson {
+  matcherTree?: MatcherTreeJson;
+  matcherList?: { matchers: { predicate: unknown; onMatch: OnMatchJson }[] };
+  onNoMatch?: OnMatchJson;
+}
+
+export interface MatcherTreeJson {
+  input: TypedExtensionJson;
+  exactMatchMap?: { map: Record<string, OnMatchJson> };
+  prefixMatchMap?: { map: Record<string, OnMatchJson> };
+  customMatch?: TypedExtensionJson;
+}
+
+/** xds.type.matcher.v3.Matcher.OnMatch: exactly one of the two. */
+export interface OnMatchJson {
+  matcher?: MatcherJson;
+  action?: TypedExtensionJson;
 }

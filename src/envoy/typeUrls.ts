@@ -11,6 +11,21 @@ export const TypeUrl = {
   DynamicForwardProxyCluster: `${TYPE_PREFIX}envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig`,
   CaresDnsResolverConfig: `${TYPE_PREFIX}envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig`,
   UpstreamTlsContext: `${TYPE_PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+  SniDynamicForwardProxy: `${TYPE_PREFIX}envoy.extensions.filters.network.sni_dynamic_forward_proxy.v3.FilterConfig`,
+  SetFilterState: `${TYPE_PREFIX}envoy.extensions.filters.network.set_filter_state.v3.Config`,
+  ConnectionLimit: `${TYPE_PREFIX}envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit`,
+  /** The filter_chain_matcher action: the name of the filter chain to use. */
+  StringValue: `${TYPE_PREFIX}google.protobuf.StringValue`,
+  IpMatcher: `${TYPE_PREFIX}xds.type.matcher.v3.IPMatcher`,
+  ServerNameMatcher: `${TYPE_PREFIX}xds.type.matcher.v3.ServerNameMatcher`,
+  DestinationIpInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.DestinationIPInput`,
+  DestinationPortInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.DestinationPortInput`,
+  SourceIpInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.SourceIPInput`,
+  SourcePortInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.SourcePortInput`,
+  DirectSourceIpInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.DirectSourceIPInput`,
+  ServerNameInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.ServerNameInput`,
+  TransportProtocolInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.TransportProtocolInput`,
+  ApplicationProtocolInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.ApplicationProtocolInput`,
 } as const;
 
 export type ResourceTypeUrl = typeof TypeUrl.Listener | typeof TypeUrl.Cluster;

@@ -99,9 +99,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const cache = new SnapshotCache(egressGroupCompiler(options.compile));
     cache.setPolicies(store.list().map(policyOf));
     cleanups.push(
-      store.onChange((policies, revision) => {
+      store.onChange((change) => {
+        const policies = store.list();
         cache.setPolicies(policies.map(policyOf));
-        logger.info('policy change applied', { revision, policies: policies.length, nodeGroups: cache.groupCount() });
+        logger.info('policy change applied', { revision: change.revision, policies: policies.length, nodeGroups: cache.groupCount() });
       }),
     );
 
@@ -142,7 +143,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       xds: `${options.xdsAddress.replace(/:\d+$/, '')}:${xds.port}`,
       xdsTransport: options.xdsTls ? (options.xdsTls.clientCa ? 'mTLS' : 'TLS') : 'plaintext',
       admin: `${adminInfo.address}:${adminInfo.port}`,
-      dataDir: store.dataDir,
+      store: store.location,
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });

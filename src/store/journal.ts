@@ -4,22 +4,13 @@
 // One line per commit keeps a multi-policy commit (a policy file edit) atomic:
 // a crash mid-append leaves a torn last line, which recovery cuts off.
 import { open, type FileHandle } from 'node:fs/promises';
-import type { PolicySpec } from '../policy/model.js';
 import type { Logger } from '../log.js';
 import { fsyncDirectory } from './durableFile.js';
 import { dirname } from 'node:path';
 import { describeFsError, StoreError } from './storeError.js';
+import type { PlannedChange } from './writeRules.js';
 
-export interface CommitChange {
-  readonly action: 'put' | 'delete';
-  readonly name: string;
-  /** The policy's revision after this change (a delete leaves it as the tombstone's). */
-  readonly revision: number;
-  /** Who manages the policy: "api" or "file:PATH". */
-  readonly source: string;
-  /** The canonical spec written (put only). */
-  readonly spec?: PolicySpec;
-}
+export type CommitChange = PlannedChange;
 
 export interface Commit {
   /** Store revision this commit produced: one more than the previous commit's. */

@@ -13,101 +13,40 @@
 // nothing. Callers pass validated, canonical specs.
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import type { PolicySpec, StoredPolicy } from '../policy/model.js';
+import type { StoredPolicy } from '../policy/model.js';
 import { silentLogger, type Logger } from '../log.js';
 import { lockDataDir } from './dataDirLock.js';
 import { fsyncDirectory, tempPathFor } from './durableFile.js';
 import { openJournal, type Commit, type CommitChange, type Journal } from './journal.js';
 import { applyCommit, readCheckpoint, writeCheckpoint, type StoreState } from './state.js';
 import { describeFsError, StoreError } from './storeError.js';
+import { historyPage } from './historyPage.js';
+import type { BatchResult, ChangeListener, HistoryEntry, PolicyStore, StoreChange, WriteResult } from './store.js';
+import { planApply, planBatch, planDelete, planPut, type Plan, type PolicyView } from './writeRules.js';
 
 export const HISTORY_FILE = 'history.jsonl';
 export const STATE_FILE = 'policies.json';
-/** The source of policies written through the admin API. */
-export const API_SOURCE = 'api';
+export { API_SOURCE } from './store.js';
+export type {
+  BatchRequest,
+  BatchResult,
+  ChangeListener,
+  HistoryEntry,
+  HistoryPage,
+  HistoryQuery,
+  PolicyChange,
+  StoreChange,
+  StoreRefusal,
+  StoreRefusalCode,
+  WriteOptions,
+  WriteOutcome,
+  WriteResult,
+  PolicyStore,
+} from './store.js';
 
-export interface WriteOptions {
-  /** Who asks, for the history: remote address, token identity, user agent; or "policy-file:PATH". */
-  readonly client: string;
-  /** Who will manage the policy; default "api". */
-  readonly source?: string;
-  /** Only if the policy exists at this revision ("*": exists at all); else precondition_failed. */
-  readonly ifMatch?: number | '*';
-  /** "*": only if the policy does not exist; else precondition_failed. */
-  readonly ifNoneMatch?: '*';
-}
-
-export type StoreRefusalCode = 'not_found' | 'conflict' | 'precondition_failed';
-
-export interface StoreRefusal {
-  readonly code: StoreRefusalCode;
-  readonly message: string;
-}
-
-export interface WriteOutcome {
-  readonly name: string;
-  /** The policy's revision after the write (for a delete: the revision the deletion got). */
-  readonly revision: number;
-  readonly storeRevision: number;
-  /** False when a put carried the spec already stored: nothing was written. */
-  readonly changed: boolean;
-}
-
-export type WriteResult = { readonly ok: true; readonly value: WriteOutcome } | { readonly ok: false; readonly error: StoreRefusal };
-
-/** One element of a batch: a spec to put, or undefined to delete. */
-export interface PolicyChange {
-  readonly name: string;
-  readonly spec: PolicySpec | undefined;
-}
-
-export interface HistoryEntry {
-  /** The store revision of the commit the change was in. */
-  readonly storeRevision: number;
-  readonly at: string;
-  readonly action: 'put' | 'delete';
-  readonly name: string;
-  /** The policy's revision after the change. */
-  readonly revision: number;
-  readonly client: string;
-  readonly source: string;
-  readonly spec?: PolicySpec;
-}
-
-export interface HistoryQuery {
-  /** At most this many entries (default 100, at most 1000). */
-  readonly limit?: number;
-  /** Only commits after this store revision, oldest first; without it, the newest entries. */
-  readonly since?: number;
-}
-
-export type ChangeListener = (policies: StoredPolicy[], revision: number) => void;
-
-export interface PolicyStore {
+/** The file store: the interface, and where its files are. */
+export interface FilePolicyStore extends PolicyStore {
   readonly dataDir: string;
-  /** Increases on every committed change; 0 for a store never written. */
-  readonly revision: number;
-  /** Every policy, sorted by name. */
-  list(): StoredPolicy[];
-  get(name: string): StoredPolicy | undefined;
-  put(name: string, spec: PolicySpec, options: WriteOptions): Promise<WriteResult>;
-  delete(name: string, options: WriteOptions): Promise<WriteResult>;
-  /**
-   * Several changes as one commit (one store revision, one change event): a
-   * policy file edit lands whole or not at all. No ownership or precondition
-   * checks: the caller (the policy file) is the authority for these names.
-   */
-  apply(changes: readonly PolicyChange[], options: { client: string; source: string }): Promise<{ storeRevision: number; changed: string[] }>;
-  history(query?: HistoryQuery): HistoryEntry[];
-  /** Called after every commit, in commit order, with the full list and the new revision. */
-  onChange(listener: ChangeListener): () => void;
-  /**
-   * Marks a source (a policy file) as active: while claimed, its policies
-   * refuse writes from any other source (conflict). The result releases it.
-   */
-  claimSource(source: string): () => void;
-  /** Waits for pending writes, then releases the data dir. */
-  close(): Promise<void>;
 }
 
 export interface OpenOptions {
@@ -115,15 +54,6 @@ export interface OpenOptions {
 }
 
 const byName = (a: StoredPolicy, b: StoredPolicy): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-/** True when putting `spec` from `source` would change nothing (specs are canonical, so text equality is meaning equality). */
-const alreadyStored = (existing: StoredPolicy, source: string, spec: PolicySpec): boolean => {
-  if ((existing.source ?? API_SOURCE) !== source) return false;
-  const { sources, nodes, upstream, mode, allow } = existing;
-  return (
-    JSON.stringify({ sources, nodes, upstream, mode, allow }) ===
-    JSON.stringify({ sources: spec.sources, nodes: spec.nodes, upstream: spec.upstream, mode: spec.mode, allow: spec.allow })
-  );
-};
 
 function flatten(commit: Commit): HistoryEntry[] {
   return commit.changes.map((change) => ({
@@ -138,7 +68,7 @@ function flatten(commit: Commit): HistoryEntry[] {
   }));
 }
 
-export async function openPolicyStore(dataDirInput: string, options: OpenOptions = {}): Promise<PolicyStore> {
+export async function openPolicyStore(dataDirInput: string, options: OpenOptions = {}): Promise<FilePolicyStore> {
   const dataDir = resolve(dataDirInput);
   const logger = (options.logger ?? silentLogger).child({ component: 'store' });
   try {
@@ -159,7 +89,7 @@ export async function openPolicyStore(dataDirInput: string, options: OpenOptions
   }
 }
 
-async function recover(dataDir: string, logger: Logger, unlock: () => Promise<void>): Promise<PolicyStore> {
+async function recover(dataDir: string, logger: Logger, unlock: () => Promise<void>): Promise<FilePolicyStore> {
   const statePath = join(dataDir, STATE_FILE);
   const historyPath = join(dataDir, HISTORY_FILE);
   // A temp file is a replacement that never got renamed in: not part of any state.
@@ -205,13 +135,19 @@ function createStore(parts: {
   history: HistoryEntry[];
   logger: Logger;
   unlock: () => Promise<void>;
-}): PolicyStore {
+}): FilePolicyStore {
   const { dataDir, statePath, state, journal, history, logger, unlock } = parts;
   const listeners = new Set<ChangeListener>();
   const claimed = new Map<string, number>();
   let tail: Promise<unknown> = Promise.resolve();
   let closed = false;
   let closing: Promise<void> | undefined;
+
+  const view: PolicyView = {
+    get: (name) => state.policies.get(name),
+    lastRevision: (name) => state.policies.get(name)?.revision ?? state.tombstones.get(name) ?? 0,
+    isClaimed: (source) => claimed.has(source),
+  };
 
   /** Runs writes one at a time, in call order. */
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
@@ -227,8 +163,6 @@ function createStore(parts: {
     }
   };
 
-  const nextRevision = (name: string): number => (state.policies.get(name)?.revision ?? state.tombstones.get(name) ?? 0) + 1;
-
   async function commit(client: string, changes: CommitChange[]): Promise<void> {
     const record: Commit = { revision: state.revision + 1, at: new Date().toISOString(), client, changes };
     try {
@@ -240,10 +174,14 @@ function createStore(parts: {
     history.push(...flatten(record));
     // Durable from here (the history is the commit point): tell the listeners
     // first, so a push to Envoy does not wait for the checkpoint rewrite.
-    const policies = [...state.policies.values()].sort(byName);
+    const change: StoreChange = {
+      revision: record.revision,
+      puts: changes.filter((c) => c.action === 'put').map((c) => state.policies.get(c.name)!),
+      deletes: changes.filter((c) => c.action === 'delete').map((c) => c.name),
+    };
     for (const listener of listeners) {
       try {
-        listener(policies, state.revision);
+        listener(change);
       } catch (error) {
         logger.error('store: change listener failed', { error });
       }
@@ -256,26 +194,19 @@ function createStore(parts: {
     }
   }
 
-  function refuse(name: string, source: string, options: WriteOptions): StoreRefusal | undefined {
-    const existing = state.policies.get(name);
-    if (existing && existing.source !== source && existing.source !== undefined && claimed.has(existing.source)) {
-      const owner = existing.source.startsWith('file:') ? `the policy file ${existing.source.slice(5)}` : existing.source;
-      return { code: 'conflict', message: `policy "${name}" is managed by ${owner}; change it there` };
+  /** A single write's outcome once its plan is committed. */
+  async function single(name: string, plan: Plan, client: string): Promise<WriteResult> {
+    if (!plan.ok) return { ok: false, error: { code: plan.error.code, message: plan.error.message } };
+    if (plan.changes.length === 0) {
+      return { ok: true, value: { name, revision: state.policies.get(name)!.revision, storeRevision: state.revision, changed: false } };
     }
-    if (options.ifNoneMatch === '*' && existing) {
-      return { code: 'precondition_failed', message: `policy "${name}" already exists (revision ${existing.revision})` };
-    }
-    if (options.ifMatch !== undefined) {
-      if (!existing) return { code: 'precondition_failed', message: `policy "${name}" does not exist; If-Match needs an existing policy` };
-      if (options.ifMatch !== '*' && existing.revision !== options.ifMatch) {
-        return { code: 'precondition_failed', message: `policy "${name}" is at revision ${existing.revision}, not ${options.ifMatch}` };
-      }
-    }
-    return undefined;
+    await commit(client, plan.changes);
+    return { ok: true, value: { name, revision: plan.changes[0]!.revision, storeRevision: state.revision, changed: true } };
   }
 
   return {
     dataDir,
+    location: `file:${dataDir}`,
     get revision() {
       return state.revision;
     },
@@ -283,62 +214,35 @@ function createStore(parts: {
     get: (name) => state.policies.get(name),
 
     put: (name, spec, options) =>
-      serial(async (): Promise<WriteResult> => {
+      serial(async () => {
         writable();
-        const source = options.source ?? API_SOURCE;
-        const refusal = refuse(name, source, options);
-        if (refusal) return { ok: false, error: refusal };
-        const existing = state.policies.get(name);
-        if (existing && alreadyStored(existing, source, spec)) {
-          return { ok: true, value: { name, revision: existing.revision, storeRevision: state.revision, changed: false } };
-        }
-        const revision = nextRevision(name);
-        await commit(options.client, [{ action: 'put', name, revision, source, spec }]);
-        return { ok: true, value: { name, revision, storeRevision: state.revision, changed: true } };
+        return single(name, planPut(view, name, spec, options), options.client);
       }),
 
     delete: (name, options) =>
-      serial(async (): Promise<WriteResult> => {
+      serial(async () => {
         writable();
-        const source = options.source ?? API_SOURCE;
-        const refusal = refuse(name, source, options);
-        if (refusal) return { ok: false, error: refusal };
-        if (!state.policies.has(name)) return { ok: false, error: { code: 'not_found', message: `policy "${name}" does not exist` } };
-        const revision = nextRevision(name);
-        await commit(options.client, [{ action: 'delete', name, revision, source }]);
-        return { ok: true, value: { name, revision, storeRevision: state.revision, changed: true } };
+        return single(name, planDelete(view, name, options), options.client);
       }),
 
     apply: (batch, options) =>
       serial(async () => {
         writable();
-        const changes: CommitChange[] = [];
-        for (const { name, spec } of batch) {
-          const existing = state.policies.get(name);
-          if (spec === undefined) {
-            if (existing) changes.push({ action: 'delete', name, revision: nextRevision(name), source: options.source });
-          } else if (!existing || !alreadyStored(existing, options.source, spec)) {
-            changes.push({ action: 'put', name, revision: nextRevision(name), source: options.source, spec });
-          }
-        }
+        const changes = planApply(view, batch, options.source);
         if (changes.length > 0) await commit(options.client, changes);
         return { storeRevision: state.revision, changed: changes.map((c) => c.name) };
       }),
 
-    history: (query = {}) => {
-      const limit = Math.min(Math.max(Math.trunc(query.limit ?? 100), 1), 1000);
-      if (query.since === undefined) return history.slice(-limit);
-      const since = query.since;
-      // Entries are in revision order: binary search the first one after `since`.
-      let low = 0;
-      let high = history.length;
-      while (low < high) {
-        const mid = (low + high) >> 1;
-        if (history[mid]!.storeRevision <= since) low = mid + 1;
-        else high = mid;
-      }
-      return history.slice(low, low + limit);
-    },
+    batch: (request, options) =>
+      serial(async (): Promise<BatchResult> => {
+        writable();
+        const plan = planBatch(view, request);
+        if (!plan.ok) return plan;
+        if (plan.changes.length > 0) await commit(options.client, plan.changes);
+        return { ok: true, value: { storeRevision: state.revision, changed: plan.changes.map((c) => c.name) } };
+      }),
+
+    history: async (query) => historyPage(history, query),
 
     onChange(listener) {
       listeners.add(listener);

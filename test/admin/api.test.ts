@@ -52,7 +52,7 @@ test('If-Match: 412 when the policy moved on or does not exist; nothing changes'
     assert.match(r.body.error.message, /does not exist/);
     await h.request('PUT', '/v1/policies/github', { body: GITHUB });
     await h.request('PUT', '/v1/policies/github', { body: { allow: { sni: ['github.com'] } } });
-    const before = h.state();
+    const before = await h.state();
     r = await h.request('PUT', '/v1/policies/github', { body: GITHUB, headers: { 'if-match': '"1"' } });
     assert.equal(r.status, 412);
     assert.match(r.body.error.message, /at revision 2, not 1/);
@@ -60,7 +60,7 @@ test('If-Match: 412 when the policy moved on or does not exist; nothing changes'
     assert.equal(r.status, 412);
     r = await h.request('PUT', '/v1/policies/github', { body: GITHUB, headers: { 'if-none-match': '*' } });
     assert.equal(r.status, 412);
-    assert.deepEqual(h.state(), before);
+    assert.deepEqual(await h.state(), before);
     r = await h.request('PUT', '/v1/policies/github', { body: GITHUB, headers: { 'if-match': '"2"' } });
     assert.deepEqual([r.status, r.body.revision], [200, 3]);
     r = await h.request('DELETE', '/v1/policies/github', { headers: { 'if-match': '"3"' } });
@@ -76,13 +76,13 @@ test('a policy owned by the policy file: API writes get 409 naming the file', as
   await writeFile(file, 'policies:\n  github:\n    allow: {sni: [github.com]}\n');
   const watcher = await watchPolicyFile({ store: h.store, path: file, logger: silentLogger, pollMs: 0 });
   try {
-    const before = h.state();
+    const before = await h.state();
     let r = await h.request('PUT', '/v1/policies/github', { body: GITHUB });
     assert.equal(r.status, 409);
     assert.ok(r.body.error.message.includes(file), r.body.error.message);
     r = await h.request('DELETE', '/v1/policies/github');
     assert.equal(r.status, 409);
-    assert.deepEqual(h.state(), before);
+    assert.deepEqual(await h.state(), before);
     r = await h.request('GET', '/v1/policies/github');
     assert.equal(r.body.source, `file:${file}`);
   } finally {
@@ -98,12 +98,19 @@ test('history records what, when, which revision and who', async () => {
     await h.request('DELETE', '/v1/policies/github');
     const r = await h.request('GET', '/v1/history');
     assert.equal(r.status, 200);
-    assert.deepEqual(r.body.map((e: any) => [e.storeRevision, e.action, e.name, e.revision]), [[1, 'put', 'github', 1], [2, 'delete', 'github', 2]]);
-    assert.match(r.body[0].client, /^127\.0\.0\.1 agent:"ops-script\/1\.0"$/);
-    assert.deepEqual(r.body[0].spec, GITHUB);
-    assert.ok(!Number.isNaN(Date.parse(r.body[0].at)));
+    const entries = r.body.entries;
+    assert.deepEqual(entries.map((e: any) => [e.storeRevision, e.action, e.name, e.revision]), [[1, 'put', 'github', 1], [2, 'delete', 'github', 2]]);
+    assert.equal(r.body.next, undefined);
+    assert.match(entries[0].client, /^127\.0\.0\.1 agent:"ops-script\/1\.0"$/);
+    assert.deepEqual(entries[0].spec, GITHUB);
+    assert.ok(!Number.isNaN(Date.parse(entries[0].at)));
     const page = await h.request('GET', '/v1/history?since=1&limit=5');
-    assert.deepEqual(page.body.map((e: any) => e.storeRevision), [2]);
+    assert.deepEqual(page.body.entries.map((e: any) => e.storeRevision), [2]);
+    // Paging back from the newest: each page's next is the before= of the older one.
+    const newest = await h.request('GET', '/v1/history?limit=1');
+    assert.deepEqual([newest.body.entries.map((e: any) => e.storeRevision), newest.body.next], [[2], 2]);
+    const older = await h.request('GET', `/v1/history?limit=1&before=${newest.body.next}`);
+    assert.deepEqual([older.body.entries.map((e: any) => e.storeRevision), older.body.next], [[1], undefined]);
   } finally {
     await h.close();
   }
@@ -117,11 +124,11 @@ test('nodes, check, healthz, readyz', async () => {
     let r = await h.request('GET', '/v1/nodes');
     assert.deepEqual(r.body, NODES);
     r = await h.request('POST', '/v1/check', { body: { node: 'host-a', source: '172.31.0.9', destination: '140.82.112.3:443', sni: 'GitHub.com' } });
-    assert.deepEqual(r.body, { verdict: 'allow', policy: 'github', filterChain: 'allow-github' });
+    assert.deepEqual(r.body, { verdict: 'allow', policy: 'github', filterChain: 'allow-github', path: ['allow-github'], upstream: { kind: 'name', address: 'github.com:443' } });
     r = await h.request('POST', '/v1/check', { body: { node: 'host-a', source: '10.9.9.9', destination: '140.82.112.3:443', sni: 'github.com' } });
-    assert.deepEqual(r.body, { verdict: 'deny', policy: null, filterChain: 'default' });
+    assert.deepEqual(r.body, { verdict: 'deny', policy: null, filterChain: 'default', path: [], upstream: null });
     r = await h.request('POST', '/v1/check', { body: { node: 'host-a', source: '10.9.9.9', destination: '[2001:db8::1]:443' } });
-    assert.deepEqual(r.body, { verdict: 'allow', policy: 'v6', filterChain: 'allow-v6' });
+    assert.deepEqual(r.body, { verdict: 'allow', policy: 'v6', filterChain: 'allow-v6', path: ['allow-v6'], upstream: { kind: 'original-destination', address: '[2001:db8::1]:443' } });
 
     assert.deepEqual((await h.request('GET', '/healthz')).body, { status: 'ok' });
     assert.deepEqual(await h.request('GET', '/readyz').then((x) => [x.status, x.body]), [200, { ready: true }]);
@@ -192,7 +199,7 @@ function rawRequest(url: string, path: string, headers: Record<string, string>, 
 test('413 for a body over the limit (declared or streamed), 415 for non-JSON; nothing changes', async () => {
   const h = await startHarness({ bodyLimit: 4096 });
   try {
-    const before = h.state();
+    const before = await h.state();
     const big = JSON.stringify({ allow: { sni: Array.from({ length: 400 }, (_, i) => `n${i}.example.com`) } });
     let r = await h.request('PUT', '/v1/policies/big', { raw: big, headers: { 'content-type': 'application/json' } });
     assert.equal(r.status, 413);
@@ -208,7 +215,7 @@ test('413 for a body over the limit (declared or streamed), 415 for non-JSON; no
     assert.equal(r.status, 415);
     r = await h.request('POST', '/v1/check', { raw: '{}', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     assert.equal(r.status, 415);
-    assert.deepEqual(h.state(), before);
+    assert.deepEqual(await h.state(), before);
     // application/merge-patch+json style types and charset parameters are JSON too.
     r = await h.request('PUT', '/v1/policies/github', { raw: JSON.stringify(GITHUB), headers: { 'content-type': 'application/json; charset=utf-8' } });
     assert.equal(r.status, 200);
@@ -220,7 +227,7 @@ test('413 for a body over the limit (declared or streamed), 415 for non-JSON; no
 test('a client that hangs up mid-body is a 400, not a server error; nothing changes', async () => {
   const h = await startHarness();
   try {
-    const before = h.state();
+    const before = await h.state();
     const socket = connect(Number(new URL(h.url).port), '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write('PUT /v1/policies/web HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"allow":');
@@ -231,7 +238,7 @@ test('a client that hangs up mid-body is a 400, not a server error; nothing chan
     assert.deepEqual(logged().map((l) => [l.msg, l.status]), [['admin request', 400]]);
     const counted = await h.metrics.adminRequests.get();
     assert.deepEqual(counted.values.map((v) => [v.labels.route, v.labels.status, v.value]), [['/v1/policies/{name}', '400', 1]]);
-    assert.deepEqual(h.state(), before);
+    assert.deepEqual(await h.state(), before);
   } finally {
     await h.close();
   }

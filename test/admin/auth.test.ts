@@ -15,7 +15,7 @@ test('with a token configured: 401 without it or with a wrong one, and nothing c
   const h = await startHarness({ token: TOKEN });
   try {
     await h.request('PUT', '/v1/policies/github', { body: GITHUB, token: TOKEN });
-    const before = h.state();
+    const before = await h.state();
     const attempts: Array<[string, string, Record<string, string>]> = [
       ['PUT', '/v1/policies/github', {}],
       ['PUT', '/v1/policies/github', { authorization: `Bearer ${TOKEN}x` }],
@@ -41,7 +41,7 @@ test('with a token configured: 401 without it or with a wrong one, and nothing c
       assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="egress-xds"');
       assert.match(r.body.error.message, /Authorization: Bearer TOKEN/);
     }
-    assert.deepEqual(h.state(), before);
+    assert.deepEqual(await h.state(), before);
     // Probes answer without a token.
     assert.equal((await h.request('GET', '/healthz')).status, 200);
     assert.equal((await h.request('GET', '/readyz')).status, 200);
@@ -51,7 +51,7 @@ test('with a token configured: 401 without it or with a wrong one, and nothing c
     // The history knows which token, never the token.
     await h.request('DELETE', '/v1/policies/github', { token: TOKEN });
     const history = await h.request('GET', '/v1/history', { token: TOKEN });
-    assert.ok(history.body[1].client.includes(`token:${tokenFingerprint(TOKEN)}`));
+    assert.ok(history.body.entries[1].client.includes(`token:${tokenFingerprint(TOKEN)}`));
     assert.ok(!history.text.includes(TOKEN));
     const metrics = await h.request('GET', '/metrics', { token: TOKEN });
     assert.match(metrics.text, /egress_xds_admin_requests_total\{route="\/v1\/policies\/\{name\}",method="PUT",status="401"\} \d+/);

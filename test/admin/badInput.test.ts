@@ -60,13 +60,13 @@ test('bad input over HTTP: right status, field and reason; the store unchanged',
   const h = await startHarness();
   try {
     await h.request('PUT', '/v1/policies/web', { body: GITHUB });
-    const before = h.state();
+    const before = await h.state();
     for (const [what, method, path, options, status, field, message] of cases) {
       const r = await h.request(method, path, options);
       assert.equal(r.status, status, `${what}: ${r.text}`);
       assert.equal(r.body?.error?.field, field, `${what}: ${r.text}`);
       assert.match(r.body.error.message, message, what);
-      assert.deepEqual(h.state(), before, `${what} changed the store`);
+      assert.deepEqual(await h.state(), before, `${what} changed the store`);
     }
     // The server still works after all of that.
     assert.equal((await h.request('PUT', '/v1/policies/web', { body: { allow: { sni: ['ok.example.com'] } } })).status, 200);

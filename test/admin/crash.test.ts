@@ -67,7 +67,7 @@ test('crash test over HTTP: every 200 survives SIGKILL of the server', { timeout
 
       const store = await openPolicyStore(dataDir);
       try {
-        const history = allHistory(store);
+        const history = await allHistory(store);
         for (const ack of acked) {
           const entry = history.find((e) => e.name === ack.name && e.revision === ack.revision);
           assert.ok(entry, `acknowledged ${ack.deleted ? 'delete' : 'put'} of ${ack.name} at revision ${ack.revision} is missing`);

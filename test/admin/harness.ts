@@ -32,7 +32,12 @@ export class FakeView implements ControlPlaneView {
   check(nodeId: string, connection: Connection): CheckResult {
     const policies = this.store.list().filter((p) => policySelectsNode(p, nodeId));
     const verdict = intendedVerdict(policies, connection);
-    return verdict.policy ? { verdict: 'allow', policy: verdict.policy, filterChain: `allow-${verdict.policy}` } : { verdict: 'deny', filterChain: 'default' };
+    if (!verdict.policy) return { verdict: 'deny', filterChain: 'default' };
+    // The route's new fields (path, upstream) pass through as given.
+    const upstream = connection.serverName
+      ? { kind: 'name' as const, address: `${connection.serverName}:${connection.destinationPort}` }
+      : { kind: 'original-destination' as const, address: `[${connection.destinationIp}]:${connection.destinationPort}` };
+    return { verdict: 'allow', policy: verdict.policy, filterChain: `allow-${verdict.policy}`, path: [`allow-${verdict.policy}`], upstream };
   }
   ready(): boolean {
     return this.isReady;
@@ -54,7 +59,7 @@ export interface Harness {
     text: string;
   }>;
   /** Policies and history length: what must not move when a request is refused. */
-  state(): { list: unknown; history: number; revision: number };
+  state(): Promise<{ list: unknown; history: number; revision: number }>;
   close(): Promise<void>;
 }
 
@@ -91,7 +96,7 @@ export async function startHarness(options: { token?: string; bodyLimit?: number
       }
       return { status: response.status, headers: response.headers, body: parsed, text };
     },
-    state: () => ({ list: store.list(), history: store.history({ limit: 1000 }).length, revision: store.revision }),
+    state: async () => ({ list: store.list(), history: (await store.history({ limit: 1000 })).entries.length, revision: store.revision }),
     async close() {
       await server.close();
       await store.close();

@@ -16,7 +16,8 @@ export const DESTINATION_POOL = [
   '2001:db8::/32', '2001:db8:1::/48', '::/0',
 ] as const;
 
-export const PORT_POOL = [22, 80, 443, 8443] as const;
+/** 15001 is the listener's own port: rules naming it and connections to it meet the loop guard. */
+export const PORT_POOL = [22, 80, 443, 8443, 15001] as const;
 
 const LABELS = ['a', 'b', 'c'] as const;
 const TLDS = ['com', 'io'] as const;
@@ -46,6 +47,7 @@ const policySpec = fc.record(
     sources: fc.uniqueArray(fc.constantFrom(...SOURCE_POOL), { minLength: 1, maxLength: 3 }),
     sni: fc.uniqueArray(sniPattern, { maxLength: 4 }),
     cidrs: fc.array(cidrAllow, { maxLength: 3 }),
+    upstream: fc.constantFrom('name', 'original-destination'),
   },
   { requiredKeys: ['sni'] },
 );
@@ -59,6 +61,8 @@ export const policySet: fc.Arbitrary<Policy[]> = fc.array(policySpec, { maxLengt
     return {
       name: `p${i}`,
       ...(spec.sources && { sources: sortedUnique(spec.sources) }),
+      // Stored absent when it is the default, as validate.ts does.
+      ...(spec.upstream === 'original-destination' && { upstream: spec.upstream }),
       allow: { sni: sortedUnique(spec.sni), ...(cidrs && { cidrs }) },
     };
   }),

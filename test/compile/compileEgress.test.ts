@@ -1,4 +1,4 @@
-// The compiler on named examples: the seed's GitHub allowlist (seed 002 §6.6), the
+// The compiler (profile "seed") on named examples: the seed's GitHub allowlist (seed 002 §6.6), the
 // wildcard/exact overlap that a naive layout gets wrong, cidr rules meeting SNI
 // rules, IPv6, the empty allowlist, determinism.
 import assert from 'node:assert/strict';
@@ -10,17 +10,30 @@ import { encodeProtoJson } from '../../src/envoy/codec.js';
 import { findFilterChainConflicts, selectFilterChain } from '../../src/envoy/filterChainMatch.js';
 import type { FilterChainJson, ListenerJson } from '../../src/envoy/resources.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
+import { formatViolation, validateResource } from '../../src/envoy/validateRules.js';
 import type { Connection, Policy } from '../../src/policy/model.js';
 import { intendedVerdict } from '../../src/policy/verdict.js';
+
+const SEED = { profile: 'seed' } as const;
+/** The chains the allowlist adds: all but the loop guard's. */
+const allowChains = (listener: ListenerJson): FilterChainJson[] => listener.filterChains.filter((c) => c.name !== 'reject_loop');
 
 const verdictOf = (listener: ListenerJson, connection: Connection): 'allow' | 'deny' => {
   const chain = selectFilterChain(listener, connection);
   return chain && tcpProxyCluster(chain) === ORIGINAL_DST_CLUSTER ? 'allow' : 'deny';
 };
 
+/** Every resource the compiler makes keeps Envoy's protoc-gen-validate rules (Envoy NACKs otherwise). */
+function expectValid({ listeners, clusters }: Pick<ReturnType<typeof compileEgress>, 'listeners' | 'clusters'>): void {
+  for (const l of listeners) assert.deepEqual(validateResource(TypeUrl.Listener, l as unknown as Record<string, unknown>).map(formatViolation), []);
+  for (const c of clusters) assert.deepEqual(validateResource(TypeUrl.Cluster, c as unknown as Record<string, unknown>).map(formatViolation), []);
+}
+
 /** Asserts Envoy's verdict and the intended one agree with `expected` for each connection. */
 function expectVerdicts(policies: Policy[], cases: [Connection, 'allow' | 'deny'][]): void {
-  const listener = compileEgress(policies).listeners[0]!;
+  const compiled = compileEgress(policies, SEED);
+  expectValid(compiled);
+  const listener = compiled.listeners[0]!;
   assert.deepEqual(findFilterChainConflicts(listener), []);
   for (const [connection, expected] of cases) {
     assert.equal(intendedVerdict(policies, connection).verdict, expected, `intended, ${JSON.stringify(connection)}`);
@@ -36,7 +49,7 @@ const tcp = (sourceIp: string, destinationIp: string, destinationPort: number): 
 const seedPolicy: Policy = { name: 'github', sources: ['172.31.0.0/16'], allow: { sni: ['github.com', 'www.github.com'] } };
 
 describe('compileEgress: the seed example (seed 002 §6.6)', () => {
-  const { listeners, clusters } = compileEgress([seedPolicy]);
+  const { listeners, clusters } = compileEgress([seedPolicy], SEED);
   const listener = listeners[0]!;
 
   it('has the listener of §6.6', () => {
@@ -54,8 +67,8 @@ describe('compileEgress: the seed example (seed 002 §6.6)', () => {
   });
 
   it('has the allowing chain of §6.6, limited to the policy sources', () => {
-    assert.equal(listener.filterChains.length, 1);
-    const allow = listener.filterChains[0]!;
+    assert.equal(allowChains(listener).length, 1);
+    const allow = allowChains(listener)[0]!;
     assert.deepEqual(allow.filterChainMatch, {
       serverNames: ['github.com', 'www.github.com'],
       sourcePrefixRanges: [{ addressPrefix: '172.31.0.0', prefixLen: 16 }],
@@ -74,7 +87,7 @@ describe('compileEgress: the seed example (seed 002 §6.6)', () => {
 
   it('has the chain of §6.6 exactly when the policy has no sources', () => {
     const { sources: _sources, ...unrestricted } = seedPolicy;
-    const chains = compileEgress([unrestricted]).listeners[0]!.filterChains;
+    const chains = allowChains(compileEgress([unrestricted], SEED).listeners[0]!);
     assert.deepEqual(chains.map((c) => c.filterChainMatch), [{ serverNames: ['github.com', 'www.github.com'] }]);
   });
 
@@ -92,9 +105,22 @@ describe('compileEgress: the seed example (seed 002 §6.6)', () => {
     assert.equal(listener.defaultFilterChain?.filterChainMatch, undefined);
   });
 
-  it('has the clusters of §6.6', () => {
+  it('refuses the listener\'s own port first, on any address (a guard beyond §6.6)', () => {
+    const loop = listener.filterChains.find((c) => c.name === 'reject_loop');
+    assert.deepEqual(loop?.filterChainMatch, { destinationPort: 15001 });
+    assert.equal(tcpProxyCluster(loop!), REJECT_CLUSTER);
+    assert.equal(selectFilterChain(listener, tls('172.31.0.2', 'github.com', '172.31.0.1', 15001))?.name, 'reject_loop');
+  });
+
+  it('has the clusters of §6.6, with circuit breakers raised beyond the defaults', () => {
     assert.deepEqual(clusters, [
-      { name: 'original_dst_cluster', type: 'ORIGINAL_DST', lbPolicy: 'CLUSTER_PROVIDED', connectTimeout: '10s' },
+      {
+        name: 'original_dst_cluster',
+        type: 'ORIGINAL_DST',
+        lbPolicy: 'CLUSTER_PROVIDED',
+        connectTimeout: '10s',
+        circuitBreakers: { thresholds: [{ priority: 'DEFAULT', maxConnections: 1_000_000, maxPendingRequests: 1_000_000, maxRequests: 1_000_000, maxRetries: 1_000 }] },
+      },
       {
         name: 'reject_cluster',
         type: 'STATIC',
@@ -136,7 +162,7 @@ describe('compileEgress: exact names under wildcards of other policies', () => {
 
   it('a naive one-chain-per-policy layout gets it wrong under Envoy matching', () => {
     const naive: ListenerJson = {
-      ...compileEgress([]).listeners[0]!,
+      ...compileEgress([], SEED).listeners[0]!,
       filterChains: [a, b].map((p): FilterChainJson => ({
         name: p.name,
         filterChainMatch: {
@@ -195,15 +221,15 @@ describe('compileEgress: IPv6', () => {
       [tcp('172.31.0.5', '192.0.2.1', 53), 'deny'],
       [tls('172.31.0.5', 'www.example.com', '192.0.2.1'), 'allow'],
     ]);
-    const prefixes = compileEgress([v6]).listeners[0]!.filterChains.flatMap((c) => c.filterChainMatch?.prefixRanges ?? []);
+    const prefixes = compileEgress([v6], SEED).listeners[0]!.filterChains.flatMap((c) => c.filterChainMatch?.prefixRanges ?? []);
     assert.ok(prefixes.every((p) => p.prefixLen > 0));
   });
 });
 
 describe('compileEgress: edge cases', () => {
-  it('an empty allowlist is only the default reject chain', () => {
-    const { listeners, clusters } = compileEgress([]);
-    assert.deepEqual(listeners[0]!.filterChains, []);
+  it('an empty allowlist is only the loop guard and the default reject chain', () => {
+    const { listeners, clusters } = compileEgress([], SEED);
+    assert.deepEqual(allowChains(listeners[0]!), []);
     assert.equal(listeners[0]!.defaultFilterChain?.name, 'reject');
     assert.equal(tcpProxyCluster(listeners[0]!.defaultFilterChain!), REJECT_CLUSTER);
     assert.deepEqual(clusters.map((c) => c.name), ['original_dst_cluster', 'reject_cluster']);
@@ -212,11 +238,12 @@ describe('compileEgress: edge cases', () => {
   });
 
   it('takes listener options', () => {
-    const listener = compileEgress([seedPolicy], { listenerName: 'egress_alt', port: 15006, ipv6: true }).listeners[0]!;
+    const listener = compileEgress([seedPolicy], { ...SEED, listenerName: 'egress_alt', port: 15006, ipv6: true }).listeners[0]!;
     assert.equal(listener.name, 'egress_alt');
     assert.deepEqual(listener.address, { socketAddress: { address: '0.0.0.0', portValue: 15006 } });
     assert.deepEqual(listener.additionalAddresses, [{ address: { socketAddress: { address: '::', portValue: 15006 } } }]);
     encodeProtoJson(TypeUrl.Listener, listener as unknown as Record<string, unknown>);
+    assert.deepEqual(validateResource(TypeUrl.Listener, listener as unknown as Record<string, unknown>), []);
   });
 
   it('is deterministic: policy order does not change a byte', () => {
@@ -226,7 +253,8 @@ describe('compileEgress: edge cases', () => {
       { name: 'a', allow: { sni: ['api.github.com', 'pypi.org'] } },
     ];
     const encode = (p: Policy[]): string => {
-      const { listeners, clusters } = compileEgress(p);
+      const { listeners, clusters } = compileEgress(p, SEED);
+      expectValid({ listeners, clusters });
       return Buffer.concat([
         ...listeners.map((l) => encodeProtoJson(TypeUrl.Listener, l as unknown as Record<string, unknown>)),
         ...clusters.map((c) => encodeProtoJson(TypeUrl.Cluster, c as unknown as Record<string, unknown>)),
@@ -238,10 +266,10 @@ describe('compileEgress: edge cases', () => {
   });
 
   it('names chains uniquely and readably', () => {
-    const chains = compileEgress([
+    const chains = allowChains(compileEgress([
       { name: 'A', sources: ['172.31.0.4/30'], allow: { sni: ['api.github.com'] } },
       { name: 'B', sources: ['172.31.0.8/30'], allow: { sni: ['*.github.com'] } },
-    ]).listeners[0]!.filterChains;
+    ], SEED).listeners[0]!);
     assert.deepEqual(chains.map((c) => c.name), ['allow|B|port=*|dst=*|sni=*.github.com,+1', 'allow|A|port=*|dst=*|sni=api.github.com']);
   });
 });

@@ -4,6 +4,7 @@ import { dnsCacheConfig, nameUpstreamCluster } from '../../src/compile/nameUpstr
 import { DNS_CACHE_NAME, NAME_UPSTREAM_CLUSTER } from '../../src/compile/names.js';
 import { decodeStrictToJson, encodeProtoJson } from '../../src/envoy/codec.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
+import { validateResource } from '../../src/envoy/validateRules.js';
 
 test('the name upstream cluster decodes strictly as an Envoy Cluster with the seed 000 DNS cache', () => {
   const cluster = nameUpstreamCluster({ resolvers: ['8.8.8.8', '1.1.1.1:5353', '[2001:4860:4860::8888]:53'] });
@@ -28,4 +29,11 @@ test('every user of the DNS cache gets the identical configuration (Envoy refuse
   assert.deepEqual(dnsCacheConfig({ lookupFamily: 'AUTO' }), dnsCacheConfig({ lookupFamily: 'AUTO' }));
   const cluster = nameUpstreamCluster({ lookupFamily: 'AUTO' });
   assert.deepEqual(cluster.clusterType!.typedConfig["dnsCacheConfig"], dnsCacheConfig({ lookupFamily: 'AUTO' }));
+});
+
+test('the cluster keeps Envoy\'s validation rules with and without resolvers (c-ares refuses an empty resolver list)', () => {
+  for (const options of [{}, { resolvers: ['10.0.0.2'] }]) {
+    assert.deepEqual(validateResource(TypeUrl.Cluster, nameUpstreamCluster(options) as unknown as Record<string, unknown>), []);
+  }
+  assert.equal(dnsCacheConfig({}).typedDnsResolverConfig, undefined);
 });

@@ -20,7 +20,12 @@ interface ChainJson {
 }
 const chains = (envoy: FakeEnvoy): ChainJson[] =>
   ((envoy.state.get(LDS)?.get('egress_tproxy') as { filterChains?: ChainJson[] } | undefined)?.filterChains ?? []);
-const allowedNames = (envoy: FakeEnvoy): string[] => [...new Set(chains(envoy).flatMap((c) => c.filterChainMatch?.serverNames ?? []))].sort();
+/** Server names the listener allows: in filter_chain_matcher's server-name matchers (hardened), or in chains (seed). */
+const allowedNames = (envoy: FakeEnvoy): string[] => {
+  const listener = envoy.state.get(LDS)?.get('egress_tproxy') as { filterChainMatcher?: unknown } | undefined;
+  const inMatcher = [...JSON.stringify(listener?.filterChainMatcher ?? {}).matchAll(/"domains":\[([^\]]*)\]/g)].flatMap((m) => JSON.parse(`[${m[1]}]`) as string[]);
+  return [...new Set([...inMatcher, ...chains(envoy).flatMap((c) => c.filterChainMatch?.serverNames ?? [])])].sort();
+};
 
 describe('control plane end to end', () => {
   let dataDir: string;
@@ -54,13 +59,14 @@ describe('control plane end to end', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  test('first start serves the embedded default: the seed allowlist, both clusters', async () => {
+  test('first start serves the embedded default: the seed allowlist, hardened layout, its clusters', async () => {
     const e = connect('host-1');
     await e.waitFor('listener', () => e.state.has(LDS));
-    assert.deepEqual([...e.state.get(CDS)!.keys()], ['original_dst_cluster', 'reject_cluster']);
+    assert.deepEqual([...e.state.get(CDS)!.keys()], ['dynamic_forward_proxy_cluster', 'original_dst_cluster', 'reject_cluster']);
     assert.deepEqual(allowedNames(e), ['github.com', 'www.github.com']);
-    assert.deepEqual(chains(e)[0]!.filterChainMatch!.sourcePrefixRanges, [{ addressPrefix: '172.31.0.0', prefixLen: 16 }]);
-    assert.equal(chains(e)[0]!.filters[0]!.typedConfig.cluster, 'original_dst_cluster');
+    // The seed policy's source range gets its own chain, which dials the name.
+    const named = chains(e).find((c) => c.name === 'name|172.31.0.0/16');
+    assert.equal(named?.filters.at(-1)!.typedConfig.cluster, 'dynamic_forward_proxy_cluster');
   });
 
   test('a PUT reaches connected Envoys, is ACKed, and /v1/nodes shows it', async () => {
@@ -112,9 +118,10 @@ describe('control plane end to end', () => {
     assert.equal(forBuilder.status, 200);
     assert.equal(forBuilder.body.verdict, 'allow');
     assert.equal(forBuilder.body.policy, 'builders');
-    assert.match(forBuilder.body.filterChain, /^allow\|/);
+    assert.equal(forBuilder.body.filterChain, 'name|172.31.0.0/16', 'the embedded seed policy names 172.31.0.0/16: its own chain');
+    assert.deepEqual(forBuilder.body.upstream, { kind: 'name', address: 'registry.npmjs.org:443' });
     const forWeb = await check('web-1', 'registry.npmjs.org');
-    assert.deepEqual(forWeb.body, { verdict: 'deny', policy: null, filterChain: 'reject' });
+    assert.deepEqual({ ...forWeb.body, path: undefined }, { verdict: 'deny', policy: null, filterChain: 'reject', path: undefined, upstream: null });
     assert.equal((await check('web-1', 'github.com', '10.9.9.9')).body.verdict, 'deny', 'the seed policy is for 172.31.0.0/16 only');
   });
 

@@ -64,8 +64,9 @@ test('serve: serves the seed policy to an Envoy, answers the admin API, stops cl
       assert.deepEqual(((await response.json()) as { allow: unknown }).allow, { sni: ['github.com', 'www.github.com'] });
     });
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stderr, /"msg":"shutting down","signal":"SIGTERM"/);
-    for (const line of run.stderr.trim().split('\n')) JSON.parse(line); // every log line is one JSON object
+    // Every log line is one JSON object; the shutdown is logged with its signal.
+    const records = run.stderr.trim().split('\n').map((line) => JSON.parse(line) as { msg: string; signal?: string });
+    assert.ok(records.some((r) => r.msg === 'shutting down' && r.signal === 'SIGTERM'), run.stderr);
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }
@@ -83,6 +84,10 @@ test('serve: cannot start → a clear message naming the problem, non-zero exit'
       [['--bogus'], 2, /Unknown option '--bogus'/],
       [['--xds-address', 'nowhere'], 2, /--xds-address must be HOST:PORT/],
       [['--listener-port', '0'], 2, /--listener-port must be a port number/],
+      [['--profile', 'strict'], 2, /--profile must be one of hardened, seed, got "strict"/],
+      [['--max-connections-per-source', '0'], 2, /--max-connections-per-source must be a whole number from 1/],
+      [['--upstream-mark', '0x1ffffffff'], 2, /--upstream-mark must be a decimal or 0x-hex number, got "0x1ffffffff"/],
+      [['--upstream-mark=-1'], 2, /--upstream-mark must be a decimal or 0x-hex number, got "-1"/],
       [['--data-dir', join(notADir, 'data'), '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'], 1, new RegExp(`${notADir}`)],
       [['--data-dir', join(dir, 'd1'), '--xds-address', `127.0.0.1:${busyPort}`, '--admin-address', '127.0.0.1:0'], 1, /cannot listen for xDS on 127\.0\.0\.1:\d+: .*address already in use/],
       [['--data-dir', join(dir, 'd2'), '--xds-address', '127.0.0.1:0', '--admin-address', `127.0.0.1:${busyPort}`], 1, /cannot listen for the admin API on 127\.0\.0\.1:\d+/],

@@ -52,7 +52,7 @@ test('crash test: every acknowledged change survives SIGKILL at a random moment'
 
       const store = await openPolicyStore(dir.path);
       try {
-        const all = allHistory(store);
+        const all = await allHistory(store);
         const byRevision = new Map(all.map((entry) => [`${entry.storeRevision}/${entry.name}`, entry]));
         // 1. Every acknowledged change is in the history, as acknowledged.
         for (const ack of acked) {

@@ -13,11 +13,11 @@ export async function tempDir(prefix = 'egress-xds-store-'): Promise<{ path: str
 export const spec = (...sni: string[]): PolicySpec => ({ allow: { sni: [...sni].sort() } });
 
 /** Every history entry, paging through the store's 1000-entry limit. */
-export function allHistory(store: PolicyStore): HistoryEntry[] {
+export async function allHistory(store: PolicyStore): Promise<HistoryEntry[]> {
   const all: HistoryEntry[] = [];
   for (;;) {
-    const page = store.history({ since: all.at(-1)?.storeRevision ?? 0, limit: 1000 });
-    if (page.length === 0) return all;
-    all.push(...page);
+    const page = await store.history({ since: all.at(-1)?.storeRevision ?? 0, limit: 1000 });
+    if (page.entries.length === 0) return all;
+    all.push(...page.entries);
   }
 }

@@ -60,7 +60,7 @@ test('every bad file is refused at start with its field, and the store is unchan
   const { path, store, done } = await fixture();
   try {
     await store.put('keep', spec('keep.example.com'), { client: 'test' });
-    const before = snapshot(store);
+    const before = await snapshot(store);
     for (const [what, text, field, message] of badFiles) {
       await writeFile(path, text);
       await assert.rejects(watchPolicyFile({ store, path, logger: silentLogger, pollMs: 0 }), (error: unknown) => {
@@ -71,7 +71,7 @@ test('every bad file is refused at start with its field, and the store is unchan
         assert.ok(error.message.startsWith(`policy file ${path} is invalid:`), what);
         return true;
       });
-      assert.deepEqual(snapshot(store), before, `${what} changed the store`);
+      assert.deepEqual(await snapshot(store), before, `${what} changed the store`);
     }
   } finally {
     await done();
@@ -105,7 +105,7 @@ async function save(path: string, text: string): Promise<void> {
   await rename(`${path}.swp`, path);
 }
 
-const snapshot = (store: PolicyStore) => ({ list: store.list(), history: store.history({ limit: 1000 }).length, revision: store.revision });
+const snapshot = async (store: PolicyStore) => ({ list: store.list(), history: (await store.history({ limit: 1000 })).entries.length, revision: store.revision });
 
 async function fixture() {
   const dir = await tempDir('egress-xds-policy-file-');
@@ -118,13 +118,13 @@ test('an invalid file at start is refused whole and the store is unchanged', asy
   const { path, store, done } = await fixture();
   try {
     await store.put('keep', spec('keep.example.com'), { client: 'test' });
-    const before = snapshot(store);
+    const before = await snapshot(store);
     await writeFile(path, `${GOOD}  broken:\n    allow: {sni: ["a*.example.com"]}\n`);
     await assert.rejects(watchPolicyFile({ store, path, logger: silentLogger, pollMs: 0 }), (error: unknown) =>
       error instanceof PolicyFileError && error.message.includes(path) && error.message.includes('policies.broken.allow.sni[0]'));
-    assert.deepEqual(snapshot(store), before);
+    assert.deepEqual(await snapshot(store), before);
     await assert.rejects(watchPolicyFile({ store, path: join(path, '..', 'missing.yaml'), logger: silentLogger, pollMs: 0 }), /cannot be read \(ENOENT\)/);
-    assert.deepEqual(snapshot(store), before);
+    assert.deepEqual(await snapshot(store), before);
   } finally {
     await done();
   }
@@ -142,16 +142,16 @@ test('the file applies as one commit, owns its policies, and live edits apply', 
     assert.deepEqual(store.list().map((p) => [p.name, p.source]), [
       ['by-api', 'api'], ['github', policyFileSource(path)], ['internal', policyFileSource(path)],
     ]);
-    assert.equal(store.history({ limit: 1 })[0]?.client, `policy-file:${path}`);
+    assert.equal((await store.history({ limit: 1 })).entries[0]?.client, `policy-file:${path}`);
 
     // The API may not write what the file owns, and the refusal changes nothing.
-    const before = snapshot(store);
+    const before = await snapshot(store);
     const put = await store.put('github', spec('x.example.com'), { client: 'test' });
     assert.equal(put.ok ? undefined : put.error.code, 'conflict');
     assert.match(put.ok ? '' : put.error.message, new RegExp(`managed by the policy file ${path}`));
     const del = await store.delete('internal', { client: 'test' });
     assert.equal(del.ok ? undefined : del.error.code, 'conflict');
-    assert.deepEqual(snapshot(store), before);
+    assert.deepEqual(await snapshot(store), before);
 
     // Live edit: change one policy, drop another -> one commit.
     const applied = events.next((o) => o.status === 'applied');
@@ -161,18 +161,18 @@ test('the file applies as one commit, owns its policies, and live edits apply', 
     assert.deepEqual(store.get('github')?.allow.sni, ['github.com']);
 
     // An invalid edit is refused; the last good policies stay.
-    const stable = snapshot(store);
+    const stable = await snapshot(store);
     const refused = events.next((o) => o.status === 'refused');
     await save(path, 'policies:\n  github:\n    allow: {sni: ["bad name"]}\n');
     const outcome = await refused;
     assert.equal(outcome.status === 'refused' ? outcome.errors[0]?.field : '', 'policies.github.allow.sni[0]');
-    assert.deepEqual(snapshot(store), stable);
+    assert.deepEqual(await snapshot(store), stable);
 
     // A deleted file is refused too (never read as "no policies").
     const missing = events.next((o) => o.status === 'refused');
     await unlink(path);
     await missing;
-    assert.deepEqual(snapshot(store), stable);
+    assert.deepEqual(await snapshot(store), stable);
 
     // Fixing the file applies again.
     const fixed = events.next((o) => o.status === 'applied');
@@ -226,9 +226,9 @@ test('policies removed from the file while the server was down are deleted at st
     await watcher.close();
     assert.deepEqual(store.list().map((p) => [p.name, p.allow.sni]), [['internal', ['internal.example.com']]]);
     // Starting again on the same file changes nothing.
-    const before = snapshot(store);
+    const before = await snapshot(store);
     await (await watchPolicyFile({ store, path, logger: silentLogger, pollMs: 0 })).close();
-    assert.deepEqual(snapshot(store), before);
+    assert.deepEqual(await snapshot(store), before);
   } finally {
     await done();
   }

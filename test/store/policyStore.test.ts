@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { HISTORY_FILE, openPolicyStore, STATE_FILE, type PolicyStore } from '../../src/store/policyStore.js';
+import { HISTORY_FILE, openPolicyStore, STATE_FILE, type FilePolicyStore, type PolicyStore } from '../../src/store/policyStore.js';
 import { StoreError } from '../../src/store/storeError.js';
 import { createLogger } from '../../src/log.js';
 import { spec, tempDir } from './helpers.js';
@@ -45,7 +45,7 @@ test('a put of the stored spec is a no-op: no revision, no history, no event', a
     const again = await store.put('web', spec('a.example.com'), { client });
     assert.deepEqual(again, { ok: true, value: { name: 'web', revision: 1, storeRevision: 1, changed: false } });
     assert.equal(events, 0);
-    assert.equal(store.history().length, 1);
+    assert.equal((await store.history()).entries.length, 1);
   } finally {
     await store.close();
     await dir.remove();
@@ -98,12 +98,14 @@ test('a policy deleted and created again continues its revisions (no If-Match AB
   }
 });
 
-test('onChange gets the full list and the new revision, in commit order', async () => {
+test('onChange gets each commit: its revision, the policies put as stored, the names deleted, in commit order', async () => {
   const dir = await tempDir();
   const store = await openPolicyStore(dir.path);
   try {
-    const seen: Array<[string[], number]> = [];
-    const off = store.onChange((policies, revision) => seen.push([policies.map((p) => p.name), revision]));
+    const seen: Array<[number, string[], string[]]> = [];
+    const off = store.onChange((change) => {
+      seen.push([change.revision, change.puts.map((p) => `${p.name}@${p.revision}`), [...change.deletes]]);
+    });
     await Promise.all([
       store.put('b', spec('b.example.com'), { client }),
       store.put('a', spec('a.example.com'), { client }),
@@ -111,7 +113,7 @@ test('onChange gets the full list and the new revision, in commit order', async 
     ]);
     off();
     await store.put('c', spec('c.example.com'), { client });
-    assert.deepEqual(seen, [[['b'], 1], [['a', 'b'], 2], [['a'], 3]]);
+    assert.deepEqual(seen, [[1, ['b@1'], []], [2, ['a@1'], []], [3, [], ['b']]]);
   } finally {
     await store.close();
     await dir.remove();
@@ -124,15 +126,21 @@ test('history: newest by default, since/limit pages forward, records the client'
   try {
     for (let i = 0; i < 5; i++) await store.put(`p${i}`, spec(`p${i}.example.com`), { client: `c${i}` });
     await store.delete('p0', { client: 'remover' });
-    const all = store.history();
+    const all = (await store.history()).entries;
     assert.deepEqual(all.map((e) => [e.storeRevision, e.action, e.name, e.revision, e.client]), [
       [1, 'put', 'p0', 1, 'c0'], [2, 'put', 'p1', 1, 'c1'], [3, 'put', 'p2', 1, 'c2'],
       [4, 'put', 'p3', 1, 'c3'], [5, 'put', 'p4', 1, 'c4'], [6, 'delete', 'p0', 2, 'remover'],
     ]);
     assert.deepEqual(all[0]?.spec, spec('p0.example.com'));
-    assert.deepEqual(store.history({ limit: 2 }).map((e) => e.storeRevision), [5, 6]);
-    assert.deepEqual(store.history({ since: 2, limit: 2 }).map((e) => e.storeRevision), [3, 4]);
-    assert.deepEqual(store.history({ since: 6 }), []);
+    const newest = await store.history({ limit: 2 });
+    assert.deepEqual(newest.entries.map((e) => e.storeRevision), [5, 6]);
+    assert.equal(newest.next, 5);
+    const older = await store.history({ limit: 2, before: newest.next! });
+    assert.deepEqual(older.entries.map((e) => e.storeRevision), [3, 4]);
+    assert.deepEqual((await store.history({ limit: 10, before: 3 })).entries.map((e) => e.storeRevision), [1, 2]);
+    assert.equal((await store.history({ limit: 10, before: 3 })).next, undefined);
+    assert.deepEqual((await store.history({ since: 2, limit: 2 })).entries.map((e) => e.storeRevision), [3, 4]);
+    assert.deepEqual((await store.history({ since: 6 })).entries, []);
   } finally {
     await store.close();
     await dir.remove();
@@ -151,7 +159,7 @@ test('reopen serves every committed change, with history', async () => {
   try {
     assert.deepEqual(store.list(), before);
     assert.equal(store.revision, 3);
-    assert.equal(store.history().length, 3);
+    assert.equal((await store.history()).entries.length, 3);
   } finally {
     await store.close();
     await dir.remove();
@@ -254,7 +262,7 @@ test('one data dir, one server: a second open is refused; a dead holder\'s lock 
 test('two opens of one data dir at the same time in one process: exactly one gets it', async () => {
   const dir = await tempDir();
   const results = await Promise.allSettled([openPolicyStore(dir.path), openPolicyStore(dir.path)]);
-  const opened = results.filter((r): r is PromiseFulfilledResult<PolicyStore> => r.status === 'fulfilled');
+  const opened = results.filter((r): r is PromiseFulfilledResult<FilePolicyStore> => r.status === 'fulfilled');
   const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   assert.equal(opened.length, 1);
   assert.match(String(refused[0]?.reason), /already open in this process/);

@@ -1,0 +1,107 @@
+// The hardened listener's filter chains: one per action, and per source for the actions
+// that forward (each source's own connection cap). Chains carry no policy data: which
+// chain a connection takes is decided by filter_chain_matcher (hardenedMatcher.ts), so a
+// policy edit changes only the matcher and Envoy drains no chain (listener_impl.cc
+// ListenerMessageUtil::filterChainOnlyChange ignores filter_chain_matcher; chains whose
+// proto is unchanged keep their connections).
+//
+// Every refusal is its own named chain, so access logs and audit branches can be attached
+// per reason by sibling files: "reject" (no policy allows it), "reject_loop" (the
+// listener's own port). The per-source cap and the special-address refusal happen inside
+// the forwarding chains (connection_limit; the host refusing the marked upstream socket).
+import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
+import { connectionLimitFilter } from './guards.js';
+import {
+  ALLOWED_STAT_PREFIX,
+  FILTER_CHAIN_NAME_ACTION,
+  LOOP_REJECT_FILTER_CHAIN,
+  LOOP_REJECTED_STAT_PREFIX,
+  NAME_CHAIN_PREFIX,
+  NAME_STAT_PREFIX,
+  NAME_UPSTREAM_CLUSTER,
+  ORIGINAL_DST_CHAIN_PREFIX,
+  ORIGINAL_DST_CLUSTER,
+  REJECT_CLUSTER,
+  REJECT_FILTER_CHAIN,
+  REJECTED_STAT_PREFIX,
+  SET_FILTER_STATE_FILTER,
+  SNI_DYNAMIC_FORWARD_PROXY_FILTER,
+} from './names.js';
+import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
+import { tcpProxyFilter } from './tcpProxy.js';
+
+/** What every per-source chain needs besides the source. */
+export interface ChainOptions {
+  readonly maxConnectionsPerSource: number;
+  readonly dnsCache: DnsCacheOptions;
+}
+
+/** The filter_chain_matcher action that selects the chain called `name`. */
+export function chainAction(name: string): TypedExtensionJson {
+  return { name: FILTER_CHAIN_NAME_ACTION, typedConfig: { '@type': TypeUrl.StringValue, value: name } };
+}
+
+export const nameChainName = (sourceLabel: string): string => `${NAME_CHAIN_PREFIX}|${sourceLabel}`;
+export const originalDstChainName = (sourceLabel: string): string => `${ORIGINAL_DST_CHAIN_PREFIX}|${sourceLabel}`;
+
+/** No policy allows it: closed at reject_cluster (tcp.rejected.*). */
+export function noPolicyRejectChain(): FilterChainJson {
+  return { name: REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, REJECTED_STAT_PREFIX)] };
+}
+
+/** To the listener's own port: closed at reject_cluster (tcp.rejected_loop.*), whatever the policies say. */
+export function loopRejectChain(): FilterChainJson {
+  return { name: LOOP_REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, LOOP_REJECTED_STAT_PREFIX)] };
+}
+
+/**
+ * The original destination port for the dynamic forward proxy: sni_dynamic_forward_proxy
+ * dials its fixed port_value unless the connection's filter state holds
+ * envoy.upstream.dynamic_port (proxy_filter.cc onNewConnection); after the original_dst
+ * listener filter, %DOWNSTREAM_LOCAL_PORT% is the port the guest dialled.
+ */
+export function originalPortFilterState(): TypedExtensionJson {
+  return {
+    name: SET_FILTER_STATE_FILTER,
+    typedConfig: {
+      '@type': TypeUrl.SetFilterState,
+      onNewConnection: [
+        {
+          objectKey: 'envoy.upstream.dynamic_port',
+          formatString: { textFormatSource: { inlineString: '%DOWNSTREAM_LOCAL_PORT%' } },
+        },
+      ],
+    },
+  };
+}
+
+/** Resolves the SNI through the node's one DNS cache (the same config as the cluster's, as Envoy requires). */
+export function sniDynamicForwardProxyFilter(dnsCache: DnsCacheOptions): TypedExtensionJson {
+  return {
+    name: SNI_DYNAMIC_FORWARD_PROXY_FILTER,
+    // port_value is only used when the filter state above is missing or out of range.
+    typedConfig: { '@type': TypeUrl.SniDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(dnsCache), portValue: 443 },
+  };
+}
+
+/** Allowed by name, from one source: capped, then dialled by the name on the original port. */
+export function nameChain(sourceLabel: string, options: ChainOptions): FilterChainJson {
+  return {
+    name: nameChainName(sourceLabel),
+    filters: [
+      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
+      originalPortFilterState(),
+      sniDynamicForwardProxyFilter(options.dnsCache),
+      tcpProxyFilter(NAME_UPSTREAM_CLUSTER, NAME_STAT_PREFIX),
+    ],
+  };
+}
+
+/** Allowed by address (or by an "original-destination" policy), from one source: capped, then to the address dialled. */
+export function originalDstChain(sourceLabel: string, options: ChainOptions): FilterChainJson {
+  return {
+    name: originalDstChainName(sourceLabel),
+    filters: [connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource), tcpProxyFilter(ORIGINAL_DST_CLUSTER, ALLOWED_STAT_PREFIX)],
+  };
+}

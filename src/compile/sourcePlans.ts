@@ -1,0 +1,128 @@
+// What each source may do, as the hardened matcher needs it: every source range a policy
+// names, with the union of the policies that select it (its own, those naming a range
+// around it, and those naming no sources), reduced to
+//   - destination ranges allowed by address, each with the complete set of ports allowed
+//     there (its own rules' and those of every range around it), grouped by that set;
+//   - server-name patterns, each with where it goes (the name, or the original destination).
+// Envoy's IP matcher takes the longest range first, so each entry carries its whole verdict
+// and the matcher never needs to fall back (filterChainMatcher.ts).
+import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
+import type { Policy, PolicyUpstream } from '../policy/model.js';
+import { ANY_SOURCE, cidrKeysOf, cidrOfKey, splitDefaultRoute } from './cidrKeys.js';
+import { coveringPatterns } from './serverNames.js';
+
+/** Allowed destination ranges sharing one port set. */
+export interface CidrGroup {
+  /** Canonical destination CIDRs (a /0 as its two /1 halves), sorted. */
+  readonly cidrs: readonly string[];
+  /** Sorted ports, or undefined for every port. */
+  readonly ports: readonly number[] | undefined;
+}
+
+export interface SourcePlan {
+  /** The canonical source CIDR, or ANY_SOURCE for sources no policy names. */
+  readonly key: string;
+  /** The policies selecting the source, sorted by name. */
+  readonly policies: readonly Policy[];
+  readonly cidrGroups: readonly CidrGroup[];
+  /** Pattern → where connections it allows go; sorted by pattern. */
+  readonly serverNames: ReadonlyMap<string, PolicyUpstream>;
+}
+
+const byName = (a: Policy, b: Policy): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/** The source keys each policy names; undefined for a policy without sources (every source). */
+function sourceKeys(policy: Policy): string[] | undefined {
+  return policy.sources === undefined ? undefined : cidrKeysOf(policy.sources);
+}
+
+/**
+ * Every named source key with the policies that select all of its addresses: a key's own
+ * policies and those of every key holding it (keys nest or are disjoint), plus the
+ * source-less ones. ANY_SOURCE gets the source-less ones alone.
+ */
+export function policiesBySource(unsorted: readonly Policy[]): Map<string, Policy[]> {
+  const policies = [...unsorted].sort(byName);
+  const everywhere = policies.filter((p) => p.sources === undefined);
+  const named = new Map<string, Set<Policy>>();
+  for (const policy of policies) {
+    for (const key of sourceKeys(policy) ?? []) {
+      let set = named.get(key);
+      if (!set) named.set(key, (set = new Set()));
+      set.add(policy);
+    }
+  }
+  const result = new Map<string, Policy[]>([[ANY_SOURCE, everywhere]]);
+  const stack: { cidr: Cidr; policies: Set<Policy> }[] = [];
+  const sorted = [...named.keys()].map((key) => ({ key, cidr: cidrOfKey(key) })).sort((a, b) => compareCidrs(a.cidr, b.cidr));
+  for (const { key, cidr } of sorted) {
+    while (stack.length > 0 && !cidrContains(stack[stack.length - 1]!.cidr, cidr)) stack.pop();
+    const inherited = new Set([...(stack[stack.length - 1]?.policies ?? []), ...named.get(key)!]);
+    stack.push({ cidr, policies: inherited });
+    result.set(key, [...new Set([...everywhere, ...inherited])].sort(byName));
+  }
+  return result;
+}
+
+/**
+ * The destination ranges the policies allow by address, each with every port allowed there
+ * (ports of the rules on it and on every range holding it; undefined = all ports), the
+ * listener's own port left out (the loop guard refuses it first anyway).
+ */
+export function cidrGroupsOf(policies: readonly Policy[], listenerPort: number): CidrGroup[] {
+  const rules = new Map<string, { cidr: Cidr; ports: Set<number> | undefined }>();
+  for (const policy of policies) {
+    for (const rule of policy.allow.cidrs ?? []) {
+      for (const cidr of splitDefaultRoute(mustParseCidr(rule.cidr))) {
+        const key = formatCidr(cidr);
+        let entry = rules.get(key);
+        if (!entry) rules.set(key, (entry = { cidr, ports: new Set() }));
+        if (rule.ports === undefined) entry.ports = undefined;
+        else if (entry.ports) for (const port of rule.ports) if (port !== listenerPort) entry.ports.add(port);
+      }
+    }
+  }
+  const stack: { cidr: Cidr; ports: Set<number> | undefined }[] = [];
+  const groups = new Map<string, { cidrs: string[]; ports: number[] | undefined }>();
+  for (const [key, { cidr, ports }] of [...rules].sort((a, b) => compareCidrs(a[1].cidr, b[1].cidr))) {
+    while (stack.length > 0 && !cidrContains(stack[stack.length - 1]!.cidr, cidr)) stack.pop();
+    const outer = stack[stack.length - 1];
+    const all = outer === undefined ? ports : outer.ports === undefined || ports === undefined ? undefined : new Set([...outer.ports, ...ports]);
+    stack.push({ cidr, ports: all });
+    const list = all === undefined ? undefined : [...all].sort((a, b) => a - b);
+    // A range whose every port is the listener's allows nothing the loop guard lets through.
+    if (list !== undefined && list.length === 0) continue;
+    const id = list === undefined ? '*' : list.join(',');
+    let group = groups.get(id);
+    if (!group) groups.set(id, (group = { cidrs: [], ports: list }));
+    group.cidrs.push(key);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * Each pattern the policies allow, with where its connections go: the name, unless every
+ * policy allowing them (those with the pattern or a wildcard above it) chose the original destination.
+ */
+export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUpstream> {
+  const writers = new Map<string, Policy[]>();
+  for (const policy of policies) {
+    for (const pattern of policy.allow.sni) {
+      const list = writers.get(pattern);
+      if (list) list.push(policy);
+      else writers.set(pattern, [policy]);
+    }
+  }
+  const result = new Map<string, PolicyUpstream>();
+  for (const pattern of [...writers.keys()].sort()) {
+    const allowing = coveringPatterns(pattern).flatMap((p) => writers.get(p) ?? []);
+    result.set(pattern, allowing.every((p) => p.upstream === 'original-destination') ? 'original-destination' : 'name');
+  }
+  return result;
+}
+
+export function sourcePlan(key: string, policies: readonly Policy[], listenerPort: number): SourcePlan {
+  return { key, policies, cidrGroups: cidrGroupsOf(policies, listenerPort), serverNames: serverNamesOf(policies) };
+}
+
+export { ANY_SOURCE };
