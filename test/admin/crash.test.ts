@@ -59,7 +59,10 @@ test('crash test over HTTP: every 200 survives SIGKILL of the server', { timeout
         }
       };
       const clients = [0, 1, 2, 3].map(client);
-      await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 200));
+      // Kill mid-burst, but only once this round has had writes acknowledged (a loaded machine is slow to start).
+      const before = acked.length;
+      for (let waited = 0; acked.length - before < 5 && waited < 30_000; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 200));
       child.kill('SIGKILL');
       await exited;
       stop = true;

@@ -37,6 +37,7 @@ test('SIGKILL during writes: after restart Envoy receives every acknowledged cha
     for (let round = 0; round < 3; round++) {
       const server = await serve(dataDir);
       let stop = false;
+      let roundAcks = 0;
       const writer = async (id: number) => {
         for (let i = 0; !stop && i < 10_000; i++) {
           const name = `w${id}-p${i % 4}`;
@@ -48,6 +49,7 @@ test('SIGKILL during writes: after restart Envoy receives every acknowledged cha
               body: JSON.stringify({ allow: { sni: [sni] } }),
             });
             const body = (await response.json()) as { revision: number };
+            if (response.status === 200) roundAcks++;
             if (response.status === 200 && (acknowledged.get(name)?.revision ?? 0) < body.revision) acknowledged.set(name, { revision: body.revision, sni });
           } catch {
             return; // killed
@@ -55,7 +57,9 @@ test('SIGKILL during writes: after restart Envoy receives every acknowledged cha
         }
       };
       const writers = [0, 1, 2].map(writer);
-      await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 300));
+      // Kill mid-burst, but only once this round has had writes acknowledged (a loaded machine is slow to start).
+      for (let waited = 0; roundAcks < 8 && waited < 30_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 200));
       const exited = new Promise((resolve) => server.child.once('exit', resolve));
       server.child.kill('SIGKILL');
       await exited;
