@@ -278,7 +278,8 @@ export async function openEtcdPolicyStore(options: EtcdStoreOptions): Promise<Et
       if (w !== watcher) return;
       // The watch was cancelled by etcd: most often it asked for a revision compacted away.
       watchConnected = false;
-      void recover(error.message);
+      watcher = undefined; // etcd3 has dropped it already: nothing to cancel
+      void recover(`the watch was cancelled by etcd, most often because it fell behind a compaction (${error.message})`);
     });
   }
 

@@ -3,6 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PolicySpec } from '../../src/policy/model.js';
+import { createLogger } from '../../src/log.js';
 import { openEtcdPolicyStore, type EtcdPolicyStore } from '../../src/store/etcdStore.js';
 import type { StoreChange } from '../../src/store/store.js';
 import { StoreError } from '../../src/store/storeError.js';
@@ -26,8 +27,10 @@ describe('etcd store', { skip }, () => {
   let etcd: EtcdCluster;
   const stores: EtcdPolicyStore[] = [];
   let prefixCount = 0;
+  const logs: string[] = [];
+  const logger = createLogger({ write: (line) => logs.push(line) });
   const open = async (prefix: string, endpoints?: string[]) => {
-    const store = await openEtcdPolicyStore({ endpoints: endpoints ?? etcd.endpoints.split(','), prefix, probeMs: 200, callTimeoutMs: 2000 });
+    const store = await openEtcdPolicyStore({ endpoints: endpoints ?? etcd.endpoints.split(','), prefix, probeMs: 200, callTimeoutMs: 2000, logger });
     stores.push(store);
     return store;
   };
@@ -140,6 +143,7 @@ describe('etcd store', { skip }, () => {
       b.onChange((change) => seenOnB.push(change));
 
       await proxy.cut();
+      logs.push(`CUT ${new Date().toISOString()}\n`);
       await until('B notices etcd is gone', () => !b.health().ok);
       const write = await a.put('changed', spec('new.example'), client);
       assert.ok(write.ok);
@@ -147,9 +151,12 @@ describe('etcd store', { skip }, () => {
       await a.put('added', spec('added.example'), client);
       // Compact everything B has not seen: its watch cannot resume.
       await a.client.kv.compact({ revision: String(a.etcdRevision), physical: true });
+      logs.push(`COMPACTED ${new Date().toISOString()}\n`);
       await proxy.heal();
 
       await until('B recovered', () => b.health().ok && b.get('added') !== undefined, 15_000);
+      const compactedAt = logs.findIndex((line) => line.startsWith('COMPACTED'));
+      assert.ok(logs.slice(compactedAt).some((line) => line.includes('reloading the whole prefix') && line.includes('fell behind a compaction')), `B went through the reload, not a plain resume:\n${logs.join('')}`);
       assert.deepEqual(b.list(), a.list());
       const puts = seenOnB.flatMap((c) => c.puts.map((p) => p.name)).sort();
       const deletes = seenOnB.flatMap((c) => c.deletes).sort();
@@ -170,7 +177,9 @@ describe('etcd store', { skip }, () => {
       await proxy.cut();
       await until('unhealthy', () => !a.health().ok);
       assert.match(a.health().reason ?? '', /etcd/);
+      const started = Date.now();
       await assert.rejects(a.put('stay', spec('other.example'), client), (error: unknown) => error instanceof StoreError && /etcd/.test(error.message));
+      console.log(`write refused after ${Date.now() - started} ms`);
       assert.deepEqual(a.get('stay')?.allow, { sni: ['stay.example'] }, 'the last state is still served');
       await proxy.heal();
       await until('healthy again', () => a.health().ok, 15_000);
