@@ -8,6 +8,7 @@ commands:
   bootstrap   print a minimal Envoy bootstrap that points an Envoy at the control plane
   agent       install|uninstall|status|run the host's TPROXY rules and policy routing
   policy      list|get|put|delete|check policies through the admin API
+  store       migrate policies and history between the file store and etcd
 
 Run "egress-xds <command> --help" for a command's options.`;
 
@@ -18,6 +19,7 @@ const commands: Record<string, () => Promise<CommandMain>> = {
   bootstrap: async () => (await import('./bootstrap.js')).bootstrapCommand,
   agent: async () => (await import('./agent.js')).agentCommand,
   policy: async () => (await import('./policy.js')).policyCommand,
+  store: async () => (await import('./store.js')).storeCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
