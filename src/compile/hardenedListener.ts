@@ -4,6 +4,7 @@ import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resour
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
+import { markImmutable } from '../envoy/fastEncode.js';
 import { hardenedMatcher } from './hardenedMatcher.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
@@ -17,13 +18,32 @@ export interface HardenedOptions extends ChainOptions {
   readonly rejectConnectTimeout?: string;
 }
 
+// Chains depend only on the source and the options: built (and encoded) once each.
+const MAX_CHAINS = 50_000;
+const chainCache = new Map<string, FilterChainJson>();
+function cachedChain(kind: 'name' | 'original', source: string, options: ChainOptions): FilterChainJson {
+  const key = `${kind}|${source}|${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
+  let chain = chainCache.get(key);
+  if (!chain) {
+    if (chainCache.size >= MAX_CHAINS) chainCache.clear();
+    chain = markImmutable(kind === 'name' ? nameChain(source, options) : originalDstChain(source, options));
+    chainCache.set(key, chain);
+  }
+  return chain;
+}
+
+/** Forgets the chains built so far (benchmarks measure cold compiles with it). */
+export function resetChainCache(): void {
+  chainCache.clear();
+}
+
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
   const { matcher, nameChainSources, originalDstChainSources } = hardenedMatcher(policies, options.port);
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
     loopRejectChain(),
-    ...nameChainSources.map((source) => nameChain(source, options)),
-    ...originalDstChainSources.map((source) => originalDstChain(source, options)),
+    ...nameChainSources.map((source) => cachedChain('name', source, options)),
+    ...originalDstChainSources.map((source) => cachedChain('original', source, options)),
   ];
   const listener = egressListener(chains, options.listener);
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
