@@ -9,6 +9,7 @@ import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './x
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
 import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
+import { STORE_FLAGS, STORE_USAGE, parseStoreFlags } from './storeFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
@@ -36,6 +37,7 @@ ${COMPILE_USAGE}
   --node-identity-prefix  the uri-san prefix (default spiffe://egress-xds/node/)
 ${XDS_LIMIT_USAGE}
 ${PUSH_USAGE}
+${STORE_USAGE}
 
 On a first start with no --policy, the store receives the embedded default policy
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
@@ -58,6 +60,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
       ...PUSH_FLAGS,
+      ...STORE_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
@@ -74,6 +77,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     );
     const xdsLimits = parseXdsLimitFlags(values);
     const pushFlags = parsePushFlags(values);
+    const { adminAllowedHosts, ...storeOptions } = parseStoreFlags(values);
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
@@ -88,6 +92,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
         adminHost: admin.host,
         adminPort: admin.port,
         dataDir: values['data-dir'],
+        storeOptions,
+        ...(adminAllowedHosts ? { adminAllowedHosts } : {}),
         ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,

@@ -14,7 +14,7 @@ import { SnapshotCache } from '../snapshot/cache.js';
 import { egressGroupCompiler, type CompiledEgressGroup } from '../snapshot/egressGroups.js';
 import { CompilePool, defaultCompileWorkers } from '../snapshot/compilePool.js';
 import { PushScheduler, type PushTiming } from '../snapshot/pushScheduler.js';
-import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
+import { openPolicyStore, type PolicyStore, type StoreTuning } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
 import { startXdsServer, type XdsServer, type XdsTls } from '../xds/server.js';
@@ -39,8 +39,12 @@ export interface ControlPlaneOptions {
   readonly adminHost: string;
   readonly adminPort: number;
   readonly dataDir: string;
+  /** History retention and compaction (src/store/policyStore.ts); defaults when absent. */
+  readonly storeOptions?: StoreTuning;
   readonly policyFile?: string;
   readonly adminToken?: string;
+  /** Host names the admin API answers to besides its address (--admin-allowed-host). */
+  readonly adminAllowedHosts?: readonly string[];
   /** Store EMBEDDED_DEFAULT_POLICY when the store has never been written. */
   readonly embeddedDefault?: boolean;
   readonly compile?: CompileOptions;
@@ -97,7 +101,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     for (const cleanup of cleanups.reverse()) await cleanup();
   };
   try {
-    const store = await openPolicyStore(options.dataDir, { logger });
+    const store = await openPolicyStore(options.dataDir, { logger, ...options.storeOptions });
     cleanups.push(() => store.close());
 
     if (options.embeddedDefault && !options.policyFile && store.revision === 0) {
@@ -149,7 +153,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       // The admin API listens only once the store is loaded and the cache holds its snapshot.
       ready: () => true,
     };
-    const admin = createAdminServer({ store, view, metrics, logger, ...(options.adminToken ? { token: options.adminToken } : {}) });
+    const admin = createAdminServer({
+      store, view, metrics, logger,
+      ...(options.adminToken ? { token: options.adminToken } : {}),
+      ...(options.adminAllowedHosts ? { allowedHosts: options.adminAllowedHosts } : {}),
+    });
     const adminAddress = `${options.adminHost}:${options.adminPort}`;
     const adminInfo = await listening('the admin API', adminAddress, () => admin.listen(options.adminHost, options.adminPort));
     cleanups.push(() => admin.close());
