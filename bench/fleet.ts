@@ -7,7 +7,8 @@
 import { Child } from './fanout.js';
 import type { AwaitResult, FanoutClientCommand } from './fanoutClient.js';
 import type { FanoutUsage } from './fanoutServer.js';
-import { globalSpec, hostSpec, type FleetServerCommand } from './fleetServer.js';
+import type { FleetServerCommand } from './fleetServer.js';
+import { globalSpec, hostSpec } from './fleetSpecs.js';
 import { summarize } from './stats.js';
 
 export interface FleetResult {

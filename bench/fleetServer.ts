@@ -10,15 +10,9 @@ import { silentLogger } from '../src/log.js';
 import type { PolicySpec } from '../src/policy/model.js';
 import { startControlPlane } from '../src/server/controlPlane.js';
 import type { FanoutUsage } from './fanoutServer.js';
+import { globalSpec, hostSpec } from './fleetSpecs.js';
 
 export type FleetServerCommand = { usage: true } | { idle: true } | { stop: true };
-
-export const hostSpec = (i: number, tag = 'a'): PolicySpec => ({
-  nodes: [`host-${i}`],
-  sources: [`10.${(i >> 14) & 255}.${(i >> 6) & 255}.${(i & 63) * 4}/30`],
-  allow: { sni: [`h${i}-${tag}.fleet.example`] },
-});
-export const globalSpec = (tag = 'a'): PolicySpec => ({ sources: ['172.31.0.0/16'], allow: { sni: ['github.com', `global-${tag}.fleet.example`] } });
 
 const usage = (): FanoutUsage => {
   const cpu = process.cpuUsage();
