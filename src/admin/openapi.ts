@@ -210,6 +210,10 @@ export const openApiDocument = {
             type: 'string', enum: ['enforce', 'audit'],
             description: '"enforce" (default) refuses what the allowlist does not allow; "audit" forwards it and logs it as would-deny.',
           },
+          log: {
+            type: 'string', enum: ['denied', 'all'],
+            description: '"denied" (default): Envoy logs refused and would-deny connections to the control plane; "all": also every allowed connection of the sources this policy selects.',
+          },
           allow: ref('Allowlist'),
         },
       },

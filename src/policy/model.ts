@@ -34,11 +34,17 @@ export interface PolicySpec {
    * "audit" forwards it and logs it as would-deny, for the sources this policy selects.
    */
   readonly mode?: PolicyMode;
+  /**
+   * "denied" (the default, stored absent): Envoy logs refused (and would-deny) connections
+   * only; "all": also every connection allowed for the sources this policy selects.
+   */
+  readonly log?: PolicyLog;
   readonly allow: Allowlist;
 }
 
 export type PolicyUpstream = 'name' | 'original-destination';
 export type PolicyMode = 'enforce' | 'audit';
+export type PolicyLog = 'denied' | 'all';
 
 export interface Policy extends PolicySpec {
   readonly name: string;

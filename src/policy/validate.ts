@@ -9,7 +9,7 @@
 //   allow.cidrs with equal cidr  merged: their ports united, an entry without ports wins
 //   ports                        integers 1..65535, sorted, duplicates removed
 //   nodes                        sorted, duplicates removed
-//   upstream, mode               absent when the default ("name", "enforce")
+//   upstream, mode, log          absent when the default ("name", "enforce", "denied")
 //   allow.sni                    lower case, no trailing dot, sorted, duplicates removed
 // Empty `sources` / `nodes` / `ports` lists are errors: absent means "every",
 // and an empty list would silently mean "none". An empty allowlist (no sni and
@@ -92,12 +92,13 @@ const unique = <T>(items: readonly T[]): T[] => [...new Set(items)];
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 function spec(body: unknown): PolicySpec {
-  const record = object(body, '', ['sources', 'nodes', 'upstream', 'mode', 'allow']);
+  const record = object(body, '', ['sources', 'nodes', 'upstream', 'mode', 'log', 'allow']);
   // Checked in document order, so the first error is the one a reader meets first.
   const checkedSources = record.sources === undefined ? undefined : sources(record.sources);
   const checkedNodes = record.nodes === undefined ? undefined : nodes(record.nodes);
   const upstream = record.upstream === undefined ? undefined : oneOf(record.upstream, 'upstream', ['name', 'original-destination'] as const);
   const mode = record.mode === undefined ? undefined : oneOf(record.mode, 'mode', ['enforce', 'audit'] as const);
+  const log = record.log === undefined ? undefined : oneOf(record.log, 'log', ['denied', 'all'] as const);
   if (record.allow === undefined) invalid('allow', 'is required: {"sni": [NAME], "cidrs": [{"cidr": CIDR, "ports": [PORT]}]}');
   const allow = allowlist(record.allow);
   // Key order fixed so that equal meaning serialises equally.
@@ -107,6 +108,7 @@ function spec(body: unknown): PolicySpec {
     // Defaults are stored absent, so {"upstream":"name"} and {} are the same policy.
     ...(upstream && upstream !== 'name' ? { upstream } : {}),
     ...(mode && mode !== 'enforce' ? { mode } : {}),
+    ...(log && log !== 'denied' ? { log } : {}),
     allow,
   };
 }
