@@ -165,7 +165,10 @@ export const openApiDocument = {
         security: [],
         responses: {
           '200': { description: 'Ready.', content: jsonContent({ type: 'object', properties: { ready: { const: true } } }) },
-          '503': { description: 'Not ready yet.', content: jsonContent({ type: 'object', properties: { ready: { const: false } } }) },
+          '503': {
+            description: 'Not ready: starting, or (with --store etcd://) etcd does not answer; Envoys are still served the last state.',
+            content: jsonContent({ type: 'object', properties: { ready: { const: false }, reason: { type: 'string' } } }),
+          },
         },
       },
     },
@@ -304,6 +307,7 @@ export const openApiDocument = {
           cluster: { type: 'string' },
           connectedAt: { type: 'string', format: 'date-time' },
           streams: { type: 'integer' },
+          replica: { type: 'string', description: 'With --store etcd://: the replica this node is connected to (every replica lists the whole fleet).' },
           upToDate: { type: 'boolean', description: 'The newest stream acknowledged the latest version of every type this node is served.' },
           revision: {
             type: 'object',

@@ -173,7 +173,13 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
       template: '/readyz',
       pattern: /^\/readyz$/,
       public: true,
-      handlers: { GET: () => (view.ready() ? json(200, { ready: true }) : json(503, { ready: false })) },
+      handlers: {
+        GET: () => {
+          if (view.ready()) return json(200, { ready: true });
+          const reason = view.notReadyReason?.();
+          return json(503, { ready: false, ...(reason ? { reason } : {}) });
+        },
+      },
     },
     {
       template: '/metrics',
