@@ -11,6 +11,7 @@ import type { PolicyStore } from '../store/policyStore.js';
 import { StoreError } from '../store/storeError.js';
 import { createTokenCheck, requireTokenUnlessLoopback } from './auth.js';
 import type { ControlPlaneView } from './controlPlaneView.js';
+import type { DenialsView } from './denialRoutes.js';
 import { DEFAULT_BODY_LIMIT, errorReply, readJsonBody, send, type Reply } from './httpIo.js';
 import { createRoutes, type Method, type Route } from './routes.js';
 
@@ -21,6 +22,8 @@ export interface AdminServerOptions {
   /** The bearer token; required to listen on a non-loopback address. */
   readonly token?: string;
   readonly logger: Logger;
+  /** The denial log (src/denials) behind /v1/denials and the console. */
+  readonly denials?: DenialsView;
   /** Largest request body accepted (default 1 MiB). */
   readonly bodyLimit?: number;
 }
@@ -60,7 +63,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   const logger = options.logger.child({ component: 'admin' });
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const tokenCheck = createTokenCheck(token);
-  const routes = createRoutes({ store, view, metrics });
+  const routes = createRoutes({ store, view, metrics, ...(options.denials ? { denials: options.denials } : {}) });
 
   // Keep the gauges on the store, whoever writes to it (API or policy file).
   metrics.policyCount.set(store.list().length);

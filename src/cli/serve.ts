@@ -8,6 +8,7 @@ import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './f
 import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './xdsLimitFlags.js';
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
+import { DENIAL_FLAGS, DENIAL_USAGE, parseDenialFlags } from './denialFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
@@ -33,6 +34,7 @@ ${COMPILE_USAGE}
                        a mismatch is refused with PERMISSION_DENIED
   --node-identity-prefix  the uri-san prefix (default spiffe://egress-xds/node/)
 ${XDS_LIMIT_USAGE}
+${DENIAL_USAGE}
 
 On a first start with no --policy, the store receives the embedded default policy
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
@@ -54,6 +56,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'node-identity-prefix': { type: 'string' },
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
+      ...DENIAL_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
@@ -69,6 +72,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       xdsTls?.clientCa !== undefined,
     );
     const xdsLimits = parseXdsLimitFlags(values);
+    const denials = parseDenialFlags(values);
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
@@ -87,6 +91,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
         compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags },
+        denials,
         logger,
       });
     } catch (error) {

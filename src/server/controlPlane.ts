@@ -14,6 +14,10 @@ import { egressGroupCompiler, type CompiledEgressGroup } from '../snapshot/egres
 import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
+import { accessLogService } from '../als/alsService.js';
+import { DenialLog, type DenialLogOptions } from '../denials/denialLog.js';
+import type { DenialsView } from '../admin/denialRoutes.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
 import { startXdsServer, type XdsServer, type XdsTls } from '../xds/server.js';
 import type { XdsLimits } from '../xds/limits.js';
 import type { NodeIdentityRule } from '../xds/nodeIdentity.js';
@@ -43,6 +47,8 @@ export interface ControlPlaneOptions {
   readonly compile?: CompileOptions;
   readonly logger: Logger;
   readonly metrics?: Metrics;
+  /** The denial log's bounds and optional file (src/denials); defaults when absent. */
+  readonly denials?: Pick<DenialLogOptions, 'buffer' | 'file' | 'metricNodes'>;
 }
 
 export interface ControlPlane {
@@ -52,6 +58,7 @@ export interface ControlPlane {
   readonly cache: SnapshotCache<CompiledEgressGroup>;
   readonly registry: NodeRegistry;
   readonly metrics: Metrics;
+  readonly denials: DenialLog;
   close(): Promise<void>;
 }
 
@@ -113,8 +120,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     }
 
     const registry = new NodeRegistry(cache);
+    const denialLogger = logger.child({ component: 'denials' });
+    const denials = await DenialLog.open({ ...options.denials, metrics, onFileError: (error) => denialLogger.warn('denial log file: write failed', { error }) }).catch((error: Error) => {
+      throw new StartupError(`cannot open the denial log: ${error.message}`);
+    });
+    cleanups.push(() => denials.close());
+    const als = accessLogService({
+      ingest: (records) => denials.ingest(records),
+      revision: () => String(store.revision),
+      listenerVersion: (nodeId) => registry.ackedVersion(nodeId, TypeUrl.Listener),
+      metrics,
+      logger: denialLogger,
+    });
     const xds: XdsServer = await listening('xDS', options.xdsAddress, () =>
       startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress, {
+        services: [als],
         ...(options.xdsTls ? { tls: options.xdsTls } : {}),
         ...(options.xdsLimits ? { limits: options.xdsLimits } : {}),
         ...(options.nodeIdentity ? { nodeIdentity: options.nodeIdentity } : {}),
@@ -134,10 +154,24 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       // The admin API listens only once the store is loaded and the cache holds its snapshot.
       ready: () => true,
     };
-    const admin = createAdminServer({ store, view, metrics, logger, ...(options.adminToken ? { token: options.adminToken } : {}) });
+    const suggestCompiler = egressGroupCompiler(options.compile);
+    const denialsView: DenialsView = {
+      log: denials,
+      policiesFor: (nodeId) => cache.groupForNode(nodeId).policies,
+      check: (nodeId, connections, extra) => {
+        const group = cache.groupForNode(nodeId);
+        // With a draft: compiled as the node would receive it, so the answer is Envoy's path, not only the intent.
+        const policies = extra ? [...group.policies.filter((p) => p.name !== extra.name), extra] : group.policies;
+        const compiled = extra ? suggestCompiler(policies) : group.compiled;
+        return connections.map((connection) => checkConnection(compiled, policies, connection));
+      },
+    };
+    const admin = createAdminServer({ store, view, metrics, logger, denials: denialsView, ...(options.adminToken ? { token: options.adminToken } : {}) });
     const adminAddress = `${options.adminHost}:${options.adminPort}`;
     const adminInfo = await listening('the admin API', adminAddress, () => admin.listen(options.adminHost, options.adminPort));
     cleanups.push(() => admin.close());
+    // Runs before the admin server closes (cleanups run in reverse): live streams end, so close need not wait for them.
+    cleanups.push(() => denials.close());
 
     logger.info('egress-xds serving', {
       xds: `${options.xdsAddress.replace(/:\d+$/, '')}:${xds.port}`,
@@ -147,7 +181,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });
-    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, close };
+    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, close };
   } catch (error) {
     await close();
     throw error;
