@@ -9,8 +9,11 @@ import { createAdminServer } from '../admin/server.js';
 import type { Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Policy, PolicySpec, StoredPolicy } from '../policy/model.js';
+import { encodeResource } from '../snapshot/encodedResource.js';
 import { SnapshotCache } from '../snapshot/cache.js';
 import { egressGroupCompiler, type CompiledEgressGroup } from '../snapshot/egressGroups.js';
+import { CompilePool, defaultCompileWorkers } from '../snapshot/compilePool.js';
+import { PushScheduler, type PushTiming } from '../snapshot/pushScheduler.js';
 import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
@@ -45,6 +48,10 @@ export interface ControlPlaneOptions {
   /** Store EMBEDDED_DEFAULT_POLICY when the store has never been written. */
   readonly embeddedDefault?: boolean;
   readonly compile?: CompileOptions;
+  /** Coalescing of changes into pushes (default: 10 ms window, 100 ms at most). */
+  readonly pushTiming?: PushTiming;
+  /** Threads that compile node groups; 0 compiles on the event loop (default: cores - 1, 1 to 4). */
+  readonly compileWorkers?: number;
   readonly logger: Logger;
   readonly metrics?: Metrics;
   /** The denial log's bounds and optional file (src/denials); defaults when absent. */
@@ -59,6 +66,8 @@ export interface ControlPlane {
   readonly registry: NodeRegistry;
   readonly metrics: Metrics;
   readonly denials: DenialLog;
+  /** Store commits → coalesced cache changes; idle() once every commit is served. */
+  readonly push: PushScheduler;
   close(): Promise<void>;
 }
 
@@ -103,14 +112,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       logger.info('empty store: stored the embedded default policy (seed 002 §6.6)', { policy: EMBEDDED_DEFAULT_POLICY.name });
     }
 
-    const cache = new SnapshotCache(egressGroupCompiler(options.compile));
+    const compiler = egressGroupCompiler(options.compile);
+    const cache = new SnapshotCache(compiler);
+    // No Envoy is connected yet: this only indexes the policies (groups compile as nodes connect).
     cache.setPolicies(store.list().map(policyOf));
+    const workers = options.compileWorkers ?? defaultCompileWorkers();
+    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers) : undefined;
+    if (pool) cleanups.push(() => pool.close());
+    const compileHere = async (sets: readonly (readonly Policy[])[]) =>
+      sets.map((policies) => compiler(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)));
+    const push = new PushScheduler(cache, pool?.build ?? compileHere, logger, options.pushTiming, store.revision);
+    cleanups.push(() => push.stop());
     cleanups.push(
-      store.onChange((change) => {
-        const policies = store.list();
-        cache.setPolicies(policies.map(policyOf));
-        logger.info('policy change applied', { revision: change.revision, policies: policies.length, nodeGroups: cache.groupCount() });
-      }),
+      // The store's 200 has already been decided (durable); pushing happens after, coalesced.
+      store.onChange((change) => push.enqueue({ revision: change.revision, puts: change.puts.map(policyOf), deletes: change.deletes })),
     );
 
     let watcher: PolicyFileWatcher | undefined;
@@ -119,7 +134,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       cleanups.push(() => watcher?.close());
     }
 
-    const registry = new NodeRegistry(cache);
+    const registry = new NodeRegistry(cache, () => ({ latest: push.latestRevision, served: push.servedRevision }));
     const denialLogger = logger.child({ component: 'denials' });
     const denials = await DenialLog.open({ ...options.denials, metrics, onFileError: (error) => denialLogger.warn('denial log file: write failed', { error }) }).catch((error: Error) => {
       throw new StartupError(`cannot open the denial log: ${error.message}`);
@@ -181,7 +196,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });
-    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, close };
+    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, push, close };
   } catch (error) {
     await close();
     throw error;
