@@ -2,6 +2,8 @@
 // hand as data; test/admin/openapi.test.ts checks that it and the server's
 // route table name the same paths and methods.
 
+import { denialPaths, denialSchemas } from './denialsOpenApi.js';
+
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (schema: unknown) => ({ 'application/json': { schema } });
 const errorResponse = (description: string) => ({ description, content: jsonContent(ref('Error')) });
@@ -150,6 +152,7 @@ export const openApiDocument = {
         },
       },
     },
+    ...denialPaths,
     '/healthz': {
       get: {
         operationId: 'healthz',
@@ -196,6 +199,7 @@ export const openApiDocument = {
       },
     },
     schemas: {
+      ...denialSchemas,
       Error: {
         type: 'object',
         required: ['error'],

@@ -8,6 +8,7 @@ import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './f
 import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './xdsLimitFlags.js';
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
+import { DENIAL_FLAGS, DENIAL_USAGE, parseDenialFlags } from './denialFlags.js';
 import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
 import { STORE_FLAGS, STORE_USAGE, parseStoreFlags } from './storeFlags.js';
 import { STORE_BACKEND_FLAGS, STORE_BACKEND_USAGE, parseReplicaId, parseStoreBackendFlags } from './storeBackendFlags.js';
@@ -39,6 +40,7 @@ ${COMPILE_USAGE}
                        a mismatch is refused with PERMISSION_DENIED
   --node-identity-prefix  the uri-san prefix (default spiffe://egress-xds/node/)
 ${XDS_LIMIT_USAGE}
+${DENIAL_USAGE}
 ${PUSH_USAGE}
 ${STORE_USAGE}
 
@@ -63,6 +65,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'node-identity-prefix': { type: 'string' },
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
+      ...DENIAL_FLAGS,
       ...PUSH_FLAGS,
       ...STORE_FLAGS,
     });
@@ -81,6 +84,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       xdsTls?.clientCa !== undefined,
     );
     const xdsLimits = parseXdsLimitFlags(values);
+    const denials = parseDenialFlags(values);
     const pushFlags = parsePushFlags(values);
     const { adminAllowedHosts, ...storeOptions } = parseStoreFlags(values);
     const logger = createLogger();
@@ -105,6 +109,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
         compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags },
+        denials,
         ...pushFlags,
         logger,
       });

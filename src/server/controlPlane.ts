@@ -21,6 +21,10 @@ import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatc
 import { openStoreBackend, type StoreBackend } from '../store/storeBackend.js';
 import type { EtcdPolicyStore } from '../store/etcdStore.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
+import { accessLogService } from '../als/alsService.js';
+import { DenialLog, type DenialLogOptions } from '../denials/denialLog.js';
+import type { DenialsView } from '../admin/denialRoutes.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
 import { startXdsServer, type XdsServer, type XdsTls } from '../xds/server.js';
 import type { XdsLimits } from '../xds/limits.js';
 import type { NodeIdentityRule } from '../xds/nodeIdentity.js';
@@ -62,6 +66,8 @@ export interface ControlPlaneOptions {
   readonly compileWorkers?: number;
   readonly logger: Logger;
   readonly metrics?: Metrics;
+  /** The denial log's bounds and optional file (src/denials); defaults when absent. */
+  readonly denials?: Pick<DenialLogOptions, 'buffer' | 'file' | 'metricNodes'>;
 }
 
 export interface ControlPlane {
@@ -71,6 +77,7 @@ export interface ControlPlane {
   readonly cache: SnapshotCache<CompiledEgressGroup>;
   readonly registry: NodeRegistry;
   readonly metrics: Metrics;
+  readonly denials: DenialLog;
   /** Store commits → coalesced cache changes; idle() once every commit is served. */
   readonly push: PushScheduler;
   close(): Promise<void>;
@@ -142,8 +149,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     }
 
     const registry = new NodeRegistry(cache, () => ({ latest: push.latestRevision, served: push.servedRevision }));
+    const denialLogger = logger.child({ component: 'denials' });
+    const denials = await DenialLog.open({ ...options.denials, metrics, onFileError: (error) => denialLogger.warn('denial log file: write failed', { error }) }).catch((error: Error) => {
+      throw new StartupError(`cannot open the denial log: ${error.message}`);
+    });
+    cleanups.push(() => denials.close());
+    const als = accessLogService({
+      ingest: (records) => denials.ingest(records),
+      revision: () => String(store.revision),
+      listenerVersion: (nodeId) => registry.ackedVersion(nodeId, TypeUrl.Listener),
+      metrics,
+      logger: denialLogger,
+    });
     const xds: XdsServer = await listening('xDS', options.xdsAddress, () =>
       startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress, {
+        services: [als],
         ...(options.xdsTls ? { tls: options.xdsTls } : {}),
         ...(options.xdsLimits ? { limits: options.xdsLimits } : {}),
         ...(options.nodeIdentity ? { nodeIdentity: options.nodeIdentity } : {}),
@@ -179,14 +199,28 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ready: () => store.health?.().ok ?? true,
       notReadyReason: () => store.health?.().reason,
     };
+    const suggestCompiler = egressGroupCompiler(options.compile);
+    const denialsView: DenialsView = {
+      log: denials,
+      policiesFor: (nodeId) => cache.groupForNode(nodeId).policies,
+      check: (nodeId, connections, extra) => {
+        const group = cache.groupForNode(nodeId);
+        // With a draft: compiled as the node would receive it, so the answer is Envoy's path, not only the intent.
+        const policies = extra ? [...group.policies.filter((p) => p.name !== extra.name), extra] : group.policies;
+        const compiled = extra ? suggestCompiler(policies) : group.compiled;
+        return connections.map((connection) => checkConnection(compiled, policies, connection));
+      },
+    };
     const admin = createAdminServer({
-      store, view, metrics, logger,
+      store, view, metrics, logger, denials: denialsView,
       ...(options.adminToken ? { token: options.adminToken } : {}),
       ...(options.adminAllowedHosts ? { allowedHosts: options.adminAllowedHosts } : {}),
     });
     const adminAddress = `${options.adminHost}:${options.adminPort}`;
     const adminInfo = await listening('the admin API', adminAddress, () => admin.listen(options.adminHost, options.adminPort));
     cleanups.push(() => admin.close());
+    // Runs before the admin server closes (cleanups run in reverse): live streams end, so close need not wait for them.
+    cleanups.push(() => denials.close());
 
     logger.info('egress-xds serving', {
       xds: `${options.xdsAddress.replace(/:\d+$/, '')}:${xds.port}`,
@@ -196,7 +230,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });
-    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, push, close };
+    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, push, close };
   } catch (error) {
     await close();
     throw error;
