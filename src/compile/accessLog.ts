@@ -25,6 +25,7 @@
 // The per-connection conditions are CEL access-log filters
 // (envoy.access_loggers.extension_filters.cel, Envoy ≥ 1.26), because Envoy's other filters
 // cannot test "no upstream host" or an address range.
+import { markImmutable } from '../envoy/fastEncode.js';
 import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
@@ -261,12 +262,29 @@ export function chainLogPlan(chainName: string, policiesOfSource: (label: string
   return undefined;
 }
 
+// Logged chains, memoised per input chain object (the hardened listener caches its chains)
+// and what the loggers say, and marked immutable so the fast encoder keeps their bytes.
+const logged = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();
+
 /** The hardened listener's chains with their access loggers. */
 export function withEgressAccessLogs(chains: readonly FilterChainJson[], policies: readonly Policy[], listener: string, options: AccessLogOptions = {}): FilterChainJson[] {
-  const bySource = policiesBySource(policies);
-  const policiesOfSource = (label: string): readonly Policy[] => bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+  let bySource: Map<string, Policy[]> | undefined;
+  const policiesOfSource = (label: string): readonly Policy[] => {
+    bySource ??= policiesBySource(policies);
+    return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+  };
   return chains.map((chain) => {
     const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
-    return plan ? withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)) : chain;
+    if (!plan) return chain;
+    const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
+    let byPlan = logged.get(chain);
+    if (!byPlan) logged.set(chain, (byPlan = new Map()));
+    let result = byPlan.get(key);
+    if (!result) {
+      if (byPlan.size > 64) byPlan.clear();
+      result = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
+      byPlan.set(key, result);
+    }
+    return result;
   });
 }

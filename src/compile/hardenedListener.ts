@@ -6,6 +6,7 @@ import { auditChain } from './audit.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
+import { markImmutable } from '../envoy/fastEncode.js';
 import { hardenedMatcher } from './hardenedMatcher.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { EGRESS_LISTENER_NAME } from './names.js';
@@ -22,13 +23,32 @@ export interface HardenedOptions extends ChainOptions {
   readonly accessLog?: AccessLogOptions | false;
 }
 
+// Chains depend only on the source and the options: built (and encoded) once each.
+const MAX_CHAINS = 50_000;
+const chainCache = new Map<string, FilterChainJson>();
+function cachedChain(kind: 'name' | 'original', source: string, options: ChainOptions): FilterChainJson {
+  const key = `${kind}|${source}|${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
+  let chain = chainCache.get(key);
+  if (!chain) {
+    if (chainCache.size >= MAX_CHAINS) chainCache.clear();
+    chain = markImmutable(kind === 'name' ? nameChain(source, options) : originalDstChain(source, options));
+    chainCache.set(key, chain);
+  }
+  return chain;
+}
+
+/** Forgets the chains built so far (benchmarks measure cold compiles with it). */
+export function resetChainCache(): void {
+  chainCache.clear();
+}
+
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
   const { matcher, nameChainSources, originalDstChainSources, auditChainSources } = hardenedMatcher(policies, options.port);
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
     loopRejectChain(),
-    ...nameChainSources.map((source) => nameChain(source, options)),
-    ...originalDstChainSources.map((source) => originalDstChain(source, options)),
+    ...nameChainSources.map((source) => cachedChain('name', source, options)),
+    ...originalDstChainSources.map((source) => cachedChain('original', source, options)),
     ...auditChainSources.map((source) => auditChain(source, options.maxConnectionsPerSource)),
   ];
   const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
