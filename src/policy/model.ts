@@ -21,7 +21,7 @@ export interface Allowlist {
 export interface PolicySpec {
   /** Canonical source CIDRs; absent means every source that reaches the listener. */
   readonly sources?: readonly string[];
-  /** Globs ("*" for any run of characters) on the Envoy node id; absent means every node. */
+  /** Globs ("*" for any run of characters, "?" for exactly one) on the Envoy node id; absent means every node. */
   readonly nodes?: readonly string[];
   /**
    * Where a connection allowed by server name goes: "name" (the default, stored

@@ -21,7 +21,7 @@ import { checkServerNamePattern } from './serverName.js';
 
 /** Policy names: 1–63 of a-z 0-9 . _ -, starting and ending with a letter or digit. */
 export const POLICY_NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
-export const NODE_GLOB_PATTERN = /^[A-Za-z0-9._:*-]+$/;
+export const NODE_GLOB_PATTERN = /^[A-Za-z0-9._:*?-]+$/;
 const MAX_GLOB = 253;
 
 const fail = (field: string, message: string): { ok: false; error: FieldError } => ({ ok: false, error: { field, message } });
@@ -137,7 +137,7 @@ function nodes(value: unknown): string[] {
     const glob = string(item, field);
     if (glob === '') invalid(field, 'must not be empty');
     if (glob.length > MAX_GLOB) invalid(field, `is ${glob.length} characters; at most ${MAX_GLOB}`);
-    if (!NODE_GLOB_PATTERN.test(glob)) invalid(field, `"${glob}" may hold only letters, digits, ".", "_", ":", "-" and "*" (any run of characters)`);
+    if (!NODE_GLOB_PATTERN.test(glob)) invalid(field, `"${glob}" may hold only letters, digits, ".", "_", ":", "-", "*" (any run of characters) and "?" (exactly one character)`);
     return glob;
   });
   return unique(globs).sort(byText);
