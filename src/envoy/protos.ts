@@ -28,6 +28,10 @@ export const ENVOY_PROTO_FILES = [
   'envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto',
   'envoy/extensions/filters/network/connection_limit/v3/connection_limit.proto',
   'google/protobuf/wrappers.proto',
+  // The forward proxy (seed 000): the HTTP connection manager (with the route protos), its filters.
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/dynamic_forward_proxy/v3/dynamic_forward_proxy.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
 ] as const;
 
 export function envoyProtoIncludeDirs(): string[] {

@@ -14,6 +14,9 @@ export const TypeUrl = {
   SniDynamicForwardProxy: `${TYPE_PREFIX}envoy.extensions.filters.network.sni_dynamic_forward_proxy.v3.FilterConfig`,
   SetFilterState: `${TYPE_PREFIX}envoy.extensions.filters.network.set_filter_state.v3.Config`,
   ConnectionLimit: `${TYPE_PREFIX}envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit`,
+  HttpConnectionManager: `${TYPE_PREFIX}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+  HttpDynamicForwardProxy: `${TYPE_PREFIX}envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig`,
+  HttpRouter: `${TYPE_PREFIX}envoy.extensions.filters.http.router.v3.Router`,
   /** The filter_chain_matcher action: the name of the filter chain to use. */
   StringValue: `${TYPE_PREFIX}google.protobuf.StringValue`,
   IpMatcher: `${TYPE_PREFIX}xds.type.matcher.v3.IPMatcher`,
