@@ -8,6 +8,9 @@ import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './f
 import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './xdsLimitFlags.js';
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
+import { DENIAL_FLAGS, DENIAL_USAGE, parseDenialFlags } from './denialFlags.js';
+import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
+import { STORE_FLAGS, STORE_USAGE, parseStoreFlags } from './storeFlags.js';
 import { STORE_BACKEND_FLAGS, STORE_BACKEND_USAGE, parseReplicaId, parseStoreBackendFlags } from './storeBackendFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
@@ -19,6 +22,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
                           [--node-identity uri-san|dns-san|cn|none] [--node-identity-prefix URI]]]
                         [--xds-max-streams N] [--xds-max-streams-per-connection N]
                         [--xds-max-request-bytes N] [--xds-max-node-id-bytes N] [--xds-stuck-seconds N]
+                        [--push-window-ms 10] [--push-max-delay-ms 100] [--compile-workers N]
 
   --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
   --admin-address      the admin REST API; off loopback it requires a token
@@ -36,6 +40,9 @@ ${COMPILE_USAGE}
                        a mismatch is refused with PERMISSION_DENIED
   --node-identity-prefix  the uri-san prefix (default spiffe://egress-xds/node/)
 ${XDS_LIMIT_USAGE}
+${DENIAL_USAGE}
+${PUSH_USAGE}
+${STORE_USAGE}
 
 On a first start with no --policy, the store receives the embedded default policy
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
@@ -58,6 +65,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'node-identity-prefix': { type: 'string' },
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
+      ...DENIAL_FLAGS,
+      ...PUSH_FLAGS,
+      ...STORE_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
@@ -74,6 +84,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       xdsTls?.clientCa !== undefined,
     );
     const xdsLimits = parseXdsLimitFlags(values);
+    const denials = parseDenialFlags(values);
+    const pushFlags = parsePushFlags(values);
+    const { adminAllowedHosts, ...storeOptions } = parseStoreFlags(values);
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
@@ -87,6 +100,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
         xdsLimits,
         adminHost: admin.host,
         adminPort: admin.port,
+        storeOptions,
+        ...(adminAllowedHosts ? { adminAllowedHosts } : {}),
         dataDir: values['data-dir'] ?? './data',
         storeBackend,
         ...(replicaId !== undefined ? { replicaId } : {}),
@@ -94,6 +109,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
         compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags },
+        denials,
+        ...pushFlags,
         logger,
       });
     } catch (error) {
