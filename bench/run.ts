@@ -28,3 +28,7 @@ for (const nodes of [100, 1000]) {
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
+
+console.log('\n## Replicas on etcd: admin write on replica A → ACK of the Envoys on replica C');
+console.log('(each replica its own `serve --store etcd://` process, one local etcd member; beside one process on the file store)');
+for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);
