@@ -21,8 +21,8 @@ export interface HardenedOptions extends ChainOptions {
 // Chains depend only on the source and the options: built (and encoded) once each.
 const MAX_CHAINS = 50_000;
 const chainCache = new Map<string, FilterChainJson>();
-function cachedChain(kind: 'name' | 'original', source: string, options: ChainOptions): FilterChainJson {
-  const key = `${kind}|${source}|${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
+function cachedChain(kind: 'name' | 'original', source: string, options: ChainOptions, optionsKey: string): FilterChainJson {
+  const key = `${kind}|${source}|${optionsKey}`;
   let chain = chainCache.get(key);
   if (!chain) {
     if (chainCache.size >= MAX_CHAINS) chainCache.clear();
@@ -39,11 +39,12 @@ export function resetChainCache(): void {
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
   const { matcher, nameChainSources, originalDstChainSources } = hardenedMatcher(policies, options.port);
+  const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
     loopRejectChain(),
-    ...nameChainSources.map((source) => cachedChain('name', source, options)),
-    ...originalDstChainSources.map((source) => cachedChain('original', source, options)),
+    ...nameChainSources.map((source) => cachedChain('name', source, options, optionsKey)),
+    ...originalDstChainSources.map((source) => cachedChain('original', source, options, optionsKey)),
   ];
   const listener = egressListener(chains, options.listener);
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
