@@ -199,7 +199,7 @@ export const openApiDocument = {
             description: 'Source CIDRs (network form: host bits zero; a bare address is one host). Absent: every source.',
           },
           nodes: {
-            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*-]+$' },
+            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*?-]+$', maxLength: 253 },
             description: 'Globs on the Envoy node id ("*" is any run of characters, "?" exactly one). Absent: every node.',
           },
           upstream: {
@@ -209,6 +209,10 @@ export const openApiDocument = {
           mode: {
             type: 'string', enum: ['enforce', 'audit'],
             description: '"enforce" (default) refuses what the allowlist does not allow; "audit" forwards it and logs it as would-deny.',
+          },
+          log: {
+            type: 'string', enum: ['denied', 'all'],
+            description: '"denied" (default): Envoy logs refused and would-deny connections to the control plane; "all": also every allowed connection of the sources this policy selects.',
           },
           allow: ref('Allowlist'),
         },
@@ -262,6 +266,16 @@ export const openApiDocument = {
           connectedAt: { type: 'string', format: 'date-time' },
           streams: { type: 'integer' },
           upToDate: { type: 'boolean', description: 'The newest stream acknowledged the latest version of every type this node is served.' },
+          revision: {
+            type: 'object',
+            required: ['latest', 'served', 'acknowledged'],
+            description: 'Store revisions: whether the latest change has reached this node and been acknowledged.',
+            properties: {
+              latest: { type: 'integer', description: 'The latest committed store revision.' },
+              served: { type: 'integer', description: 'The store revision whose state this node is served now; below latest while a change is coalesced or compiled.' },
+              acknowledged: { type: ['integer', 'null'], description: 'The store revision whose state this node acknowledged whole; equal to latest when the latest change is in force at the node.' },
+            },
+          },
           resources: {
             type: 'object',
             description: 'By type URL.',

@@ -8,6 +8,7 @@ import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './f
 import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './xdsLimitFlags.js';
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
+import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
@@ -17,6 +18,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
                           [--node-identity uri-san|dns-san|cn|none] [--node-identity-prefix URI]]]
                         [--xds-max-streams N] [--xds-max-streams-per-connection N]
                         [--xds-max-request-bytes N] [--xds-max-node-id-bytes N] [--xds-stuck-seconds N]
+                        [--push-window-ms 10] [--push-max-delay-ms 100] [--compile-workers N]
 
   --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
   --admin-address      the admin REST API; off loopback it requires a token
@@ -33,6 +35,7 @@ ${COMPILE_USAGE}
                        a mismatch is refused with PERMISSION_DENIED
   --node-identity-prefix  the uri-san prefix (default spiffe://egress-xds/node/)
 ${XDS_LIMIT_USAGE}
+${PUSH_USAGE}
 
 On a first start with no --policy, the store receives the embedded default policy
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
@@ -54,6 +57,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'node-identity-prefix': { type: 'string' },
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
+      ...PUSH_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
@@ -69,6 +73,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       xdsTls?.clientCa !== undefined,
     );
     const xdsLimits = parseXdsLimitFlags(values);
+    const pushFlags = parsePushFlags(values);
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
@@ -87,6 +92,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
         compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags },
+        ...pushFlags,
         logger,
       });
     } catch (error) {

@@ -31,6 +31,7 @@ import type { MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/reso
 import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
+import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
@@ -55,6 +56,8 @@ export interface SourceFragment {
   /** The per-source chains the fragment's actions name. */
   readonly usesNameChain: boolean;
   readonly usesOriginalDstChain: boolean;
+  /** Refusals go to the source's would-deny chain (an audit policy selects it). */
+  readonly usesAuditChain: boolean;
 }
 
 function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson }[]): TypedExtensionJson {
@@ -92,6 +95,7 @@ function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): On
 /** A source's subtree from its plan. */
 export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
+  const refusal = refusalChainName(label, plan.policies);
   const nameDomains: string[] = [];
   const originalDomains: string[] = [];
   for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
@@ -101,11 +105,11 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   ];
   const byName: OnMatchJson =
     domainMatchers.length === 0
-      ? to(REJECT_FILTER_CHAIN)
+      ? to(refusal)
       : {
           matcher: {
             matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers } } },
-            onNoMatch: to(REJECT_FILTER_CHAIN),
+            onNoMatch: to(refusal),
           },
         };
   const onMatch = cidrBranch(plan, label, byName);
@@ -114,6 +118,7 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
     sharedOnMatch: cidrBranch(plan, label, to(nameChainName(label))),
     usesNameChain: nameDomains.length > 0,
     usesOriginalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0,
+    usesAuditChain: refusal !== REJECT_FILTER_CHAIN,
   };
 }
 
@@ -176,6 +181,9 @@ export interface HardenedMatcher {
   /** Source labels needing a name chain / an original-destination chain, sorted as emitted. */
   readonly nameChainSources: readonly string[];
   readonly originalDstChainSources: readonly string[];
+  readonly auditChainSources: readonly string[];
+  /** The policies selecting each source key (ANY_SOURCE included), names of the shared policies taken out. */
+  readonly bySource: ReadonlyMap<string, readonly Policy[]>;
 }
 
 /** A source-less policy that dials by name: its names go first, for every source (see the top). */
@@ -215,16 +223,18 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
     sharedNames.length === 0 ? bySource_ : serverNameMatcher(sharedNames, bySourceIp(named.map((f) => f.sharedRangeEntry), anyFragment.sharedOnMatch), bySource_);
   const nameChainSources: string[] = [];
   const originalDstChainSources: string[] = [];
+  const auditChainSources: string[] = [];
   keys.forEach((key, i) => {
     const fragment = fragments[i]!;
     if (fragment.usesNameChain || sharedNames.length > 0) nameChainSources.push(sourceLabelOf(key));
     if (fragment.usesOriginalDstChain) originalDstChainSources.push(sourceLabelOf(key));
+    if (fragment.usesAuditChain) auditChainSources.push(sourceLabelOf(key));
   });
   const matcher: MatcherJson = {
     matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: { [String(listenerPort)]: to(LOOP_REJECT_FILTER_CHAIN) } } },
     onNoMatch: afterLoopGuard,
   };
-  return { matcher, nameChainSources, originalDstChainSources };
+  return { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource };
 }
 
 /** Forgets every memoised fragment (benchmarks measure cold compiles with it). */

@@ -9,8 +9,11 @@ import { createAdminServer } from '../admin/server.js';
 import type { Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Policy, PolicySpec, StoredPolicy } from '../policy/model.js';
+import { encodeResource } from '../snapshot/encodedResource.js';
 import { SnapshotCache } from '../snapshot/cache.js';
 import { egressGroupCompiler, type CompiledEgressGroup } from '../snapshot/egressGroups.js';
+import { CompilePool, defaultCompileWorkers } from '../snapshot/compilePool.js';
+import { PushScheduler, type PushTiming } from '../snapshot/pushScheduler.js';
 import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
@@ -41,6 +44,10 @@ export interface ControlPlaneOptions {
   /** Store EMBEDDED_DEFAULT_POLICY when the store has never been written. */
   readonly embeddedDefault?: boolean;
   readonly compile?: CompileOptions;
+  /** Coalescing of changes into pushes (default: 10 ms window, 100 ms at most). */
+  readonly pushTiming?: PushTiming;
+  /** Threads that compile node groups; 0 compiles on the event loop (default: cores - 1, 1 to 4). */
+  readonly compileWorkers?: number;
   readonly logger: Logger;
   readonly metrics?: Metrics;
 }
@@ -52,6 +59,8 @@ export interface ControlPlane {
   readonly cache: SnapshotCache<CompiledEgressGroup>;
   readonly registry: NodeRegistry;
   readonly metrics: Metrics;
+  /** Store commits → coalesced cache changes; idle() once every commit is served. */
+  readonly push: PushScheduler;
   close(): Promise<void>;
 }
 
@@ -96,14 +105,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       logger.info('empty store: stored the embedded default policy (seed 002 §6.6)', { policy: EMBEDDED_DEFAULT_POLICY.name });
     }
 
-    const cache = new SnapshotCache(egressGroupCompiler(options.compile));
+    const compiler = egressGroupCompiler(options.compile);
+    const cache = new SnapshotCache(compiler);
+    // No Envoy is connected yet: this only indexes the policies (groups compile as nodes connect).
     cache.setPolicies(store.list().map(policyOf));
+    const workers = options.compileWorkers ?? defaultCompileWorkers();
+    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers) : undefined;
+    if (pool) cleanups.push(() => pool.close());
+    const compileHere = async (sets: readonly (readonly Policy[])[]) =>
+      sets.map((policies) => compiler(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)));
+    const push = new PushScheduler(cache, pool?.build ?? compileHere, logger, options.pushTiming, store.revision);
+    cleanups.push(() => push.stop());
     cleanups.push(
-      store.onChange((change) => {
-        const policies = store.list();
-        cache.setPolicies(policies.map(policyOf));
-        logger.info('policy change applied', { revision: change.revision, policies: policies.length, nodeGroups: cache.groupCount() });
-      }),
+      // The store's 200 has already been decided (durable); pushing happens after, coalesced.
+      store.onChange((change) => push.enqueue({ revision: change.revision, puts: change.puts.map(policyOf), deletes: change.deletes })),
     );
 
     let watcher: PolicyFileWatcher | undefined;
@@ -112,7 +127,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       cleanups.push(() => watcher?.close());
     }
 
-    const registry = new NodeRegistry(cache);
+    const registry = new NodeRegistry(cache, () => ({ latest: push.latestRevision, served: push.servedRevision }));
     const xds: XdsServer = await listening('xDS', options.xdsAddress, () =>
       startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress, {
         ...(options.xdsTls ? { tls: options.xdsTls } : {}),
@@ -147,7 +162,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });
-    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, close };
+    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, push, close };
   } catch (error) {
     await close();
     throw error;
