@@ -10,6 +10,8 @@ export interface Reply {
   readonly body?: unknown;
   readonly text?: { readonly contentType: string; readonly content: string };
   readonly headers?: Readonly<Record<string, string>>;
+  /** A long-lived response (server-sent events): it writes its own head and body. */
+  readonly stream?: (res: ServerResponse) => void;
 }
 
 export const json = (status: number, body: unknown, headers?: Record<string, string>): Reply => ({ status, body, ...(headers ? { headers } : {}) });
@@ -18,6 +20,10 @@ export const errorReply = (status: number, message: string, field?: string, head
   json(status, { error: field === undefined ? { message } : { message, field } }, headers);
 
 export function send(res: ServerResponse, reply: Reply): void {
+  if (reply.stream) {
+    reply.stream(res);
+    return;
+  }
   const headers: Record<string, string> = {
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',

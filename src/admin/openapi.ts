@@ -2,6 +2,8 @@
 // hand as data; test/admin/openapi.test.ts checks that it and the server's
 // route table name the same paths and methods.
 
+import { denialPaths, denialSchemas } from './denialsOpenApi.js';
+
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (schema: unknown) => ({ 'application/json': { schema } });
 const errorResponse = (description: string) => ({ description, content: jsonContent(ref('Error')) });
@@ -150,6 +152,7 @@ export const openApiDocument = {
         },
       },
     },
+    ...denialPaths,
     '/healthz': {
       get: {
         operationId: 'healthz',
@@ -165,7 +168,10 @@ export const openApiDocument = {
         security: [],
         responses: {
           '200': { description: 'Ready.', content: jsonContent({ type: 'object', properties: { ready: { const: true } } }) },
-          '503': { description: 'Not ready yet.', content: jsonContent({ type: 'object', properties: { ready: { const: false } } }) },
+          '503': {
+            description: 'Not ready: starting, or (with --store etcd://) etcd does not answer; Envoys are still served the last state.',
+            content: jsonContent({ type: 'object', properties: { ready: { const: false }, reason: { type: 'string' } } }),
+          },
         },
       },
     },
@@ -193,6 +199,7 @@ export const openApiDocument = {
       },
     },
     schemas: {
+      ...denialSchemas,
       Error: {
         type: 'object',
         required: ['error'],
@@ -217,7 +224,7 @@ export const openApiDocument = {
             description: 'Source CIDRs (network form: host bits zero; a bare address is one host). Absent: every source.',
           },
           nodes: {
-            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*-]+$' },
+            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*?-]+$', maxLength: 253 },
             description: 'Globs on the Envoy node id ("*" is any run of characters, "?" exactly one). Absent: every node.',
           },
           upstream: {
@@ -227,6 +234,10 @@ export const openApiDocument = {
           mode: {
             type: 'string', enum: ['enforce', 'audit'],
             description: '"enforce" (default) refuses what the allowlist does not allow; "audit" forwards it and logs it as would-deny.',
+          },
+          log: {
+            type: 'string', enum: ['denied', 'all'],
+            description: '"denied" (default): Envoy logs refused and would-deny connections to the control plane; "all": also every allowed connection of the sources this policy selects.',
           },
           allow: ref('Allowlist'),
         },
@@ -300,7 +311,18 @@ export const openApiDocument = {
           cluster: { type: 'string' },
           connectedAt: { type: 'string', format: 'date-time' },
           streams: { type: 'integer' },
+          replica: { type: 'string', description: 'With --store etcd://: the replica this node is connected to (every replica lists the whole fleet).' },
           upToDate: { type: 'boolean', description: 'The newest stream acknowledged the latest version of every type this node is served.' },
+          revision: {
+            type: 'object',
+            required: ['latest', 'served', 'acknowledged'],
+            description: 'Store revisions: whether the latest change has reached this node and been acknowledged.',
+            properties: {
+              latest: { type: 'integer', description: 'The latest committed store revision.' },
+              served: { type: 'integer', description: 'The store revision whose state this node is served now; below latest while a change is coalesced or compiled.' },
+              acknowledged: { type: ['integer', 'null'], description: 'The store revision whose state this node acknowledged whole; equal to latest when the latest change is in force at the node.' },
+            },
+          },
           resources: {
             type: 'object',
             description: 'By type URL.',

@@ -9,6 +9,7 @@ import { validateCheckRequest } from './checkRequest.js';
 import type { ControlPlaneView } from './controlPlaneView.js';
 import { errorReply, json, type Reply } from './httpIo.js';
 import { openApiDocument } from './openapi.js';
+import { denialRoutes, type DenialsView } from './denialRoutes.js';
 
 export type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
@@ -37,6 +38,8 @@ export interface RouteDependencies {
   readonly store: PolicyStore;
   readonly view: ControlPlaneView;
   readonly metrics: Metrics;
+  /** The denial log and what suggest needs (absent: its routes answer 503). */
+  readonly denials?: DenialsView;
 }
 
 const refusalStatus: Record<StoreRefusalCode, number> = { not_found: 404, conflict: 409, precondition_failed: 412 };
@@ -78,7 +81,7 @@ function nonNegativeInteger(query: URLSearchParams, key: string, min: number, ma
   return { ok: true, value: Number(text) };
 }
 
-export function createRoutes({ store, view, metrics }: RouteDependencies): Route[] {
+export function createRoutes({ store, view, metrics, denials }: RouteDependencies): Route[] {
   const policyByName: Route['handlers'] = {
     GET: ({ params }) => {
       const name = validatePolicyName(params.name);
@@ -168,12 +171,19 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
         },
       },
     },
+    ...denialRoutes(denials),
     { template: '/healthz', pattern: /^\/healthz$/, public: true, handlers: { GET: () => json(200, { status: 'ok' }) } },
     {
       template: '/readyz',
       pattern: /^\/readyz$/,
       public: true,
-      handlers: { GET: () => (view.ready() ? json(200, { ready: true }) : json(503, { ready: false })) },
+      handlers: {
+        GET: () => {
+          if (view.ready()) return json(200, { ready: true });
+          const reason = view.notReadyReason?.();
+          return json(503, { ready: false, ...(reason ? { reason } : {}) });
+        },
+      },
     },
     {
       template: '/metrics',

@@ -12,6 +12,7 @@ import { StoreError } from '../store/storeError.js';
 import { createTokenCheck, requireTokenUnlessLoopback } from './auth.js';
 import { createHostCheck, type HostCheck } from './hostCheck.js';
 import type { ControlPlaneView } from './controlPlaneView.js';
+import type { DenialsView } from './denialRoutes.js';
 import { DEFAULT_BODY_LIMIT, errorReply, readJsonBody, send, type Reply } from './httpIo.js';
 import { createRoutes, type Method, type Route } from './routes.js';
 
@@ -22,6 +23,8 @@ export interface AdminServerOptions {
   /** The bearer token; required to listen on a non-loopback address. */
   readonly token?: string;
   readonly logger: Logger;
+  /** The denial log (src/denials) behind /v1/denials and the console. */
+  readonly denials?: DenialsView;
   /** Largest request body accepted (default 1 MiB). */
   readonly bodyLimit?: number;
   /** Host names accepted besides the listen address (--admin-allowed-host); "*" accepts any. */
@@ -63,7 +66,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   const logger = options.logger.child({ component: 'admin' });
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const tokenCheck = createTokenCheck(token);
-  const routes = createRoutes({ store, view, metrics });
+  const routes = createRoutes({ store, view, metrics, ...(options.denials ? { denials: options.denials } : {}) });
   // Set by listen(): the check needs the address served.
   let hostCheck: HostCheck | undefined;
 

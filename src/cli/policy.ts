@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { ParseArgsConfig } from 'node:util';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { UsageError, parseFlags } from './flags.js';
+import { formatSuggestion } from './policySuggest.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:18080';
 export const EXIT = { ok: 0, failed: 1, usage: 2, denied: 3 } as const;
@@ -26,6 +27,9 @@ commands:
   check --node ID --source IP --destination IP:PORT [--sni NAME]
                                      the verdict Envoy would give (exit 0 allow, 3 deny)
   history [--limit N] [--since REVISION | --before REVISION]
+  suggest --node ID --source IP [--since 1h]
+                                     a policy drafted from the source's denials, ready to put,
+                                     and what it would add to the policies in force
 
 options:
   --server URL        admin API (default: $EGRESS_XDS_ADMIN_URL or ${DEFAULT_ADMIN_URL})
@@ -85,6 +89,7 @@ const ALLOWED: Record<string, readonly (keyof Flags)[]> = {
   batch: ['file'],
   check: ['node', 'source', 'destination', 'sni'],
   history: ['limit', 'since', 'before'],
+  suggest: ['node', 'source', 'since'],
 };
 
 /** "10.0.0.0/8:443,8443", "[2001:db8::]/32:443", "1.2.3.4:22" -> {cidr, ports?}. */
@@ -292,6 +297,17 @@ export async function policyCommand(argv: string[], io: CliIo = processIo): Prom
         const why = body.verdict === 'allow' ? `allowed by policy ${body.policy}` : 'no policy allows it';
         print(`${body.verdict}: ${why} (filter chain ${body.filterChain})\n`, body);
         return body.verdict === 'allow' ? EXIT.ok : EXIT.denied;
+      }
+      case 'suggest': {
+        const node = flags.node?.[0];
+        const source = flags.source?.[0];
+        if (node === undefined || source === undefined || (flags.node?.length ?? 0) > 1 || (flags.source?.length ?? 0) > 1) {
+          throw new UsageError('suggest needs one --node ID and one --source IP');
+        }
+        const query = new URLSearchParams({ node, source, ...(flags.since !== undefined ? { since: flags.since } : {}) });
+        const { body } = await call('GET', `/v1/denials/suggest?${query}`);
+        print(formatSuggestion(body), body);
+        return EXIT.ok;
       }
       case 'history': {
         const query = new URLSearchParams();
