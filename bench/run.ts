@@ -4,6 +4,7 @@ import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
 import { hostScenarioTable } from './hostScenario.js';
 import { pushLatency } from './pushLatency.js';
+import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -34,3 +35,6 @@ for (const nodes of [100, 1000]) {
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
+
+console.log('\n## Writes: the store, the admin API, start-up with a long history');
+await storeBenchmarks({ policies: 10_000, seconds: 5, concurrency: 64, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
