@@ -2,6 +2,8 @@
 import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
+import { fleetTable } from './fleet.js';
+import { hostileMixTable } from './hostileMix.js';
 import { pushLatency } from './pushLatency.js';
 import { ms } from './stats.js';
 
@@ -28,3 +30,10 @@ for (const nodes of [100, 1000]) {
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
+
+console.log('\n## Fleet: N hosts, each with its own policy, plus one global policy');
+console.log('(one SotW stream per host on its own connection; server, load client and driver in three processes)');
+for (const line of await fleetTable([10000], 10, 2)) console.log(line);
+
+console.log('\n## Hostile mix: healthy Envoys beside 100 stuck readers, request floods and toggles, 1,000 changes');
+for (const line of await hostileMixTable()) console.log(line);
