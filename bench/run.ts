@@ -3,6 +3,8 @@ import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
 import { hostScenarioTable } from './hostScenario.js';
+import { fleetTable } from './fleet.js';
+import { hostileMixTable } from './hostileMix.js';
 import { pushLatency } from './pushLatency.js';
 import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
@@ -38,3 +40,9 @@ for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line)
 
 console.log('\n## Writes: the store, the admin API, start-up with a long history');
 await storeBenchmarks({ policies: 10_000, seconds: 5, concurrency: 64, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
+console.log('\n## Fleet: N hosts, each with its own policy, plus one global policy');
+console.log('(one SotW stream per host on its own connection; server, load client and driver in three processes)');
+for (const line of await fleetTable([10000], 10, 2)) console.log(line);
+
+console.log('\n## Hostile mix: healthy Envoys beside 100 stuck readers, request floods and toggles, 1,000 changes');
+for (const line of await hostileMixTable()) console.log(line);
