@@ -39,10 +39,13 @@ export interface AccessLogDependencies {
   readonly logger: Logger;
   /** Open ALS streams at once (default 10,000); more get RESOURCE_EXHAUSTED. */
   readonly maxStreams?: number;
+  /** Largest message accepted (default 256 KiB): one message is decoded in one go, so this bounds the pause it causes. */
+  readonly maxMessageBytes?: number;
 }
 
 export function accessLogService(deps: AccessLogDependencies): ExtraService {
   const maxStreams = deps.maxStreams ?? 10_000;
+  const maxMessageBytes = deps.maxMessageBytes ?? 256 * 1024;
   let open = 0;
   return {
     definition: accessLogServiceDefinition,
@@ -72,6 +75,14 @@ export function accessLogService(deps: AccessLogDependencies): ExtraService {
         let identifier: AlsIdentifier | undefined;
         call.on('data', (bytes: Buffer) => {
           if (finished) return;
+          // One message per turn of the event loop: ADS streams get their turn between batches, and a
+          // flood waits in HTTP/2 flow control (Envoy buffers, then drops logs) instead of in our memory.
+          call.pause();
+          setImmediate(() => call.resume());
+          if (bytes.length > maxMessageBytes) {
+            finish({ code: GrpcStatus.RESOURCE_EXHAUSTED, details: `a StreamAccessLogsMessage of ${bytes.length} bytes is larger than ${maxMessageBytes} (Envoy flushes at buffer_size_bytes, 16 KiB by default)` }, 'too-large');
+            return;
+          }
           let decoded;
           try {
             decoded = decodeAccessLogsMessage(bytes, { first: identifier === undefined });
