@@ -4,6 +4,7 @@ import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
 import { pushLatency } from './pushLatency.js';
 import { ms } from './stats.js';
+import { alsIngestTable } from './denials.js';
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(`machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`);
@@ -28,3 +29,6 @@ for (const nodes of [100, 1000]) {
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
+
+console.log('\n## ALS ingest: access log records through the Access Log Service into the denial buffer');
+for (const line of await alsIngestTable([{ records: 200_000, batch: 50, bound: 100_000 }, { records: 200_000, batch: 50, bound: 10_000 }])) console.log(line);
