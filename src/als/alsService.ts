@@ -31,8 +31,8 @@ export const accessLogServiceDefinition = {
 export interface AccessLogDependencies {
   /** Where stamped records go (src/denials/denialLog.ts). */
   readonly ingest: (records: readonly DenialRecord[]) => void;
-  /** The store revision in force now, stamped on records whose tags carry none. */
-  readonly revision: () => string;
+  /** The store revision in force on the node now, stamped on records whose tags carry none. */
+  readonly revision: (nodeId: string) => string;
   /** The Listener version the node has acknowledged, if any. */
   readonly listenerVersion: (nodeId: string) => string | undefined;
   readonly metrics: Metrics;
@@ -113,7 +113,7 @@ export function accessLogService(deps: AccessLogDependencies): ExtraService {
             return;
           }
           const node = identifier.nodeId;
-          const revision = deps.revision();
+          const revision = deps.revision(node);
           const listenerVersion = deps.listenerVersion(node);
           const records = decoded.records.map((r) => ({
             ...r,
