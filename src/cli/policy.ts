@@ -21,6 +21,9 @@ commands:
   put NAME --file FILE               create or replace from a YAML/JSON spec ("-" reads stdin)
   put NAME [--sni NAME[,NAME]]... [--cidr CIDR[:PORT[,PORT]]]... [--source CIDR]... [--node GLOB]...
   delete NAME
+  batch --file FILE                  many puts and deletes as one atomic commit, all or nothing;
+                                     FILE (YAML/JSON, "-" stdin): {put: {NAME: SPEC}, delete: [NAME],
+                                     ifMatch: {NAME: REVISION}}
   check --node ID --source IP --destination IP:PORT [--sni NAME]
                                      the verdict Envoy would give (exit 0 allow, 3 deny)
   history [--limit N] [--since REVISION | --before REVISION]
@@ -83,6 +86,7 @@ const ALLOWED: Record<string, readonly (keyof Flags)[]> = {
   get: [],
   put: ['file', 'sni', 'source', 'node', 'cidr', 'if-match', 'create'],
   delete: ['if-match'],
+  batch: ['file'],
   check: ['node', 'source', 'destination', 'sni'],
   history: ['limit', 'since', 'before'],
   suggest: ['node', 'source', 'since'],
@@ -113,18 +117,23 @@ export function parseCidrFlag(text: string): { cidr: string; ports?: number[] } 
 const splitList = (values: readonly string[] | undefined): string[] =>
   (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
 
+/** A YAML or JSON file ("-": stdin), parsed; the server validates what it holds. */
+async function readSpecFile(file: string, io: CliIo): Promise<unknown> {
+  const text = file === '-' ? await io.stdin() : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot read ${file}: ${error.code ?? error.message}`);
+  });
+  try {
+    return parseYaml(text) as unknown;
+  } catch (error) {
+    throw new UsageError(`${file} is not YAML or JSON: ${(error as Error).message}`);
+  }
+}
+
 async function specFromFlags(flags: Flags, io: CliIo): Promise<unknown> {
   const inline = flags.sni || flags.cidr || flags.source || flags.node;
   if (flags.file !== undefined) {
     if (inline) throw new UsageError('put: give either --file or --sni/--cidr/--source/--node, not both');
-    const text = flags.file === '-' ? await io.stdin() : await readFile(flags.file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      throw new UsageError(`cannot read ${flags.file}: ${error.code ?? error.message}`);
-    });
-    try {
-      return parseYaml(text) as unknown;
-    } catch (error) {
-      throw new UsageError(`${flags.file} is not YAML or JSON: ${(error as Error).message}`);
-    }
+    return readSpecFile(flags.file, io);
   }
   if (!flags.sni && !flags.cidr) throw new UsageError('put: give --file, or at least one --sni or --cidr');
   const allow: { sni: string[]; cidrs?: unknown[] } = { sni: splitList(flags.sni) };
@@ -265,6 +274,13 @@ export async function policyCommand(argv: string[], io: CliIo = processIo): Prom
       case 'delete': {
         const { body } = await call('DELETE', `/v1/policies${path}`, undefined, revisionFlag(flags));
         print(`${body.name}: deleted (revision ${body.revision})\n`, body);
+        return EXIT.ok;
+      }
+      case 'batch': {
+        if (flags.file === undefined) throw new UsageError('batch needs --file FILE ({put: {NAME: SPEC}, delete: [NAME], ifMatch: {NAME: REVISION}})');
+        const { body } = await call('POST', '/v1/policies:batch', await readSpecFile(flags.file, io));
+        const changed = body.changed as string[];
+        print(changed.length === 0 ? `nothing changed (store revision ${body.storeRevision})\n` : `committed at store revision ${body.storeRevision}: ${changed.join(', ')}\n`, body);
         return EXIT.ok;
       }
       case 'check': {

@@ -25,6 +25,7 @@
 // The per-connection conditions are CEL access-log filters
 // (envoy.access_loggers.extension_filters.cel, Envoy ≥ 1.26), because Envoy's other filters
 // cannot test "no upstream host" or an address range.
+import { markImmutable } from '../envoy/fastEncode.js';
 import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
@@ -139,9 +140,16 @@ export const celFilter = (expression: string): AccessLogFilterJson => ({
 /** The per-source cap closed it: tcp_proxy never chose an upstream host, and nothing set a flag. */
 export const LIMITED_CEL = '!has(upstream.address) && response.flags == 0';
 
-/** Text prefixes of "IP:PORT" / "[IPv6]:PORT" that cover a special range exactly (octet / hex-digit steps). */
-export function specialAddressPrefixes(): string[] {
-  const out: string[] = [];
+/**
+ * One test per special range on Envoy's text of the upstream address ("IP:PORT", or
+ * "[IPv6]:PORT" in RFC 5952 form, IPv4-mapped as "[::ffff:a.b.c.d]"): an IPv4 range as
+ * decimal-octet prefixes, an IPv6 range as an anchored RE2 pattern on its first hextet
+ * (so that "fc0::1", which is 0fc0::1, is not taken for fc00::/7).
+ */
+export type AddressTest = { readonly startsWith: string } | { readonly matches: string };
+
+export function specialAddressTests(): AddressTest[] {
+  const out: AddressTest[] = [];
   for (const { cidr } of SPECIAL_RANGES) {
     const [address, lengthText] = cidr.split('/') as [string, string];
     const length = Number(lengthText);
@@ -149,26 +157,29 @@ export function specialAddressPrefixes(): string[] {
       const octets = address.split('.').map(Number);
       const whole = Math.floor(length / 8);
       const spare = length % 8;
-      const fixed = octets.slice(0, whole).join('.');
-      if (spare === 0) out.push(length === 32 ? `${octets.join('.')}:` : `${fixed}${whole > 0 ? '.' : ''}`);
-      else {
-        const base = octets[whole]!;
-        for (let v = base; v < base + 2 ** (8 - spare); v += 1) out.push(`${fixed}${whole > 0 ? '.' : ''}${v}.`);
-      }
-    } else if (cidr === '::1/128') out.push('[::1]:');
-    else if (cidr === '::/128') out.push('[::]:');
-    else if (cidr === '::ffff:0:0/96') out.push('[::ffff:');
-    else if (cidr === 'fc00::/7') out.push('[fc', '[fd');
-    else if (cidr === 'fe80::/10') out.push('[fe8', '[fe9', '[fea', '[feb');
-    else throw new Error(`no text prefix for special range ${cidr}`);
+      const fixed = octets.slice(0, whole).map((o) => `${o}.`).join('');
+      if (spare === 0) out.push({ startsWith: fixed });
+      else for (let v = octets[whole]!; v < octets[whole]! + 2 ** (8 - spare); v += 1) out.push({ startsWith: `${fixed}${v}.` });
+    } else if (cidr === '::1/128') out.push({ startsWith: '[::1]:' });
+    else if (cidr === '::/128') out.push({ startsWith: '[::]:' });
+    else if (cidr === '::ffff:0:0/96') out.push({ startsWith: '[::ffff:' });
+    else if (cidr === 'fc00::/7') out.push({ matches: '^\\[f[cd][0-9a-f]{2}:' });
+    else if (cidr === 'fe80::/10') out.push({ matches: '^\\[fe[89ab][0-9a-f]:' });
+    else throw new Error(`no address test for special range ${cidr}`);
   }
   return out;
 }
 
+/** The same tests as Envoy's CEL runs them, for the tests' model. */
+export const addressPasses = (test: AddressTest, address: string): boolean =>
+  'startsWith' in test ? address.startsWith(test.startsWith) : new RegExp(test.matches).test(address);
+
 let specialCel: string | undefined;
 /** The upstream host is in a special range. */
 export function specialUpstreamCel(): string {
-  specialCel ??= `has(upstream.address) && (${specialAddressPrefixes().map((p) => `upstream.address.startsWith(${JSON.stringify(p)})`).join(' || ')})`;
+  specialCel ??= `has(upstream.address) && (${specialAddressTests()
+    .map((t) => ('startsWith' in t ? `upstream.address.startsWith(${JSON.stringify(t.startsWith)})` : `upstream.address.matches(${JSON.stringify(t.matches)})`))
+    .join(' || ')})`;
   return specialCel;
 }
 
@@ -251,12 +262,29 @@ export function chainLogPlan(chainName: string, policiesOfSource: (label: string
   return undefined;
 }
 
+// Logged chains, memoised per input chain object (the hardened listener caches its chains)
+// and what the loggers say, and marked immutable so the fast encoder keeps their bytes.
+const logged = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();
+
 /** The hardened listener's chains with their access loggers. */
 export function withEgressAccessLogs(chains: readonly FilterChainJson[], policies: readonly Policy[], listener: string, options: AccessLogOptions = {}): FilterChainJson[] {
-  const bySource = policiesBySource(policies);
-  const policiesOfSource = (label: string): readonly Policy[] => bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+  let bySource: Map<string, Policy[]> | undefined;
+  const policiesOfSource = (label: string): readonly Policy[] => {
+    bySource ??= policiesBySource(policies);
+    return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+  };
   return chains.map((chain) => {
     const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
-    return plan ? withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)) : chain;
+    if (!plan) return chain;
+    const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
+    let byPlan = logged.get(chain);
+    if (!byPlan) logged.set(chain, (byPlan = new Map()));
+    let result = byPlan.get(key);
+    if (!result) {
+      if (byPlan.size > 64) byPlan.clear();
+      result = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
+      byPlan.set(key, result);
+    }
+    return result;
   });
 }

@@ -9,6 +9,7 @@
 // (metadata, loopback, private ranges): audit lets a guest reach what a policy could
 // allow by name, never what no policy could. Switching a policy's mode changes only the
 // matcher and the audited sources' chains, like any other edit.
+import { markImmutable } from '../envoy/fastEncode.js';
 import type { ClusterJson, FilterChainJson } from '../envoy/resources.js';
 import type { Policy } from '../policy/model.js';
 import { originalDstCluster } from './clusters.js';
@@ -31,12 +32,21 @@ export function refusalChainName(sourceLabel: string, policies: readonly Policy[
   return policies.some((p) => p.mode === 'audit') ? auditChainName(sourceLabel) : REJECT_FILTER_CHAIN;
 }
 
-/** Would-deny, from one source: capped like its other chains, then to the address the guest dialled. */
+const chains = new Map<string, FilterChainJson>();
+
+/** Would-deny, from one source: capped like its other chains, then to the address the guest dialled. Built once per (source, cap). */
 export function auditChain(sourceLabel: string, maxConnectionsPerSource: number): FilterChainJson {
-  return {
-    name: auditChainName(sourceLabel),
-    filters: [connectionLimitFilter(sourceLabel, maxConnectionsPerSource), tcpProxyFilter(AUDIT_CLUSTER, AUDIT_STAT_PREFIX)],
-  };
+  const key = `${sourceLabel}|${maxConnectionsPerSource}`;
+  let chain = chains.get(key);
+  if (!chain) {
+    if (chains.size >= 50_000) chains.clear();
+    chain = markImmutable({
+      name: auditChainName(sourceLabel),
+      filters: [connectionLimitFilter(sourceLabel, maxConnectionsPerSource), tcpProxyFilter(AUDIT_CLUSTER, AUDIT_STAT_PREFIX)],
+    });
+    chains.set(key, chain);
+  }
+  return chain;
 }
 
 export function auditCluster(upstreamMark: number, connectTimeout?: string): ClusterJson {

@@ -2,6 +2,8 @@
 // admin API beside them. `serve`, the end-to-end tests and the benchmark all
 // start it through here, so they run the same thing.
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { startFleetStatus, type FleetStatus } from '../cluster/fleetStatus.js';
 import { checkConnection, type CompileOptions } from '../compile/index.js';
 import type { ControlPlaneView } from '../admin/controlPlaneView.js';
 import { isLoopbackHost, requireTokenUnlessLoopback } from '../admin/auth.js';
@@ -14,8 +16,10 @@ import { SnapshotCache } from '../snapshot/cache.js';
 import { egressGroupCompiler, type CompiledEgressGroup } from '../snapshot/egressGroups.js';
 import { CompilePool, defaultCompileWorkers } from '../snapshot/compilePool.js';
 import { PushScheduler, type PushTiming } from '../snapshot/pushScheduler.js';
-import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
+import { openPolicyStore, type PolicyStore, type StoreTuning } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
+import { openStoreBackend, type StoreBackend } from '../store/storeBackend.js';
+import type { EtcdPolicyStore } from '../store/etcdStore.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
 import { accessLogService } from '../als/alsService.js';
 import { DenialLog, type DenialLogOptions } from '../denials/denialLog.js';
@@ -43,8 +47,16 @@ export interface ControlPlaneOptions {
   readonly adminHost: string;
   readonly adminPort: number;
   readonly dataDir: string;
+  /** History retention and compaction (src/store/policyStore.ts); defaults when absent. */
+  readonly storeOptions?: StoreTuning;
+  /** Where the policies live; default: the file store in dataDir. */
+  readonly storeBackend?: StoreBackend;
+  /** This replica's name in the fleet status (etcd store only); default HOSTNAME:XDS_PORT. */
+  readonly replicaId?: string;
   readonly policyFile?: string;
   readonly adminToken?: string;
+  /** Host names the admin API answers to besides its address (--admin-allowed-host). */
+  readonly adminAllowedHosts?: readonly string[];
   /** Store EMBEDDED_DEFAULT_POLICY when the store has never been written. */
   readonly embeddedDefault?: boolean;
   readonly compile?: CompileOptions;
@@ -104,7 +116,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     for (const cleanup of cleanups.reverse()) await cleanup();
   };
   try {
-    const store = await openPolicyStore(options.dataDir, { logger });
+    const store = options.storeBackend
+      ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)
+      : await openPolicyStore(options.dataDir, { logger, ...options.storeOptions });
     cleanups.push(() => store.close());
 
     if (options.embeddedDefault && !options.policyFile && store.revision === 0) {
@@ -161,14 +175,30 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     }
     cleanups.push(() => xds.close());
 
+    // With etcd, every replica lists every replica's nodes (src/cluster/fleetStatus.ts).
+    let fleet: FleetStatus | undefined;
+    if ('client' in store && 'prefix' in store) {
+      const etcdStore = store as EtcdPolicyStore;
+      fleet = await startFleetStatus({
+        client: etcdStore.client,
+        prefix: etcdStore.prefix,
+        replicaId: options.replicaId ?? `${hostname()}:${xds.port}`,
+        local: () => registry.list(),
+        logger,
+      });
+      cleanups.push(() => fleet?.close());
+    }
+
     const view: ControlPlaneView = {
-      nodes: () => registry.list(),
+      nodes: () => fleet?.nodes() ?? registry.list(),
       check: (nodeId, connection) => {
         const group = cache.groupForNode(nodeId);
         return checkConnection(group.compiled, group.policies, connection);
       },
       // The admin API listens only once the store is loaded and the cache holds its snapshot.
-      ready: () => true,
+      // With etcd: not ready while etcd does not answer or the watch is down (Envoys are still served).
+      ready: () => store.health?.().ok ?? true,
+      notReadyReason: () => store.health?.().reason,
     };
     const suggestCompiler = egressGroupCompiler(options.compile);
     const denialsView: DenialsView = {
@@ -182,7 +212,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         return connections.map((connection) => checkConnection(compiled, policies, connection));
       },
     };
-    const admin = createAdminServer({ store, view, metrics, logger, denials: denialsView, ...(options.adminToken ? { token: options.adminToken } : {}) });
+    const admin = createAdminServer({
+      store, view, metrics, logger, denials: denialsView,
+      ...(options.adminToken ? { token: options.adminToken } : {}),
+      ...(options.adminAllowedHosts ? { allowedHosts: options.adminAllowedHosts } : {}),
+    });
     const adminAddress = `${options.adminHost}:${options.adminPort}`;
     const adminInfo = await listening('the admin API', adminAddress, () => admin.listen(options.adminHost, options.adminPort));
     cleanups.push(() => admin.close());
