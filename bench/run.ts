@@ -8,6 +8,7 @@ import { hostileMixTable } from './hostileMix.js';
 import { pushLatency } from './pushLatency.js';
 import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
+import { alsIngestTable } from './denials.js';
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(`machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`);
@@ -46,3 +47,5 @@ for (const line of await fleetTable([10000], 10, 2)) console.log(line);
 
 console.log('\n## Hostile mix: healthy Envoys beside 100 stuck readers, request floods and toggles, 1,000 changes');
 for (const line of await hostileMixTable()) console.log(line);
+console.log('\n## ALS ingest: access log records through the Access Log Service into the denial buffer');
+for (const line of await alsIngestTable([{ records: 200_000, batch: 50, bound: 100_000 }, { records: 200_000, batch: 50, bound: 10_000 }])) console.log(line);

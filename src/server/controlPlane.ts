@@ -160,7 +160,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cleanups.push(() => denials.close());
     const als = accessLogService({
       ingest: (records) => denials.ingest(records),
-      revision: () => String(store.revision),
+      // The revision whose state the node has acknowledged, when it is connected over ADS; else the store's.
+      revision: (nodeId) => String(registry.acknowledgedRevision(nodeId) ?? store.revision),
       listenerVersion: (nodeId) => registry.ackedVersion(nodeId, TypeUrl.Listener),
       metrics,
       logger: denialLogger,
