@@ -8,11 +8,14 @@ import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './f
 import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './xdsLimitFlags.js';
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
+import { FORWARD_FLAGS, FORWARD_USAGE, parseForwardFlags } from './forwardFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
                         [--listener-port 15001] [--ipv6]
                         [--profile hardened|seed] [--max-connections-per-source 512] [--upstream-mark 0x20000]
+                        [--forward-proxy [--forward-proxy-ports 10000,10001] [--forward-proxy-address ADDR]]
+                        [--transparent=false] [--dns-resolver ADDR ...] [--dns-lookup-family V4_ONLY]
                         [--xds-tls-cert FILE --xds-tls-key FILE [--xds-client-ca FILE
                           [--node-identity uri-san|dns-san|cn|none] [--node-identity-prefix URI]]]
                         [--xds-max-streams N] [--xds-max-streams-per-connection N]
@@ -26,6 +29,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
   --listener-port      the port of Envoy's transparent listener (the agent's --port)
   --ipv6               the listener also binds [::] on the same port
 ${COMPILE_USAGE}
+${FORWARD_USAGE}
   --xds-tls-cert/-key  serve ADS over TLS with this certificate chain and key (PEM)
   --xds-client-ca      and require Envoys to present a certificate this CA signed (mTLS)
   --node-identity      with mTLS, where the node id must appear in the client certificate:
@@ -54,12 +58,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'node-identity-prefix': { type: 'string' },
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
+      ...FORWARD_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
     if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
     const listenerPort = parsePort('--listener-port', values['listener-port']);
     const compileFlags = parseCompileFlags(values);
+    const forwardFlags = parseForwardFlags(values, listenerPort);
     const xdsTls = await loadXdsTls({ cert: values['xds-tls-cert'], key: values['xds-tls-key'], clientCa: values['xds-client-ca'] });
     const nodeIdentity = parseNodeIdentity(
       {
@@ -86,7 +92,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
-        compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags },
+        compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags, ...forwardFlags },
         logger,
       });
     } catch (error) {
