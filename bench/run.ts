@@ -2,6 +2,7 @@
 import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
+import { forwardTable } from './forward.js';
 import { pushLatency } from './pushLatency.js';
 import { ms } from './stats.js';
 
@@ -28,3 +29,6 @@ for (const nodes of [100, 1000]) {
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
+
+console.log('\n## Forward proxy: compile + encode beside the transparent listener (microVMs with 20 names each)');
+for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);
