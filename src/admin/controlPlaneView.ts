@@ -35,4 +35,6 @@ export interface ControlPlaneView {
   checkForward?(request: ForwardCheckRequest): ForwardCheckResult;
   /** True once the served state reflects the store. */
   ready(): boolean;
+  /** Why not ready, when known (e.g. "etcd at ... is unavailable"). */
+  notReadyReason?(): string | undefined;
 }

@@ -1,10 +1,11 @@
 // Install (= bring the host to the plan, from whatever is there), uninstall, and
 // the commands a dry-run of either would run.
 import type { AgentContext } from './context.js';
-import { AgentError } from './errors.js';
+import { AgentError, StopRequestedError } from './errors.js';
 import { installParts, plannedUninstallParts, uninstallParts } from './parts/index.js';
 import type { PieceStatus } from './parts/part.js';
 import type { Plan } from './plan.js';
+import { stopBetweenCommands } from './runner.js';
 import { type Step, type StepListener, applySteps, runAllSteps } from './steps.js';
 
 export interface ReconcileResult {
@@ -17,10 +18,18 @@ export interface ReconcileResult {
 /**
  * Observes every part, then applies only the steps for what is missing: run
  * twice, the second run changes nothing. On a failure, undoes this pass's steps.
+ *
+ * With a stop signal (`agent run`): while observing, a stop is honoured before
+ * the next command (StopRequestedError; nothing has changed yet). Once steps
+ * are being applied the pass runs to its end, so a stop never leaves the host
+ * half-changed and never needs a rollback; the steps are few and each command
+ * is bounded by the runner's timeout.
  */
-export async function reconcile(plan: Plan, context: AgentContext, listener?: StepListener): Promise<ReconcileResult> {
+export async function reconcile(plan: Plan, context: AgentContext, listener?: StepListener, stop?: AbortSignal): Promise<ReconcileResult> {
+  const observing: AgentContext = stop ? { ...context, runner: stopBetweenCommands(context.runner, stop) } : context;
   const states = [];
-  for (const part of installParts(plan)) states.push(await part.observe(context));
+  for (const part of installParts(plan)) states.push(await part.observe(observing));
+  if (stop?.aborted) throw new StopRequestedError();
   const missing = states.flatMap((s) => s.pieces.filter((p) => !p.present));
   const steps = states.flatMap((s) => s.install());
   await applySteps(steps, context.runner, listener);

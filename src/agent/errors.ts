@@ -68,3 +68,13 @@ export class CommandFailedError extends AgentError {
     super(`command failed (exit ${result.exitCode}): ${formatCommand(command)}${output ? `\n  ${output}` : ''}`);
   }
 }
+
+/**
+ * `agent run` was asked to stop (SIGTERM/SIGINT) before this command started.
+ * Thrown only while a pass is still observing, so nothing has changed yet.
+ */
+export class StopRequestedError extends AgentError {
+  constructor() {
+    super('stop requested');
+  }
+}

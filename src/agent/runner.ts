@@ -3,7 +3,7 @@
 // record instead of run.
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
-import { AgentError, ToolMissingError } from './errors.js';
+import { AgentError, StopRequestedError, ToolMissingError } from './errors.js';
 
 export interface Command {
   readonly file: string;
@@ -73,6 +73,27 @@ export function execaRunner(options: ExecaRunnerOptions = {}): Runner {
       }
       const result = await run(command('cat', path));
       return result.exitCode === 0 ? result.stdout : undefined;
+    },
+  };
+}
+
+/**
+ * The same runner, but once signal is aborted it starts no new command (throws
+ * StopRequestedError instead). A command already running is never interrupted:
+ * it finishes and its result is returned, so a stop never leaves half a command.
+ */
+export function stopBetweenCommands(runner: Runner, signal: AbortSignal): Runner {
+  const guard = (): void => {
+    if (signal.aborted) throw new StopRequestedError();
+  };
+  return {
+    run: async (cmd) => {
+      guard();
+      return runner.run(cmd);
+    },
+    readFile: async (path) => {
+      guard();
+      return runner.readFile(path);
     },
   };
 }

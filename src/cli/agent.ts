@@ -165,8 +165,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
 }
 
 async function runAction(inv: AgentInvocation, context: AgentContext): Promise<number> {
+  if (inv.action === 'run') return runForever(inv, context);
   const { config } = inv;
-  if (config.relaxRpFilter && (inv.action === 'install' || inv.action === 'run')) process.stderr.write(`${RP_FILTER_WARNING}\n`);
+  if (config.relaxRpFilter && inv.action === 'install') process.stderr.write(`${RP_FILTER_WARNING}\n`);
 
   if (inv.dryRun) {
     // Reading the host's addresses (ip -j addr) is the one command a dry run runs; it changes nothing.
@@ -209,19 +210,31 @@ async function runAction(inv: AgentInvocation, context: AgentContext): Promise<n
       process.stdout.write(inv.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
       return statusExitCode(report);
     }
-    case 'run': {
-      const controller = new AbortController();
-      const stop = (): void => controller.abort();
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-      try {
-        await runRepairLoop(config, context, { intervalMs: inv.intervalMs, signal: controller.signal, log: createLogger() });
-      } finally {
-        process.off('SIGTERM', stop);
-        process.off('SIGINT', stop);
-      }
-      return 0;
-    }
+  }
+}
+
+/**
+ * `agent run`. The SIGTERM/SIGINT handlers go in first, before any command runs,
+ * and stay until the loop has ended: with none installed, or with a `once`
+ * handler already spent, the signal-exit hook of execa (which kills in-flight
+ * children on exit) sees itself as the last listener and re-raises the signal,
+ * and the agent dies by SIGTERM half-way through a command instead of exiting 0.
+ */
+async function runForever(inv: AgentInvocation, context: AgentContext): Promise<number> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  try {
+    const { config } = inv;
+    if (config.relaxRpFilter) process.stderr.write(`${RP_FILTER_WARNING}\n`);
+    const plan = await currentPlan(config, context);
+    await preflight(plan, context, 'run');
+    await runRepairLoop(config, context, { intervalMs: inv.intervalMs, signal: controller.signal, log: createLogger() });
+    return 0;
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
   }
 }
 

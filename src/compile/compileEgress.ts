@@ -7,6 +7,8 @@ import { buildAllowlistTree } from './allowlistTree.js';
 import { loopRejectChain } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { allowFilterChains } from './filterChains.js';
+import type { AccessLogOptions } from './accessLog.js';
+import { withAuditCluster } from './audit.js';
 import { withRaisedCircuitBreakers } from './guards.js';
 import { hardenedClusters, hardenedListener } from './hardenedListener.js';
 import { withForwardProxy, type ForwardProxyOptions } from './forwardProxy.js';
@@ -44,6 +46,8 @@ export interface CompileOptions {
   readonly upstreamMark?: number;
   /** Hardened: the DNS cache names are resolved through (shared with the forward proxy). */
   readonly dnsCache?: DnsCacheOptions;
+  /** Hardened: Envoy's gRPC access logs to the control plane's ALS (default on, through "xds_cluster"); false: none. */
+  readonly accessLog?: AccessLogOptions | false;
   /** Seed 000's explicit forward proxy listeners (forwardProxy.ts), when set. */
   readonly forwardProxy?: ForwardProxyOptions;
   /** false: no transparent listener (only the forward proxy's). Default true. */
@@ -109,6 +113,8 @@ function compileTransparent(policies: readonly Policy[], options: CompileOptions
     listener: listenerOptions,
     port,
     maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    ...(options.accessLog !== undefined && { accessLog: options.accessLog }),
   });
-  return { listeners: [listener], clusters: hardenedClusters(shared) };
+  const clusters = withAuditCluster(hardenedClusters(shared), listener.filterChains, shared.upstreamMark, options.originalDstConnectTimeout);
+  return { listeners: [listener], clusters };
 }

@@ -15,8 +15,10 @@
 // Subtrees are memoised by (source, listener port, the exact policies selecting it): a
 // compile after one policy's edit rebuilds only the sources that policy selects.
 import type { MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
+import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
+import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
@@ -39,6 +41,8 @@ export interface SourceFragment {
   /** The per-source chains the fragment's actions name. */
   readonly usesNameChain: boolean;
   readonly usesOriginalDstChain: boolean;
+  /** Refusals go to the source's would-deny chain (an audit policy selects it). */
+  readonly usesAuditChain: boolean;
 }
 
 function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson }[]): TypedExtensionJson {
@@ -48,6 +52,7 @@ function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: 
 /** A source's subtree from its plan. */
 export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
+  const refusal = refusalChainName(label, plan.policies);
   const nameDomains: string[] = [];
   const originalDomains: string[] = [];
   for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
@@ -57,11 +62,11 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   ];
   const byName: OnMatchJson =
     domainMatchers.length === 0
-      ? to(REJECT_FILTER_CHAIN)
+      ? to(refusal)
       : {
           matcher: {
             matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers } } },
-            onNoMatch: to(REJECT_FILTER_CHAIN),
+            onNoMatch: to(refusal),
           },
         };
   const toOriginal = to(originalDstChainName(label));
@@ -90,7 +95,12 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
             onNoMatch: byName,
           },
         };
-  return { onMatch, usesNameChain: nameDomains.length > 0, usesOriginalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0 };
+  return {
+    onMatch,
+    usesNameChain: nameDomains.length > 0,
+    usesOriginalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0,
+    usesAuditChain: refusal !== REJECT_FILTER_CHAIN,
+  };
 }
 
 // Memo: a policy's content → a small id (policies are immutable values, so identity finds it fast).
@@ -125,6 +135,8 @@ export function cachedSourceFragment(key: string, policies: readonly Policy[], l
     fragments.delete(memoKey);
   } else {
     fragment = sourceFragment(sourcePlan(key, policies, listenerPort));
+    // Never changed after this: the encoder may keep its bytes.
+    markImmutable(fragment.onMatch);
   }
   fragments.set(memoKey, fragment);
   if (fragments.size > MAX_FRAGMENTS) fragments.delete(fragments.keys().next().value!);
@@ -136,16 +148,19 @@ export interface HardenedMatcher {
   /** Source labels needing a name chain / an original-destination chain, sorted as emitted. */
   readonly nameChainSources: readonly string[];
   readonly originalDstChainSources: readonly string[];
+  readonly auditChainSources: readonly string[];
 }
 
 export function hardenedMatcher(policies: readonly Policy[], listenerPort: number): HardenedMatcher {
   const bySource = policiesBySource(policies);
   const nameChainSources: string[] = [];
   const originalDstChainSources: string[] = [];
+  const auditChainSources: string[] = [];
   const fragmentOf = (key: string): OnMatchJson => {
     const fragment = cachedSourceFragment(key, bySource.get(key) ?? [], listenerPort);
     if (fragment.usesNameChain) nameChainSources.push(sourceLabelOf(key));
     if (fragment.usesOriginalDstChain) originalDstChainSources.push(sourceLabelOf(key));
+    if (fragment.usesAuditChain) auditChainSources.push(sourceLabelOf(key));
     return fragment.onMatch;
   };
   const anySource = fragmentOf(ANY_SOURCE);
@@ -161,5 +176,10 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
     matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: { [String(listenerPort)]: to(LOOP_REJECT_FILTER_CHAIN) } } },
     onNoMatch: bySourceIp,
   };
-  return { matcher, nameChainSources, originalDstChainSources };
+  return { matcher, nameChainSources, originalDstChainSources, auditChainSources };
+}
+
+/** Forgets every memoised fragment (benchmarks measure cold compiles with it). */
+export function resetCompileCaches(): void {
+  fragments.clear();
 }

@@ -3,7 +3,8 @@
 // iptables backend with both iptables flavours (nft and legacy).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -157,34 +158,66 @@ for (const variant of await variants()) {
   test(`${variant.label}: \`agent run\` re-applies what goes missing and stops cleanly on SIGTERM`, { skip: variant.skip }, async () => {
     await withNetns(env, async (ns, stateDir) => {
       const before = await snapshot(ns);
-      const child: ChildProcess = spawn('ip', ['netns', 'exec', ns.name, process.execPath, CLI, 'agent', 'run', '--interval', '0.2', ...flags(stateDir)], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, ...env },
-      });
-      let logs = '';
-      child.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
+      const run = startRun(ns, env, ['--interval', '0.2', ...flags(stateDir)]);
       try {
-        assert.ok(await eventually(async () => (await status(ns, flags(stateDir))).code === 3, 10_000), `run installs the rules: ${logs}`);
+        // Readiness from the agent's own log, not a delay: the first pass has installed everything.
+        await run.waitFor((e) => e.msg === 'first pass done', 'the first pass');
+        assert.equal((await status(ns, flags(stateDir))).code, 3, `run installs the rules: ${run.logs()}`);
         const installed = await snapshot(ns);
+        const seen = run.events().length;
         if (variant.backend === 'iptables') await ns.must('iptables', '-t', 'mangle', '-F', 'EGRESS_XDS');
         else await ns.must('nft', 'delete', 'table', 'inet', 'egress_xds');
         await ns.must('ip', 'route', 'flush', 'table', '100');
-        assert.ok(await eventually(async () => (await snapshot(ns)) === installed, 10_000), `run repairs: ${logs}`);
-        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-        process.kill(child.pid!, 'SIGTERM');
-        const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5000))]);
-        assert.equal(code, 0, `exit after SIGTERM: ${logs}`);
-        const events = logs.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; pieces?: { id: string }[] });
-        const repaired = events.filter((e) => e.msg === 'repaired').flatMap((e) => e.pieces!.map((p) => p.id));
-        assert.ok(repaired.includes('ip-route/4'), `logged what it repaired: ${logs}`);
-        assert.equal(events.at(-1)!.msg, 'stopped');
+        const netfilterPiece = variant.backend === 'iptables' ? 'iptables-chain-exact/4' : 'nft-table';
+        // The two breakages may land in one pass or in two: wait until both were logged as repaired.
+        await run.waitFor(() => {
+          const repaired = run.events().slice(seen).filter((e) => e.msg === 'repaired').flatMap((e) => e.pieces!.map((p) => p.id));
+          return repaired.includes('ip-route/4') && repaired.includes(netfilterPiece);
+        }, 'the repairs');
+        assert.equal(await snapshot(ns), installed, `run repairs: ${run.logs()}`);
+        assert.equal(await run.terminate(), 0, `exit after SIGTERM: ${run.logs()}`);
+        assert.equal(run.events().at(-1)!.msg, 'stopped');
         // Stopping the agent leaves the rules: egress stays closed.
         assert.equal(await snapshot(ns), installed);
       } finally {
-        await stopChild(child);
+        await stopChild(run.child);
       }
       assert.equal((await ns.cli('uninstall', ...flags(stateDir))).exitCode, 0);
       assert.equal(await snapshot(ns), before);
+    });
+  });
+
+  test(`${variant.label}: SIGTERM while \`agent run\` has a command in flight: the command finishes, the agent exits 0`, { skip: variant.skip }, async () => {
+    await withNetns(env, async (ns, stateDir) => {
+      // An `ip` that, once told to, announces itself and takes a second: a
+      // stop is then certain to arrive while a command of the pass is running.
+      const bin = await mkdtemp(join(tmpdir(), 'exa-slowip-'));
+      try {
+        const realIp = (await ns.must('sh', '-c', 'command -v ip')).trim();
+        await writeFile(
+          join(bin, 'ip'),
+          `#!/bin/sh\nif [ -e ${bin}/slow ]; then touch ${bin}/inflight; sleep 1; ${realIp} "$@"; rc=$?; touch ${bin}/finished; exit $rc; fi\nexec ${realIp} "$@"\n`,
+          { mode: 0o755 },
+        );
+        const path = `${bin}:${env['PATH'] ?? `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin`}`;
+        const run = startRun(ns, { ...env, PATH: path }, ['--interval', '0.2', ...flags(stateDir)], realIp);
+        try {
+          await run.waitFor((e) => e.msg === 'first pass done', 'the first pass');
+          await writeFile(join(bin, 'slow'), '');
+          assert.ok(await eventually(async () => existsSync(join(bin, 'inflight')), 10_000, 20), 'a pass ran ip');
+          assert.equal(existsSync(join(bin, 'finished')), false, 'the command is still running');
+          assert.equal(await run.terminate(), 0, `exit after SIGTERM: ${run.logs()}`);
+          assert.ok(existsSync(join(bin, 'finished')), 'the command in flight was let finish');
+          assert.equal(run.events().at(-1)!.msg, 'stopped');
+          assert.deepEqual(run.events().filter((e) => e.level === 'error'), [], 'no pass failed');
+          assert.equal((await status(ns, flags(stateDir))).code, 3, 'the rules stay');
+        } finally {
+          await stopChild(run.child);
+        }
+      } finally {
+        await rm(bin, { recursive: true, force: true });
+      }
+      assert.equal((await ns.cli('uninstall', ...flags(stateDir))).exitCode, 0);
     });
   });
 
@@ -272,4 +305,66 @@ async function assertExactlyOneSet(ns: Netns, backend: Variant['backend']): Prom
     const rules = (await ns.must('nft', '-a', 'list', 'chain', 'inet', 'egress_xds', 'prerouting')).split('\n').filter((l) => l.includes('comment "egress-xds:'));
     assert.equal(rules.length, 5, 'replies, exclude flag, host address, tproxy, fail-closed drop');
   }
+}
+
+interface LogEvent {
+  level: string;
+  msg: string;
+  pieces?: { id: string }[];
+}
+
+/** `agent run` inside ns, its JSON log lines collected as they come. */
+function startRun(ns: Netns, env: Record<string, string>, args: string[], ip = 'ip') {
+  const child: ChildProcess = spawn(ip, ['netns', 'exec', ns.name, process.execPath, CLI, 'agent', 'run', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let text = '';
+  const waiters = new Set<() => void>();
+  child.stderr!.on('data', (d: Buffer) => {
+    text += d.toString();
+    for (const wake of waiters) wake();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+    resolve(code);
+    for (const wake of waiters) wake();
+  }));
+  const events = (): LogEvent[] =>
+    text.split('\n').filter((l) => l.trim() !== '').map((l) => {
+      try {
+        return JSON.parse(l) as LogEvent;
+      } catch {
+        return { level: 'text', msg: l };
+      }
+    });
+  return {
+    child,
+    events,
+    logs: () => text,
+    /** Resolves when a log line satisfies check; fails after 30 s (a bound, not a delay) or when the agent exits. */
+    waitFor: (check: (e: LogEvent) => boolean, what: string): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const wake = (): void => {
+          if (events().some(check)) done(undefined);
+          else if (child.exitCode !== null || child.signalCode !== null) done(new Error(`agent run exited before ${what}: ${text}`));
+        };
+        const timer = setTimeout(() => done(new Error(`no log of ${what} within 30 s: ${text}`)), 30_000);
+        const done = (error: Error | undefined): void => {
+          clearTimeout(timer);
+          waiters.delete(wake);
+          if (error) reject(error);
+          else resolve();
+        };
+        waiters.add(wake);
+        wake();
+      }),
+    /** SIGTERM, then the exit code (null: killed by a signal), within 15 s. */
+    terminate: async (): Promise<number | null | 'timeout'> => {
+      process.kill(child.pid!, 'SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const result = await Promise.race([exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 15_000)))]);
+      clearTimeout(timer);
+      return result;
+    },
+  };
 }

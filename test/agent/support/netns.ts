@@ -1,6 +1,6 @@
 // Network namespaces that a test creates for itself, so real iptables / nft / ip
 // commands never touch the machine's own tables. Every namespace is named
-// egx-<pid>-<n> and deleted by the test that made it.
+// exa-<pid>-<n> and deleted by the test that made it.
 import { mkdtemp, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +38,7 @@ export async function netnsSkipReason(tools: readonly string[]): Promise<string 
   for (const tool of ['ip', ...tools]) {
     if (!(await which(tool))) return `"${tool}" is not installed (apt-get install -y iptables nftables iproute2)`;
   }
-  const probe = `egx-${process.pid}-probe${Math.floor(Math.random() * 1e6)}`;
+  const probe = `exa-${process.pid}-probe${Math.floor(Math.random() * 1e6)}`;
   const add = await sh('ip', ['netns', 'add', probe]);
   if (add.exitCode !== 0) return `cannot create a network namespace: ${add.stderr.trim()}`;
   await sh('ip', ['netns', 'del', probe]);
@@ -52,7 +52,7 @@ export class Netns {
 
   /** A fresh namespace with lo up. env: e.g. a PATH that picks iptables-legacy. */
   static async create(env: Record<string, string> = {}): Promise<Netns> {
-    const name = `egx-${process.pid}-${++counter}`;
+    const name = `exa-${process.pid}-${++counter}`;
     const add = await sh('ip', ['netns', 'add', name]);
     if (add.exitCode !== 0) throw new Error(`ip netns add ${name}: ${add.stderr}`);
     const ns = new Netns(name, env);
