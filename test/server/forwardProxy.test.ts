@@ -88,7 +88,12 @@ describe('serve --forward-proxy --transparent=false', () => {
   test('a policy change reaches the forward listeners', async () => {
     const put = await fetch(`${base}/v1/policies/addresses`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sources: ['172.31.0.0/16'], allow: { sni: [], cidrs: [{ cidr: '10.1.2.0/24', ports: [5432] }] } }) });
     assert.equal(put.status, 200);
+    // The cache may apply a change a moment after the 200 (batched pushes): bounded wait.
     let r = await check({ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: '10.1.2.3:5432' });
+    for (let i = 0; i < 100 && r.body['verdict'] !== 'allow'; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      r = await check({ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: '10.1.2.3:5432' });
+    }
     assert.deepEqual([r.body['verdict'], r.body['policy'], r.body['route']], ['allow', 'addresses', 'addresses|5432 / connect address:5432']);
     r = await check({ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: '10.1.2.3:22' });
     assert.match(String(r.body['body']), /allowed on port 5432 only/);
