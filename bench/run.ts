@@ -5,6 +5,7 @@ import { fanoutTable } from './fanout.js';
 import { hostScenarioTable } from './hostScenario.js';
 import { fleetTable } from './fleet.js';
 import { hostileMixTable } from './hostileMix.js';
+import { forwardTable } from './forward.js';
 import { pushLatency } from './pushLatency.js';
 import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
@@ -49,3 +50,5 @@ console.log('\n## Hostile mix: healthy Envoys beside 100 stuck readers, request 
 for (const line of await hostileMixTable()) console.log(line);
 console.log('\n## ALS ingest: access log records through the Access Log Service into the denial buffer');
 for (const line of await alsIngestTable([{ records: 200_000, batch: 50, bound: 100_000 }, { records: 200_000, batch: 50, bound: 10_000 }])) console.log(line);
+console.log('\n## Forward proxy: compile + encode beside the transparent listener (microVMs with 20 names each)');
+for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);

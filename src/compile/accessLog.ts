@@ -271,8 +271,11 @@ export function withEgressAccessLogs(
   /** policiesBySource(policies), when the caller has it already. */
   bySourceGiven?: ReadonlyMap<string, readonly Policy[]>,
 ): FilterChainJson[] {
-  const bySource = bySourceGiven ?? policiesBySource(policies);
-  const policiesOfSource = (label: string): readonly Policy[] => bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+  let bySource = bySourceGiven;
+  const policiesOfSource = (label: string): readonly Policy[] => {
+    bySource ??= policiesBySource(policies);
+    return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+  };
   return chains.map((chain) => {
     const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
     if (!plan) return chain;
@@ -282,6 +285,7 @@ export function withEgressAccessLogs(
     let byKey = loggedChains.get(chain);
     const cached = byKey?.get(key);
     if (cached) return cached;
+    if (byKey && byKey.size > 64) byKey.clear();
     const logged = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
     if (!byKey) loggedChains.set(chain, (byKey = new Map()));
     byKey.set(key, logged);

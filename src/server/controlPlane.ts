@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { startFleetStatus, type FleetStatus } from '../cluster/fleetStatus.js';
-import { checkConnection, type CompileOptions } from '../compile/index.js';
+import { checkConnection, checkForwardHttp, checkForwardTls, type CompileOptions } from '../compile/index.js';
 import type { ControlPlaneView } from '../admin/controlPlaneView.js';
 import { isLoopbackHost, requireTokenUnlessLoopback } from '../admin/auth.js';
 import { createAdminServer } from '../admin/server.js';
@@ -198,6 +198,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       check: (nodeId, connection) => {
         const group = cache.groupForNode(nodeId);
         return checkConnection(group.compiled, group.policies, connection);
+      },
+      checkForward: (request) => {
+        const group = cache.groupForNode(request.nodeId);
+        return request.listener === 'forward-http'
+          ? checkForwardHttp(group.compiled, group.policies, request, options.compile?.forwardProxy?.namePorts)
+          : checkForwardTls(group.compiled, group.policies, request);
       },
       // The admin API listens only once the store is loaded and the cache holds its snapshot.
       // With etcd: not ready while etcd does not answer or the watch is down (Envoys are still served).
