@@ -66,8 +66,8 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
   let cp: ControlPlane;
   let envoy: ChildProcess | undefined;
   let envoyAdmin: number;
-  let envoyLog = '';
   let listenerPort: number;
+  let envoyLog = '';
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-'));
@@ -110,6 +110,32 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     await until('upToDate in the node status', async () => (cp.registry.list().find((n) => n.id === 'envoy-it')?.upToDate ? true : undefined));
   });
 
+  // Issue 10: Envoy's gRPC access logger streams the refusal to the control plane's ALS (beside ADS).
+  test("a refused connection's record reaches /v1/denials", async () => {
+    await until('the listener is up', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/listeners`)).text();
+      return text.includes('egress_tproxy') ? true : undefined;
+    });
+    // Straight to the listener, no TPROXY: the original destination is the listener itself,
+    // with no SNI: refused (the loop guard or no policy), and logged.
+    await new Promise<void>((resolve) => {
+      const socket = connect(listenerPort, '127.0.0.1', () => socket.write('not TLS, no SNI\r\n'));
+      socket.on('error', () => resolve());
+      socket.on('close', () => resolve());
+      socket.setTimeout(10_000, () => socket.destroy());
+    });
+    const record = await until('the record in /v1/denials', async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; destination: string; listener: string }[] };
+      return body.denials[0];
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    assert.equal(record.verdict, 'denied');
+    assert.ok(['loop', 'no-policy'].includes(record.reason), record.reason);
+    assert.equal(record.destination, `127.0.0.1:${listenerPort}`);
+    assert.equal(record.listener, 'egress_tproxy');
+  });
+
   // Issue 7 point 4. A connection made straight to the listener (no TPROXY redirect) has
   // the listener's own address as its original destination: the loop guard must refuse it,
   // whatever the policies allow (the embedded default allows names from every source).
@@ -135,32 +161,6 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
       const match = /tcp\.rejected_loop\.downstream_cx_total: (\d+)/.exec(text);
       return match && Number(match[1]) >= 1 ? true : undefined;
     });
-  });
-
-  // Issue 10: Envoy's gRPC access logger streams the refusal to the control plane's ALS (beside ADS).
-  test("a refused connection's record reaches /v1/denials", async () => {
-    await until('the listener is up', async () => {
-      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/listeners`)).text();
-      return text.includes('egress_tproxy') ? true : undefined;
-    });
-    // Straight to the listener, no TPROXY: the original destination is the listener itself,
-    // with no SNI: refused (the loop guard or no policy), and logged.
-    await new Promise<void>((resolve) => {
-      const socket = connect(listenerPort, '127.0.0.1', () => socket.write('not TLS, no SNI\r\n'));
-      socket.on('error', () => resolve());
-      socket.on('close', () => resolve());
-      socket.setTimeout(10_000, () => socket.destroy());
-    });
-    const record = await until('the record in /v1/denials', async () => {
-      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; destination: string; listener: string }[] };
-      return body.denials[0];
-    }).catch((error: Error) => {
-      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
-    });
-    assert.equal(record.verdict, 'denied');
-    assert.ok(['loop', 'no-policy'].includes(record.reason), record.reason);
-    assert.equal(record.destination, `127.0.0.1:${listenerPort}`);
-    assert.equal(record.listener, 'egress_tproxy');
   });
 
   test('a policy change reaches it live', async () => {
