@@ -32,7 +32,7 @@ async function tproxySkipReason(): Promise<string | undefined> {
 
 const skip = await tproxySkipReason();
 
-test('TPROXY end to end: the transparent listener sees the original destination; after uninstall the upstream does', { skip, timeout: 120_000 }, async (t) => {
+test('TPROXY end to end: the transparent listener sees the original destination; after uninstall the upstream does', { skip, timeout: 500_000 }, async (t) => {
   const created: Netns[] = [];
   const listeners: Listener[] = [];
   try {
