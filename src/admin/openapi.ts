@@ -2,6 +2,8 @@
 // hand as data; test/admin/openapi.test.ts checks that it and the server's
 // route table name the same paths and methods.
 
+import { denialPaths, denialSchemas } from './denialsOpenApi.js';
+
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (schema: unknown) => ({ 'application/json': { schema } });
 const errorResponse = (description: string) => ({ description, content: jsonContent(ref('Error')) });
@@ -95,6 +97,24 @@ export const openApiDocument = {
         },
       },
     },
+    '/v1/policies:batch': {
+      post: {
+        operationId: 'batchPolicies',
+        summary: 'Many puts and deletes as one atomic commit: all are applied at one store revision, or none (the first refusal names its policy).',
+        requestBody: { required: true, content: jsonContent(ref('BatchRequest')) },
+        responses: {
+          '200': { description: 'Committed durably.', headers: { ETag: { description: 'The store revision of the commit.', schema: { type: 'string' } } }, content: jsonContent(ref('BatchResult')) },
+          '400': errorResponse('Invalid body; "field" says where ("put.NAME.allow.sni[0]", "delete[2]"). Nothing changed.'),
+          '404': errorResponse('A deleted policy does not exist ("field" is its name). Nothing changed.'),
+          '409': errorResponse('A policy is managed by the policy file. Nothing changed.'),
+          '412': errorResponse('An ifMatch did not hold ("field" is its name). Nothing changed.'),
+          '413': errorResponse('Body larger than 1 MiB.'),
+          '415': errorResponse('Content-Type is not application/json.'),
+          '503': errorResponse('The store cannot write.'),
+          ...common,
+        },
+      },
+    },
     '/v1/nodes': {
       get: {
         operationId: 'listNodes',
@@ -132,6 +152,7 @@ export const openApiDocument = {
         },
       },
     },
+    ...denialPaths,
     '/healthz': {
       get: {
         operationId: 'healthz',
@@ -147,7 +168,10 @@ export const openApiDocument = {
         security: [],
         responses: {
           '200': { description: 'Ready.', content: jsonContent({ type: 'object', properties: { ready: { const: true } } }) },
-          '503': { description: 'Not ready yet.', content: jsonContent({ type: 'object', properties: { ready: { const: false } } }) },
+          '503': {
+            description: 'Not ready: starting, or (with --store etcd://) etcd does not answer; Envoys are still served the last state.',
+            content: jsonContent({ type: 'object', properties: { ready: { const: false }, reason: { type: 'string' } } }),
+          },
         },
       },
     },
@@ -175,6 +199,7 @@ export const openApiDocument = {
       },
     },
     schemas: {
+      ...denialSchemas,
       Error: {
         type: 'object',
         required: ['error'],
@@ -199,7 +224,7 @@ export const openApiDocument = {
             description: 'Source CIDRs (network form: host bits zero; a bare address is one host). Absent: every source.',
           },
           nodes: {
-            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*-]+$' },
+            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*?-]+$', maxLength: 253 },
             description: 'Globs on the Envoy node id ("*" is any run of characters, "?" exactly one). Absent: every node.',
           },
           upstream: {
@@ -209,6 +234,10 @@ export const openApiDocument = {
           mode: {
             type: 'string', enum: ['enforce', 'audit'],
             description: '"enforce" (default) refuses what the allowlist does not allow; "audit" forwards it and logs it as would-deny.',
+          },
+          log: {
+            type: 'string', enum: ['denied', 'all'],
+            description: '"denied" (default): Envoy logs refused and would-deny connections to the control plane; "all": also every allowed connection of the sources this policy selects.',
           },
           allow: ref('Allowlist'),
         },
@@ -248,6 +277,27 @@ export const openApiDocument = {
           },
         ],
       },
+      BatchRequest: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          put: { type: 'object', additionalProperties: ref('PolicySpec'), description: 'Policies to create or replace, by name.' },
+          delete: { type: 'array', items: { type: 'string' }, description: 'Policies to delete; each must exist.' },
+          ifMatch: {
+            type: 'object',
+            additionalProperties: { oneOf: [{ type: 'integer', minimum: 0 }, { const: '*' }] },
+            description: 'Per policy of this batch: only if it is at this revision ("*": exists at all), as If-Match on a single write.',
+          },
+        },
+      },
+      BatchResult: {
+        type: 'object',
+        required: ['storeRevision', 'changed'],
+        properties: {
+          storeRevision: { type: 'integer', description: 'The store revision of the commit (unchanged when nothing changed).' },
+          changed: { type: 'array', items: { type: 'string' }, description: 'The policies the commit changed (puts of the stored spec drop out).' },
+        },
+      },
       WriteResult: {
         type: 'object',
         required: ['name', 'revision'],
@@ -261,7 +311,18 @@ export const openApiDocument = {
           cluster: { type: 'string' },
           connectedAt: { type: 'string', format: 'date-time' },
           streams: { type: 'integer' },
+          replica: { type: 'string', description: 'With --store etcd://: the replica this node is connected to (every replica lists the whole fleet).' },
           upToDate: { type: 'boolean', description: 'The newest stream acknowledged the latest version of every type this node is served.' },
+          revision: {
+            type: 'object',
+            required: ['latest', 'served', 'acknowledged'],
+            description: 'Store revisions: whether the latest change has reached this node and been acknowledged.',
+            properties: {
+              latest: { type: 'integer', description: 'The latest committed store revision.' },
+              served: { type: 'integer', description: 'The store revision whose state this node is served now; below latest while a change is coalesced or compiled.' },
+              acknowledged: { type: ['integer', 'null'], description: 'The store revision whose state this node acknowledged whole; equal to latest when the latest change is in force at the node.' },
+            },
+          },
           resources: {
             type: 'object',
             description: 'By type URL.',
@@ -281,12 +342,17 @@ export const openApiDocument = {
       CheckRequest: {
         type: 'object',
         additionalProperties: false,
-        required: ['node', 'source', 'destination'],
+        required: ['node', 'source'],
+        description:
+          'The transparent listener (default): destination required, sni optional. "listener": "forward-http": authority required, method optional. "listener": "forward-tls": sni optional (absent: no SNI).',
         properties: {
           node: { type: 'string', description: 'Envoy node id.' },
-          source: { type: 'string', description: 'Source IP address.' },
-          destination: { type: 'string', description: '"IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
-          sni: { type: 'string', description: 'TLS server name; absent for plain TCP.' },
+          source: { type: 'string', description: 'Source IP address (the client).' },
+          listener: { enum: ['transparent', 'forward-http', 'forward-tls'], description: 'Which listener to ask about; default "transparent". The forward-proxy listeners exist with `serve --forward-proxy`.' },
+          destination: { type: 'string', description: 'transparent: "IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
+          sni: { type: 'string', description: 'transparent, forward-tls: TLS server name; absent for plain TCP / no SNI.' },
+          authority: { type: 'string', description: 'forward-http: the CONNECT target or the Host of an absolute-form request, "HOST[:PORT]" ("github.com:443", "10.1.2.3:8080", "[2001:db8::1]:443").' },
+          method: { type: 'string', description: 'forward-http: "CONNECT" (default) or the method of an absolute-form request ("GET").' },
         },
       },
       CheckResult: {
@@ -296,6 +362,10 @@ export const openApiDocument = {
           verdict: { enum: ['allow', 'deny'] },
           policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
           filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
+          listener: { enum: ['forward-http', 'forward-tls'], description: 'Present when the request asked about a forward-proxy listener.' },
+          route: { type: 'string', description: 'forward-http: the virtual host and route taken, "VIRTUAL HOST / ROUTE".' },
+          status: { type: 'integer', description: 'forward-http: the status Envoy answers itself with (403 refused; 404 no route).' },
+          body: { type: 'string', description: 'forward-http: that answer\'s body, naming the host, the client and the policy field that would allow it.' },
           path: {
             type: 'array',
             items: { type: 'string' },

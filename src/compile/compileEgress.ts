@@ -7,8 +7,11 @@ import { buildAllowlistTree } from './allowlistTree.js';
 import { loopRejectChain } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { allowFilterChains } from './filterChains.js';
+import type { AccessLogOptions } from './accessLog.js';
+import { withAuditCluster } from './audit.js';
 import { withRaisedCircuitBreakers } from './guards.js';
 import { hardenedClusters, hardenedListener } from './hardenedListener.js';
+import { withForwardProxy, type ForwardProxyOptions } from './forwardProxy.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_SOURCE, EGRESS_LISTENER_PORT } from './names.js';
 import type { DnsCacheOptions } from './nameUpstream.js';
@@ -41,8 +44,14 @@ export interface CompileOptions {
   readonly maxConnectionsPerSource?: number;
   /** Hardened: SO_MARK of sockets dialling a name (default 0x20000); 0: no mark. */
   readonly upstreamMark?: number;
-  /** Hardened: the DNS cache names are resolved through. */
+  /** Hardened: the DNS cache names are resolved through (shared with the forward proxy). */
   readonly dnsCache?: DnsCacheOptions;
+  /** Hardened: Envoy's gRPC access logs to the control plane's ALS (default on, through "xds_cluster"); false: none. */
+  readonly accessLog?: AccessLogOptions | false;
+  /** Seed 000's explicit forward proxy listeners (forwardProxy.ts), when set. */
+  readonly forwardProxy?: ForwardProxyOptions;
+  /** false: no transparent listener (only the forward proxy's). Default true. */
+  readonly transparent?: boolean;
 }
 
 export interface CompiledEgress {
@@ -67,6 +76,16 @@ function withoutListenerPort(policies: readonly Policy[], port: number): Policy[
 
 /** The node's allowlist is the union of `policies` (those that already select the node). */
 export function compileEgress(policies: readonly Policy[], options: CompileOptions = {}): CompiledEgress {
+  const transparent: CompiledEgress = options.transparent === false ? { listeners: [], clusters: [] } : compileTransparent(policies, options);
+  if (!options.forwardProxy) return transparent;
+  return withForwardProxy(transparent, policies, options.forwardProxy, {
+    dnsCache: options.dnsCache ?? {},
+    maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    upstreamMark: options.upstreamMark ?? DEFAULT_UPSTREAM_MARK,
+  });
+}
+
+function compileTransparent(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
   const port = options.port ?? EGRESS_LISTENER_PORT;
   const listenerOptions: EgressListenerOptions = {
     ...(options.listenerName !== undefined && { name: options.listenerName }),
@@ -94,6 +113,8 @@ export function compileEgress(policies: readonly Policy[], options: CompileOptio
     listener: listenerOptions,
     port,
     maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    ...(options.accessLog !== undefined && { accessLog: options.accessLog }),
   });
-  return { listeners: [listener], clusters: hardenedClusters(shared) };
+  const clusters = withAuditCluster(hardenedClusters(shared), listener.filterChains, shared.upstreamMark, options.originalDstConnectTimeout);
+  return { listeners: [listener], clusters };
 }

@@ -1,11 +1,15 @@
 // The hardened egress listener (profile "hardened", the default): the seed's transparent
 // listener (original_dst, tls_inspector) whose chains are chosen by filter_chain_matcher.
 import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
+import { withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
+import { auditChain } from './audit.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
+import { markImmutable } from '../envoy/fastEncode.js';
 import { hardenedMatcher } from './hardenedMatcher.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
+import { EGRESS_LISTENER_NAME } from './names.js';
 import { nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
 import type { Policy } from '../policy/model.js';
 
@@ -15,17 +19,42 @@ export interface HardenedOptions extends ChainOptions {
   readonly upstreamMark: number;
   readonly originalDstConnectTimeout?: string;
   readonly rejectConnectTimeout?: string;
+  /** Envoy's gRPC access logs to the control plane (accessLog.ts); false: none. */
+  readonly accessLog?: AccessLogOptions | false;
+}
+
+// Chains depend only on the source and the options: built (and encoded) once each.
+const MAX_CHAINS = 50_000;
+const chainCache = new Map<string, FilterChainJson>();
+function cachedChain(kind: 'name' | 'original' | 'audit', source: string, options: ChainOptions, optionsKey: string): FilterChainJson {
+  const key = `${kind}|${source}|${optionsKey}`;
+  let chain = chainCache.get(key);
+  if (!chain) {
+    if (chainCache.size >= MAX_CHAINS) chainCache.clear();
+    chain = markImmutable(kind === 'name' ? nameChain(source, options) : kind === 'audit' ? auditChain(source, options.maxConnectionsPerSource) : originalDstChain(source, options));
+    chainCache.set(key, chain);
+  }
+  return chain;
+}
+
+/** Forgets the chains built so far (benchmarks measure cold compiles with it). */
+export function resetChainCache(): void {
+  chainCache.clear();
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
-  const { matcher, nameChainSources, originalDstChainSources } = hardenedMatcher(policies, options.port);
+  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource } = hardenedMatcher(policies, options.port);
+  const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
     loopRejectChain(),
-    ...nameChainSources.map((source) => nameChain(source, options)),
-    ...originalDstChainSources.map((source) => originalDstChain(source, options)),
+    ...nameChainSources.map((source) => cachedChain('name', source, options, optionsKey)),
+    ...originalDstChainSources.map((source) => cachedChain('original', source, options, optionsKey)),
+    ...auditChainSources.map((source) => cachedChain('audit', source, options, optionsKey)),
   ];
-  const listener = egressListener(chains, options.listener);
+  const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
+  const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {}, bySource);
+  const listener = egressListener(logged, options.listener);
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
   delete listener.defaultFilterChain;
   listener.filterChainMatcher = matcher;

@@ -14,6 +14,14 @@ export const TypeUrl = {
   SniDynamicForwardProxy: `${TYPE_PREFIX}envoy.extensions.filters.network.sni_dynamic_forward_proxy.v3.FilterConfig`,
   SetFilterState: `${TYPE_PREFIX}envoy.extensions.filters.network.set_filter_state.v3.Config`,
   ConnectionLimit: `${TYPE_PREFIX}envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit`,
+  TcpGrpcAccessLogConfig: `${TYPE_PREFIX}envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig`,
+  HttpGrpcAccessLogConfig: `${TYPE_PREFIX}envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig`,
+  CelExpressionFilter: `${TYPE_PREFIX}envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter`,
+  HttpInspector: `${TYPE_PREFIX}envoy.extensions.filters.listener.http_inspector.v3.HttpInspector`,
+  HttpConnectionManager: `${TYPE_PREFIX}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+  HttpDynamicForwardProxy: `${TYPE_PREFIX}envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig`,
+  HttpRouter: `${TYPE_PREFIX}envoy.extensions.filters.http.router.v3.Router`,
+  DnsFilterConfig: `${TYPE_PREFIX}envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig`,
   /** The filter_chain_matcher action: the name of the filter chain to use. */
   StringValue: `${TYPE_PREFIX}google.protobuf.StringValue`,
   IpMatcher: `${TYPE_PREFIX}xds.type.matcher.v3.IPMatcher`,
@@ -24,6 +32,7 @@ export const TypeUrl = {
   SourcePortInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.SourcePortInput`,
   DirectSourceIpInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.DirectSourceIPInput`,
   ServerNameInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.ServerNameInput`,
+  StreamAccessLogsMessage: `${TYPE_PREFIX}envoy.service.accesslog.v3.StreamAccessLogsMessage`,
   TransportProtocolInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.TransportProtocolInput`,
   ApplicationProtocolInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.ApplicationProtocolInput`,
 } as const;

@@ -21,7 +21,7 @@ export interface Allowlist {
 export interface PolicySpec {
   /** Canonical source CIDRs; absent means every source that reaches the listener. */
   readonly sources?: readonly string[];
-  /** Globs ("*" for any run of characters) on the Envoy node id; absent means every node. */
+  /** Globs ("*" for any run of characters, "?" for exactly one) on the Envoy node id; absent means every node. */
   readonly nodes?: readonly string[];
   /**
    * Where a connection allowed by server name goes: "name" (the default, stored
@@ -34,11 +34,17 @@ export interface PolicySpec {
    * "audit" forwards it and logs it as would-deny, for the sources this policy selects.
    */
   readonly mode?: PolicyMode;
+  /**
+   * "denied" (the default, stored absent): Envoy logs refused (and would-deny) connections
+   * only; "all": also every connection allowed for the sources this policy selects.
+   */
+  readonly log?: PolicyLog;
   readonly allow: Allowlist;
 }
 
 export type PolicyUpstream = 'name' | 'original-destination';
 export type PolicyMode = 'enforce' | 'audit';
+export type PolicyLog = 'denied' | 'all';
 
 export interface Policy extends PolicySpec {
   readonly name: string;

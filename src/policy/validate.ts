@@ -9,7 +9,7 @@
 //   allow.cidrs with equal cidr  merged: their ports united, an entry without ports wins
 //   ports                        integers 1..65535, sorted, duplicates removed
 //   nodes                        sorted, duplicates removed
-//   upstream, mode               absent when the default ("name", "enforce")
+//   upstream, mode, log          absent when the default ("name", "enforce", "denied")
 //   allow.sni                    lower case, no trailing dot, sorted, duplicates removed
 // Empty `sources` / `nodes` / `ports` lists are errors: absent means "every",
 // and an empty list would silently mean "none". An empty allowlist (no sni and
@@ -21,7 +21,7 @@ import { checkServerNamePattern } from './serverName.js';
 
 /** Policy names: 1–63 of a-z 0-9 . _ -, starting and ending with a letter or digit. */
 export const POLICY_NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
-export const NODE_GLOB_PATTERN = /^[A-Za-z0-9._:*-]+$/;
+export const NODE_GLOB_PATTERN = /^[A-Za-z0-9._:*?-]+$/;
 const MAX_GLOB = 253;
 
 const fail = (field: string, message: string): { ok: false; error: FieldError } => ({ ok: false, error: { field, message } });
@@ -92,12 +92,13 @@ const unique = <T>(items: readonly T[]): T[] => [...new Set(items)];
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 function spec(body: unknown): PolicySpec {
-  const record = object(body, '', ['sources', 'nodes', 'upstream', 'mode', 'allow']);
+  const record = object(body, '', ['sources', 'nodes', 'upstream', 'mode', 'log', 'allow']);
   // Checked in document order, so the first error is the one a reader meets first.
   const checkedSources = record.sources === undefined ? undefined : sources(record.sources);
   const checkedNodes = record.nodes === undefined ? undefined : nodes(record.nodes);
   const upstream = record.upstream === undefined ? undefined : oneOf(record.upstream, 'upstream', ['name', 'original-destination'] as const);
   const mode = record.mode === undefined ? undefined : oneOf(record.mode, 'mode', ['enforce', 'audit'] as const);
+  const log = record.log === undefined ? undefined : oneOf(record.log, 'log', ['denied', 'all'] as const);
   if (record.allow === undefined) invalid('allow', 'is required: {"sni": [NAME], "cidrs": [{"cidr": CIDR, "ports": [PORT]}]}');
   const allow = allowlist(record.allow);
   // Key order fixed so that equal meaning serialises equally.
@@ -107,6 +108,7 @@ function spec(body: unknown): PolicySpec {
     // Defaults are stored absent, so {"upstream":"name"} and {} are the same policy.
     ...(upstream && upstream !== 'name' ? { upstream } : {}),
     ...(mode && mode !== 'enforce' ? { mode } : {}),
+    ...(log && log !== 'denied' ? { log } : {}),
     allow,
   };
 }
@@ -135,7 +137,7 @@ function nodes(value: unknown): string[] {
     const glob = string(item, field);
     if (glob === '') invalid(field, 'must not be empty');
     if (glob.length > MAX_GLOB) invalid(field, `is ${glob.length} characters; at most ${MAX_GLOB}`);
-    if (!NODE_GLOB_PATTERN.test(glob)) invalid(field, `"${glob}" may hold only letters, digits, ".", "_", ":", "-" and "*" (any run of characters)`);
+    if (!NODE_GLOB_PATTERN.test(glob)) invalid(field, `"${glob}" may hold only letters, digits, ".", "_", ":", "-", "*" (any run of characters) and "?" (exactly one character)`);
     return glob;
   });
   return unique(globs).sort(byText);

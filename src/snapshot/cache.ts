@@ -1,10 +1,17 @@
 // Which node gets which snapshot. Nodes that select the same policies form a
 // group; each group is compiled and encoded once per change, and only the
 // watchers whose group's content changed are told.
+//
+// A change costs the node groups it affects, not nodes × policies: each
+// connected node keeps the names of the policies it selects, and a change of
+// policy P looks only at the nodes P selected before or selects now (a glob
+// without wildcards is one map lookup; a wildcard glob one linear match per
+// connected node; a policy without `nodes` every node). Those nodes' selections
+// are updated for the changed names only, and each new group is compiled once.
 import { createHash } from 'node:crypto';
 import type { Policy } from '../policy/model.js';
-import { policySelectsNode } from '../policy/nodeSelector.js';
-import { encodeResource } from './encodedResource.js';
+import { globMatches, isLiteralGlob, policySelectsNode } from '../policy/nodeSelector.js';
+import { encodeResource, type EncodedResource } from './encodedResource.js';
 import { Snapshot } from './snapshot.js';
 import type { ProtoJson } from '../envoy/codec.js';
 
@@ -15,48 +22,299 @@ export interface CompiledGroup {
 
 export type GroupCompiler<C extends CompiledGroup = CompiledGroup> = (policies: readonly Policy[]) => C;
 
-export interface NodeGroup<C extends CompiledGroup = CompiledGroup> {
-  readonly key: string;
-  readonly policies: readonly Policy[];
-  readonly compiled: C;
-  readonly snapshot: Snapshot;
+/**
+ * Compiles and encodes many groups' policy sets, off the caller's thread
+ * (src/snapshot/compilePool.ts): one list of encoded resources per set, in order.
+ */
+export type GroupBuilder = (sets: readonly (readonly Policy[])[]) => Promise<EncodedResource[][]>;
+
+/** Policies changed by one or more commits: a policy to put, or undefined to delete. */
+export type PolicyChanges = ReadonlyMap<string, Policy | undefined>;
+
+export class NodeGroup<C extends CompiledGroup = CompiledGroup> {
+  /** Connected nodes in this group; the group is dropped when none is left. */
+  refs = 0;
+  private compiledValue?: C;
+
+  constructor(
+    readonly key: string,
+    readonly policies: readonly Policy[],
+    readonly snapshot: Snapshot,
+    private readonly compile: GroupCompiler<C>,
+    compiled?: C,
+  ) {
+    if (compiled) this.compiledValue = compiled;
+  }
+
+  /** The compiled ProtoJSON (for checks): kept when compiled here, else compiled again on first use. */
+  get compiled(): C {
+    return (this.compiledValue ??= this.compile(this.policies));
+  }
 }
 
-interface Watcher<C extends CompiledGroup> {
-  readonly nodeId: string;
+interface Watcher {
   readonly onChange: (snapshot: Snapshot) => void;
-  group: NodeGroup<C>;
 }
+
+interface NodeEntry<C extends CompiledGroup> {
+  readonly id: string;
+  /** Names of the policies that select this node, sorted. */
+  selected: string[];
+  group: NodeGroup<C>;
+  readonly watchers: Set<Watcher>;
+}
+
+/** A node whose first group is compiling: its watchers wait. */
+interface PendingNode {
+  readonly watchers: Set<Watcher>;
+  /** Rounds whose result a policy change made stale. */
+  stale: number;
+}
+
+interface StoredPolicyEntry {
+  readonly policy: Policy;
+  readonly hash: string;
+}
+
+/** What applying changes needs compiled, and how to finish once it is. */
+interface Plan<C extends CompiledGroup> {
+  readonly missing: Map<string, Policy[]>;
+  commit(built: ReadonlyMap<string, { resources: EncodedResource[]; compiled?: C }>): void;
+}
+
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
-  private policies: readonly Policy[] = [];
-  private policyHashes = new Map<string, string>();
+  private readonly policies = new Map<string, StoredPolicyEntry>();
+  /** Policies without `nodes`: they select every node. */
+  private readonly globalPolicies = new Set<string>();
+  /** Literal glob (a whole node id) → the policies naming it. */
+  private readonly literalIndex = new Map<string, Set<string>>();
+  /** Policies with at least one wildcard glob. */
+  private readonly wildcardPolicies = new Set<string>();
+  private readonly groups = new Map<string, NodeGroup<C>>();
+  private readonly nodes = new Map<string, NodeEntry<C>>();
+  /** Nodes first watched while an asynchronous apply was compiling: re-selected when it commits. */
+  private readonly lateNodes = new Set<string>();
+  private applying = false;
   private changedAt = process.hrtime.bigint();
-  private groups = new Map<string, NodeGroup<C>>();
-  private readonly watchers = new Set<Watcher<C>>();
+  /** One group computed for a node nobody watches (snapshotFor before watch), so it is not compiled twice. */
+  private lastUnwatched?: NodeGroup<C>;
+  private builder?: GroupBuilder;
+  private readonly pendingNodes = new Map<string, PendingNode>();
+  private firstCompiles = false;
+  /** Bumped by every commit of changes: a first compile selected before it is stale. */
+  private epoch = 0;
+  /** Groups compiled, over the cache's life (tests and metrics). */
+  compiledGroups = 0;
 
   constructor(private readonly compile: GroupCompiler<C>) {}
 
-  /** Replaces the policy set; recompiles only the groups whose policies changed and notifies their watchers. */
+  /** Replaces the whole policy set, compiling here (tests, the floor benchmark, start-up). */
   setPolicies(policies: readonly Policy[], changedAt: bigint = process.hrtime.bigint()): void {
-    this.policies = [...policies].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    this.policyHashes = new Map(this.policies.map((p) => [p.name, hashPolicy(p)]));
-    this.changedAt = changedAt;
-    const previous = this.groups;
-    this.groups = new Map();
-    const changed: Watcher<C>[] = [];
-    // Streams of one node id (reconnects, several Envoys on one id) share one selection.
-    const byNode = new Map<string, NodeGroup<C>>();
-    for (const watcher of this.watchers) {
-      let group = byNode.get(watcher.nodeId);
-      if (!group) byNode.set(watcher.nodeId, (group = this.groupForNode(watcher.nodeId, previous)));
-      if (group !== watcher.group) {
-        const contentChanged = !group.snapshot.sameContentAs(watcher.group.snapshot);
-        watcher.group = group;
-        if (contentChanged) changed.push(watcher);
+    this.applyChangesSync(this.diff(policies), changedAt);
+  }
+
+  /** The changes that turn the current set into `policies`. */
+  diff(policies: readonly Policy[]): PolicyChanges {
+    const changes = new Map<string, Policy | undefined>();
+    const names = new Set<string>();
+    for (const policy of policies) {
+      names.add(policy.name);
+      if (this.policies.get(policy.name)?.hash !== hashPolicy(policy)) changes.set(policy.name, policy);
+    }
+    for (const name of this.policies.keys()) if (!names.has(name)) changes.set(name, undefined);
+    return changes;
+  }
+
+  /** Applies changes, compiling the affected groups here, on this thread. */
+  applyChangesSync(changes: PolicyChanges, changedAt: bigint = process.hrtime.bigint()): void {
+    if (this.applying) throw new Error('applyChangesSync while an asynchronous apply is compiling');
+    const plan = this.plan(changes, changedAt);
+    const built = new Map<string, { resources: EncodedResource[]; compiled: C }>();
+    for (const [key, policies] of plan.missing) built.set(key, this.compileHere(policies));
+    plan.commit(built);
+  }
+
+  /**
+   * Applies changes, compiling the affected groups with `build` (worker
+   * threads): the event loop stays free for ACKs, health checks and the admin
+   * API meanwhile, and every stream goes on being served the previous state
+   * until the new one is complete. One apply at a time (the push scheduler
+   * serialises them).
+   */
+  async applyChanges(changes: PolicyChanges, build: GroupBuilder, changedAt: bigint = process.hrtime.bigint()): Promise<void> {
+    if (this.applying) throw new Error('one asynchronous apply at a time');
+    this.applying = true;
+    try {
+      const plan = this.plan(changes, changedAt);
+      const keys = [...plan.missing.keys()];
+      const results = keys.length > 0 ? await build([...plan.missing.values()]) : [];
+      const built = new Map(keys.map((key, i) => [key, { resources: results[i]! }]));
+      plan.commit(built);
+    } finally {
+      this.applying = false;
+    }
+    // Nodes that came while compiling were given the previous state: select them again now.
+    const late = [...this.lateNodes];
+    this.lateNodes.clear();
+    for (const id of late) {
+      const entry = this.nodes.get(id);
+      if (entry) this.reselect(entry);
+    }
+  }
+
+  private plan(changes: PolicyChanges, changedAt: bigint): Plan<C> {
+    const hashes = new Map<string, string>();
+    for (const [name, policy] of changes) if (policy) hashes.set(name, hashPolicy(policy));
+    const real = new Map<string, Policy | undefined>();
+    for (const [name, policy] of changes) {
+      const stored = this.policies.get(name);
+      if (policy ? stored?.hash !== hashes.get(name) : stored !== undefined) real.set(name, policy);
+    }
+    const affected = this.affectedNodes(real);
+    const hashOf = (name: string) => (real.has(name) ? hashes.get(name)! : this.policies.get(name)!.hash);
+    const policyOf = (name: string) => (real.has(name) ? real.get(name)! : this.policies.get(name)!.policy);
+    const next = new Map<NodeEntry<C>, { selected: string[]; key: string }>();
+    const missing = new Map<string, Policy[]>();
+    for (const entry of affected) {
+      const kept = entry.selected.filter((name) => !real.has(name));
+      for (const [name, policy] of real) if (policy && policySelectsNode(policy, entry.id)) kept.push(name);
+      kept.sort(byName);
+      const key = groupKey(kept, hashOf);
+      next.set(entry, { selected: kept, key });
+      if (!this.groups.has(key) && !missing.has(key)) missing.set(key, kept.map(policyOf));
+    }
+    return {
+      missing,
+      commit: (built) => {
+        for (const [name, policy] of real) this.storePolicy(name, policy, hashes.get(name));
+        if (real.size > 0) this.epoch += 1;
+        this.changedAt = changedAt;
+        delete this.lastUnwatched;
+        // First every new group, then the moves: adopting before releasing, so a group
+        // one node leaves while another joins it is never dropped in between.
+        const moves: { entry: NodeEntry<C>; group: NodeGroup<C> }[] = [];
+        for (const [entry, { selected, key }] of next) {
+          if (this.nodes.get(entry.id) !== entry) continue; // gone while compiling
+          let group = this.groups.get(key);
+          if (!group) {
+            const policies = selected.map((name) => this.policies.get(name)!.policy);
+            // Not built when the group existed at planning and its last node left while compiling.
+            const result = built.get(key) ?? this.compileHere(policies);
+            group = new NodeGroup(key, policies, new Snapshot(result.resources, changedAt), this.compile, result.compiled);
+            this.groups.set(key, group);
+          }
+          entry.selected = selected;
+          if (group !== entry.group) moves.push({ entry, group });
+        }
+        for (const { group } of moves) group.refs += 1;
+        const told: NodeEntry<C>[] = [];
+        for (const { entry, group } of moves) {
+          const contentChanged = !group.snapshot.sameContentAs(entry.group.snapshot);
+          this.release(entry.group);
+          entry.group = group;
+          if (contentChanged) told.push(entry);
+        }
+        // Told after the whole change is in place, so a watcher that looks sees the new state.
+        for (const entry of told) for (const watcher of entry.watchers) watcher.onChange(entry.group.snapshot);
+      },
+    };
+  }
+
+  /** Connected nodes whose selection a change of these policies can change: those they selected before or select now. */
+  private affectedNodes(changes: ReadonlyMap<string, Policy | undefined>): Set<NodeEntry<C>> {
+    const affected = new Set<NodeEntry<C>>();
+    const wildcards: string[] = [];
+    for (const [name, policy] of changes) {
+      for (const version of [this.policies.get(name)?.policy, policy]) {
+        if (!version) continue;
+        if (version.nodes === undefined) return new Set(this.nodes.values());
+        for (const glob of version.nodes) {
+          if (isLiteralGlob(glob)) {
+            const entry = this.nodes.get(glob);
+            if (entry) affected.add(entry);
+          } else wildcards.push(glob);
+        }
       }
     }
-    for (const watcher of changed) watcher.onChange(watcher.group.snapshot);
+    if (wildcards.length > 0) {
+      for (const entry of this.nodes.values()) if (!affected.has(entry) && wildcards.some((glob) => globMatches(glob, entry.id))) affected.add(entry);
+    }
+    return affected;
+  }
+
+  private storePolicy(name: string, policy: Policy | undefined, hash: string | undefined): void {
+    const old = this.policies.get(name)?.policy;
+    if (old) {
+      this.globalPolicies.delete(name);
+      this.wildcardPolicies.delete(name);
+      for (const glob of old.nodes ?? []) {
+        const names = this.literalIndex.get(glob);
+        names?.delete(name);
+        if (names?.size === 0) this.literalIndex.delete(glob);
+      }
+    }
+    if (!policy) {
+      this.policies.delete(name);
+      return;
+    }
+    this.policies.set(name, { policy, hash: hash ?? hashPolicy(policy) });
+    if (policy.nodes === undefined) this.globalPolicies.add(name);
+    for (const glob of policy.nodes ?? []) {
+      if (!isLiteralGlob(glob)) this.wildcardPolicies.add(name);
+      else {
+        let names = this.literalIndex.get(glob);
+        if (!names) this.literalIndex.set(glob, (names = new Set()));
+        names.add(name);
+      }
+    }
+  }
+
+  /** The policies that select a node, from the indexes: globals, its literal entries, the wildcard policies that match. */
+  private selectionFor(nodeId: string): string[] {
+    const selected = new Set(this.globalPolicies);
+    for (const name of this.literalIndex.get(nodeId) ?? []) selected.add(name);
+    for (const name of this.wildcardPolicies) if (policySelectsNode(this.policies.get(name)!.policy, nodeId)) selected.add(name);
+    return [...selected].sort(byName);
+  }
+
+  private compileHere(policies: readonly Policy[]): { resources: EncodedResource[]; compiled: C } {
+    this.compiledGroups += 1;
+    const compiled = this.compile(policies);
+    return { compiled, resources: compiled.resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)) };
+  }
+
+  /** The group for a selection, compiled here if no node holds it yet. */
+  private groupFor(selected: readonly string[]): NodeGroup<C> {
+    const key = groupKey(selected, (name) => this.policies.get(name)!.hash);
+    const known = this.groups.get(key) ?? (this.lastUnwatched?.key === key ? this.lastUnwatched : undefined);
+    if (known) return known;
+    const policies = selected.map((name) => this.policies.get(name)!.policy);
+    const { resources, compiled } = this.compileHere(policies);
+    return new NodeGroup(key, policies, new Snapshot(resources, this.changedAt), this.compile, compiled);
+  }
+
+  private reselect(entry: NodeEntry<C>): void {
+    const selected = this.selectionFor(entry.id);
+    const group = this.groupFor(selected);
+    entry.selected = selected;
+    if (group === entry.group) return;
+    const contentChanged = !group.snapshot.sameContentAs(entry.group.snapshot);
+    this.adopt(group);
+    this.release(entry.group);
+    entry.group = group;
+    if (contentChanged) for (const watcher of entry.watchers) watcher.onChange(group.snapshot);
+  }
+
+  private adopt(group: NodeGroup<C>): void {
+    group.refs += 1;
+    this.groups.set(group.key, group);
+  }
+
+  private release(group: NodeGroup<C>): void {
+    group.refs -= 1;
+    if (group.refs <= 0 && this.groups.get(group.key) === group) this.groups.delete(group.key);
   }
 
   snapshotFor(nodeId: string): Snapshot {
@@ -64,29 +322,136 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   }
 
   /** The group a node belongs to now: its policies and compiled resources (for checks and status). */
-  groupForNode(nodeId: string, reuse: ReadonlyMap<string, NodeGroup<C>> = this.groups): NodeGroup<C> {
-    const selected = this.policies.filter((policy) => policySelectsNode(policy, nodeId));
-    const key = selected.map((p) => `${p.name}@${this.policyHashes.get(p.name)}`).join(',');
-    let group = this.groups.get(key) ?? reuse.get(key);
-    if (!group) {
-      const compiled = this.compile(selected);
-      const resources = compiled.resources.map((r) => encodeResource(r.typeUrl, r.name, r.json));
-      group = { key, policies: selected, compiled, snapshot: new Snapshot(resources, this.changedAt) };
-    }
-    this.groups.set(key, group);
+  groupForNode(nodeId: string): NodeGroup<C> {
+    const entry = this.nodes.get(nodeId);
+    if (entry) return entry.group;
+    const group = this.groupFor(this.selectionFor(nodeId));
+    if (group.refs === 0) this.lastUnwatched = group;
     return group;
   }
 
-  /** Calls onChange whenever the node's snapshot content changes; returns the unsubscribe function. */
+  /**
+   * Compile the groups of newly connected nodes with `build` (worker threads)
+   * instead of on the event loop: after a restart, 10,000 Envoys reconnect
+   * within seconds, each possibly a group of its own. Such a node has no
+   * snapshot (currentSnapshot is undefined) until its group is ready; then its
+   * watchers are told.
+   */
+  useBuilder(build: GroupBuilder): void {
+    this.builder = build;
+  }
+
+  /** The node's snapshot, or undefined while its first group compiles. */
+  currentSnapshot(nodeId: string): Snapshot | undefined {
+    if (this.pendingNodes.has(nodeId)) return undefined;
+    return this.snapshotFor(nodeId);
+  }
+
+  /** Calls onChange whenever the node's snapshot content changes (and when its first is ready); returns the unsubscribe function. */
   watch(nodeId: string, onChange: (snapshot: Snapshot) => void): () => void {
-    const watcher: Watcher<C> = { nodeId, onChange, group: this.groupForNode(nodeId) };
-    this.watchers.add(watcher);
-    return () => this.watchers.delete(watcher);
+    const watcher: Watcher = { onChange };
+    let watchers = this.nodes.get(nodeId)?.watchers ?? this.pendingNodes.get(nodeId)?.watchers;
+    if (!watchers) {
+      watchers = new Set();
+      const selected = this.selectionFor(nodeId);
+      const key = groupKey(selected, (name) => this.policies.get(name)!.hash);
+      if (this.builder && !this.groups.has(key) && this.lastUnwatched?.key !== key) {
+        this.pendingNodes.set(nodeId, { watchers, stale: 0 });
+        this.scheduleFirstCompiles();
+      } else this.enter(nodeId, selected, this.groupFor(selected), watchers);
+    }
+    watchers.add(watcher);
+    const set = watchers;
+    return () => {
+      if (!set.delete(watcher) || set.size > 0) return;
+      const entry = this.nodes.get(nodeId);
+      if (entry?.watchers === set) {
+        this.nodes.delete(nodeId);
+        this.release(entry.group);
+      } else if (this.pendingNodes.get(nodeId)?.watchers === set) this.pendingNodes.delete(nodeId);
+    };
+  }
+
+  private enter(nodeId: string, selected: string[], group: NodeGroup<C>, watchers: Set<Watcher>): NodeEntry<C> {
+    this.adopt(group);
+    const entry: NodeEntry<C> = { id: nodeId, selected, group, watchers };
+    this.nodes.set(nodeId, entry);
+    // Selected against the policies before an apply that is compiling: selected again when it commits.
+    if (this.applying) this.lateNodes.add(nodeId);
+    return entry;
+  }
+
+  private scheduleFirstCompiles(): void {
+    if (this.firstCompiles) return;
+    this.firstCompiles = true;
+    // Gathered for a turn of the event loop, so a connection storm compiles in batches.
+    setImmediate(() => {
+      void this.compileFirstGroups().finally(() => {
+        this.firstCompiles = false;
+        if (this.pendingNodes.size > 0) this.scheduleFirstCompiles();
+      });
+    });
+  }
+
+  private async compileFirstGroups(): Promise<void> {
+    const epoch = this.epoch;
+    const batch: { id: string; pending: PendingNode; selected: string[]; key: string }[] = [];
+    const missing = new Map<string, Policy[]>();
+    for (const [id, pending] of this.pendingNodes) {
+      const selected = this.selectionFor(id);
+      const key = groupKey(selected, (name) => this.policies.get(name)!.hash);
+      batch.push({ id, pending, selected, key });
+      if (!this.groups.has(key) && !missing.has(key)) missing.set(key, selected.map((name) => this.policies.get(name)!.policy));
+    }
+    const keys = [...missing.keys()];
+    let results: EncodedResource[][] | undefined;
+    try {
+      results = keys.length > 0 ? await this.builder!([...missing.values()]) : [];
+    } catch {
+      // The workers failed: compile here rather than leave Envoys without configuration.
+      results = undefined;
+    }
+    // Policies changed meanwhile: these selections are stale, and the next round selects
+    // again; after a few such rounds (writes that never pause) the nodes go in now and are
+    // selected again here, on the event loop, so that none waits forever.
+    const stale = this.epoch !== epoch;
+    if (stale && batch.some(({ pending }) => ++pending.stale < 3)) return;
+    const built = new Map(keys.map((key, i) => [key, results?.[i]]));
+    const told: NodeEntry<C>[] = [];
+    for (const { id, pending, selected, key } of batch) {
+      if (this.pendingNodes.get(id) !== pending) continue; // gone meanwhile
+      this.pendingNodes.delete(id);
+      if (stale) {
+        const fresh = this.selectionFor(id);
+        told.push(this.enter(id, fresh, this.groupFor(fresh), pending.watchers));
+        continue;
+      }
+      let group = this.groups.get(key);
+      if (!group) {
+        const resources = built.get(key);
+        group = resources
+          ? new NodeGroup(key, selected.map((name) => this.policies.get(name)!.policy), new Snapshot(resources, this.changedAt), this.compile)
+          : this.groupFor(selected);
+      }
+      told.push(this.enter(id, selected, group, pending.watchers));
+    }
+    for (const entry of told) for (const watcher of entry.watchers) watcher.onChange(entry.group.snapshot);
   }
 
   groupCount(): number {
     return this.groups.size;
   }
+
+  /** Connected (watched) node ids. */
+  nodeCount(): number {
+    return this.nodes.size;
+  }
+
+  policyCount(): number {
+    return this.policies.size;
+  }
 }
+
+const groupKey = (selected: readonly string[], hashOf: (name: string) => string): string => selected.map((name) => `${name}@${hashOf(name)}`).join(',');
 
 const hashPolicy = (policy: Policy): string => createHash('sha256').update(JSON.stringify(policy)).digest('hex').slice(0, 16);

@@ -110,9 +110,9 @@ export async function applyPolicies(
   const removed = store.list().filter((p) => p.source === source && !declared.has(p.name)).map((p) => p.name);
   const result = await store.apply(
     [
-      ...policies.map(({ name, sources, nodes, upstream, mode, allow }) => ({
+      ...policies.map(({ name, sources, nodes, upstream, mode, log, allow }) => ({
         name,
-        spec: { ...(sources ? { sources } : {}), ...(nodes ? { nodes } : {}), ...(upstream ? { upstream } : {}), ...(mode ? { mode } : {}), allow },
+        spec: { ...(sources ? { sources } : {}), ...(nodes ? { nodes } : {}), ...(upstream ? { upstream } : {}), ...(mode ? { mode } : {}), ...(log ? { log } : {}), allow },
       })),
       ...removed.map((name) => ({ name, spec: undefined })),
     ],

@@ -31,10 +31,10 @@ export type Plan = { readonly ok: true; readonly changes: PlannedChange[] } | { 
 /** True when putting `spec` from `source` would change nothing (specs are canonical, so text equality is meaning equality). */
 export function alreadyStored(existing: StoredPolicy, source: string, spec: PolicySpec): boolean {
   if ((existing.source ?? API_SOURCE) !== source) return false;
-  const { sources, nodes, upstream, mode, allow } = existing;
+  const { sources, nodes, upstream, mode, log, allow } = existing;
   return (
-    JSON.stringify({ sources, nodes, upstream, mode, allow }) ===
-    JSON.stringify({ sources: spec.sources, nodes: spec.nodes, upstream: spec.upstream, mode: spec.mode, allow: spec.allow })
+    JSON.stringify({ sources, nodes, upstream, mode, log, allow }) ===
+    JSON.stringify({ sources: spec.sources, nodes: spec.nodes, upstream: spec.upstream, mode: spec.mode, log: spec.log, allow: spec.allow })
   );
 }
 

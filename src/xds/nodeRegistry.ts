@@ -9,13 +9,21 @@ interface StreamRecord {
   readonly cluster: string;
   readonly connectedAt: Date;
   readonly resources: Map<string, ResourceTypeStatus>;
+  /** The served store revision when this stream last had acknowledged its whole snapshot. */
+  ackedRevision?: number;
 }
+
+/** The store revision committed last, and the one whose state the snapshots hold now. */
+export type RevisionSource = () => { readonly latest: number; readonly served: number };
 
 export class NodeRegistry {
   private readonly streams = new Map<number, StreamRecord>();
 
   /** With a source, list() says per node and type whether the latest version is acknowledged. */
-  constructor(private readonly source?: Pick<SnapshotSource, 'snapshotFor'>) {}
+  constructor(
+    private readonly source?: Pick<SnapshotSource, 'currentSnapshot'>,
+    private readonly revisions?: RevisionSource,
+  ) {}
 
   open(streamId: number, node: { id: string; cluster: string }): void {
     this.streams.set(streamId, { nodeId: node.id, cluster: node.cluster, connectedAt: new Date(), resources: new Map() });
@@ -46,6 +54,14 @@ export class NodeRegistry {
     if (!status) return;
     status.acked = version;
     delete status.nack;
+    const stream = this.streams.get(streamId)!;
+    if (this.revisions && this.source && this.acknowledgesAll(stream.nodeId, stream.resources)) stream.ackedRevision = this.revisions().served;
+  }
+
+  /** Every type of the node's current snapshot acknowledged at its latest version. */
+  private acknowledgesAll(nodeId: string, resources: ReadonlyMap<string, ResourceTypeStatus>): boolean {
+    const snapshot = this.source!.currentSnapshot(nodeId);
+    return snapshot !== undefined && snapshot.typeUrls().every((typeUrl) => resources.get(typeUrl)?.acked === snapshot.version(typeUrl));
   }
 
   nacked(streamId: number, typeUrl: string, version: string, message: string, superseded = false): void {
@@ -68,17 +84,50 @@ export class NodeRegistry {
         const newest = records.reduce((a, b) => (a.connectedAt > b.connectedAt ? a : b));
         const resources: Record<string, ResourceTypeStatus> = Object.fromEntries([...newest.resources].map(([type, status]) => [type, { ...status }]));
         if (!this.source) return { id, cluster: newest.cluster, connectedAt: oldest.connectedAt.toISOString(), streams: records.length, resources };
-        const snapshot = this.source.snapshotFor(id);
-        let upToDate = true;
-        for (const typeUrl of snapshot.typeUrls()) {
-          const latest = snapshot.version(typeUrl)!;
+        const snapshot = this.source.currentSnapshot(id);
+        let upToDate = snapshot !== undefined;
+        for (const typeUrl of snapshot?.typeUrls() ?? []) {
+          const latest = snapshot!.version(typeUrl)!;
           const status = (resources[typeUrl] ??= {});
           status.latest = latest;
           status.upToDate = status.acked === latest;
           upToDate &&= status.upToDate;
         }
-        return { id, cluster: newest.cluster, connectedAt: oldest.connectedAt.toISOString(), streams: records.length, upToDate, resources };
+        if (!this.revisions) return { id, cluster: newest.cluster, connectedAt: oldest.connectedAt.toISOString(), streams: records.length, upToDate, resources };
+        const { latest, served } = this.revisions();
+        // Acknowledged up to `served` when up to date now (a change that did not touch this node
+        // moves it along too); else the served revision at its last complete acknowledgement.
+        const acknowledged = upToDate ? served : (newest.ackedRevision ?? null);
+        return {
+          id,
+          cluster: newest.cluster,
+          connectedAt: oldest.connectedAt.toISOString(),
+          streams: records.length,
+          upToDate,
+          revision: { latest, served, acknowledged },
+          resources,
+        };
       });
+  }
+
+  private newestStream(nodeId: string): StreamRecord | undefined {
+    let newest: StreamRecord | undefined;
+    for (const record of this.streams.values()) {
+      if (record.nodeId === nodeId && (!newest || record.connectedAt > newest.connectedAt)) newest = record;
+    }
+    return newest;
+  }
+
+  /** The version of a type the node's newest stream acknowledged (what the node runs); O(streams). */
+  ackedVersion(nodeId: string, typeUrl: string): string | undefined {
+    return this.newestStream(nodeId)?.resources.get(typeUrl)?.acked;
+  }
+
+  /** The store revision whose state the node runs (as list() says "acknowledged"); undefined when unknown or not connected. */
+  acknowledgedRevision(nodeId: string): number | undefined {
+    const newest = this.newestStream(nodeId);
+    if (!newest || !this.revisions || !this.source) return undefined;
+    return this.acknowledgesAll(nodeId, newest.resources) ? this.revisions().served : newest.ackedRevision;
   }
 
   streamCount(): number {

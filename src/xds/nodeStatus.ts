@@ -34,5 +34,11 @@ export interface NodeStatus {
    * node's snapshot (absent when the registry has no snapshot source).
    */
   readonly upToDate?: boolean;
+  /**
+   * Store revisions: the latest committed; the one whose state this node is
+   * served now (lower while a change is being coalesced or compiled); the one
+   * whose state it has acknowledged whole (null: none yet).
+   */
+  readonly revision?: { readonly latest: number; readonly served: number; readonly acknowledged: number | null };
   readonly resources: Readonly<Record<string, ResourceTypeStatus>>;
 }

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -43,16 +43,36 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
+/** A minimal TLS 1.2 ClientHello carrying one SNI: enough for tls_inspector. */
+function clientHello(serverName: string): Buffer {
+  const name = Buffer.from(serverName);
+  const sniEntry = Buffer.concat([Buffer.from([0]), u16(name.length), name]);
+  const sniList = Buffer.concat([u16(sniEntry.length), sniEntry]);
+  const extension = Buffer.concat([u16(0), u16(sniList.length), sniList]);
+  const extensions = Buffer.concat([u16(extension.length), extension]);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]), Buffer.alloc(32, 7), Buffer.from([0]),
+    u16(2), Buffer.from([0x00, 0x2f]), Buffer.from([1, 0]),
+    extensions,
+  ]);
+  const handshake = Buffer.concat([Buffer.from([1]), u24(body.length), body]);
+  return Buffer.concat([Buffer.from([0x16, 3, 1]), u16(handshake.length), handshake]);
+}
+const u16 = (n: number) => Buffer.from([n >> 8, n & 255]);
+const u24 = (n: number) => Buffer.from([n >> 16, (n >> 8) & 255, n & 255]);
+
 describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
   let dir: string;
   let cp: ControlPlane;
   let envoy: ChildProcess | undefined;
   let envoyAdmin: number;
+  let listenerPort: number;
   let envoyLog = '';
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-'));
-    cp = await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: join(dir, 'data'), embeddedDefault: true, logger: silentLogger, compile: { port: await freePort() } });
+    listenerPort = await freePort();
+    cp = await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: join(dir, 'data'), embeddedDefault: true, logger: silentLogger, compile: { port: listenerPort } });
     envoyAdmin = await freePort();
     const bootstrap = join(dir, 'bootstrap.yaml');
     await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-it', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
@@ -88,6 +108,59 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     assert.equal(status.resources[TypeUrl.Listener]!.nack, undefined);
     assert.equal(status.resources[TypeUrl.Cluster]!.acked, status.resources[TypeUrl.Cluster]!.sent);
     await until('upToDate in the node status', async () => (cp.registry.list().find((n) => n.id === 'envoy-it')?.upToDate ? true : undefined));
+  });
+
+  // Issue 10: Envoy's gRPC access logger streams the refusal to the control plane's ALS (beside ADS).
+  test("a refused connection's record reaches /v1/denials", async () => {
+    await until('the listener is up', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/listeners`)).text();
+      return text.includes('egress_tproxy') ? true : undefined;
+    });
+    // Straight to the listener, no TPROXY: the original destination is the listener itself,
+    // with no SNI: refused (the loop guard or no policy), and logged.
+    await new Promise<void>((resolve) => {
+      const socket = connect(listenerPort, '127.0.0.1', () => socket.write('not TLS, no SNI\r\n'));
+      socket.on('error', () => resolve());
+      socket.on('close', () => resolve());
+      socket.setTimeout(10_000, () => socket.destroy());
+    });
+    const record = await until('the record in /v1/denials', async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; destination: string; listener: string }[] };
+      return body.denials[0];
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    assert.equal(record.verdict, 'denied');
+    assert.ok(['loop', 'no-policy'].includes(record.reason), record.reason);
+    assert.equal(record.destination, `127.0.0.1:${listenerPort}`);
+    assert.equal(record.listener, 'egress_tproxy');
+  });
+
+  // Issue 7 point 4. A connection made straight to the listener (no TPROXY redirect) has
+  // the listener's own address as its original destination: the loop guard must refuse it,
+  // whatever the policies allow (the embedded default allows names from every source).
+  // Binding a transparent listener needs CAP_NET_ADMIN, hence root.
+  test('a connection to the listener\'s own port is refused, even with an allowed SNI', { skip: process.getuid?.() === 0 ? false : 'the transparent listener needs CAP_NET_ADMIN (run as root)' }, async () => {
+    await cp.store.put('it-loop', { allow: { sni: ['allowed.example.org'], cidrs: [{ cidr: '127.0.0.0/8' }] } }, { client: 'test' });
+    const port = listenerPort;
+    await until('the listener bound', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/listeners`)).text();
+      return text.includes(`:${port}`) ? true : undefined;
+    });
+    const closedWithoutData = await new Promise<boolean>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(clientHello('allowed.example.org')));
+      let data = 0;
+      socket.on('data', (d: Buffer) => (data += d.length));
+      socket.on('close', () => resolve(data === 0));
+      socket.on('error', () => resolve(data === 0));
+      setTimeout(() => reject(new Error('Envoy kept the connection open')), 10_000).unref();
+    });
+    assert.equal(closedWithoutData, true);
+    await until('tcp.rejected_loop counted it', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/stats?filter=rejected_loop`)).text();
+      const match = /tcp\.rejected_loop\.downstream_cx_total: (\d+)/.exec(text);
+      return match && Number(match[1]) >= 1 ? true : undefined;
+    });
   });
 
   test('a policy change reaches it live', async () => {

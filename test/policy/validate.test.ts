@@ -9,7 +9,7 @@ const badSpecs: Array<[string, unknown, string, RegExp]> = [
   ['body not an object', [], '', /must be an object, got an array/],
   ['body null', null, '', /must be an object, got null/],
   ['body a string', 'x', '', /must be an object, got a string/],
-  ['unknown top-level field', { allow: { sni: [] }, name: 'x' }, 'name', /unknown field; expected sources, nodes, upstream, mode, allow/],
+  ['unknown top-level field', { allow: { sni: [] }, name: 'x' }, 'name', /unknown field; expected sources, nodes, upstream, mode, log, allow/],
   ['upstream not a choice', { upstream: 'dns', allow: {} }, 'upstream', /"dns" is not one of "name", "original-destination"/],
   ['upstream not a string', { upstream: 1, allow: {} }, 'upstream', /must be a string, got a number/],
   ['mode not a choice', { mode: 'learn', allow: {} }, 'mode', /"learn" is not one of "enforce", "audit"/],

@@ -178,11 +178,12 @@ test('a torn temp file and a torn history tail left by a crash are ignored', asy
     assert.equal(store.revision, 1);
     assert.deepEqual(store.list().map((p) => p.name), ['web']);
     assert.ok(!(await readdir(dir.path)).some((f) => f.endsWith('.tmp')));
-    // The torn line was cut off, so the next commit starts a clean line.
+    // The torn line was cut off, so the next commit starts a clean line (in
+    // whichever history file: the reopen compacted the first commit away).
     await store.put('api', spec('api.example.com'), { client });
-    const lines = (await readFile(join(dir.path, HISTORY_FILE), 'utf8')).trimEnd().split('\n');
-    assert.equal(lines.length, 2);
-    assert.equal(JSON.parse(lines[1]!).revision, 2);
+    const files = (await readdir(dir.path)).filter((f) => f.startsWith('history')).sort();
+    const lines = (await Promise.all(files.map((f) => readFile(join(dir.path, f), 'utf8')))).join('').trimEnd().split('\n');
+    assert.deepEqual(lines.map((line) => JSON.parse(line).revision).sort(), [1, 2]);
   } finally {
     await store.close();
     await dir.remove();
@@ -193,6 +194,7 @@ test('history commits after the checkpoint are replayed (crash between append an
   const dir = await tempDir();
   let store = await openPolicyStore(dir.path);
   await store.put('web', spec('a.example.com'), { client });
+  await store.compact();
   const checkpoint = await readFile(join(dir.path, STATE_FILE), 'utf8');
   await store.put('web', spec('b.example.com'), { client });
   await store.put('api', spec('api.example.com'), { client });
@@ -242,20 +244,17 @@ test('garbage in the middle of the history refuses to start, naming the file', a
   await dir.remove();
 });
 
-test('one data dir, one server: a second open is refused; a dead holder\'s lock is taken over', async () => {
+test('one data dir, one server: a second open is refused naming the holder; a closed store\'s lock is free again', async () => {
   const dir = await tempDir();
   const store = await openPolicyStore(dir.path);
   await assert.rejects(openPolicyStore(dir.path), /already open in this process/);
   await store.close();
-  // A lock held by a live process (our parent) is respected.
+  // A lock file left behind (by an old version, or a killed server) holds nothing by itself: only a live flock does.
   await writeFile(join(dir.path, 'lock'), JSON.stringify({ pid: process.ppid, hostname: 'h', startedAt: 'then' }));
-  await assert.rejects(openPolicyStore(dir.path), (error: unknown) =>
-    error instanceof StoreError && error.message.includes(`in use by process ${process.ppid}`) && error.message.includes(join(dir.path, 'lock')));
-  // A lock whose process is gone (pid far above pid_max) is stale.
-  await writeFile(join(dir.path, 'lock'), JSON.stringify({ pid: 2 ** 30, hostname: 'h', startedAt: 'then' }));
   const reopened = await openPolicyStore(dir.path);
+  const holder = JSON.parse(await readFile(join(dir.path, 'lock'), 'utf8')) as { pid: number };
+  assert.equal(holder.pid, process.pid);
   await reopened.close();
-  await assert.rejects(stat(join(dir.path, 'lock')), /ENOENT/);
   await dir.remove();
 });
 
@@ -295,8 +294,8 @@ test('servers starting on one data dir at the same moment: exactly one gets it',
     }));
     for (const dir of dirs) {
       const mine = outcomes.filter((_, i) => children[i]!.dir === dir.path);
-      assert.equal(mine.filter((o) => o === 'locked').length, 1, mine.join('\n'));
-      assert.ok(mine.every((o) => o === 'locked' || o.includes('is in use by process')), mine.join('\n'));
+      assert.equal(mine.filter((o) => o.startsWith('locked')).length, 1, mine.join('\n'));
+      assert.ok(mine.every((o) => o.startsWith('locked') || o.includes('is in use by')), mine.join('\n'));
     }
   } finally {
     await Promise.all(children.map((c) => new Promise((resolve) => {

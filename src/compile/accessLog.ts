@@ -1,0 +1,295 @@
+// Access logs: Envoy's own gRPC access loggers on the egress chains, streaming to the
+// control plane's Access Log Service (the ADS cluster of the bootstrap, same address and
+// TLS). What the entries carry is the contract in src/denials/record.ts (branch "denials"):
+// log_name "egress-xds", LITERAL custom tags egress.verdict / egress.reason /
+// egress.listener / egress.chain / egress.policy, and the server name in the filter state
+// object "egress.sni". The constants are repeated here (compile may not import the denials
+// room); test/compile/accessLog.test.ts checks them against record.ts when it is present.
+//
+// Tags are literal, so they are fixed per chain; everything that varies per connection
+// (source, original destination, SNI) comes from the entry itself. The store revision is
+// never a tag: it would change every chain on every commit, and Envoy drains a chain whose
+// proto changes (the server stamps the revision in force when the record arrives).
+//
+// Which entries a chain emits:
+//   reject, reject_loop         every connection: denied, no-policy / loop
+//   would_deny|SOURCE           every connection: would-deny, no-policy, the audit policies
+//   name|S, original_dst|S      a connection the per-source cap closed (connection_limit sets
+//                               no response flag and tcp_proxy never dials: no upstream
+//                               address, no flag): denied, per-source-limit;
+//                               name|S only: an upstream connect failure (UF) to a special
+//                               address (the host refuses the marked socket): denied,
+//                               forbidden-address;
+//                               with a "log": "all" policy on the source, every other
+//                               connection: allowed.
+// The per-connection conditions are CEL access-log filters
+// (envoy.access_loggers.extension_filters.cel, Envoy ≥ 1.26), because Envoy's other filters
+// cannot test "no upstream host" or an address range.
+import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
+import { markImmutable } from '../envoy/fastEncode.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
+import type { Policy } from '../policy/model.js';
+import { AUDIT_CHAIN_PREFIX, auditPolicies } from './audit.js';
+import { ANY_SOURCE, policiesBySource } from './sourcePlans.js';
+import { SPECIAL_RANGES } from './specialAddresses.js';
+import {
+  ANY_SOURCE_LABEL,
+  LOOP_REJECT_FILTER_CHAIN,
+  NAME_CHAIN_PREFIX,
+  ORIGINAL_DST_CHAIN_PREFIX,
+  REJECT_FILTER_CHAIN,
+  SET_FILTER_STATE_FILTER,
+  TCP_PROXY_FILTER,
+} from './names.js';
+
+/** CommonGrpcAccessLogConfig.log_name (record.ts ALS_LOG_NAME). */
+export const ALS_LOG_NAME = 'egress-xds';
+/** The bootstrap's static cluster that reaches the control plane (src/bootstrap XDS_CLUSTER); the ALS is served beside ADS. */
+export const DEFAULT_ALS_CLUSTER = 'xds_cluster';
+export const TCP_GRPC_ACCESS_LOGGER = 'envoy.access_loggers.tcp_grpc';
+export const HTTP_GRPC_ACCESS_LOGGER = 'envoy.access_loggers.http_grpc';
+export const CEL_ACCESS_LOG_FILTER = 'envoy.access_loggers.extension_filters.cel';
+
+/** The literal custom tags (record.ts TAG). */
+export const TAG = {
+  verdict: 'egress.verdict',
+  reason: 'egress.reason',
+  listener: 'egress.listener',
+  chain: 'egress.chain',
+  policy: 'egress.policy',
+} as const;
+/** The filter state object holding the requested server name (record.ts SNI_FILTER_STATE_KEY). */
+export const SNI_FILTER_STATE_KEY = 'egress.sni';
+
+export type LogVerdict = 'denied' | 'would-deny' | 'allowed';
+/** The reasons the listener side emits (a subset of record.ts DENIAL_REASONS). */
+export type LogReason = 'no-policy' | 'forbidden-address' | 'per-source-limit' | 'loop' | 'http-host';
+
+export interface AccessLogOptions {
+  /** The cluster the ALS is reached through; default "xds_cluster". */
+  readonly alsCluster?: string;
+}
+
+/** What one access logger says about the connections it logs. */
+export interface LogTags {
+  readonly verdict: LogVerdict;
+  readonly reason?: LogReason;
+  readonly listener: string;
+  readonly chain?: string;
+  /** Policy names, joined with "," in the tag. */
+  readonly policies?: readonly string[];
+}
+
+export type AccessLogFilterJson = Record<string, unknown>;
+
+export interface AccessLogJson {
+  name: string;
+  filter?: AccessLogFilterJson;
+  typedConfig: { '@type': string; [field: string]: unknown };
+}
+
+const literal = (tag: string, value: string) => ({ tag, literal: { value } });
+
+function customTags(tags: LogTags): Record<string, unknown>[] {
+  const policy = tags.policies && tags.policies.length > 0 ? tags.policies.join(',') : undefined;
+  return [
+    literal(TAG.verdict, tags.verdict),
+    ...(tags.reason ? [literal(TAG.reason, tags.reason)] : []),
+    literal(TAG.listener, tags.listener),
+    ...(tags.chain ? [literal(TAG.chain, tags.chain)] : []),
+    ...(policy ? [literal(TAG.policy, policy)] : []),
+  ];
+}
+
+function commonConfig(tags: LogTags, options: AccessLogOptions): Record<string, unknown> {
+  return {
+    logName: ALS_LOG_NAME,
+    grpcService: { envoyGrpc: { clusterName: options.alsCluster ?? DEFAULT_ALS_CLUSTER } },
+    transportApiVersion: 'V3',
+    filterStateObjectsToLog: [SNI_FILTER_STATE_KEY],
+    customTags: customTags(tags),
+  };
+}
+
+/** envoy.access_loggers.tcp_grpc for a tcp_proxy (or a listener). */
+export function tcpGrpcAccessLog(tags: LogTags, filter: AccessLogFilterJson | undefined, options: AccessLogOptions = {}): AccessLogJson {
+  return {
+    name: TCP_GRPC_ACCESS_LOGGER,
+    ...(filter && { filter }),
+    typedConfig: { '@type': TypeUrl.TcpGrpcAccessLogConfig, commonConfig: commonConfig(tags, options) },
+  };
+}
+
+/** envoy.access_loggers.http_grpc for an HTTP connection manager. */
+export function httpGrpcAccessLog(tags: LogTags, filter: AccessLogFilterJson | undefined, options: AccessLogOptions = {}): AccessLogJson {
+  return {
+    name: HTTP_GRPC_ACCESS_LOGGER,
+    ...(filter && { filter }),
+    typedConfig: { '@type': TypeUrl.HttpGrpcAccessLogConfig, commonConfig: commonConfig(tags, options) },
+  };
+}
+
+export const celFilter = (expression: string): AccessLogFilterJson => ({
+  extensionFilter: { name: CEL_ACCESS_LOG_FILTER, typedConfig: { '@type': TypeUrl.CelExpressionFilter, expression } },
+});
+
+// ---------------------------------------------------------------------------
+// The CEL conditions (Envoy's attributes: upstream.address is "IP:PORT" or "[IPv6]:PORT",
+// absent when no upstream host was chosen; response.flags is the response-flag bit set).
+
+/** The per-source cap closed it: tcp_proxy never chose an upstream host, and nothing set a flag. */
+export const LIMITED_CEL = '!has(upstream.address) && response.flags == 0';
+
+/**
+ * One test per special range on Envoy's text of the upstream address ("IP:PORT", or
+ * "[IPv6]:PORT" in RFC 5952 form, IPv4-mapped as "[::ffff:a.b.c.d]"): an IPv4 range as
+ * decimal-octet prefixes, an IPv6 range as an anchored RE2 pattern on its first hextet
+ * (so that "fc0::1", which is 0fc0::1, is not taken for fc00::/7).
+ */
+export type AddressTest = { readonly startsWith: string } | { readonly matches: string };
+
+export function specialAddressTests(): AddressTest[] {
+  const out: AddressTest[] = [];
+  for (const { cidr } of SPECIAL_RANGES) {
+    const [address, lengthText] = cidr.split('/') as [string, string];
+    const length = Number(lengthText);
+    if (!address.includes(':')) {
+      const octets = address.split('.').map(Number);
+      const whole = Math.floor(length / 8);
+      const spare = length % 8;
+      const fixed = octets.slice(0, whole).map((o) => `${o}.`).join('');
+      if (spare === 0) out.push({ startsWith: fixed });
+      else for (let v = octets[whole]!; v < octets[whole]! + 2 ** (8 - spare); v += 1) out.push({ startsWith: `${fixed}${v}.` });
+    } else if (cidr === '::1/128') out.push({ startsWith: '[::1]:' });
+    else if (cidr === '::/128') out.push({ startsWith: '[::]:' });
+    else if (cidr === '::ffff:0:0/96') out.push({ startsWith: '[::ffff:' });
+    else if (cidr === 'fc00::/7') out.push({ matches: '^\\[f[cd][0-9a-f]{2}:' });
+    else if (cidr === 'fe80::/10') out.push({ matches: '^\\[fe[89ab][0-9a-f]:' });
+    else throw new Error(`no address test for special range ${cidr}`);
+  }
+  return out;
+}
+
+/** The same tests as Envoy's CEL runs them, for the tests' model. */
+export const addressPasses = (test: AddressTest, address: string): boolean =>
+  'startsWith' in test ? address.startsWith(test.startsWith) : new RegExp(test.matches).test(address);
+
+let specialCel: string | undefined;
+/** The upstream host is in a special range. */
+export function specialUpstreamCel(): string {
+  specialCel ??= `has(upstream.address) && (${specialAddressTests()
+    .map((t) => ('startsWith' in t ? `upstream.address.startsWith(${JSON.stringify(t.startsWith)})` : `upstream.address.matches(${JSON.stringify(t.matches)})`))
+    .join(' || ')})`;
+  return specialCel;
+}
+
+const responseFlag = (...flags: string[]): AccessLogFilterJson => ({ responseFlagFilter: { flags } });
+
+/** Refused by the host: an upstream connection failure to a special address. */
+export const forbiddenAddressFilter = (): AccessLogFilterJson => ({ andFilter: { filters: [responseFlag('UF'), celFilter(specialUpstreamCel())] } });
+export const limitedFilter = (): AccessLogFilterJson => celFilter(LIMITED_CEL);
+/** Neither of the refusals above: the connection was let through. */
+export const allowedFilter = (): AccessLogFilterJson => celFilter(`!(${LIMITED_CEL}) && !(${specialUpstreamCel()})`);
+
+// ---------------------------------------------------------------------------
+// Attaching the loggers to a chain.
+
+/** set_filter_state: egress.sni = the requested server name (skipped when there is none). */
+export function sniFilterStateFilter(): TypedExtensionJson {
+  return {
+    name: SET_FILTER_STATE_FILTER,
+    typedConfig: {
+      '@type': TypeUrl.SetFilterState,
+      onNewConnection: [
+        {
+          objectKey: SNI_FILTER_STATE_KEY,
+          factoryKey: 'envoy.string',
+          formatString: { textFormatSource: { inlineString: '%REQUESTED_SERVER_NAME%' }, omitEmptyValues: true },
+          skipIfEmpty: true,
+        },
+      ],
+    },
+  };
+}
+
+/** What a chain's tcp_proxy logs. */
+export type ChainLogPlan =
+  | { readonly kind: 'refusal'; readonly reason: 'no-policy' | 'loop' }
+  | { readonly kind: 'would-deny'; readonly auditPolicies: readonly string[] }
+  | { readonly kind: 'forward'; readonly byName: boolean; readonly logAllPolicies: readonly string[] };
+
+export function chainAccessLogs(chainName: string, listener: string, plan: ChainLogPlan, options: AccessLogOptions = {}): AccessLogJson[] {
+  const base = { listener, chain: chainName };
+  switch (plan.kind) {
+    case 'refusal':
+      return [tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: plan.reason }, undefined, options)];
+    case 'would-deny':
+      return [tcpGrpcAccessLog({ ...base, verdict: 'would-deny', reason: 'no-policy', policies: plan.auditPolicies }, undefined, options)];
+    case 'forward':
+      return [
+        tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'per-source-limit' }, limitedFilter(), options),
+        ...(plan.byName ? [tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'forbidden-address' }, forbiddenAddressFilter(), options)] : []),
+        ...(plan.logAllPolicies.length > 0 ? [tcpGrpcAccessLog({ ...base, verdict: 'allowed', policies: plan.logAllPolicies }, allowedFilter(), options)] : []),
+      ];
+  }
+}
+
+/**
+ * The chain with its access loggers on the tcp_proxy, and the SNI put into the filter state
+ * first (the first filter, so it is set even when a later filter closes the connection).
+ */
+export function withChainAccessLogs(chain: FilterChainJson, logs: readonly AccessLogJson[]): FilterChainJson {
+  if (logs.length === 0) return chain;
+  const filters = chain.filters.map((filter) =>
+    filter.name === TCP_PROXY_FILTER ? { ...filter, typedConfig: { ...filter.typedConfig, accessLog: [...logs] } } : filter,
+  );
+  return { ...chain, filters: [sniFilterStateFilter(), ...filters] };
+}
+
+/** What each chain of the hardened listener logs, from its name and the policies selecting its source. */
+export function chainLogPlan(chainName: string, policiesOfSource: (label: string) => readonly Policy[]): ChainLogPlan | undefined {
+  if (chainName === REJECT_FILTER_CHAIN) return { kind: 'refusal', reason: 'no-policy' };
+  if (chainName === LOOP_REJECT_FILTER_CHAIN) return { kind: 'refusal', reason: 'loop' };
+  const bar = chainName.indexOf('|');
+  if (bar < 0) return undefined;
+  const prefix = chainName.slice(0, bar);
+  const policies = policiesOfSource(chainName.slice(bar + 1));
+  if (prefix === AUDIT_CHAIN_PREFIX) return { kind: 'would-deny', auditPolicies: auditPolicies(policies) };
+  if (prefix === NAME_CHAIN_PREFIX || prefix === ORIGINAL_DST_CHAIN_PREFIX) {
+    const logAllPolicies = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
+    return { kind: 'forward', byName: prefix === NAME_CHAIN_PREFIX, logAllPolicies };
+  }
+  return undefined;
+}
+
+/** The hardened listener's chains with their access loggers. */
+export function withEgressAccessLogs(
+  chains: readonly FilterChainJson[],
+  policies: readonly Policy[],
+  listener: string,
+  options: AccessLogOptions = {},
+  /** policiesBySource(policies), when the caller has it already. */
+  bySourceGiven?: ReadonlyMap<string, readonly Policy[]>,
+): FilterChainJson[] {
+  let bySource = bySourceGiven;
+  const policiesOfSource = (label: string): readonly Policy[] => {
+    bySource ??= policiesBySource(policies);
+    return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+  };
+  return chains.map((chain) => {
+    const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
+    if (!plan) return chain;
+    // A chain and its log plan give the same logged chain every compile: reuse it (and,
+    // through markImmutable, its encoded bytes), so an edit re-encodes only what it changed.
+    const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
+    let byKey = loggedChains.get(chain);
+    const cached = byKey?.get(key);
+    if (cached) return cached;
+    if (byKey && byKey.size > 64) byKey.clear();
+    const logged = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
+    if (!byKey) loggedChains.set(chain, (byKey = new Map()));
+    byKey.set(key, logged);
+    return logged;
+  });
+}
+const loggedChains = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();

@@ -1,0 +1,525 @@
+// ProtoJSON → protobuf bytes without building protobufjs messages: a walk of the JSON
+// driven by the reflected types of Envoy's protos, writing straight into one buffer.
+// The bytes are those of codec.ts encodeProtoJson (protobufjs fromJson + encode: fields
+// by number, proto3 defaults left out, repeated scalars packed, map entries in key
+// order); test/envoy/fastEncode.test.ts holds it to that on random listeners.
+//
+// Why: a host's listener is megabytes, and protobufjs's generic path takes seconds of
+// event loop for it. Two things make it fast: no intermediate message objects, and a
+// memo of the bytes of subtrees marked immutable (markImmutable), so a recompile that
+// reuses most of its fragments (compile/hardenedMatcher.ts memoises them per source)
+// copies their bytes instead of walking them again.
+//
+// Strict like the generic path: a key the type does not have, or a value of the wrong
+// shape, is an error naming where it is.
+import protobuf from 'protobufjs';
+import { envoyRoot } from './protos.js';
+import { messageNameOf } from './typeUrls.js';
+
+type Kind = 'message' | 'enum' | 'string' | 'bytes' | 'bool' | 'double' | 'float' | 'varint' | 'sint' | 'fixed32' | 'fixed64' | 'sfixed32' | 'sfixed64';
+
+interface FieldPlan {
+  readonly name: string;
+  readonly protoName: string;
+  readonly id: number;
+  readonly kind: Kind;
+  /** int64 and friends: negative numbers are 10-byte varints; int32 too. */
+  readonly signed: boolean;
+  readonly repeated: boolean;
+  readonly packed: boolean;
+  /** Present in proto3 without presence: default values are left out. */
+  readonly skipDefault: boolean;
+  readonly map?: { readonly keyKind: Kind; readonly keySigned: boolean };
+  readonly type?: TypePlan;
+  readonly enumValues?: Readonly<Record<string, number>>;
+}
+
+interface TypePlan {
+  readonly fullName: string;
+  fields: readonly FieldPlan[];
+  byKey: ReadonlyMap<string, FieldPlan>;
+}
+
+const SCALAR_KIND: Record<string, [Kind, boolean]> = {
+  string: ['string', false],
+  bytes: ['bytes', false],
+  bool: ['bool', false],
+  double: ['double', false],
+  float: ['float', false],
+  int32: ['varint', true],
+  int64: ['varint', true],
+  uint32: ['varint', false],
+  uint64: ['varint', false],
+  sint32: ['sint', true],
+  sint64: ['sint', true],
+  fixed32: ['fixed32', false],
+  fixed64: ['fixed64', false],
+  sfixed32: ['sfixed32', true],
+  sfixed64: ['sfixed64', true],
+};
+
+const plans = new Map<string, TypePlan>();
+
+function planOf(type: protobuf.Type): TypePlan {
+  const cached = plans.get(type.fullName);
+  if (cached) return cached;
+  const plan: TypePlan = { fullName: type.fullName.slice(1), fields: [], byKey: new Map() };
+  plans.set(type.fullName, plan);
+  const fields: FieldPlan[] = [];
+  for (const field of [...type.fieldsArray].sort((a, b) => a.id - b.id)) {
+    field.resolve();
+    const resolved = field.resolvedType;
+    let kind: Kind;
+    let signed = false;
+    let sub: TypePlan | undefined;
+    let enumValues: Record<string, number> | undefined;
+    if (resolved instanceof protobuf.Type) {
+      kind = 'message';
+      sub = planOf(resolved);
+    } else if (resolved instanceof protobuf.Enum) {
+      kind = 'enum';
+      signed = true;
+      enumValues = resolved.values;
+    } else {
+      const scalar = SCALAR_KIND[field.type];
+      if (!scalar) throw new Error(`fastEncode: unsupported field type ${field.type} in ${type.fullName}`);
+      [kind, signed] = scalar;
+    }
+    const mapField = field instanceof protobuf.MapField ? field : undefined;
+    const keyScalar = mapField ? SCALAR_KIND[mapField.keyType] : undefined;
+    const packable = kind !== 'message' && kind !== 'string' && kind !== 'bytes';
+    const plain: FieldPlan = {
+      name: field.name,
+      protoName: snakeCase(field.name),
+      id: field.id,
+      kind,
+      signed,
+      repeated: field.repeated,
+      packed: field.repeated && packable && field.packed,
+      skipDefault: !field.hasPresence && kind !== 'message' && !field.required,
+      ...(keyScalar && { map: { keyKind: keyScalar[0], keySigned: keyScalar[1] } }),
+      ...(sub && { type: sub }),
+      ...(enumValues && { enumValues }),
+    };
+    fields.push(plain);
+  }
+  plan.fields = fields;
+  const byKey = new Map<string, FieldPlan>();
+  for (const f of fields) {
+    byKey.set(f.name, f);
+    byKey.set(f.protoName, f);
+  }
+  plan.byKey = byKey;
+  return plan;
+}
+
+const snakeCase = (camel: string): string => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+// ---- the writer: small writes go to a scratch buffer; the output is a rope of segments
+// (scratch slices, memoised bodies copied by reference, length prefixes filled in when a
+// nested message closes), joined once at the end. So a megabyte listener made of cached
+// fragments costs one copy, whatever its depth.
+const EMPTY = new Uint8Array(0);
+
+interface Fork {
+  readonly index: number;
+  readonly start: number;
+}
+
+class Writer {
+  buf = new Uint8Array(1 << 12);
+  pos = 0;
+  private segStart = 0;
+  private segments: Uint8Array[] = [];
+  private flushed = 0;
+
+  reset(): void {
+    this.pos = 0;
+    this.segStart = 0;
+    this.segments = [];
+    this.flushed = 0;
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    // Earlier segments keep pointing into the old buffer, which stays valid.
+    this.cut();
+    let size = this.buf.length * 2;
+    while (size < n) size *= 2;
+    this.buf = new Uint8Array(size);
+    this.pos = 0;
+    this.segStart = 0;
+  }
+
+  private cut(): void {
+    if (this.pos > this.segStart) {
+      this.segments.push(this.buf.subarray(this.segStart, this.pos));
+      this.flushed += this.pos - this.segStart;
+      this.segStart = this.pos;
+    }
+  }
+
+  private logical(): number {
+    return this.flushed + this.pos - this.segStart;
+  }
+
+  varint(value: number): void {
+    this.ensure(10);
+    let v = value >>> 0;
+    if (value > 0xffffffff || value < 0) {
+      this.bigVarint(BigInt(value));
+      return;
+    }
+    while (v > 127) {
+      this.buf[this.pos++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    this.buf[this.pos++] = v;
+  }
+
+  bigVarint(value: bigint): void {
+    this.ensure(10);
+    let v = BigInt.asUintN(64, value);
+    while (v > 127n) {
+      this.buf[this.pos++] = Number(v & 127n) | 128;
+      v >>= 7n;
+    }
+    this.buf[this.pos++] = Number(v);
+  }
+
+  tag(id: number, wire: number): void {
+    this.varint(id * 8 + wire);
+  }
+
+  bytes(data: Uint8Array): void {
+    this.varint(data.length);
+    this.raw(data);
+  }
+
+  string(text: string): void {
+    const n = text.length;
+    let ascii = n < 128;
+    if (ascii) for (let i = 0; i < n; i++) if (text.charCodeAt(i) > 127) { ascii = false; break; }
+    if (!ascii) {
+      this.bytes(Buffer.from(text, 'utf8'));
+      return;
+    }
+    this.ensure(n + 1);
+    this.buf[this.pos++] = n;
+    for (let i = 0; i < n; i++) this.buf[this.pos++] = text.charCodeAt(i);
+  }
+
+  /** Appends bytes: small ones are copied, large ones (memoised bodies) joined by reference. */
+  raw(data: Uint8Array): void {
+    if (data.length < 64) {
+      this.ensure(data.length);
+      this.buf.set(data, this.pos);
+      this.pos += data.length;
+      return;
+    }
+    this.cut();
+    this.segments.push(data);
+    this.flushed += data.length;
+  }
+
+  /** Starts a nested message's body (its tag already written); its length goes in at ldelim. */
+  fork(): Fork {
+    this.cut();
+    const index = this.segments.length;
+    this.segments.push(EMPTY);
+    return { index, start: this.logical() };
+  }
+
+  /** Ends the body begun at `fork`; returns its length. `dropEmpty`: an empty body loses its one-byte tag too. */
+  ldelim(fork: Fork, dropEmpty = false): number {
+    const length = this.logical() - fork.start;
+    if (length === 0 && dropEmpty) {
+      const before = this.segments[fork.index - 1]!;
+      this.segments[fork.index - 1] = before.subarray(0, before.length - 1);
+      this.flushed -= 1;
+      return 0;
+    }
+    let size = 1;
+    for (let v = length; v > 127; v >>>= 7) size++;
+    const prefix = new Uint8Array(size);
+    let v = length;
+    let p = 0;
+    while (v > 127) {
+      prefix[p++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    prefix[p] = v;
+    this.segments[fork.index] = prefix;
+    this.flushed += size;
+    return length;
+  }
+
+  finish(): Uint8Array {
+    this.cut();
+    const out = new Uint8Array(this.flushed);
+    let at = 0;
+    for (const segment of this.segments) {
+      out.set(segment, at);
+      at += segment.length;
+    }
+    return out;
+  }
+}
+
+// Writers by nesting depth of memoised values (each is encoded alone, then joined).
+const writers: Writer[] = [];
+let depth = 0;
+function withWriter(run: (w: Writer) => void): Uint8Array {
+  const w = (writers[depth] ??= new Writer());
+  w.reset();
+  depth++;
+  try {
+    run(w);
+    return w.finish();
+  } finally {
+    depth--;
+  }
+}
+
+// ---- memo of immutable subtrees: object → (message type → body bytes).
+const immutable = new WeakSet<object>();
+const memo = new WeakMap<object, Map<TypePlan, Uint8Array>>();
+
+/**
+ * Promises that `value` (and everything it holds) is never changed again, so its bytes may
+ * be memoised. Returns it. Callers mark only values they build once and share (memoised
+ * fragments); marking is cheap, a wrongly marked value would give stale bytes.
+ */
+export function markImmutable<T extends object>(value: T): T {
+  immutable.add(value);
+  return value;
+}
+
+const fail = (path: string, message: string): never => {
+  throw new Error(`${path}: ${message}`);
+};
+
+const ANY = 'google.protobuf.Any';
+const WRAPPERS = new Set(['google.protobuf.StringValue', 'google.protobuf.BytesValue', 'google.protobuf.BoolValue', 'google.protobuf.DoubleValue', 'google.protobuf.FloatValue', 'google.protobuf.Int32Value', 'google.protobuf.Int64Value', 'google.protobuf.UInt32Value', 'google.protobuf.UInt64Value']);
+
+function typeByUrl(url: string, path: string): TypePlan {
+  const type = envoyRoot().lookup(messageNameOf(url));
+  if (!(type instanceof protobuf.Type)) return fail(path, `unknown message type "${url}"`);
+  return planOf(type);
+}
+
+/** Seconds and nanos of a ProtoJSON Duration ("1.5s", "-0.000000001s"). */
+function durationParts(text: unknown, path: string): [bigint, number] {
+  const m = typeof text === 'string' ? /^(-)?(\d+)(?:\.(\d{1,9}))?s$/.exec(text) : null;
+  if (!m) return fail(path, `not a Duration: ${JSON.stringify(text)}`);
+  const sign = m[1] ? -1 : 1;
+  const seconds = BigInt(m[2]!) * BigInt(sign);
+  const nanos = m[3] ? Number(m[3].padEnd(9, '0')) * sign : 0;
+  return [seconds, nanos];
+}
+
+/** Well-known types whose ProtoJSON is not their fields: left to the generic encoder. */
+const UNSUPPORTED = new Set(['google.protobuf.Struct', 'google.protobuf.Value', 'google.protobuf.ListValue', 'google.protobuf.Timestamp', 'google.protobuf.FieldMask', 'google.protobuf.NullValue']);
+
+function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, path: string): void {
+  if (plan.fullName === ANY) return writeAny(w, value, path);
+  if (UNSUPPORTED.has(plan.fullName)) return fail(path, `${plan.fullName} is not supported by the fast encoder`);
+  if (plan.fullName === 'google.protobuf.Duration') {
+    const [seconds, nanos] = durationParts(value, path);
+    if (seconds !== 0n) {
+      w.tag(1, 0);
+      w.bigVarint(seconds);
+    }
+    if (nanos !== 0) {
+      w.tag(2, 0);
+      w.varint(nanos);
+    }
+    return;
+  }
+  if (WRAPPERS.has(plan.fullName) && (typeof value !== 'object' || value === null)) {
+    writeField(w, plan.fields[0]!, value, path);
+    return;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(path, `expected an object for ${plan.fullName}`);
+  const record = value as Record<string, unknown>;
+  let seen = 0;
+  for (const field of plan.fields) {
+    let v = record[field.name];
+    if (v === undefined && field.protoName !== field.name) v = record[field.protoName];
+    if (v === undefined) continue;
+    seen++;
+    if (v === null) continue;
+    writeField(w, field, v, `${path}.${field.name}`);
+  }
+  let keys = 0;
+  for (const key in record) if (record[key] !== undefined) keys++;
+  if (keys !== seen) {
+    const unknown = Object.keys(record).filter((k) => record[k] !== undefined && !plan.byKey.has(k));
+    fail(path, `unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')} for ${plan.fullName}`);
+  }
+}
+
+function writeAny(w: Writer, value: unknown, path: string): void {
+  if (typeof value !== 'object' || value === null) return fail(path, 'expected an object for google.protobuf.Any');
+  const { '@type': url, ...rest } = value as Record<string, unknown>;
+  if (typeof url !== 'string' || url === '') return fail(path, 'google.protobuf.Any without "@type"');
+  const inner = typeByUrl(url, path);
+  w.tag(1, 2);
+  w.string(url);
+  // Well-known types carry their JSON form in "value".
+  const special = inner.fullName === 'google.protobuf.Duration' || WRAPPERS.has(inner.fullName);
+  const body = special ? rest['value'] : rest;
+  if (special && Object.keys(rest).some((k) => k !== 'value')) fail(path, `unexpected fields beside "value" in ${inner.fullName}`);
+  w.tag(2, 2);
+  const fork = w.fork();
+  writeMessageBody(w, inner, body, `${path}<${inner.fullName}>`);
+  // Any.value is a proto3 bytes field: an empty message leaves it out.
+  w.ldelim(fork, true);
+}
+
+/** Writes the tag of a length-delimited field and starts its body. */
+function beginNested(w: Writer, id: number): Fork {
+  w.tag(id, 2);
+  return w.fork();
+}
+
+function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown, path: string): void {
+  if (typeof value === 'object' && value !== null && immutable.has(value)) {
+    let byType = memo.get(value);
+    const cached = byType?.get(plan);
+    w.tag(id, 2);
+    if (cached) {
+      w.bytes(cached);
+      return;
+    }
+    const body = withWriter((inner) => writeMessageBody(inner, plan, value, path));
+    if (!byType) memo.set(value, (byType = new Map()));
+    byType.set(plan, body);
+    w.bytes(body);
+    return;
+  }
+  const start = beginNested(w, id);
+  writeMessageBody(w, plan, value, path);
+  w.ldelim(start);
+}
+
+const WIRE: Record<Kind, number> = { message: 2, string: 2, bytes: 2, enum: 0, bool: 0, varint: 0, sint: 0, double: 1, fixed64: 1, sfixed64: 1, float: 5, fixed32: 5, sfixed32: 5 };
+
+function isDefault(field: FieldPlan, value: unknown): boolean {
+  switch (field.kind) {
+    case 'string':
+    case 'bytes':
+      return value === '';
+    case 'bool':
+      return value === false;
+    case 'enum':
+      return value === 0 || (typeof value === 'string' && field.enumValues![value] === 0);
+    default:
+      return value === 0 || value === '0';
+  }
+}
+
+function writeField(w: Writer, field: FieldPlan, value: unknown, path: string): void {
+  if (field.map) {
+    if (typeof value !== 'object' || value === null) return fail(path, 'expected an object (map)');
+    const valueField: FieldPlan = { ...field, id: 2, repeated: false, packed: false, skipDefault: false };
+    for (const key of Object.keys(value)) {
+      const start = beginNested(w, field.id);
+      writeScalar(w, { kind: field.map.keyKind, signed: field.map.keySigned, id: 1 }, field.map.keyKind === 'string' ? key : key, `${path}[${key}]`);
+      writeSingle(w, valueField, (value as Record<string, unknown>)[key], `${path}[${key}]`);
+      w.ldelim(start);
+    }
+    return;
+  }
+  if (field.repeated) {
+    if (!Array.isArray(value)) return fail(path, 'expected an array');
+    if (value.length === 0) return;
+    if (field.packed) {
+      const start = beginNested(w, field.id);
+      for (let i = 0; i < value.length; i++) writeScalarValue(w, field, value[i], `${path}[${i}]`);
+      w.ldelim(start);
+      return;
+    }
+    for (let i = 0; i < value.length; i++) writeSingle(w, field, value[i], `${path}[${i}]`);
+    return;
+  }
+  if (field.skipDefault && isDefault(field, value)) return;
+  writeSingle(w, field, value, path);
+}
+
+function writeSingle(w: Writer, field: FieldPlan, value: unknown, path: string): void {
+  if (field.kind === 'message') return writeNestedMessage(w, field.id, field.type!, value, path);
+  writeScalar(w, field, value, path);
+}
+
+function writeScalar(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed' | 'id'> & { enumValues?: Readonly<Record<string, number>> }, value: unknown, path: string): void {
+  w.tag(field.id, WIRE[field.kind]);
+  writeScalarValue(w, field, value, path);
+}
+
+const intOf = (value: unknown, path: string): bigint => {
+  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+  if (typeof value === 'string' && /^-?\d+$/.test(value)) return BigInt(value);
+  return fail(path, `not an integer: ${JSON.stringify(value)}`);
+};
+
+function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> & { enumValues?: Readonly<Record<string, number>> }, value: unknown, path: string): void {
+  switch (field.kind) {
+    case 'string':
+      if (typeof value !== 'string') return fail(path, 'expected a string');
+      w.string(value);
+      return;
+    case 'bytes':
+      if (typeof value !== 'string') return fail(path, 'expected base64 bytes');
+      w.bytes(Buffer.from(value, 'base64'));
+      return;
+    case 'bool':
+      if (typeof value !== 'boolean') return fail(path, 'expected a boolean');
+      w.varint(value ? 1 : 0);
+      return;
+    case 'enum': {
+      const number = typeof value === 'number' ? value : typeof value === 'string' ? field.enumValues![value] : undefined;
+      if (number === undefined) return fail(path, `unknown enum value ${JSON.stringify(value)}`);
+      w.varint(number);
+      return;
+    }
+    case 'varint': {
+      if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff) {
+        w.varint(value);
+        return;
+      }
+      w.bigVarint(intOf(value, path));
+      return;
+    }
+    case 'sint': {
+      const v = intOf(value, path);
+      w.bigVarint(v >= 0n ? v << 1n : (-v << 1n) - 1n);
+      return;
+    }
+    case 'double':
+    case 'float':
+    case 'fixed32':
+    case 'sfixed32':
+    case 'fixed64':
+    case 'sfixed64': {
+      const size = field.kind === 'double' || field.kind.endsWith('64') ? 8 : 4;
+      w.ensure(size);
+      const view = new DataView(w.buf.buffer, w.buf.byteOffset + w.pos, size);
+      if (field.kind === 'double') view.setFloat64(0, Number(value), true);
+      else if (field.kind === 'float') view.setFloat32(0, Number(value), true);
+      else if (size === 8) view.setBigUint64(0, BigInt.asUintN(64, intOf(value, path)), true);
+      else view.setUint32(0, Number(BigInt.asUintN(32, intOf(value, path))), true);
+      w.pos += size;
+      return;
+    }
+    default:
+      fail(path, `cannot encode ${field.kind}`);
+  }
+}
+
+
+/** The bytes of `json` as the message of `typeUrl`. */
+export function fastEncodeProtoJson(typeUrl: string, json: unknown): Uint8Array {
+  const plan = typeByUrl(typeUrl, messageNameOf(typeUrl));
+  return withWriter((w) => writeMessageBody(w, plan, json, messageNameOf(typeUrl)));
+}

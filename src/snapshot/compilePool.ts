@@ -1,0 +1,100 @@
+// Worker threads that compile node groups (src/snapshot/compileWorker.ts),
+// so a change that touches thousands of groups does not hold the event loop.
+// Whatever src/compile does inside, it is called through the same entry as
+// on the main thread (egressGroupCompiler), with the same options.
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { CompileOptions } from '../compile/index.js';
+import type { Policy } from '../policy/model.js';
+import type { GroupBuilder } from './cache.js';
+import type { EncodedResource } from './encodedResource.js';
+import type { CompileReply, CompileRequest } from './compileWorker.js';
+
+/** Sets per message: large enough that messaging costs little beside compiling, small enough to spread over the workers. */
+const CHUNK = 32;
+
+/** The default: one thread per core beyond the one the event loop uses, at least one, at most four. */
+export const defaultCompileWorkers = (): number => Math.max(1, Math.min(4, availableParallelism() - 1));
+
+interface Pending {
+  readonly resolve: (results: EncodedResource[][]) => void;
+  readonly reject: (error: Error) => void;
+}
+
+class CompileWorker {
+  private worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private closed = false;
+  private static lastId = 0;
+
+  constructor(private readonly options: CompileOptions) {
+    this.worker = this.start();
+  }
+
+  private start(): Worker {
+    const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData: { options: this.options } });
+    worker.unref();
+    worker.on('message', (reply: CompileReply) => {
+      const pending = this.pending.get(reply.id);
+      if (!pending) return;
+      this.pending.delete(reply.id);
+      if ('error' in reply) pending.reject(new Error(`compile worker: ${reply.error}`));
+      else pending.resolve(reply.results);
+    });
+    // A worker that dies fails what it held; the next request gets a new one.
+    const fail = (error: Error) => {
+      for (const pending of this.pending.values()) pending.reject(error);
+      this.pending.clear();
+      if (this.worker === worker) this.worker = this.start();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
+      if (code !== 0 && !this.closed) fail(new Error(`compile worker exited with code ${code}`));
+    });
+    return worker;
+  }
+
+  compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
+    const id = ++CompileWorker.lastId;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const request: CompileRequest = { id, sets };
+      this.worker.postMessage(request);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const pending of this.pending.values()) pending.reject(new Error('compile pool closed'));
+    this.pending.clear();
+    await this.worker.terminate();
+  }
+}
+
+export class CompilePool {
+  private readonly workers: CompileWorker[];
+  private turn = 0;
+
+  constructor(options: CompileOptions = {}, size = defaultCompileWorkers()) {
+    if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`compile workers must be a positive integer, not ${String(size)}`);
+    this.workers = Array.from({ length: size }, () => new CompileWorker(options));
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Compiles and encodes each set; results in the order of the sets. */
+  readonly build: GroupBuilder = async (sets) => {
+    const chunks: Promise<EncodedResource[][]>[] = [];
+    for (let i = 0; i < sets.length; i += CHUNK) {
+      const worker = this.workers[this.turn++ % this.workers.length]!;
+      chunks.push(worker.compile(sets.slice(i, i + CHUNK)));
+    }
+    return (await Promise.all(chunks)).flat();
+  };
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+  }
+}
