@@ -13,7 +13,7 @@ export async function storeBenchmarks(
   const row = (what: string, create: string, r: { perSecond: number; latency: { p50: number; p99: number }; serverCpu?: number; clientCpu: number }) =>
     print(`| ${what} | ${create} | ${r.perSecond.toFixed(0)} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} | ${r.serverCpu === undefined ? '(one process)' : `${r.serverCpu.toFixed(2)} cores`} | ${r.clientCpu.toFixed(2)} cores |`);
   const alone = await storeAlone(options);
-  row('store alone, in process', `${alone.createSeconds.toFixed(1)} s one by one`, alone.sustained);
+  row('store alone, in process', `${alone.createSeconds.toFixed(1)} s all at once`, alone.sustained);
   const admin = await httpWrites({ mode: 'admin', policies, seconds, concurrency, oneByOne: true });
   row('HTTP: admin API + store', `${admin.createSeconds.toFixed(1)} s one by one`, admin.sustained);
   const serve = await httpWrites({ mode: 'serve', policies, seconds, concurrency, oneByOne: false });
