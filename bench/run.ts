@@ -41,7 +41,7 @@ console.log('(floor: a minimal grpc-js server writing one pre-encoded response t
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
 
 console.log('\n## Writes: the store, the admin API, start-up with a long history');
-await storeBenchmarks({ policies: 10_000, seconds: 5, concurrency: 64, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
+await storeBenchmarks({ policies: 10_000, oneByOne: 10_000, seconds: 5, concurrency: 256, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
 console.log('\n## Fleet: N hosts, each with its own policy, plus one global policy');
 console.log('(one SotW stream per host on its own connection; server, load client and driver in three processes)');
 for (const line of await fleetTable([10000], 10, 2)) console.log(line);
