@@ -52,3 +52,6 @@ console.log('\n## ALS ingest: access log records through the Access Log Service 
 for (const line of await alsIngestTable([{ records: 200_000, batch: 50, bound: 100_000 }, { records: 200_000, batch: 50, bound: 10_000 }])) console.log(line);
 console.log('\n## Forward proxy: compile + encode beside the transparent listener (microVMs with 20 names each)');
 for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);
+console.log('\n## Replicas on etcd: admin write on replica A → ACK of the Envoys on replica C');
+console.log('(each replica its own `serve --store etcd://` process, one local etcd member; beside one process on the file store)');
+for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);
