@@ -205,6 +205,13 @@ describe('Access Log Service → denial log', () => {
       { name: 'a good entry beside a bad one', send: (s) => s.sendTcp([denied(), denied({ tags: { ...denied().tags, [TAG.reason]: 'because' } })]), error: /log_entry\[1\]/ },
     ];
     const before = cp.denials.buffer.size();
+    // A message past 256 KiB (Envoy flushes at 16 KiB) is refused before decoding.
+    const huge = openAlsStream(target, 'bad-node');
+    huge.sendTcp(Array.from({ length: 3000 }, (_, i) => denied({ sni: `n${i}.a-rather-long-name-to-fill-the-message.example.com` })));
+    const tooLarge = await huge.done;
+    huge.close();
+    assert.equal(tooLarge?.code, 8, `RESOURCE_EXHAUSTED, got ${tooLarge?.code} ${tooLarge?.details}`);
+    assert.match(tooLarge!.details, /larger than 262144/);
     for (const c of cases) {
       const stream = openAlsStream(target, 'bad-node');
       c.send(stream);
