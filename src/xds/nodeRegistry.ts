@@ -21,7 +21,7 @@ export class NodeRegistry {
 
   /** With a source, list() says per node and type whether the latest version is acknowledged. */
   constructor(
-    private readonly source?: Pick<SnapshotSource, 'snapshotFor'>,
+    private readonly source?: Pick<SnapshotSource, 'currentSnapshot'>,
     private readonly revisions?: RevisionSource,
   ) {}
 
@@ -60,8 +60,8 @@ export class NodeRegistry {
 
   /** Every type of the node's current snapshot acknowledged at its latest version. */
   private acknowledgesAll(nodeId: string, resources: ReadonlyMap<string, ResourceTypeStatus>): boolean {
-    const snapshot = this.source!.snapshotFor(nodeId);
-    return snapshot.typeUrls().every((typeUrl) => resources.get(typeUrl)?.acked === snapshot.version(typeUrl));
+    const snapshot = this.source!.currentSnapshot(nodeId);
+    return snapshot !== undefined && snapshot.typeUrls().every((typeUrl) => resources.get(typeUrl)?.acked === snapshot.version(typeUrl));
   }
 
   nacked(streamId: number, typeUrl: string, version: string, message: string, superseded = false): void {
@@ -84,10 +84,10 @@ export class NodeRegistry {
         const newest = records.reduce((a, b) => (a.connectedAt > b.connectedAt ? a : b));
         const resources: Record<string, ResourceTypeStatus> = Object.fromEntries([...newest.resources].map(([type, status]) => [type, { ...status }]));
         if (!this.source) return { id, cluster: newest.cluster, connectedAt: oldest.connectedAt.toISOString(), streams: records.length, resources };
-        const snapshot = this.source.snapshotFor(id);
-        let upToDate = true;
-        for (const typeUrl of snapshot.typeUrls()) {
-          const latest = snapshot.version(typeUrl)!;
+        const snapshot = this.source.currentSnapshot(id);
+        let upToDate = snapshot !== undefined;
+        for (const typeUrl of snapshot?.typeUrls() ?? []) {
+          const latest = snapshot!.version(typeUrl)!;
           const status = (resources[typeUrl] ??= {});
           status.latest = latest;
           status.upToDate = status.acked === latest;
