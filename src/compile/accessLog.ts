@@ -25,8 +25,8 @@
 // The per-connection conditions are CEL access-log filters
 // (envoy.access_loggers.extension_filters.cel, Envoy ≥ 1.26), because Envoy's other filters
 // cannot test "no upstream host" or an address range.
-import { markImmutable } from '../envoy/fastEncode.js';
 import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
+import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
 import { AUDIT_CHAIN_PREFIX, auditPolicies } from './audit.js';

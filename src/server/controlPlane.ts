@@ -132,7 +132,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cache.setPolicies(store.list().map(policyOf));
     const workers = options.compileWorkers ?? defaultCompileWorkers();
     const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers) : undefined;
-    if (pool) cleanups.push(() => pool.close());
+    if (pool) {
+      cleanups.push(() => pool.close());
+      // Newly connected nodes' groups compile in the workers too (a reconnection storm after a restart).
+      cache.useBuilder(pool.build);
+    }
     const compileHere = async (sets: readonly (readonly Policy[])[]) =>
       sets.map((policies) => compiler(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)));
     const push = new PushScheduler(cache, pool?.build ?? compileHere, logger, options.pushTiming, store.revision);
@@ -156,7 +160,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cleanups.push(() => denials.close());
     const als = accessLogService({
       ingest: (records) => denials.ingest(records),
-      revision: () => String(store.revision),
+      // The revision whose state the node has acknowledged, when it is connected over ADS; else the store's.
+      revision: (nodeId) => String(registry.acknowledgedRevision(nodeId) ?? store.revision),
       listenerVersion: (nodeId) => registry.ackedVersion(nodeId, TypeUrl.Listener),
       metrics,
       logger: denialLogger,
