@@ -41,7 +41,7 @@ console.log('(floor: a minimal grpc-js server writing one pre-encoded response t
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
 
 console.log('\n## Writes: the store, the admin API, start-up with a long history');
-await storeBenchmarks({ policies: 10_000, seconds: 5, concurrency: 64, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
+await storeBenchmarks({ policies: 10_000, oneByOne: 10_000, seconds: 5, concurrency: 256, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
 console.log('\n## Fleet: N hosts, each with its own policy, plus one global policy');
 console.log('(one SotW stream per host on its own connection; server, load client and driver in three processes)');
 for (const line of await fleetTable([10000], 10, 2)) console.log(line);
@@ -52,3 +52,6 @@ console.log('\n## ALS ingest: access log records through the Access Log Service 
 for (const line of await alsIngestTable([{ records: 200_000, batch: 50, bound: 100_000 }, { records: 200_000, batch: 50, bound: 10_000 }])) console.log(line);
 console.log('\n## Forward proxy: compile + encode beside the transparent listener (microVMs with 20 names each)');
 for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);
+console.log('\n## Replicas on etcd: admin write on replica A → ACK of the Envoys on replica C');
+console.log('(each replica its own `serve --store etcd://` process, one local etcd member; beside one process on the file store)');
+for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);

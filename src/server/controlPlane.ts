@@ -120,6 +120,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)
       : await openPolicyStore(options.dataDir, { logger, ...options.storeOptions });
     cleanups.push(() => store.close());
+    // Sampled, not pushed: etcd's health changes without any write.
+    metrics.storeReady.set(store.health?.().ok === false ? 0 : 1);
+    const storeReadyTimer = setInterval(() => metrics.storeReady.set(store.health?.().ok === false ? 0 : 1), 1000);
+    storeReadyTimer.unref();
+    cleanups.push(() => clearInterval(storeReadyTimer));
 
     if (options.embeddedDefault && !options.policyFile && store.revision === 0) {
       await store.put(EMBEDDED_DEFAULT_POLICY.name, EMBEDDED_DEFAULT_POLICY.spec, { client: 'egress-xds:embedded-default' });

@@ -257,6 +257,8 @@ function createStore(parts: {
   const overlay = new Map<string, StoredPolicy | null>();
   const overlayRevision = new Map<string, number>();
   let plannedRevision = state.revision;
+  // The last queued commit: an answer planned on top of it (a no-op) waits for it.
+  let tailDone: Promise<void> = Promise.resolve();
   let flushing: Promise<void> | undefined;
   let compactWanted: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   let checkpointing: Promise<void> | undefined;
@@ -300,9 +302,16 @@ function createStore(parts: {
     const record: Commit = { revision: ++plannedRevision, at: new Date().toISOString(), client, changes };
     foldIntoOverlay(record);
     const done = new Promise<void>((resolve, reject) => queue.push({ record, resolve, reject }));
+    tailDone = done;
     kick();
     return done;
   }
+
+  /** Resolves once every commit planned before this call is durable; rejects if one of them failed. */
+  const plannedDurable = (): Promise<void> =>
+    tailDone.catch((error: unknown) => {
+      throw new StoreError(`a write this answer depended on failed (${(error as Error).message}); retry`, journal.path, { cause: error });
+    });
 
   /**
    * Starts the writer unless it runs. Work queued after its last look at the
@@ -461,10 +470,9 @@ function createStore(parts: {
     if (plan.changes.length === 0) {
       // Unchanged against a state that may not be durable yet: answer only once it is.
       const revision = view.get(name)!.revision;
-      if (queue.length > 0 || inFlight.length > 0) await settled();
-      const now = state.policies.get(name);
-      if (now?.revision !== revision) throw new StoreError(`the write this one depended on failed; retry`, journal.path);
-      return { ok: true, value: { name, revision, storeRevision: state.revision, changed: false } };
+      const storeRevision = plannedRevision;
+      await plannedDurable();
+      return { ok: true, value: { name, revision, storeRevision, changed: false } };
     }
     const revision = plannedRevision + 1;
     await enqueue(client, plan.changes);
@@ -534,8 +542,9 @@ function createStore(parts: {
       writable();
       const changes = planApply(view, batch, options.source);
       if (changes.length === 0) {
-        await settled();
-        return { storeRevision: state.revision, changed: [] };
+        const storeRevision = plannedRevision;
+        await plannedDurable();
+        return { storeRevision, changed: [] };
       }
       const revision = plannedRevision + 1;
       await enqueue(options.client, changes);
@@ -547,8 +556,9 @@ function createStore(parts: {
       const plan = planBatch(view, request);
       if (!plan.ok) return plan;
       if (plan.changes.length === 0) {
-        await settled();
-        return { ok: true, value: { storeRevision: state.revision, changed: [] } };
+        const storeRevision = plannedRevision;
+        await plannedDurable();
+        return { ok: true, value: { storeRevision, changed: [] } };
       }
       const revision = plannedRevision + 1;
       await enqueue(options.client, plan.changes);
