@@ -149,3 +149,29 @@ test('a compile that fails in a worker rejects the apply and leaves the cache as
   await cache.applyChanges(new Map([['global', global('x.example')]]), async (sets) => sets.map((ps) => compiler(ps).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json))));
   assert.notEqual(cache.snapshotFor('n').version(TypeUrl.Listener), before.version(TypeUrl.Listener));
 });
+
+test('with a builder, newly connected nodes compile in the workers: no snapshot until ready, then told; a change meanwhile is not lost', async () => {
+  const cache = new SnapshotCache(compiler);
+  cache.setPolicies([global(), ...Array.from({ length: 30 }, (_, i) => hostPolicy(i))]);
+  cache.useBuilder(pool.build);
+  const ready = new Map<string, number>();
+  const all = Promise.all(
+    Array.from({ length: 30 }, (_, i) => new Promise<void>((resolve) => {
+      cache.watch(`host-${i}`, () => {
+        ready.set(`host-${i}`, (ready.get(`host-${i}`) ?? 0) + 1);
+        resolve();
+      });
+    })),
+  );
+  assert.equal(cache.currentSnapshot('host-3'), undefined, 'not ready before its group compiled');
+  // A change while the first groups compile: host-5's new policy must be what it ends up with.
+  cache.applyChangesSync(new Map([['host-5', hostPolicy(5, 'late.example')]]));
+  await all;
+  for (let i = 0; i < 30; i++) assert.ok(cache.currentSnapshot(`host-${i}`), `host-${i} has a snapshot`);
+  assert.equal(cache.compiledGroups, 0, 'nothing compiled on the event loop (the stale round was compiled again in the workers)');
+  const expected = new SnapshotCache(compiler);
+  expected.setPolicies([global(), ...Array.from({ length: 30 }, (_, i) => (i === 5 ? hostPolicy(5, 'late.example') : hostPolicy(i)))]);
+  for (let i = 0; i < 30; i++) {
+    assert.equal(cache.currentSnapshot(`host-${i}`)!.version(TypeUrl.Listener), expected.snapshotFor(`host-${i}`).version(TypeUrl.Listener), `host-${i}`);
+  }
+});
