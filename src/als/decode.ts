@@ -74,11 +74,15 @@ function tagsOf(common: Obj, where: string): Map<string, string> {
   return tags;
 }
 
+let stringValueType: ReturnType<typeof envoyType> | undefined;
+
+/** The string inside an Any holding google.protobuf.StringValue (already checked for unknown fields). */
 function stringValueOf(any: Obj | undefined): string | undefined {
   if (!any) return undefined;
   const url = (any.typeUrl ?? any.type_url) as string | undefined;
   if (url !== TypeUrl.StringValue) return undefined;
-  return envoyType('google.protobuf.StringValue').decode(any.value as Uint8Array).toJSON().value as string | undefined;
+  stringValueType ??= envoyType('google.protobuf.StringValue');
+  return (stringValueType.decode(any.value as Uint8Array) as unknown as { value?: string }).value;
 }
 
 function verdictAndReason(tags: Map<string, string>, common: Obj, where: string): { verdict: Verdict; reason?: DenialReason } {

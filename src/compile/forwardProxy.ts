@@ -15,6 +15,7 @@
 // Both share the node's one DNS cache and dynamic_forward_proxy_cluster with the
 // transparent listener's name upstream (nameUpstream.ts): Envoy requires every user of
 // a cache name to carry the identical configuration, so it is built in one place.
+import { markImmutable } from '../envoy/fastEncode.js';
 import type { ClusterJson, FilterChainJson, ListenerJson, MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
@@ -39,13 +40,12 @@ import {
   HTTP_ROUTER_FILTER,
 } from './forwardNames.js';
 import { DEFAULT_NAME_PORTS, type NamePorts } from './forwardRoute.js';
-import { forwardRouteConfig } from './forwardRoutes.js';
+import { allowedNames, forwardRouteConfig } from './forwardRoutes.js';
 import { connectionLimitFilter, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { sourceLabelOf } from './hardenedMatcher.js';
 import { dnsCacheConfig, nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
 import { IP_MATCHER_NAME, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
-import { sortServerNames } from './serverNames.js';
-import { policiesBySource, serverNamesOf } from './sourcePlans.js';
+import { policiesBySource } from './sourcePlans.js';
 import { tcpProxyFilter } from './tcpProxy.js';
 
 export interface ForwardProxyOptions {
@@ -109,16 +109,54 @@ function bySourceIp(keys: readonly string[], onMatch: (key: string) => OnMatchJs
   };
 }
 
+// Per-source chains, memoised on what they are made of (the shared route configuration
+// object, the source label, the options) and marked immutable: a recompile after one
+// policy's edit re-encodes only the chains of the sources it selects.
+const MAX_CHAINS = 50_000;
+const httpChains = new WeakMap<RouteConfigurationJson, Map<string, FilterChainJson>>();
+let httpChainCount = 0;
+const tlsChains = new Map<string, FilterChainJson>();
+
+function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, context: ForwardCompileContext): FilterChainJson {
+  const key = `${label}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}`;
+  let byKey = httpChains.get(routeConfig);
+  let chain = byKey?.get(key);
+  if (chain) return chain;
+  chain = markImmutable<FilterChainJson>({
+    name: `${FORWARD_HTTP_CHAIN_PREFIX}|${label}`,
+    filters: [connectionLimitFilter(label, context.maxConnectionsPerSource), httpConnectionManager(routeConfig, context.dnsCache)],
+  });
+  if (!byKey) httpChains.set(routeConfig, (byKey = new Map()));
+  if (++httpChainCount > MAX_CHAINS) {
+    byKey.clear();
+    httpChainCount = 0;
+  }
+  byKey.set(key, chain);
+  return chain;
+}
+
+function cachedTlsChain(label: string, context: ForwardCompileContext): FilterChainJson {
+  const key = `${label}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}`;
+  let chain = tlsChains.get(key);
+  if (chain) return chain;
+  chain = markImmutable<FilterChainJson>({
+    name: `${FORWARD_TLS_CHAIN_PREFIX}|${label}`,
+    filters: [
+      connectionLimitFilter(label, context.maxConnectionsPerSource),
+      // No dynamic port here: seed 000 dials every allowed SNI on 443.
+      sniDynamicForwardProxyFilter(context.dnsCache),
+      tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_TLS_STAT_PREFIX),
+    ],
+  });
+  if (tlsChains.size >= MAX_CHAINS) tlsChains.delete(tlsChains.keys().next().value!);
+  tlsChains.set(key, chain);
+  return chain;
+}
+
 export function forwardHttpListener(policies: readonly Policy[], options: ForwardProxyOptions, context: ForwardCompileContext): ListenerJson {
   const bySource = policiesBySource(policies);
   const namePorts = options.namePorts ?? DEFAULT_NAME_PORTS;
-  const chainOf = (key: string): FilterChainJson => {
-    const label = sourceLabelOf(key);
-    return {
-      name: `${FORWARD_HTTP_CHAIN_PREFIX}|${label}`,
-      filters: [connectionLimitFilter(label, context.maxConnectionsPerSource), httpConnectionManager(forwardRouteConfig(bySource.get(key) ?? [], namePorts), context.dnsCache)],
-    };
-  };
+  const chainOf = (key: string): FilterChainJson => cachedHttpChain(sourceLabelOf(key), forwardRouteConfig(bySource.get(key) ?? [], namePorts), context);
   const ranges = [...bySource.keys()].filter((key) => key !== ANY_SOURCE);
   const chainName = (key: string): string => `${FORWARD_HTTP_CHAIN_PREFIX}|${sourceLabelOf(key)}`;
   return {
@@ -133,30 +171,34 @@ export function forwardHttpListener(policies: readonly Policy[], options: Forwar
   };
 }
 
+/** A source's server-name subtree, by its names' (shared, sorted) array and its label. */
+const tlsSubtrees = new WeakMap<readonly string[], Map<string, OnMatchJson>>();
+function remember(map: Map<string, OnMatchJson>, label: string, subtree: OnMatchJson): OnMatchJson {
+  if (map.size > 1_000) map.clear();
+  map.set(label, markImmutable(subtree));
+  return subtree;
+}
+
 export function forwardTlsListener(policies: readonly Policy[], options: ForwardProxyOptions, context: ForwardCompileContext): ListenerJson {
   const bySource = policiesBySource(policies);
   const chains: FilterChainJson[] = [];
   /** The source's server-name subtree, or a refusal when it allows no name. */
   const subtree = (key: string): OnMatchJson => {
-    const names = sortServerNames([...serverNamesOf(bySource.get(key) ?? []).keys()]);
+    const names = allowedNames(bySource.get(key) ?? []);
     if (names.length === 0) return to(FORWARD_TLS_REJECT_CHAIN);
     const label = sourceLabelOf(key);
     const chain = `${FORWARD_TLS_CHAIN_PREFIX}|${label}`;
-    chains.push({
-      name: chain,
-      filters: [
-        connectionLimitFilter(label, context.maxConnectionsPerSource),
-        // No dynamic port here: seed 000 dials every allowed SNI on 443.
-        sniDynamicForwardProxyFilter(context.dnsCache),
-        tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_TLS_STAT_PREFIX),
-      ],
-    });
-    return {
+    chains.push(cachedTlsChain(label, context));
+    let byLabel = tlsSubtrees.get(names);
+    const cached = byLabel?.get(label);
+    if (cached) return cached;
+    if (!byLabel) tlsSubtrees.set(names, (byLabel = new Map()));
+    return remember(byLabel, label, {
       matcher: {
-        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: names, onMatch: to(chain) }] } } },
+        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: [...names], onMatch: to(chain) }] } } },
         onNoMatch: to(FORWARD_TLS_REJECT_CHAIN),
       },
-    };
+    });
   };
   const anySource = subtree(ANY_SOURCE);
   const ranges = [...bySource.keys()].filter((key) => key !== ANY_SOURCE);

@@ -19,6 +19,7 @@
 // Names never end in a digit (policy validation), so these domains never collide.
 // Each configuration depends only on the allowlist, so sources with the same allowlist
 // share the same object (built once per compile and memoised across compiles).
+import { markImmutable } from '../envoy/fastEncode.js';
 import type { DirectResponseJson, HeaderMatcherJson, RouteConfigurationJson, RouteJson, VirtualHostJson } from '../envoy/routeConfig.js';
 import { formatIp, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
@@ -26,7 +27,7 @@ import { FORWARD_ROUTE_CONFIG_NAME } from './forwardNames.js';
 import { reachableByLiteral, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
 import { sortServerNames } from './serverNames.js';
-import { cidrGroupsOf, serverNamesOf, type CidrGroup } from './sourcePlans.js';
+import { cidrGroupsOf, type CidrGroup } from './sourcePlans.js';
 
 /** A dotted quad or a bracketed IPv6 literal; kept tiny for RE2's program-size limit (100 by default). */
 const LITERAL = '(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3}|\\[[0-9a-f:.]+\\])';
@@ -131,18 +132,46 @@ function reachable(policy: Policy): Policy {
   return { ...policy, allow: { ...policy.allow, cidrs: cidrs.filter((rule) => reachableByLiteral(rule.cidr)) } };
 }
 
+const sortedNames = new WeakMap<Policy, readonly string[]>();
+
+/**
+ * Every server-name pattern the policies allow, in Envoy's order (sortServerNames). Where a
+ * name's connections go does not matter here: the forward proxy always dials the authority.
+ * A policy's own list is sorted once (policies are immutable values).
+ */
+export function allowedNames(policies: readonly Policy[]): readonly string[] {
+  const own = (policy: Policy): readonly string[] => {
+    let names = sortedNames.get(policy);
+    if (!names) sortedNames.set(policy, (names = sortServerNames(policy.allow.sni)));
+    return names;
+  };
+  if (policies.length === 1) return own(policies[0]!);
+  return sortServerNames(policies.flatMap((p) => p.allow.sni));
+}
+
 const MAX_CONFIGS = 20_000;
 const configs = new Map<string, RouteConfigurationJson>();
+/** The last configuration built for a lone policy (the usual microVM), found without building its key. */
+const byLonePolicy = new WeakMap<Policy, { ports: NamePorts; config: RouteConfigurationJson }>();
 
 /** The route configuration for a source selected by `policies` (memoised on the allowlist it depends on). */
 export function forwardRouteConfig(policies: readonly Policy[], namePorts: NamePorts): RouteConfigurationJson {
-  const names = sortServerNames([...serverNamesOf(policies).keys()]);
+  const lone = policies.length === 1 ? byLonePolicy.get(policies[0]!) : undefined;
+  if (lone && lone.ports === namePorts) return lone.config;
+  const config = contentRouteConfig(policies, namePorts);
+  if (policies.length === 1) byLonePolicy.set(policies[0]!, { ports: namePorts, config });
+  return config;
+}
+
+function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts): RouteConfigurationJson {
+  const names = allowedNames(policies);
   // No port is the listener's own here: -1 keeps every rule's ports.
-  const groups = cidrGroupsOf(policies.map(reachable), -1);
-  const key = JSON.stringify([names, groups, namePorts.connect, namePorts.http]);
+  const groups = policies.some((p) => (p.allow.cidrs?.length ?? 0) > 0) ? cidrGroupsOf(policies.map(reachable), -1) : [];
+  const key = `${names.join(',')}|${groups.map((g) => `${g.cidrs.join(',')}:${g.ports?.join(',') ?? '*'}`).join(';')}|${namePorts.connect.join(',')}|${namePorts.http.join(',')}`;
   let config = configs.get(key);
   if (config) return config;
-  config = {
+  // Shared and never changed again: the fast encoder may keep its bytes.
+  config = markImmutable<RouteConfigurationJson>({
     name: FORWARD_ROUTE_CONFIG_NAME,
     ignorePortInHostMatching: true,
     virtualHosts: [
@@ -150,7 +179,7 @@ export function forwardRouteConfig(policies: readonly Policy[], namePorts: NameP
       ...addressHosts(groups),
       { name: 'refused', domains: ['*'], routes: refusals(REFUSAL_TEXT.addressNoPolicy, REFUSAL_TEXT.nameNoPolicy) },
     ],
-  };
+  });
   if (configs.size >= MAX_CONFIGS) configs.delete(configs.keys().next().value!);
   configs.set(key, config);
   return config;

@@ -26,12 +26,12 @@ export interface HardenedOptions extends ChainOptions {
 // Chains depend only on the source and the options: built (and encoded) once each.
 const MAX_CHAINS = 50_000;
 const chainCache = new Map<string, FilterChainJson>();
-function cachedChain(kind: 'name' | 'original', source: string, options: ChainOptions): FilterChainJson {
-  const key = `${kind}|${source}|${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
+function cachedChain(kind: 'name' | 'original' | 'audit', source: string, options: ChainOptions, optionsKey: string): FilterChainJson {
+  const key = `${kind}|${source}|${optionsKey}`;
   let chain = chainCache.get(key);
   if (!chain) {
     if (chainCache.size >= MAX_CHAINS) chainCache.clear();
-    chain = markImmutable(kind === 'name' ? nameChain(source, options) : originalDstChain(source, options));
+    chain = markImmutable(kind === 'name' ? nameChain(source, options) : kind === 'audit' ? auditChain(source, options.maxConnectionsPerSource) : originalDstChain(source, options));
     chainCache.set(key, chain);
   }
   return chain;
@@ -43,16 +43,17 @@ export function resetChainCache(): void {
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
-  const { matcher, nameChainSources, originalDstChainSources, auditChainSources } = hardenedMatcher(policies, options.port);
+  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource } = hardenedMatcher(policies, options.port);
+  const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
     loopRejectChain(),
-    ...nameChainSources.map((source) => cachedChain('name', source, options)),
-    ...originalDstChainSources.map((source) => cachedChain('original', source, options)),
-    ...auditChainSources.map((source) => auditChain(source, options.maxConnectionsPerSource)),
+    ...nameChainSources.map((source) => cachedChain('name', source, options, optionsKey)),
+    ...originalDstChainSources.map((source) => cachedChain('original', source, options, optionsKey)),
+    ...auditChainSources.map((source) => cachedChain('audit', source, options, optionsKey)),
   ];
   const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
-  const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {});
+  const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {}, bySource);
   const listener = egressListener(logged, options.listener);
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
   delete listener.defaultFilterChain;

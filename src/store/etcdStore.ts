@@ -419,7 +419,7 @@ export async function openEtcdPolicyStore(options: EtcdStoreOptions): Promise<Et
     probing = true;
     client
       .get(key(META_KEY))
-      .options({ deadline: Date.now() + Math.max(500, (options.probeMs ?? 1000) * 2) })
+      .options({ deadline: Date.now() + (options.callTimeoutMs ?? 5000) })
       .then(
         () => {
           if (!etcdOk) logger.info('store: etcd answers again', { location });

@@ -110,13 +110,24 @@ export class NodeRegistry {
       });
   }
 
-  /** The version of a type the node's newest stream acknowledged (what the node runs); O(streams). */
-  ackedVersion(nodeId: string, typeUrl: string): string | undefined {
+  private newestStream(nodeId: string): StreamRecord | undefined {
     let newest: StreamRecord | undefined;
     for (const record of this.streams.values()) {
       if (record.nodeId === nodeId && (!newest || record.connectedAt > newest.connectedAt)) newest = record;
     }
-    return newest?.resources.get(typeUrl)?.acked;
+    return newest;
+  }
+
+  /** The version of a type the node's newest stream acknowledged (what the node runs); O(streams). */
+  ackedVersion(nodeId: string, typeUrl: string): string | undefined {
+    return this.newestStream(nodeId)?.resources.get(typeUrl)?.acked;
+  }
+
+  /** The store revision whose state the node runs (as list() says "acknowledged"); undefined when unknown or not connected. */
+  acknowledgedRevision(nodeId: string): number | undefined {
+    const newest = this.newestStream(nodeId);
+    if (!newest || !this.revisions || !this.source) return undefined;
+    return this.acknowledgesAll(nodeId, newest.resources) ? this.revisions().served : newest.ackedRevision;
   }
 
   streamCount(): number {
