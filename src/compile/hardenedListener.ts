@@ -3,6 +3,7 @@
 import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
 import { withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
 import { auditChain } from './audit.js';
+import { httpChains, httpInspectorListenerFilter } from './httpPath.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
@@ -43,17 +44,19 @@ export function resetChainCache(): void {
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
-  const { matcher, nameChainSources, originalDstChainSources, auditChainSources } = hardenedMatcher(policies, options.port);
+  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, httpChainSources } = hardenedMatcher(policies, options.port);
+  const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
     loopRejectChain(),
     ...nameChainSources.map((source) => cachedChain('name', source, options)),
     ...originalDstChainSources.map((source) => cachedChain('original', source, options)),
     ...auditChainSources.map((source) => auditChain(source, options.maxConnectionsPerSource)),
+    ...httpChains(httpChainSources, policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }),
   ];
-  const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
   const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {});
   const listener = egressListener(logged, options.listener);
+  if (httpChainSources.length > 0) listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
   delete listener.defaultFilterChain;
   listener.filterChainMatcher = matcher;

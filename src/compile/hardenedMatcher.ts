@@ -20,6 +20,7 @@ import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
 import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
+import { plainHttpBranch } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
@@ -43,6 +44,8 @@ export interface SourceFragment {
   readonly usesOriginalDstChain: boolean;
   /** Refusals go to the source's would-deny chain (an audit policy selects it). */
   readonly usesAuditChain: boolean;
+  /** Plain HTTP to port 80 goes to the source's HTTP chain. */
+  readonly usesHttpChain: boolean;
 }
 
 function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson }[]): TypedExtensionJson {
@@ -53,6 +56,8 @@ function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: 
 export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
   const refusal = refusalChainName(label, plan.policies);
+  // Where the source's policies refuse: plain HTTP to port 80 is still matched by Host (httpPath.ts).
+  const refused = plainHttpBranch(label, refusal);
   const nameDomains: string[] = [];
   const originalDomains: string[] = [];
   for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
@@ -62,11 +67,11 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   ];
   const byName: OnMatchJson =
     domainMatchers.length === 0
-      ? to(refusal)
+      ? refused
       : {
           matcher: {
             matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers } } },
-            onNoMatch: to(refusal),
+            onNoMatch: refused,
           },
         };
   const toOriginal = to(originalDstChainName(label));
@@ -100,6 +105,7 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
     usesNameChain: nameDomains.length > 0,
     usesOriginalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0,
     usesAuditChain: refusal !== REJECT_FILTER_CHAIN,
+    usesHttpChain: true,
   };
 }
 
@@ -149,6 +155,7 @@ export interface HardenedMatcher {
   readonly nameChainSources: readonly string[];
   readonly originalDstChainSources: readonly string[];
   readonly auditChainSources: readonly string[];
+  readonly httpChainSources: readonly string[];
 }
 
 export function hardenedMatcher(policies: readonly Policy[], listenerPort: number): HardenedMatcher {
@@ -156,11 +163,13 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
   const nameChainSources: string[] = [];
   const originalDstChainSources: string[] = [];
   const auditChainSources: string[] = [];
+  const httpChainSources: string[] = [];
   const fragmentOf = (key: string): OnMatchJson => {
     const fragment = cachedSourceFragment(key, bySource.get(key) ?? [], listenerPort);
     if (fragment.usesNameChain) nameChainSources.push(sourceLabelOf(key));
     if (fragment.usesOriginalDstChain) originalDstChainSources.push(sourceLabelOf(key));
     if (fragment.usesAuditChain) auditChainSources.push(sourceLabelOf(key));
+    if (fragment.usesHttpChain) httpChainSources.push(sourceLabelOf(key));
     return fragment.onMatch;
   };
   const anySource = fragmentOf(ANY_SOURCE);
@@ -176,7 +185,7 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
     matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: { [String(listenerPort)]: to(LOOP_REJECT_FILTER_CHAIN) } } },
     onNoMatch: bySourceIp,
   };
-  return { matcher, nameChainSources, originalDstChainSources, auditChainSources };
+  return { matcher, nameChainSources, originalDstChainSources, auditChainSources, httpChainSources };
 }
 
 /** Forgets every memoised fragment (benchmarks measure cold compiles with it). */
