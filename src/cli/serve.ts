@@ -8,12 +8,14 @@ import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './f
 import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './xdsLimitFlags.js';
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
+import { DNS_FLAGS, DNS_USAGE, parseDnsFlags } from './dnsFlags.js';
 import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
                         [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
                         [--listener-port 15001] [--ipv6]
                         [--profile hardened|seed] [--max-connections-per-source 512] [--upstream-mark 0x20000]
+                        [--dns-port 15053] [--dns-answer-address 198.18.0.1]
                         [--xds-tls-cert FILE --xds-tls-key FILE [--xds-client-ca FILE
                           [--node-identity uri-san|dns-san|cn|none] [--node-identity-prefix URI]]]
                         [--xds-max-streams N] [--xds-max-streams-per-connection N]
@@ -28,6 +30,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
   --listener-port      the port of Envoy's transparent listener (the agent's --port)
   --ipv6               the listener also binds [::] on the same port
 ${COMPILE_USAGE}
+${DNS_USAGE}
   --xds-tls-cert/-key  serve ADS over TLS with this certificate chain and key (PEM)
   --xds-client-ca      and require Envoys to present a certificate this CA signed (mTLS)
   --node-identity      with mTLS, where the node id must appear in the client certificate:
@@ -58,12 +61,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
       ...PUSH_FLAGS,
+      ...DNS_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
     if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
     const listenerPort = parsePort('--listener-port', values['listener-port']);
     const compileFlags = parseCompileFlags(values);
+    const dnsFlags = parseDnsFlags(values);
     const xdsTls = await loadXdsTls({ cert: values['xds-tls-cert'], key: values['xds-tls-key'], clientCa: values['xds-client-ca'] });
     const nodeIdentity = parseNodeIdentity(
       {
@@ -91,7 +96,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
-        compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags },
+        compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags, ...dnsFlags },
         ...pushFlags,
         logger,
       });
