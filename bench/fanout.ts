@@ -26,7 +26,7 @@ export interface FanoutRow {
   readonly rssLastMiB: number;
 }
 
-class Child<Command> {
+export class Child<Command> {
   private constructor(private readonly process: ChildProcess) {}
 
   static async start<Command>(script: string, args: string[], execArgv: string[] = []): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {

@@ -11,8 +11,12 @@ import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
 
 export type FanoutClientCommand =
-  | { connect: { address: string; streams: number; perConnection: number } }
+  | { connect: { address: string; streams: number; perConnection: number; nodePrefix?: string } }
   | { await: { listeners: number; t0: string; timeoutMs: number } }
+  /** Remembers each stream's Listener count, for awaitMore. */
+  | { mark: true }
+  /** Until `only` (stream indexes; default all) each received `more` Listeners beyond the mark. */
+  | { awaitMore: { more: number; t0: string; timeoutMs: number; only?: number[] } }
   | { stop: true };
 
 export interface AwaitResult {
@@ -63,6 +67,7 @@ interface StreamState {
 
 const sessions: ClientHttp2Session[] = [];
 const states: StreamState[] = [];
+let marks: number[] = [];
 let lastCpu = process.cpuUsage();
 
 function open(session: ClientHttp2Session, nodeId: string): void {
@@ -111,13 +116,14 @@ process.on('message', (command: FanoutClientCommand) => {
     try {
       if ('connect' in command) {
         const { address, streams, perConnection } = command.connect;
+        const prefix = command.connect.nodePrefix ?? 'fanout-';
         for (let i = 0; i < streams; i++) {
           if (i % perConnection === 0) {
             const session = connect(`http://${address}`);
             session.on('error', () => {});
             sessions.push(session);
           }
-          open(sessions.at(-1)!, `fanout-${i}`);
+          open(sessions.at(-1)!, `${prefix}${i}`);
           // Let the event loop breathe while opening thousands of streams.
           if (i % 500 === 499) await new Promise((r) => setImmediate(r));
         }
@@ -131,6 +137,19 @@ process.on('message', (command: FanoutClientCommand) => {
         const cpu = process.cpuUsage(lastCpu);
         lastCpu = process.cpuUsage();
         const result: AwaitResult = { arrivalsMs: states.map((s) => Number(s.lastListenerAt - start) / 1e6), clientCpuMicros: cpu.user + cpu.system };
+        process.send!(result);
+      } else if ('mark' in command) {
+        marks = states.map((s) => s.listeners);
+        lastCpu = process.cpuUsage();
+        process.send!({ marked: marks.length });
+      } else if ('awaitMore' in command) {
+        const { more, t0, timeoutMs, only } = command.awaitMore;
+        const indexes = only ?? states.map((_, i) => i);
+        await until(() => indexes.every((i) => states[i]!.listeners >= marks[i]! + more), timeoutMs, `${more} more Listener(s)`);
+        const start = BigInt(t0);
+        const cpu = process.cpuUsage(lastCpu);
+        lastCpu = process.cpuUsage();
+        const result: AwaitResult = { arrivalsMs: indexes.map((i) => Number(states[i]!.lastListenerAt - start) / 1e6), clientCpuMicros: cpu.user + cpu.system };
         process.send!(result);
       } else {
         for (const session of sessions) session.destroy();

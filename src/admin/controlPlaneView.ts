@@ -22,4 +22,6 @@ export interface ControlPlaneView {
   check(nodeId: string, connection: Connection): CheckResult;
   /** True once the served state reflects the store. */
   ready(): boolean;
+  /** Why not ready, when known (e.g. "etcd at ... is unavailable"). */
+  notReadyReason?(): string | undefined;
 }

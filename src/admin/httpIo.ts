@@ -10,6 +10,8 @@ export interface Reply {
   readonly body?: unknown;
   readonly text?: { readonly contentType: string; readonly content: string };
   readonly headers?: Readonly<Record<string, string>>;
+  /** A long-lived response (server-sent events): it writes its own head and body. */
+  readonly stream?: (res: ServerResponse) => void;
 }
 
 export const json = (status: number, body: unknown, headers?: Record<string, string>): Reply => ({ status, body, ...(headers ? { headers } : {}) });
@@ -18,6 +20,10 @@ export const errorReply = (status: number, message: string, field?: string, head
   json(status, { error: field === undefined ? { message } : { message, field } }, headers);
 
 export function send(res: ServerResponse, reply: Reply): void {
+  if (reply.stream) {
+    reply.stream(res);
+    return;
+  }
   const headers: Record<string, string> = {
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
@@ -51,7 +57,15 @@ const isJsonType = (contentType: string | undefined): boolean => {
 export async function readJsonBody(req: IncomingMessage, limit: number): Promise<{ ok: true; value: unknown } | { ok: false; reply: Reply }> {
   if (!isJsonType(req.headers['content-type'])) {
     const sent = req.headers['content-type'];
-    return { ok: false, reply: errorReply(415, `the body must be application/json${sent ? `, not ${sent}` : ' (Content-Type is missing)'}`, 'Content-Type') };
+    // Only JSON, deliberately: a form or text/plain POST is what a web page can
+    // send cross-site without a preflight, and curl -d sends a form type. So say
+    // exactly how to fix the request instead of guessing.
+    const what = sent ? `Content-Type is ${sent}` : 'Content-Type is missing';
+    const curl = sent?.toLowerCase().startsWith('application/x-www-form-urlencoded') ? " (curl -d sends a form type by default)" : '';
+    return {
+      ok: false,
+      reply: errorReply(415, `the body must be JSON sent with Content-Type: application/json, but ${what}${curl}; add -H 'Content-Type: application/json' to curl, or use curl --json`, 'Content-Type'),
+    };
   }
   const tooLarge = (): { ok: false; reply: Reply } => ({
     ok: false,

@@ -2,6 +2,8 @@
 // hand as data; test/admin/openapi.test.ts checks that it and the server's
 // route table name the same paths and methods.
 
+import { denialPaths, denialSchemas } from './denialsOpenApi.js';
+
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (schema: unknown) => ({ 'application/json': { schema } });
 const errorResponse = (description: string) => ({ description, content: jsonContent(ref('Error')) });
@@ -95,6 +97,24 @@ export const openApiDocument = {
         },
       },
     },
+    '/v1/policies:batch': {
+      post: {
+        operationId: 'batchPolicies',
+        summary: 'Many puts and deletes as one atomic commit: all are applied at one store revision, or none (the first refusal names its policy).',
+        requestBody: { required: true, content: jsonContent(ref('BatchRequest')) },
+        responses: {
+          '200': { description: 'Committed durably.', headers: { ETag: { description: 'The store revision of the commit.', schema: { type: 'string' } } }, content: jsonContent(ref('BatchResult')) },
+          '400': errorResponse('Invalid body; "field" says where ("put.NAME.allow.sni[0]", "delete[2]"). Nothing changed.'),
+          '404': errorResponse('A deleted policy does not exist ("field" is its name). Nothing changed.'),
+          '409': errorResponse('A policy is managed by the policy file. Nothing changed.'),
+          '412': errorResponse('An ifMatch did not hold ("field" is its name). Nothing changed.'),
+          '413': errorResponse('Body larger than 1 MiB.'),
+          '415': errorResponse('Content-Type is not application/json.'),
+          '503': errorResponse('The store cannot write.'),
+          ...common,
+        },
+      },
+    },
     '/v1/nodes': {
       get: {
         operationId: 'listNodes',
@@ -132,6 +152,7 @@ export const openApiDocument = {
         },
       },
     },
+    ...denialPaths,
     '/healthz': {
       get: {
         operationId: 'healthz',
@@ -147,7 +168,10 @@ export const openApiDocument = {
         security: [],
         responses: {
           '200': { description: 'Ready.', content: jsonContent({ type: 'object', properties: { ready: { const: true } } }) },
-          '503': { description: 'Not ready yet.', content: jsonContent({ type: 'object', properties: { ready: { const: false } } }) },
+          '503': {
+            description: 'Not ready: starting, or (with --store etcd://) etcd does not answer; Envoys are still served the last state.',
+            content: jsonContent({ type: 'object', properties: { ready: { const: false }, reason: { type: 'string' } } }),
+          },
         },
       },
     },
@@ -175,6 +199,7 @@ export const openApiDocument = {
       },
     },
     schemas: {
+      ...denialSchemas,
       Error: {
         type: 'object',
         required: ['error'],
@@ -252,6 +277,27 @@ export const openApiDocument = {
           },
         ],
       },
+      BatchRequest: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          put: { type: 'object', additionalProperties: ref('PolicySpec'), description: 'Policies to create or replace, by name.' },
+          delete: { type: 'array', items: { type: 'string' }, description: 'Policies to delete; each must exist.' },
+          ifMatch: {
+            type: 'object',
+            additionalProperties: { oneOf: [{ type: 'integer', minimum: 0 }, { const: '*' }] },
+            description: 'Per policy of this batch: only if it is at this revision ("*": exists at all), as If-Match on a single write.',
+          },
+        },
+      },
+      BatchResult: {
+        type: 'object',
+        required: ['storeRevision', 'changed'],
+        properties: {
+          storeRevision: { type: 'integer', description: 'The store revision of the commit (unchanged when nothing changed).' },
+          changed: { type: 'array', items: { type: 'string' }, description: 'The policies the commit changed (puts of the stored spec drop out).' },
+        },
+      },
       WriteResult: {
         type: 'object',
         required: ['name', 'revision'],
@@ -265,6 +311,7 @@ export const openApiDocument = {
           cluster: { type: 'string' },
           connectedAt: { type: 'string', format: 'date-time' },
           streams: { type: 'integer' },
+          replica: { type: 'string', description: 'With --store etcd://: the replica this node is connected to (every replica lists the whole fleet).' },
           upToDate: { type: 'boolean', description: 'The newest stream acknowledged the latest version of every type this node is served.' },
           revision: {
             type: 'object',

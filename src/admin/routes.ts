@@ -4,10 +4,12 @@ import type { IncomingMessage } from 'node:http';
 import { validatePolicyName, validatePolicySpec } from '../policy/validate.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PolicyStore, StoreRefusalCode, WriteOptions, WriteResult } from '../store/policyStore.js';
+import { validateBatchRequest } from './batchRequest.js';
 import { validateCheckRequest } from './checkRequest.js';
 import type { ControlPlaneView } from './controlPlaneView.js';
 import { errorReply, json, type Reply } from './httpIo.js';
 import { openApiDocument } from './openapi.js';
+import { denialRoutes, type DenialsView } from './denialRoutes.js';
 
 export type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
@@ -36,6 +38,8 @@ export interface RouteDependencies {
   readonly store: PolicyStore;
   readonly view: ControlPlaneView;
   readonly metrics: Metrics;
+  /** The denial log and what suggest needs (absent: its routes answer 503). */
+  readonly denials?: DenialsView;
 }
 
 const refusalStatus: Record<StoreRefusalCode, number> = { not_found: 404, conflict: 409, precondition_failed: 412 };
@@ -77,7 +81,7 @@ function nonNegativeInteger(query: URLSearchParams, key: string, min: number, ma
   return { ok: true, value: Number(text) };
 }
 
-export function createRoutes({ store, view, metrics }: RouteDependencies): Route[] {
+export function createRoutes({ store, view, metrics, denials }: RouteDependencies): Route[] {
   const policyByName: Route['handlers'] = {
     GET: ({ params }) => {
       const name = validatePolicyName(params.name);
@@ -107,6 +111,21 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
 
   return [
     { template: '/v1/policies', pattern: /^\/v1\/policies$/, handlers: { GET: () => json(200, store.list(), etag(store.revision)) } },
+    {
+      template: '/v1/policies:batch',
+      pattern: /^\/v1\/policies:batch$/,
+      handlers: {
+        POST: async ({ client, body }) => {
+          const parsed = await body();
+          if (!parsed.ok) return parsed.reply;
+          const request = validateBatchRequest(parsed.value);
+          if (!request.ok) return errorReply(400, request.error.message, request.error.field);
+          const result = await store.batch(request.value, { client });
+          if (!result.ok) return errorReply(refusalStatus[result.error.code], `${result.error.message}; nothing in the batch was applied`, result.error.name);
+          return json(200, { storeRevision: result.value.storeRevision, changed: result.value.changed }, etag(result.value.storeRevision));
+        },
+      },
+    },
     { template: '/v1/policies/{name}', pattern: /^\/v1\/policies\/(?<name>[^/]+)$/, handlers: policyByName },
     { template: '/v1/nodes', pattern: /^\/v1\/nodes$/, handlers: { GET: () => json(200, view.nodes()) } },
     {
@@ -152,12 +171,19 @@ export function createRoutes({ store, view, metrics }: RouteDependencies): Route
         },
       },
     },
+    ...denialRoutes(denials),
     { template: '/healthz', pattern: /^\/healthz$/, public: true, handlers: { GET: () => json(200, { status: 'ok' }) } },
     {
       template: '/readyz',
       pattern: /^\/readyz$/,
       public: true,
-      handlers: { GET: () => (view.ready() ? json(200, { ready: true }) : json(503, { ready: false })) },
+      handlers: {
+        GET: () => {
+          if (view.ready()) return json(200, { ready: true });
+          const reason = view.notReadyReason?.();
+          return json(503, { ready: false, ...(reason ? { reason } : {}) });
+        },
+      },
     },
     {
       template: '/metrics',

@@ -10,7 +10,9 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { PolicyStore } from '../store/policyStore.js';
 import { StoreError } from '../store/storeError.js';
 import { createTokenCheck, requireTokenUnlessLoopback } from './auth.js';
+import { createHostCheck, type HostCheck } from './hostCheck.js';
 import type { ControlPlaneView } from './controlPlaneView.js';
+import type { DenialsView } from './denialRoutes.js';
 import { DEFAULT_BODY_LIMIT, errorReply, readJsonBody, send, type Reply } from './httpIo.js';
 import { createRoutes, type Method, type Route } from './routes.js';
 
@@ -21,8 +23,12 @@ export interface AdminServerOptions {
   /** The bearer token; required to listen on a non-loopback address. */
   readonly token?: string;
   readonly logger: Logger;
+  /** The denial log (src/denials) behind /v1/denials and the console. */
+  readonly denials?: DenialsView;
   /** Largest request body accepted (default 1 MiB). */
   readonly bodyLimit?: number;
+  /** Host names accepted besides the listen address (--admin-allowed-host); "*" accepts any. */
+  readonly allowedHosts?: readonly string[];
 }
 
 export interface AdminServer {
@@ -60,7 +66,9 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   const logger = options.logger.child({ component: 'admin' });
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const tokenCheck = createTokenCheck(token);
-  const routes = createRoutes({ store, view, metrics });
+  const routes = createRoutes({ store, view, metrics, ...(options.denials ? { denials: options.denials } : {}) });
+  // Set by listen(): the check needs the address served.
+  let hostCheck: HostCheck | undefined;
 
   // Keep the gauges on the store, whoever writes to it (API or policy file).
   metrics.policyCount.set(store.list().length);
@@ -82,6 +90,8 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   async function route(req: IncomingMessage, path: string, query: URLSearchParams): Promise<{ template: string; reply: Reply }> {
     const method = req.method ?? 'GET';
     const found = matchRoute(routes, path);
+    const misdirected = hostCheck?.refuse(req.headers.host, req.headers.origin);
+    if (misdirected) return { template: found?.r.template ?? 'unmatched', reply: misdirected };
     if (!found?.r.public && !tokenCheck.allows(req.headers.authorization)) {
       return {
         template: found?.r.template ?? 'unmatched',
@@ -159,6 +169,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
     listen(host, port) {
       const allowed = requireTokenUnlessLoopback(host, token);
       if (!allowed.ok) return Promise.reject(new Error(allowed.error.message));
+      hostCheck = createHostCheck(host, options.allowedHosts);
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {

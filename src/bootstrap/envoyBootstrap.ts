@@ -20,6 +20,12 @@ export interface BootstrapOptions {
   readonly cluster: string;
   readonly xdsHost: string;
   readonly xdsPort: number;
+  /**
+   * Several control-plane replicas (serve --store etcd://): every address is an
+   * endpoint of the xDS cluster, and when the replica an Envoy streams from
+   * dies, the stream is opened again to another. Default: xdsHost:xdsPort only.
+   */
+  readonly xdsAddresses?: readonly { readonly host: string; readonly port: number }[];
   /** DeltaAggregatedResources instead of state of the world. */
   readonly delta: boolean;
   readonly adminPort: number;
@@ -54,6 +60,7 @@ export const XDS_CLUSTER = 'xds_cluster';
 
 /** In Envoy's own YAML style (snake_case ProtoJSON), as the docs and seeds write it. */
 export function buildBootstrap(options: BootstrapOptions): Record<string, unknown> {
+  const addresses = options.xdsAddresses?.length ? options.xdsAddresses : [{ host: options.xdsHost, port: options.xdsPort }];
   const adsSource = { resource_api_version: 'V3', ads: {} };
   return {
     node: { id: options.nodeId, cluster: options.cluster },
@@ -71,8 +78,9 @@ export function buildBootstrap(options: BootstrapOptions): Record<string, unknow
       clusters: [
         {
           name: XDS_CLUSTER,
-          // A name is resolved (and re-resolved) by Envoy; an address is used as is.
-          type: isIP(options.xdsHost) ? 'STATIC' : 'STRICT_DNS',
+          // A name is resolved (and re-resolved) by Envoy, every record an endpoint
+          // (one DNS name for all replicas works); addresses are used as they are.
+          type: addresses.every((a) => isIP(a.host)) ? 'STATIC' : 'STRICT_DNS',
           connect_timeout: '5s',
           typed_extension_protocol_options: {
             'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
@@ -84,7 +92,7 @@ export function buildBootstrap(options: BootstrapOptions): Record<string, unknow
           load_assignment: {
             cluster_name: XDS_CLUSTER,
             endpoints: [
-              { lb_endpoints: [{ endpoint: { address: { socket_address: { address: options.xdsHost, port_value: options.xdsPort } } } }] },
+              { lb_endpoints: addresses.map((a) => ({ endpoint: { address: { socket_address: { address: a.host, port_value: a.port } } } })) },
             ],
           },
         },

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { buildBootstrap, type BootstrapTls } from '../bootstrap/envoyBootstrap.js';
 import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './flags.js';
 
-const USAGE = `usage: egress-xds bootstrap --node-id ID [--cluster NAME] [--xds HOST:PORT] [--delta] [--admin-port 9901]
+const USAGE = `usage: egress-xds bootstrap --node-id ID [--cluster NAME] [--xds HOST:PORT ...] [--delta] [--admin-port 9901]
                             [--xds-ca FILE [--xds-cert FILE --xds-key FILE] [--xds-server-name NAME]]
 
 Prints a minimal Envoy bootstrap (YAML) that fetches Listeners and Clusters
@@ -16,6 +16,11 @@ With --xds-ca, Envoy reaches the control plane over TLS (serve --xds-tls-cert/--
 and checks its certificate against that CA and the name (--xds-server-name, default the
 --xds host); --xds-cert/--xds-key give Envoy a client certificate (serve --xds-client-ca).
 The paths are those on the Envoy host; they are written as absolute paths.
+
+Several replicas (serve --store etcd://, docs/cluster.md): repeat --xds, one per replica
+(or give one DNS name with a record per replica); each is an endpoint of the xDS cluster
+and Envoy reopens its stream to a live one when a replica dies. With TLS and several
+hosts, --xds-server-name names the one name every replica's certificate carries.
 
 Under mTLS the control plane serves a node only as the id its certificate names
 (serve --node-identity, default uri-san: a URI SAN spiffe://egress-xds/node/<node-id>,
@@ -29,7 +34,7 @@ export async function bootstrapCommand(argv: string[]): Promise<number> {
     const { values } = parseFlags(argv, {
       'node-id': { type: 'string' },
       cluster: { type: 'string', default: 'egress' },
-      xds: { type: 'string', default: '127.0.0.1:18000' },
+      xds: { type: 'string', multiple: true, default: ['127.0.0.1:18000'] },
       delta: { type: 'boolean', default: false },
       'admin-port': { type: 'string', default: '9901' },
       'xds-ca': { type: 'string' },
@@ -41,14 +46,19 @@ export async function bootstrapCommand(argv: string[]): Promise<number> {
     if (!nodeId) throw new UsageError('--node-id is required (the name this Envoy is known by, e.g. the host name)');
     if (!/^[A-Za-z0-9._:-]{1,253}$/.test(nodeId)) throw new UsageError(`--node-id may hold letters, digits and . _ : - (1 to 253 characters), got "${nodeId}"`);
     if (!values.cluster) throw new UsageError('--cluster must not be empty');
-    const { host, port } = parseHostPort('--xds', values.xds);
+    const addresses = values.xds.map((value) => parseHostPort('--xds', value));
+    const { host, port } = addresses[0]!;
     const tls = tlsOptions(values);
+    if (tls && tls.serverName === undefined && new Set(addresses.map((a) => a.host)).size > 1) {
+      throw new UsageError('several --xds hosts with --xds-ca need --xds-server-name: the name every replica\'s certificate carries');
+    }
     const yaml = stringify(
       buildBootstrap({
         nodeId,
         cluster: values.cluster,
         xdsHost: host,
         xdsPort: port,
+        ...(addresses.length > 1 ? { xdsAddresses: addresses } : {}),
         delta: values.delta,
         adminPort: parsePort('--admin-port', values['admin-port']),
         ...(tls ? { tls } : {}),

@@ -7,7 +7,8 @@ commands:
   serve       run the xDS control plane and the admin API
   bootstrap   print a minimal Envoy bootstrap that points an Envoy at the control plane
   agent       install|uninstall|status|run the host's TPROXY rules and policy routing
-  policy      list|get|put|delete|check policies through the admin API
+  policy      list|get|put|delete|check|suggest policies through the admin API
+  denials     what Envoy refused, and why (--follow for a live feed)
 
 Run "egress-xds <command> --help" for a command's options.`;
 
@@ -18,6 +19,7 @@ const commands: Record<string, () => Promise<CommandMain>> = {
   bootstrap: async () => (await import('./bootstrap.js')).bootstrapCommand,
   agent: async () => (await import('./agent.js')).agentCommand,
   policy: async () => (await import('./policy.js')).policyCommand,
+  denials: async () => (await import('./denials.js')).denialsCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { ParseArgsConfig } from 'node:util';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { UsageError, parseFlags } from './flags.js';
+import { formatSuggestion } from './policySuggest.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:18080';
 export const EXIT = { ok: 0, failed: 1, usage: 2, denied: 3 } as const;
@@ -20,9 +21,15 @@ commands:
   put NAME --file FILE               create or replace from a YAML/JSON spec ("-" reads stdin)
   put NAME [--sni NAME[,NAME]]... [--cidr CIDR[:PORT[,PORT]]]... [--source CIDR]... [--node GLOB]...
   delete NAME
+  batch --file FILE                  many puts and deletes as one atomic commit, all or nothing;
+                                     FILE (YAML/JSON, "-" stdin): {put: {NAME: SPEC}, delete: [NAME],
+                                     ifMatch: {NAME: REVISION}}
   check --node ID --source IP --destination IP:PORT [--sni NAME]
                                      the verdict Envoy would give (exit 0 allow, 3 deny)
   history [--limit N] [--since REVISION | --before REVISION]
+  suggest --node ID --source IP [--since 1h]
+                                     a policy drafted from the source's denials, ready to put,
+                                     and what it would add to the policies in force
 
 options:
   --server URL        admin API (default: $EGRESS_XDS_ADMIN_URL or ${DEFAULT_ADMIN_URL})
@@ -79,8 +86,10 @@ const ALLOWED: Record<string, readonly (keyof Flags)[]> = {
   get: [],
   put: ['file', 'sni', 'source', 'node', 'cidr', 'if-match', 'create'],
   delete: ['if-match'],
+  batch: ['file'],
   check: ['node', 'source', 'destination', 'sni'],
   history: ['limit', 'since', 'before'],
+  suggest: ['node', 'source', 'since'],
 };
 
 /** "10.0.0.0/8:443,8443", "[2001:db8::]/32:443", "1.2.3.4:22" -> {cidr, ports?}. */
@@ -108,18 +117,23 @@ export function parseCidrFlag(text: string): { cidr: string; ports?: number[] } 
 const splitList = (values: readonly string[] | undefined): string[] =>
   (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
 
+/** A YAML or JSON file ("-": stdin), parsed; the server validates what it holds. */
+async function readSpecFile(file: string, io: CliIo): Promise<unknown> {
+  const text = file === '-' ? await io.stdin() : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot read ${file}: ${error.code ?? error.message}`);
+  });
+  try {
+    return parseYaml(text) as unknown;
+  } catch (error) {
+    throw new UsageError(`${file} is not YAML or JSON: ${(error as Error).message}`);
+  }
+}
+
 async function specFromFlags(flags: Flags, io: CliIo): Promise<unknown> {
   const inline = flags.sni || flags.cidr || flags.source || flags.node;
   if (flags.file !== undefined) {
     if (inline) throw new UsageError('put: give either --file or --sni/--cidr/--source/--node, not both');
-    const text = flags.file === '-' ? await io.stdin() : await readFile(flags.file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      throw new UsageError(`cannot read ${flags.file}: ${error.code ?? error.message}`);
-    });
-    try {
-      return parseYaml(text) as unknown;
-    } catch (error) {
-      throw new UsageError(`${flags.file} is not YAML or JSON: ${(error as Error).message}`);
-    }
+    return readSpecFile(flags.file, io);
   }
   if (!flags.sni && !flags.cidr) throw new UsageError('put: give --file, or at least one --sni or --cidr');
   const allow: { sni: string[]; cidrs?: unknown[] } = { sni: splitList(flags.sni) };
@@ -262,6 +276,13 @@ export async function policyCommand(argv: string[], io: CliIo = processIo): Prom
         print(`${body.name}: deleted (revision ${body.revision})\n`, body);
         return EXIT.ok;
       }
+      case 'batch': {
+        if (flags.file === undefined) throw new UsageError('batch needs --file FILE ({put: {NAME: SPEC}, delete: [NAME], ifMatch: {NAME: REVISION}})');
+        const { body } = await call('POST', '/v1/policies:batch', await readSpecFile(flags.file, io));
+        const changed = body.changed as string[];
+        print(changed.length === 0 ? `nothing changed (store revision ${body.storeRevision})\n` : `committed at store revision ${body.storeRevision}: ${changed.join(', ')}\n`, body);
+        return EXIT.ok;
+      }
       case 'check': {
         const node = flags.node?.[0];
         const source = flags.source?.[0];
@@ -276,6 +297,17 @@ export async function policyCommand(argv: string[], io: CliIo = processIo): Prom
         const why = body.verdict === 'allow' ? `allowed by policy ${body.policy}` : 'no policy allows it';
         print(`${body.verdict}: ${why} (filter chain ${body.filterChain})\n`, body);
         return body.verdict === 'allow' ? EXIT.ok : EXIT.denied;
+      }
+      case 'suggest': {
+        const node = flags.node?.[0];
+        const source = flags.source?.[0];
+        if (node === undefined || source === undefined || (flags.node?.length ?? 0) > 1 || (flags.source?.length ?? 0) > 1) {
+          throw new UsageError('suggest needs one --node ID and one --source IP');
+        }
+        const query = new URLSearchParams({ node, source, ...(flags.since !== undefined ? { since: flags.since } : {}) });
+        const { body } = await call('GET', `/v1/denials/suggest?${query}`);
+        print(formatSuggestion(body), body);
+        return EXIT.ok;
       }
       case 'history': {
         const query = new URLSearchParams();

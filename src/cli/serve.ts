@@ -9,10 +9,14 @@ import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './x
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
 import { DNS_FLAGS, DNS_USAGE, parseDnsFlags } from './dnsFlags.js';
+import { DENIAL_FLAGS, DENIAL_USAGE, parseDenialFlags } from './denialFlags.js';
 import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
+import { STORE_FLAGS, STORE_USAGE, parseStoreFlags } from './storeFlags.js';
+import { STORE_BACKEND_FLAGS, STORE_BACKEND_USAGE, parseReplicaId, parseStoreBackendFlags } from './storeBackendFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
-                        [--data-dir ./data] [--policy FILE] [--admin-token-file FILE]
+                        [--data-dir ./data | --store etcd://HOST:PORT[,HOST:PORT...] [--etcd-*]]
+                        [--policy FILE] [--admin-token-file FILE]
                         [--listener-port 15001] [--ipv6]
                         [--profile hardened|seed] [--max-connections-per-source 512] [--upstream-mark 0x20000]
                         [--dns-port 15053] [--dns-answer-address 198.18.0.1]
@@ -25,6 +29,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
   --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
   --admin-address      the admin REST API; off loopback it requires a token
   --data-dir           the durable policy store (created if missing)
+${STORE_BACKEND_USAGE}
   --policy FILE        load policies from a YAML file and apply its edits live
   --admin-token-file   bearer token for the admin API (or EGRESS_XDS_ADMIN_TOKEN)
   --listener-port      the port of Envoy's transparent listener (the agent's --port)
@@ -38,7 +43,9 @@ ${DNS_USAGE}
                        a mismatch is refused with PERMISSION_DENIED
   --node-identity-prefix  the uri-san prefix (default spiffe://egress-xds/node/)
 ${XDS_LIMIT_USAGE}
+${DENIAL_USAGE}
 ${PUSH_USAGE}
+${STORE_USAGE}
 
 On a first start with no --policy, the store receives the embedded default policy
 (seed 002: github.com and www.github.com from 172.31.0.0/16).`;
@@ -48,7 +55,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const { values } = parseFlags(argv, {
       'xds-address': { type: 'string', default: '0.0.0.0:18000' },
       'admin-address': { type: 'string', default: '127.0.0.1:18080' },
-      'data-dir': { type: 'string', default: './data' },
+      'data-dir': { type: 'string' },
+      ...STORE_BACKEND_FLAGS,
       policy: { type: 'string' },
       'admin-token-file': { type: 'string' },
       'listener-port': { type: 'string', default: '15001' },
@@ -60,12 +68,15 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'node-identity-prefix': { type: 'string' },
       ...XDS_LIMIT_FLAG_OPTIONS,
       ...COMPILE_FLAGS,
+      ...DENIAL_FLAGS,
       ...PUSH_FLAGS,
       ...DNS_FLAGS,
+      ...STORE_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
     const admin = parseHostPort('--admin-address', values['admin-address']);
-    if (!values['data-dir']) throw new UsageError('--data-dir must not be empty');
+    const storeBackend = parseStoreBackendFlags({ ...values, 'data-dir': values['data-dir'] ?? './data' }, values['data-dir'] !== undefined);
+    const replicaId = parseReplicaId(values['replica-id']);
     const listenerPort = parsePort('--listener-port', values['listener-port']);
     const compileFlags = parseCompileFlags(values);
     const dnsFlags = parseDnsFlags(values);
@@ -78,7 +89,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       xdsTls?.clientCa !== undefined,
     );
     const xdsLimits = parseXdsLimitFlags(values);
+    const denials = parseDenialFlags(values);
     const pushFlags = parsePushFlags(values);
+    const { adminAllowedHosts, ...storeOptions } = parseStoreFlags(values);
     const logger = createLogger();
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
@@ -92,11 +105,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
         xdsLimits,
         adminHost: admin.host,
         adminPort: admin.port,
-        dataDir: values['data-dir'],
+        storeOptions,
+        ...(adminAllowedHosts ? { adminAllowedHosts } : {}),
+        dataDir: values['data-dir'] ?? './data',
+        storeBackend,
+        ...(replicaId !== undefined ? { replicaId } : {}),
         ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
         compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags, ...dnsFlags },
+        denials,
         ...pushFlags,
         logger,
       });

@@ -12,6 +12,7 @@ import { withAuditCluster } from './audit.js';
 import { dnsAnswerClusters, dnsListener, dnsPlan, dnsServerNames, type DnsListenerOptions } from './dns.js';
 import { withRaisedCircuitBreakers } from './guards.js';
 import { hardenedClusters, hardenedListener } from './hardenedListener.js';
+import { withForwardProxy, type ForwardProxyOptions } from './forwardProxy.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_SOURCE, EGRESS_LISTENER_PORT } from './names.js';
 import type { DnsCacheOptions } from './nameUpstream.js';
@@ -44,12 +45,16 @@ export interface CompileOptions {
   readonly maxConnectionsPerSource?: number;
   /** Hardened: SO_MARK of sockets dialling a name (default 0x20000); 0: no mark. */
   readonly upstreamMark?: number;
-  /** Hardened: the DNS cache names are resolved through. */
+  /** Hardened: the DNS cache names are resolved through (shared with the forward proxy). */
   readonly dnsCache?: DnsCacheOptions;
   /** Hardened: Envoy's gRPC access logs to the control plane's ALS (default on, through "xds_cluster"); false: none. */
   readonly accessLog?: AccessLogOptions | false;
   /** The DNS listener (dns.ts); absent or port 0: none. `serve --dns-port` sets it (default 15053). */
   readonly dns?: DnsListenerOptions;
+  /** Seed 000's explicit forward proxy listeners (forwardProxy.ts), when set. */
+  readonly forwardProxy?: ForwardProxyOptions;
+  /** false: no transparent listener (only the forward proxy's). Default true. */
+  readonly transparent?: boolean;
 }
 
 export interface CompiledEgress {
@@ -74,7 +79,7 @@ function withoutListenerPort(policies: readonly Policy[], port: number): Policy[
 
 /** The node's allowlist is the union of `policies` (those that already select the node). */
 export function compileEgress(policies: readonly Policy[], options: CompileOptions = {}): CompiledEgress {
-  const egress = compileEgressListener(policies, options);
+  const egress = compileEgressListeners(policies, options);
   return withDnsListener(egress, policies, options);
 }
 
@@ -86,7 +91,17 @@ function withDnsListener(egress: CompiledEgress, policies: readonly Policy[], op
   return { listeners: [...egress.listeners, dnsListener(plan, { ...(options.ipv6 !== undefined && { ipv6: options.ipv6 }), ...options.dns })], clusters };
 }
 
-function compileEgressListener(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
+function compileEgressListeners(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
+  const transparent: CompiledEgress = options.transparent === false ? { listeners: [], clusters: [] } : compileTransparent(policies, options);
+  if (!options.forwardProxy) return transparent;
+  return withForwardProxy(transparent, policies, options.forwardProxy, {
+    dnsCache: options.dnsCache ?? {},
+    maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    upstreamMark: options.upstreamMark ?? DEFAULT_UPSTREAM_MARK,
+  });
+}
+
+function compileTransparent(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
   const port = options.port ?? EGRESS_LISTENER_PORT;
   const listenerOptions: EgressListenerOptions = {
     ...(options.listenerName !== undefined && { name: options.listenerName }),

@@ -4,3 +4,7 @@ export { checkConnection, type CheckResult, type CheckUpstream } from './check.j
 export { intendedRoute, type IntendedRoute, type RefusalReason } from './route.js';
 export { DEFAULT_UPSTREAM_MARK, SPECIAL_RANGES, checkUpstreamMark } from './specialAddresses.js';
 export * from './names.js';
+export { checkForwardHttp, checkForwardTls, type ForwardCheckResult, type ForwardHttpRequest, type ForwardListenerKind } from './forwardCheck.js';
+export { intendedForwardRoute, type ForwardRequest, type ForwardRoute } from './forwardRoute.js';
+export type { ForwardProxyOptions } from './forwardProxy.js';
+export * from './forwardNames.js';

@@ -28,6 +28,8 @@ export const ENVOY_PROTO_FILES = [
   'envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto',
   'envoy/extensions/filters/network/connection_limit/v3/connection_limit.proto',
   'google/protobuf/wrappers.proto',
+  // The Access Log Service the control plane serves (src/als), and what it receives.
+  'envoy/service/accesslog/v3/als.proto',
   // Access logs, the port-80 HTTP path and the DNS listener (src/compile/accessLog.ts, httpPath.ts, dns.ts).
   'envoy/extensions/access_loggers/grpc/v3/als.proto',
   'envoy/extensions/access_loggers/filters/cel/v3/cel.proto',

@@ -32,6 +32,7 @@ export const TypeUrl = {
   SourcePortInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.SourcePortInput`,
   DirectSourceIpInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.DirectSourceIPInput`,
   ServerNameInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.ServerNameInput`,
+  StreamAccessLogsMessage: `${TYPE_PREFIX}envoy.service.accesslog.v3.StreamAccessLogsMessage`,
   TransportProtocolInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.TransportProtocolInput`,
   ApplicationProtocolInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.ApplicationProtocolInput`,
 } as const;

@@ -2,6 +2,7 @@
 // A registry per server instance (not prom-client's global) so tests can run
 // several servers in one process.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { denialMetrics } from './denialMetrics.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -60,6 +61,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['route', 'method', 'status'] as const,
       registers,
     }),
+    ...denialMetrics(registers),
   };
 }
 

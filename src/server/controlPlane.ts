@@ -2,6 +2,8 @@
 // admin API beside them. `serve`, the end-to-end tests and the benchmark all
 // start it through here, so they run the same thing.
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { startFleetStatus, type FleetStatus } from '../cluster/fleetStatus.js';
 import { checkConnection, type CompileOptions } from '../compile/index.js';
 import type { ControlPlaneView } from '../admin/controlPlaneView.js';
 import { isLoopbackHost, requireTokenUnlessLoopback } from '../admin/auth.js';
@@ -14,9 +16,15 @@ import { SnapshotCache } from '../snapshot/cache.js';
 import { egressGroupCompiler, type CompiledEgressGroup } from '../snapshot/egressGroups.js';
 import { CompilePool, defaultCompileWorkers } from '../snapshot/compilePool.js';
 import { PushScheduler, type PushTiming } from '../snapshot/pushScheduler.js';
-import { openPolicyStore, type PolicyStore } from '../store/policyStore.js';
+import { openPolicyStore, type PolicyStore, type StoreTuning } from '../store/policyStore.js';
 import { watchPolicyFile, type PolicyFileWatcher } from '../store/policyFileWatch.js';
+import { openStoreBackend, type StoreBackend } from '../store/storeBackend.js';
+import type { EtcdPolicyStore } from '../store/etcdStore.js';
 import { NodeRegistry } from '../xds/nodeRegistry.js';
+import { accessLogService } from '../als/alsService.js';
+import { DenialLog, type DenialLogOptions } from '../denials/denialLog.js';
+import type { DenialsView } from '../admin/denialRoutes.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
 import { startXdsServer, type XdsServer, type XdsTls } from '../xds/server.js';
 import type { XdsLimits } from '../xds/limits.js';
 import type { NodeIdentityRule } from '../xds/nodeIdentity.js';
@@ -39,8 +47,16 @@ export interface ControlPlaneOptions {
   readonly adminHost: string;
   readonly adminPort: number;
   readonly dataDir: string;
+  /** History retention and compaction (src/store/policyStore.ts); defaults when absent. */
+  readonly storeOptions?: StoreTuning;
+  /** Where the policies live; default: the file store in dataDir. */
+  readonly storeBackend?: StoreBackend;
+  /** This replica's name in the fleet status (etcd store only); default HOSTNAME:XDS_PORT. */
+  readonly replicaId?: string;
   readonly policyFile?: string;
   readonly adminToken?: string;
+  /** Host names the admin API answers to besides its address (--admin-allowed-host). */
+  readonly adminAllowedHosts?: readonly string[];
   /** Store EMBEDDED_DEFAULT_POLICY when the store has never been written. */
   readonly embeddedDefault?: boolean;
   readonly compile?: CompileOptions;
@@ -50,6 +66,8 @@ export interface ControlPlaneOptions {
   readonly compileWorkers?: number;
   readonly logger: Logger;
   readonly metrics?: Metrics;
+  /** The denial log's bounds and optional file (src/denials); defaults when absent. */
+  readonly denials?: Pick<DenialLogOptions, 'buffer' | 'file' | 'metricNodes'>;
 }
 
 export interface ControlPlane {
@@ -59,6 +77,7 @@ export interface ControlPlane {
   readonly cache: SnapshotCache<CompiledEgressGroup>;
   readonly registry: NodeRegistry;
   readonly metrics: Metrics;
+  readonly denials: DenialLog;
   /** Store commits → coalesced cache changes; idle() once every commit is served. */
   readonly push: PushScheduler;
   close(): Promise<void>;
@@ -97,7 +116,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     for (const cleanup of cleanups.reverse()) await cleanup();
   };
   try {
-    const store = await openPolicyStore(options.dataDir, { logger });
+    const store = options.storeBackend
+      ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)
+      : await openPolicyStore(options.dataDir, { logger, ...options.storeOptions });
     cleanups.push(() => store.close());
 
     if (options.embeddedDefault && !options.policyFile && store.revision === 0) {
@@ -128,8 +149,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     }
 
     const registry = new NodeRegistry(cache, () => ({ latest: push.latestRevision, served: push.servedRevision }));
+    const denialLogger = logger.child({ component: 'denials' });
+    const denials = await DenialLog.open({ ...options.denials, metrics, onFileError: (error) => denialLogger.warn('denial log file: write failed', { error }) }).catch((error: Error) => {
+      throw new StartupError(`cannot open the denial log: ${error.message}`);
+    });
+    cleanups.push(() => denials.close());
+    const als = accessLogService({
+      ingest: (records) => denials.ingest(records),
+      revision: () => String(store.revision),
+      listenerVersion: (nodeId) => registry.ackedVersion(nodeId, TypeUrl.Listener),
+      metrics,
+      logger: denialLogger,
+    });
     const xds: XdsServer = await listening('xDS', options.xdsAddress, () =>
       startXdsServer({ source: cache, registry, metrics, logger: logger.child({ component: 'xds' }) }, options.xdsAddress, {
+        services: [als],
         ...(options.xdsTls ? { tls: options.xdsTls } : {}),
         ...(options.xdsLimits ? { limits: options.xdsLimits } : {}),
         ...(options.nodeIdentity ? { nodeIdentity: options.nodeIdentity } : {}),
@@ -140,19 +174,53 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     }
     cleanups.push(() => xds.close());
 
+    // With etcd, every replica lists every replica's nodes (src/cluster/fleetStatus.ts).
+    let fleet: FleetStatus | undefined;
+    if ('client' in store && 'prefix' in store) {
+      const etcdStore = store as EtcdPolicyStore;
+      fleet = await startFleetStatus({
+        client: etcdStore.client,
+        prefix: etcdStore.prefix,
+        replicaId: options.replicaId ?? `${hostname()}:${xds.port}`,
+        local: () => registry.list(),
+        logger,
+      });
+      cleanups.push(() => fleet?.close());
+    }
+
     const view: ControlPlaneView = {
-      nodes: () => registry.list(),
+      nodes: () => fleet?.nodes() ?? registry.list(),
       check: (nodeId, connection) => {
         const group = cache.groupForNode(nodeId);
         return checkConnection(group.compiled, group.policies, connection);
       },
       // The admin API listens only once the store is loaded and the cache holds its snapshot.
-      ready: () => true,
+      // With etcd: not ready while etcd does not answer or the watch is down (Envoys are still served).
+      ready: () => store.health?.().ok ?? true,
+      notReadyReason: () => store.health?.().reason,
     };
-    const admin = createAdminServer({ store, view, metrics, logger, ...(options.adminToken ? { token: options.adminToken } : {}) });
+    const suggestCompiler = egressGroupCompiler(options.compile);
+    const denialsView: DenialsView = {
+      log: denials,
+      policiesFor: (nodeId) => cache.groupForNode(nodeId).policies,
+      check: (nodeId, connections, extra) => {
+        const group = cache.groupForNode(nodeId);
+        // With a draft: compiled as the node would receive it, so the answer is Envoy's path, not only the intent.
+        const policies = extra ? [...group.policies.filter((p) => p.name !== extra.name), extra] : group.policies;
+        const compiled = extra ? suggestCompiler(policies) : group.compiled;
+        return connections.map((connection) => checkConnection(compiled, policies, connection));
+      },
+    };
+    const admin = createAdminServer({
+      store, view, metrics, logger, denials: denialsView,
+      ...(options.adminToken ? { token: options.adminToken } : {}),
+      ...(options.adminAllowedHosts ? { allowedHosts: options.adminAllowedHosts } : {}),
+    });
     const adminAddress = `${options.adminHost}:${options.adminPort}`;
     const adminInfo = await listening('the admin API', adminAddress, () => admin.listen(options.adminHost, options.adminPort));
     cleanups.push(() => admin.close());
+    // Runs before the admin server closes (cleanups run in reverse): live streams end, so close need not wait for them.
+    cleanups.push(() => denials.close());
 
     logger.info('egress-xds serving', {
       xds: `${options.xdsAddress.replace(/:\d+$/, '')}:${xds.port}`,
@@ -162,7 +230,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });
-    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, push, close };
+    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, push, close };
   } catch (error) {
     await close();
     throw error;

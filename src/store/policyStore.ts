@@ -49,7 +49,17 @@ export interface FilePolicyStore extends PolicyStore {
   readonly dataDir: string;
 }
 
-export interface OpenOptions {
+/** How long the history is kept and how often the store compacts (serve's --history-* flags). */
+export interface StoreTuning {
+  /** Keep history at least this long (default 30 days). */
+  readonly historyRetentionMs?: number;
+  /** Drop the oldest history beyond about this many bytes on disk (default 1 GiB). */
+  readonly historyMaxBytes?: number;
+  /** Checkpoint and drop expired history at least this often (default 1 hour). */
+  readonly compactIntervalMs?: number;
+}
+
+export interface OpenOptions extends StoreTuning {
   readonly logger?: Logger;
 }
 

@@ -124,6 +124,12 @@ export interface PolicyStore {
    * refuse writes from any other source (conflict). The result releases it.
    */
   claimSource(source: string): () => void;
+  /**
+   * Whether the store can take writes now and its view is current (the etcd
+   * store: etcd answers and its watch runs), and if not why, naming what.
+   * Absent: always healthy (the file store).
+   */
+  health?(): { readonly ok: boolean; readonly reason?: string };
   /** Waits for pending writes, then releases the store. */
   close(): Promise<void>;
 }

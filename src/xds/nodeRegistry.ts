@@ -110,6 +110,15 @@ export class NodeRegistry {
       });
   }
 
+  /** The version of a type the node's newest stream acknowledged (what the node runs); O(streams). */
+  ackedVersion(nodeId: string, typeUrl: string): string | undefined {
+    let newest: StreamRecord | undefined;
+    for (const record of this.streams.values()) {
+      if (record.nodeId === nodeId && (!newest || record.connectedAt > newest.connectedAt)) newest = record;
+    }
+    return newest?.resources.get(typeUrl)?.acked;
+  }
+
   streamCount(): number {
     return this.streams.size;
   }

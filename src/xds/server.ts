@@ -1,6 +1,6 @@
 // The gRPC server that serves ADS: both variants on one port, within bounds
 // (src/xds/limits.ts) that hold whatever the clients do.
-import { Server, ServerCredentials, type ServerDuplexStream, status as GrpcStatus } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation, status as GrpcStatus } from '@grpc/grpc-js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { aggregatedDiscoveryService } from './adsService.js';
 import type { StreamContext, XdsDependencies } from './adsStream.js';
@@ -17,7 +17,24 @@ export interface XdsTls {
   readonly clientCa?: Buffer;
 }
 
+/** What another gRPC service served beside ADS learns of the server it joins. */
+export interface ExtraServiceContext {
+  readonly limits: XdsLimits;
+  readonly nodeIdentity: NodeIdentityRule;
+}
+
+/**
+ * A service served on the ADS port, with ADS's address and TLS (the Access Log
+ * Service: Envoy reaches it through the cluster it already has for ADS).
+ */
+export interface ExtraService {
+  readonly definition: ServiceDefinition;
+  implementation(context: ExtraServiceContext): UntypedServiceImplementation;
+}
+
 export interface XdsServerOptions {
+  /** Other services on the same server (src/als); they bring their own bounds. */
+  readonly services?: readonly ExtraService[];
   readonly tls?: XdsTls;
   /** Defaults: DEFAULT_XDS_LIMITS. */
   readonly limits?: Partial<XdsLimits>;
@@ -66,6 +83,7 @@ export async function startXdsServer(deps: XdsDependencies, address: string, opt
     deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
       admitted(call, () => new DeltaStream(context, call, 'delta')),
   });
+  for (const extra of options.services ?? []) server.addService(extra.definition, extra.implementation({ limits, nodeIdentity }));
   const port = await new Promise<number>((resolve, reject) => {
     const credentials = tls
       ? ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.certChain, private_key: tls.privateKey }], tls.clientCa !== undefined)

@@ -20,7 +20,7 @@ const cases: Case[] = [
   ['bad source', 'PUT', '/v1/policies/web', { body: { sources: ['10.0.0.0/8', '300.0.0.0/8'], allow: {} } }, 400, 'sources[1]', /"300\.0\.0\.0" is not an IPv4 or IPv6 address/],
   ['source host bits', 'PUT', '/v1/policies/web', { body: { sources: ['172.31.5.5/16'], allow: {} } }, 400, 'sources[0]', /host bits set; the network is "172\.31\.0\.0\/16"/],
   ['empty sources', 'PUT', '/v1/policies/web', { body: { sources: [], allow: {} } }, 400, 'sources', /must not be empty/],
-  ['bad node glob', 'PUT', '/v1/policies/web', { body: { nodes: ['host?'], allow: {} } }, 400, 'nodes[0]', /may hold only/],
+  ['bad node glob', 'PUT', '/v1/policies/web', { body: { nodes: ['host/1'], allow: {} } }, 400, 'nodes[0]', /may hold only/],
   ['sni IP literal', 'PUT', '/v1/policies/web', { body: { allow: { sni: ['1.2.3.4'] } } }, 400, 'allow.sni[0]', /IP address/],
   ['sni lone star', 'PUT', '/v1/policies/web', { body: { allow: { sni: ['ok.com', '*'] } } }, 400, 'allow.sni[1]', /lone/],
   ['sni partial wildcard', 'PUT', '/v1/policies/web', { body: { allow: { sni: ['a*.b.com'] } } }, 400, 'allow.sni[0]', /partial/],

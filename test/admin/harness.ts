@@ -63,7 +63,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(options: { token?: string; bodyLimit?: number } = {}): Promise<Harness> {
+export async function startHarness(options: { token?: string; bodyLimit?: number; allowedHosts?: string[]; listenHost?: string } = {}): Promise<Harness> {
   const root = await mkdtemp(join(tmpdir(), 'egress-xds-admin-'));
   const dataDir = join(root, 'data');
   const logLines: string[] = [];
@@ -71,8 +71,8 @@ export async function startHarness(options: { token?: string; bodyLimit?: number
   const store = await openPolicyStore(dataDir, { logger });
   const view = new FakeView(store);
   const metrics = createMetrics();
-  const server = createAdminServer({ store, view, metrics, logger, ...(options.token ? { token: options.token } : {}), ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}) });
-  const address = await server.listen('127.0.0.1', 0);
+  const server = createAdminServer({ store, view, metrics, logger, ...(options.token ? { token: options.token } : {}), ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}), ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}) });
+  const address = await server.listen(options.listenHost ?? '127.0.0.1', 0);
   const url = `http://127.0.0.1:${address.port}`;
   return {
     url, store, view, metrics, server, logLines, dataDir,

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -49,10 +49,12 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
   let envoy: ChildProcess | undefined;
   let envoyAdmin: number;
   let envoyLog = '';
+  let listenerPort: number;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-'));
-    cp = await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: join(dir, 'data'), embeddedDefault: true, logger: silentLogger, compile: { port: await freePort() } });
+    listenerPort = await freePort();
+    cp = await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: join(dir, 'data'), embeddedDefault: true, logger: silentLogger, compile: { port: listenerPort } });
     envoyAdmin = await freePort();
     const bootstrap = join(dir, 'bootstrap.yaml');
     await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-it', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
@@ -88,6 +90,32 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     assert.equal(status.resources[TypeUrl.Listener]!.nack, undefined);
     assert.equal(status.resources[TypeUrl.Cluster]!.acked, status.resources[TypeUrl.Cluster]!.sent);
     await until('upToDate in the node status', async () => (cp.registry.list().find((n) => n.id === 'envoy-it')?.upToDate ? true : undefined));
+  });
+
+  // Issue 10: Envoy's gRPC access logger streams the refusal to the control plane's ALS (beside ADS).
+  test("a refused connection's record reaches /v1/denials", async () => {
+    await until('the listener is up', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/listeners`)).text();
+      return text.includes('egress_tproxy') ? true : undefined;
+    });
+    // Straight to the listener, no TPROXY: the original destination is the listener itself,
+    // with no SNI: refused (the loop guard or no policy), and logged.
+    await new Promise<void>((resolve) => {
+      const socket = connect(listenerPort, '127.0.0.1', () => socket.write('not TLS, no SNI\r\n'));
+      socket.on('error', () => resolve());
+      socket.on('close', () => resolve());
+      socket.setTimeout(10_000, () => socket.destroy());
+    });
+    const record = await until('the record in /v1/denials', async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; destination: string; listener: string }[] };
+      return body.denials[0];
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    assert.equal(record.verdict, 'denied');
+    assert.ok(['loop', 'no-policy'].includes(record.reason), record.reason);
+    assert.equal(record.destination, `127.0.0.1:${listenerPort}`);
+    assert.equal(record.listener, 'egress_tproxy');
   });
 
   test('a policy change reaches it live', async () => {

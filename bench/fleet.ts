@@ -1,0 +1,119 @@
+// A fleet: N hosts connected (one SotW stream each, node id host-i), each
+// with its own policy, plus one global policy. Measures what one host's
+// change costs (server CPU from the PUT until the host has its Listener and
+// every commit is pushed; the PUT's latency) and what a global change costs
+// (every host's Listener: converge p99; server CPU). Server, load client and
+// this driver are three processes; the load client's CPU is reported beside.
+import { Child } from './fanout.js';
+import type { AwaitResult, FanoutClientCommand } from './fanoutClient.js';
+import type { FanoutUsage } from './fanoutServer.js';
+import type { FleetServerCommand } from './fleetServer.js';
+import { globalSpec, hostSpec } from './fleetSpecs.js';
+import { summarize } from './stats.js';
+
+export interface FleetResult {
+  readonly hosts: number;
+  readonly connectS: number;
+  readonly hostPutMs: ReturnType<typeof summarize>;
+  /** Server CPU ms per host change: median, and the largest. */
+  readonly hostCpuMs: { median: number; max: number };
+  readonly hostClientCpuMs: number;
+  readonly globalConverge: ReturnType<typeof summarize>;
+  readonly globalConvergeP99s: number[];
+  readonly globalCpuMs: number[];
+  readonly globalClientCpuMs: number[];
+  readonly rssMiB: number;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function put(adminPort: number, name: string, spec: unknown): Promise<number> {
+  const t0 = performance.now();
+  const response = await fetch(`http://127.0.0.1:${adminPort}/v1/policies/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
+  await response.arrayBuffer();
+  if (response.status !== 200) throw new Error(`PUT ${name}: ${response.status}`);
+  return performance.now() - t0;
+}
+
+export async function fleet(hosts: number, hostChanges: number, globalChanges: number): Promise<FleetResult> {
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)]);
+  const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
+  const adminPort = hello.adminPort as number;
+  try {
+    const c0 = performance.now();
+    await load.ask({ connect: { address: `127.0.0.1:${String(hello.xdsPort)}`, streams: hosts, perConnection: 1, nodePrefix: 'host-' } });
+    const connectS = (performance.now() - c0) / 1000;
+    await srv.ask({ idle: true });
+
+    const putMs: number[] = [];
+    const hostCpu: number[] = [];
+    const hostClient: number[] = [];
+    for (let k = 0; k < hostChanges; k++) {
+      const i = Math.floor(((k + 0.5) * hosts) / hostChanges);
+      await load.ask({ mark: true });
+      const before = await srv.ask<FanoutUsage>({ usage: true });
+      const t0 = process.hrtime.bigint();
+      putMs.push(await put(adminPort, `host-${i}`, hostSpec(i, `b${k}`)));
+      const result = await load.ask<AwaitResult>({ awaitMore: { more: 1, t0: t0.toString(), timeoutMs: 60_000, only: [i] } });
+      await srv.ask({ idle: true });
+      const after = await srv.ask<FanoutUsage>({ usage: true });
+      hostCpu.push((after.cpuMicros - before.cpuMicros) / 1000);
+      hostClient.push(result.clientCpuMicros / 1000);
+    }
+
+    const converge: number[] = [];
+    const convergeP99s: number[] = [];
+    const globalCpu: number[] = [];
+    const globalClient: number[] = [];
+    for (let g = 0; g < globalChanges; g++) {
+      await load.ask({ mark: true });
+      const before = await srv.ask<FanoutUsage>({ usage: true });
+      const t0 = process.hrtime.bigint();
+      await put(adminPort, 'global', globalSpec(`g${g}`));
+      const result = await load.ask<AwaitResult>({ awaitMore: { more: 1, t0: t0.toString(), timeoutMs: 300_000 } });
+      await srv.ask({ idle: true });
+      await new Promise((r) => setTimeout(r, 300)); // the ACKs
+      const after = await srv.ask<FanoutUsage>({ usage: true });
+      converge.push(...result.arrivalsMs);
+      convergeP99s.push(summarize(result.arrivalsMs).p99);
+      globalCpu.push((after.cpuMicros - before.cpuMicros) / 1000);
+      globalClient.push(result.clientCpuMicros / 1000);
+    }
+    const last = await srv.ask<FanoutUsage>({ usage: true });
+    return {
+      hosts,
+      connectS,
+      hostPutMs: summarize(putMs),
+      hostCpuMs: { median: median(hostCpu), max: Math.max(...hostCpu) },
+      hostClientCpuMs: median(hostClient),
+      globalConverge: summarize(converge),
+      globalConvergeP99s: convergeP99s,
+      globalCpuMs: globalCpu,
+      globalClientCpuMs: globalClient,
+      rssMiB: last.rssBytes / 2 ** 20,
+    };
+  } finally {
+    await load.stop();
+    await srv.stop();
+  }
+}
+
+export async function fleetTable(sizes: readonly number[], hostChanges = 20, globalChanges = 3): Promise<string[]> {
+  const lines = [
+    '| hosts (streams, policies) | host PUT p50 / p99 | host change: server CPU median / max | load CPU / host change | global change: all ACKed p50 / p99 | global: server CPU | global: load CPU | server RSS |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const hosts of sizes) {
+    const r = await fleet(hosts, hostChanges, globalChanges);
+    lines.push(
+      `| ${hosts} | ${r.hostPutMs.p50.toFixed(1)} / ${r.hostPutMs.p99.toFixed(1)} ms | ${r.hostCpuMs.median.toFixed(1)} / ${r.hostCpuMs.max.toFixed(1)} ms | ${r.hostClientCpuMs.toFixed(1)} ms | ${r.globalConverge.p50.toFixed(0)} / ${r.globalConverge.p99.toFixed(0)} ms (per change: ${r.globalConvergeP99s.map((v) => v.toFixed(0)).join(', ')}) | ${r.globalCpuMs.map((v) => v.toFixed(0)).join(', ')} ms | ${r.globalClientCpuMs.map((v) => v.toFixed(0)).join(', ')} ms | ${r.rssMiB.toFixed(0)} MiB |`,
+    );
+  }
+  return lines;
+}
+
+// Alone: node dist/bench/fleet.js [sizes, comma-separated] [host changes] [global changes]
+if (process.argv[1] === new URL(import.meta.url).pathname) {
+  const sizes = (process.argv[2] ?? '10000').split(',').map(Number);
+  for (const line of await fleetTable(sizes, Number(process.argv[3] ?? 20), Number(process.argv[4] ?? 3))) console.log(line);
+}

@@ -1,0 +1,55 @@
+// The server side of bench/fleet.ts, in a process of its own: the real
+// control plane (store on disk, compile workers, ADS, admin API) holding one
+// policy per host (`nodes: [host-i]`, its own /30, its own name) plus one
+// global policy. Driven over IPC: {usage} (CPU µs, RSS), {idle} (every commit
+// pushed), {stop}. argv[2]: the number of hosts.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silentLogger } from '../src/log.js';
+import type { PolicySpec } from '../src/policy/model.js';
+import { startControlPlane } from '../src/server/controlPlane.js';
+import type { FanoutUsage } from './fanoutServer.js';
+import { globalSpec, hostSpec } from './fleetSpecs.js';
+
+export type FleetServerCommand = { usage: true } | { idle: true } | { stop: true };
+
+const usage = (): FanoutUsage => {
+  const cpu = process.cpuUsage();
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: process.memoryUsage.rss() };
+};
+
+const hosts = Number(process.argv[2] ?? 1000);
+const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-fleet-'));
+const cp = await startControlPlane({
+  xdsAddress: '127.0.0.1:0',
+  adminHost: '127.0.0.1',
+  adminPort: 0,
+  dataDir,
+  logger: silentLogger,
+  xdsLimits: { maxStreams: 100_000 },
+});
+const put: Record<string, PolicySpec> = { global: globalSpec() };
+for (let i = 0; i < hosts; i++) put[`host-${i}`] = hostSpec(i);
+const loaded = await cp.store.batch({ put }, { client: 'bench' });
+if (!loaded.ok) throw new Error(`loading the fleet's policies: ${loaded.error.message}`);
+await cp.push.idle();
+
+process.on('message', (command: FleetServerCommand) => {
+  void (async () => {
+    try {
+      if ('usage' in command) process.send!(usage());
+      else if ('idle' in command) {
+        await cp.push.idle();
+        process.send!({ idle: true });
+      } else {
+        await cp.close();
+        await rm(dataDir, { recursive: true, force: true });
+        process.exit(0);
+      }
+    } catch (error) {
+      process.send!({ error: String(error) });
+    }
+  })();
+});
+process.send!({ xdsPort: cp.xdsPort, adminPort: cp.admin.port, usage: usage() });

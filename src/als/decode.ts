@@ -1,0 +1,182 @@
+// StreamAccessLogsMessage → DenialRecord, by the contract in src/denials/record.ts.
+// Decoding is strict: Envoy's protos (an unknown field at any depth fails,
+// src/envoy/codec.ts), the envelope's PGV rules, and then the contract (log name, the egress.* tags and their values). A message
+// that fails any of it is refused whole: nothing in it is stored.
+import { decodeStrict } from '../envoy/codec.js';
+import { envoyType } from '../envoy/protos.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
+import {
+  ALS_LOG_NAME,
+  SNI_FILTER_STATE_KEY,
+  TAG,
+  isDenialReason,
+  isVerdict,
+  type DenialReason,
+  type DenialRecord,
+  type Verdict,
+} from '../denials/record.js';
+
+/** A message or entry that breaks Envoy's protos or the contract; the text names the field. */
+export class AlsInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AlsInputError';
+  }
+}
+
+export interface AlsIdentifier {
+  readonly nodeId: string;
+  readonly cluster: string;
+  readonly logName: string;
+}
+
+/** What one message carries, before the stream adds node and stamps. */
+export interface DecodedMessage {
+  readonly identifier?: AlsIdentifier;
+  /** Records without node, revision and listenerVersion (the stream knows those). */
+  readonly records: readonly Omit<DenialRecord, 'node'>[];
+}
+
+type Obj = Record<string, any>;
+
+const KNOWN_TAGS = new Set<string>(Object.values(TAG));
+// "Common" HTTP methods as Envoy's RequestMethod enum numbers them (config/core/v3/base.proto).
+const METHODS = ['', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
+
+const toNumber = (value: unknown): number =>
+  value === undefined || value === null ? 0 : typeof value === 'number' ? value : typeof value === 'object' && 'toNumber' in (value as object) ? (value as { toNumber(): number }).toNumber() : Number(value);
+
+function timeOf(timestamp: Obj | undefined, now: () => number): string {
+  if (!timestamp) return new Date(now()).toISOString();
+  const ms = toNumber(timestamp.seconds) * 1000 + Math.floor(toNumber(timestamp.nanos) / 1e6);
+  const date = new Date(ms);
+  if (Number.isNaN(date.getTime())) throw new AlsInputError(`start_time is out of range (${String(timestamp.seconds)} s)`);
+  return date.toISOString();
+}
+
+/** "ip:port" ("[v6]:port") of a config.core.v3.Address with a socket address. */
+function addressOf(address: Obj | undefined, field: string): string {
+  const socket = address?.socketAddress as Obj | undefined;
+  if (!socket || typeof socket.address !== 'string' || socket.address === '') {
+    throw new AlsInputError(`common_properties.${field} must be a socket address (the generated access log always has one)`);
+  }
+  const port = toNumber(socket.portValue);
+  return socket.address.includes(':') ? `[${socket.address}]:${port}` : `${socket.address}:${port}`;
+}
+
+function tagsOf(common: Obj, where: string): Map<string, string> {
+  const tags = new Map<string, string>();
+  for (const [key, value] of Object.entries((common.customTags ?? {}) as Record<string, string>)) {
+    if (!key.startsWith('egress.')) continue; // an operator's own tags
+    if (!KNOWN_TAGS.has(key)) throw new AlsInputError(`${where}.custom_tags: unknown tag "${key}"; known: ${[...KNOWN_TAGS].join(', ')}`);
+    tags.set(key, value);
+  }
+  return tags;
+}
+
+function stringValueOf(any: Obj | undefined): string | undefined {
+  if (!any) return undefined;
+  const url = (any.typeUrl ?? any.type_url) as string | undefined;
+  if (url !== TypeUrl.StringValue) return undefined;
+  return envoyType('google.protobuf.StringValue').decode(any.value as Uint8Array).toJSON().value as string | undefined;
+}
+
+function verdictAndReason(tags: Map<string, string>, common: Obj, where: string): { verdict: Verdict; reason?: DenialReason } {
+  const verdict = tags.get(TAG.verdict);
+  if (verdict === undefined) throw new AlsInputError(`${where}.custom_tags: "${TAG.verdict}" is missing`);
+  if (!isVerdict(verdict)) throw new AlsInputError(`${where}.custom_tags["${TAG.verdict}"]: "${verdict}" is not one of denied, would-deny, allowed`);
+  const reason = tags.get(TAG.reason);
+  if (reason !== undefined && !isDenialReason(reason)) throw new AlsInputError(`${where}.custom_tags["${TAG.reason}"]: unknown reason "${reason}"`);
+  if (verdict === 'allowed') {
+    // The connection_limit filter closes the connection before tcp_proxy dials: logged with the chain's "allowed" tags.
+    const flags = (common.responseFlags ?? {}) as Obj;
+    const details = String(common.connectionTerminationDetails ?? '');
+    if (flags.upstreamOverflow === true || /connection_limit/i.test(details)) return { verdict: 'denied', reason: 'per-source-limit' };
+    return { verdict };
+  }
+  if (reason === undefined) throw new AlsInputError(`${where}.custom_tags: "${TAG.reason}" is required when the verdict is ${verdict}`);
+  return { verdict, reason };
+}
+
+function commonRecord(common: Obj | undefined, where: string, now: () => number) {
+  if (!common) throw new AlsInputError(`${where}.common_properties is missing`);
+  const tags = tagsOf(common, `${where}.common_properties`);
+  const listener = tags.get(TAG.listener);
+  if (!listener) throw new AlsInputError(`${where}.common_properties.custom_tags: "${TAG.listener}" is missing`);
+  const { verdict, reason } = verdictAndReason(tags, common, `${where}.common_properties`);
+  const policy = tags.get(TAG.policy);
+  const chain = tags.get(TAG.chain);
+  const revision = tags.get(TAG.revision);
+  return {
+    time: timeOf(common.startTime as Obj | undefined, now),
+    source: addressOf(common.downstreamRemoteAddress as Obj | undefined, 'downstream_remote_address'),
+    destination: addressOf(common.downstreamLocalAddress as Obj | undefined, 'downstream_local_address'),
+    verdict,
+    ...(reason !== undefined ? { reason } : {}),
+    ...(policy ? { policy } : {}),
+    ...(revision ? { revision } : {}),
+    listener,
+    ...(chain ? { chain } : {}),
+  };
+}
+
+function tcpRecord(entry: Obj, where: string, now: () => number): Omit<DenialRecord, 'node'> {
+  const common = entry.commonProperties as Obj | undefined;
+  const base = commonRecord(common, where, now);
+  const sni =
+    stringValueOf((common!.filterStateObjects as Record<string, Obj> | undefined)?.[SNI_FILTER_STATE_KEY]) ||
+    ((common!.tlsProperties as Obj | undefined)?.tlsSniHostname as string | undefined) ||
+    undefined;
+  return { ...base, ...(sni ? { serverName: sni.toLowerCase() } : {}) };
+}
+
+function httpRecord(entry: Obj, where: string, now: () => number): Omit<DenialRecord, 'node'> {
+  const base = commonRecord(entry.commonProperties as Obj | undefined, where, now);
+  const request = (entry.request ?? {}) as Obj;
+  const response = (entry.response ?? {}) as Obj;
+  // Host may carry a port ("example.com:80", "[::1]:80"): the name is what a policy allows.
+  const authority = String(request.authority ?? '');
+  const host = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.replace(/:\d+$/, '');
+  const method = METHODS[toNumber(request.requestMethod)] || undefined;
+  const status = response.responseCode ? toNumber((response.responseCode as Obj).value) : undefined;
+  const http = {
+    ...(method ? { method } : {}),
+    ...(request.path ? { path: String(request.path).slice(0, 512) } : {}),
+    ...(status !== undefined ? { status } : {}),
+  };
+  return { ...base, ...(host ? { serverName: host.toLowerCase() } : {}), http };
+}
+
+/** One StreamAccessLogsMessage from its bytes; throws AlsInputError naming what is wrong. */
+export function decodeAccessLogsMessage(bytes: Uint8Array, options: { first?: boolean; now?: () => number } = {}): DecodedMessage {
+  const now = options.now ?? Date.now;
+  let message: Obj;
+  try {
+    message = decodeStrict(TypeUrl.StreamAccessLogsMessage, bytes) as unknown as Obj;
+  } catch (error) {
+    throw new AlsInputError(`not a valid StreamAccessLogsMessage: ${(error as Error).message}`);
+  }
+  // The envelope's PGV rules (als.proto), checked by hand: the entries' own rules are not applied,
+  // because Envoy emits fields it never fills (common_properties.sample_rate is 0, below its
+  // "gt: 0" rule) and validates nothing it sends.
+  if (message.identifier && !(message.identifier as Obj).node) throw new AlsInputError('identifier.node is required (PGV message.required)');
+  if (!message.tcpLogs && !message.httpLogs) throw new AlsInputError('one of tcp_logs or http_logs is required (PGV oneof log_entries required)');
+  const batch = ((message.tcpLogs ?? message.httpLogs) as Obj).logEntry as unknown[] | undefined;
+  if (!batch || batch.length === 0) throw new AlsInputError(`${message.tcpLogs ? 'tcp_logs' : 'http_logs'}.log_entry must hold at least one entry (PGV repeated.min_items)`);
+  let identifier: AlsIdentifier | undefined;
+  if (message.identifier) {
+    const id = message.identifier as Obj;
+    const logName = String(id.logName ?? '');
+    if (logName !== ALS_LOG_NAME) throw new AlsInputError(`identifier.log_name is "${logName}": this service takes only the "${ALS_LOG_NAME}" access log`);
+    const nodeId = String((id.node as Obj | undefined)?.id ?? '');
+    if (nodeId === '') throw new AlsInputError('identifier.node.id is empty');
+    identifier = { nodeId, cluster: String((id.node as Obj).cluster ?? ''), logName };
+  }
+  if (options.first && !identifier) throw new AlsInputError('the first StreamAccessLogsMessage of a stream must carry identifier.node');
+  const tcp = (message.tcpLogs as Obj | undefined)?.logEntry as Obj[] | undefined;
+  const http = (message.httpLogs as Obj | undefined)?.logEntry as Obj[] | undefined;
+  const records = tcp
+    ? tcp.map((entry, i) => tcpRecord(entry, `tcp_logs.log_entry[${i}]`, now))
+    : (http ?? []).map((entry, i) => httpRecord(entry, `http_logs.log_entry[${i}]`, now));
+  return { ...(identifier ? { identifier } : {}), records };
+}

@@ -1,0 +1,131 @@
+// POST /v1/check for the forward proxy's listeners: what Envoy would do with one request
+// (forward-http: the chain the client's address selects, then the virtual host and route,
+// routeMatch.ts) or one TLS connection (forward-tls: the chain the matcher picks), and
+// which policy intends it (forwardRoute.ts).
+import { selectByMatcher } from '../envoy/filterChainMatcher.js';
+import type { FilterChainJson, ListenerJson } from '../envoy/resources.js';
+import type { RouteConfigurationJson, UpgradeConfigJson } from '../envoy/routeConfig.js';
+import { selectRoute } from '../envoy/routeMatch.js';
+import type { Policy } from '../policy/model.js';
+import { sniPatternMatches } from '../policy/verdict.js';
+import { cidrContainsIp, mustParseCidr, parseIp } from '../net/ip.js';
+import type { CheckResult } from './check.js';
+import type { CompiledEgress } from './compileEgress.js';
+import { FORWARD_HTTP_LISTENER_NAME, FORWARD_TLS_LISTENER_NAME, FORWARD_TLS_UPSTREAM_PORT, HTTP_CONNECTION_MANAGER_FILTER } from './forwardNames.js';
+import { LOCAL_REPLY_FORMAT } from './forwardProxy.js';
+import { intendedForwardRoute, parseAuthority, type NamePorts } from './forwardRoute.js';
+import { NAME_UPSTREAM_CLUSTER } from './names.js';
+import { tcpProxyCluster } from './tcpProxy.js';
+
+export type ForwardListenerKind = 'forward-http' | 'forward-tls';
+
+export interface ForwardCheckResult extends CheckResult {
+  readonly listener: ForwardListenerKind;
+  /** forward-http: the route taken ("virtual host / route name"). */
+  readonly route?: string;
+  /** forward-http: the status Envoy answers with when it answers itself (403 refused, 404 no route). */
+  readonly status?: number;
+  /** forward-http: that answer's body, after the connection manager's local reply format. */
+  readonly body?: string;
+}
+
+/** The chain a client's connection takes: filter_chain_matcher when there is one, else the default chain. */
+export function forwardChain(listener: ListenerJson, sourceIp: string, serverName?: string): { chain: FilterChainJson | undefined; path: string[] } {
+  const connection = {
+    sourceIp,
+    destinationIp: listener.address.socketAddress.address,
+    destinationPort: listener.address.socketAddress.portValue,
+    ...(serverName !== undefined && { serverName }),
+  };
+  if (listener.filterChainMatcher) {
+    const { chain, path } = selectByMatcher(listener, connection);
+    return { chain, path: [...path] };
+  }
+  const chain = listener.defaultFilterChain;
+  return { chain, path: [`no filter_chain_matcher → default filter chain ${chain?.name ?? ': none, closed'}`] };
+}
+
+/** The connection manager of a forward_http chain. */
+export function connectionManagerOf(chain: FilterChainJson): { routeConfig: RouteConfigurationJson; upgradeConfigs: UpgradeConfigJson[] } | undefined {
+  const filter = chain.filters.find((f) => f.name === HTTP_CONNECTION_MANAGER_FILTER);
+  if (!filter) return undefined;
+  const config = filter.typedConfig as unknown as { routeConfig: RouteConfigurationJson; upgradeConfigs?: UpgradeConfigJson[] };
+  return { routeConfig: config.routeConfig, upgradeConfigs: config.upgradeConfigs ?? [] };
+}
+
+/** The connection manager's local reply format applied to a direct response body. */
+export function localReplyBody(authority: string, sourceIp: string, body: string): string {
+  return LOCAL_REPLY_FORMAT.replace('%REQ(:AUTHORITY)%', authority).replace('%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%', sourceIp).replace('%LOCAL_REPLY_BODY%', body);
+}
+
+export interface ForwardHttpRequest {
+  readonly sourceIp: string;
+  readonly method: string;
+  readonly authority: string;
+}
+
+export function checkForwardHttp(compiled: CompiledEgress, policies: readonly Policy[], request: ForwardHttpRequest, namePorts?: NamePorts): ForwardCheckResult {
+  const listener = compiled.listeners.find((l) => l.name === FORWARD_HTTP_LISTENER_NAME);
+  const base = { listener: 'forward-http' as const };
+  if (!listener) return { ...base, verdict: 'deny', filterChain: '', path: ['no forward_http listener: serve runs without --forward-proxy'] };
+  const { chain, path } = forwardChain(listener, request.sourceIp);
+  const hcm = chain && connectionManagerOf(chain);
+  if (!chain || !hcm) return { ...base, verdict: 'deny', filterChain: chain?.name ?? '', path: [...path, 'closed'] };
+  // Absolute-form requests carry a path; CONNECT none.
+  const connect = request.method === 'CONNECT';
+  const selection = selectRoute(hcm.routeConfig, { method: request.method, authority: request.authority, ...(connect ? {} : { path: '/' }) }, hcm.upgradeConfigs);
+  const routeName = selection.route ? `${selection.virtualHost} / ${selection.route.name ?? `route ${selection.routeIndex}`}` : undefined;
+  const steps = [...path, `virtual host ${selection.virtualHost ?? '(none)'} (${selection.domainMatch})`, routeName ? `route ${routeName}` : 'no route'];
+  const outcome = selection.outcome;
+  if (outcome.kind === 'cluster' && outcome.cluster === NAME_UPSTREAM_CLUSTER) {
+    const intended = intendedForwardRoute(policies, request, namePorts);
+    const parsed = parseAuthority(request.authority);
+    const port = parsed.port ?? 80;
+    const host = parsed.kind === 'ipv6' ? `[${parsed.host}]` : parsed.host;
+    return {
+      ...base,
+      verdict: 'allow',
+      ...(intended.verdict === 'allow' && { policy: intended.policy }),
+      filterChain: chain.name ?? '',
+      path: steps,
+      upstream: { kind: 'name', address: `${host}:${port}` },
+      ...(routeName && { route: routeName }),
+    };
+  }
+  const status = outcome.kind === 'cluster' ? undefined : outcome.status;
+  const body = outcome.kind === 'direct-response' ? localReplyBody(request.authority, request.sourceIp, outcome.body) : undefined;
+  return {
+    ...base,
+    verdict: 'deny',
+    filterChain: chain.name ?? '',
+    path: steps,
+    ...(routeName && { route: routeName }),
+    ...(status !== undefined && { status }),
+    ...(body !== undefined && { body }),
+  };
+}
+
+export function checkForwardTls(compiled: CompiledEgress, policies: readonly Policy[], request: { sourceIp: string; serverName?: string }): ForwardCheckResult {
+  const listener = compiled.listeners.find((l) => l.name === FORWARD_TLS_LISTENER_NAME);
+  const base = { listener: 'forward-tls' as const };
+  if (!listener) return { ...base, verdict: 'deny', filterChain: '', path: ['no forward_tls listener: serve runs without --forward-proxy'] };
+  const { chain, path } = forwardChain(listener, request.sourceIp, request.serverName);
+  const allowed = chain !== undefined && tcpProxyCluster(chain) === NAME_UPSTREAM_CLUSTER && request.serverName !== undefined;
+  if (!allowed) return { ...base, verdict: 'deny', filterChain: chain?.name ?? '', path };
+  const source = parseIp(request.sourceIp);
+  const policy = [...policies]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .find(
+      (p) =>
+        (p.sources === undefined || (source !== undefined && p.sources.some((c) => cidrContainsIp(mustParseCidr(c), source)))) &&
+        p.allow.sni.some((pattern) => sniPatternMatches(pattern, request.serverName!)),
+    );
+  return {
+    ...base,
+    verdict: 'allow',
+    ...(policy && { policy: policy.name }),
+    filterChain: chain.name ?? '',
+    path,
+    upstream: { kind: 'name', address: `${request.serverName!.toLowerCase()}:${FORWARD_TLS_UPSTREAM_PORT}` },
+  };
+}

@@ -1,0 +1,109 @@
+// Bounds: a flood of 100,000 records through the real ALS keeps the buffer at
+// its configured count and the process within a memory bound; many nodes stay
+// within the total; the metric's node labels stay capped.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silentLogger } from '../../src/log.js';
+import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
+import { DenialBuffer } from '../../src/denials/buffer.js';
+import { DenialLog } from '../../src/denials/denialLog.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { TAG, type DenialRecord } from '../../src/denials/record.js';
+import { openAlsStream, type TcpEntry } from '../support/alsClient.js';
+
+const record = (node: string, i: number): DenialRecord => ({
+  time: new Date(1_700_000_000_000 + i).toISOString(),
+  node,
+  source: `172.31.${(i >> 8) & 255}.${i & 255}:40000`,
+  destination: '93.184.216.34:443',
+  serverName: `n${i}.example.com`,
+  reason: 'no-policy',
+  verdict: 'denied',
+  listener: 'egress_tproxy',
+});
+
+test('the buffer keeps at most perNode per node and total in all; a flooding node evicts its own history first', () => {
+  const buffer = new DenialBuffer({ perNode: 100, total: 250 });
+  for (let i = 0; i < 50; i++) buffer.add(record('quiet', i));
+  for (let i = 0; i < 10_000; i++) buffer.add(record('loud', i));
+  assert.equal(buffer.size(), 150);
+  assert.equal([...buffer.newestFirst('loud')].length, 100);
+  assert.equal([...buffer.newestFirst('quiet')].length, 50);
+  assert.equal([...buffer.newestFirst('loud')][0]!.serverName, 'n9999.example.com');
+  // Many nodes: the total holds, the least recently written nodes go.
+  for (let n = 0; n < 1000; n++) buffer.add(record(`node-${n}`, n));
+  assert.equal(buffer.size(), 250);
+  assert.ok(buffer.nodeCount() <= 250);
+  assert.equal(buffer.nodes().includes('node-999'), true);
+  assert.equal(buffer.nodes().includes('quiet'), false);
+  // Merged reads are newest first across nodes.
+  const seqs = [...buffer.newestFirst()].map((r) => r.seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => b - a));
+});
+
+test('the metric keeps at most metricNodes node labels; the rest are "other"', async () => {
+  const metrics = createMetrics();
+  const log = await DenialLog.open({ metrics, metricNodes: 3 });
+  for (let n = 0; n < 20; n++) log.ingest([record(`node-${n}`, n)]);
+  const text = await metrics.registry.metrics();
+  const labels = new Set([...text.matchAll(/egress_xds_denials_total\{node="([^"]+)"/g)].map((m) => m[1]));
+  assert.deepEqual([...labels].sort(), ['node-0', 'node-1', 'node-2', 'other']);
+  assert.match(text, /egress_xds_denials_total\{node="other",reason="no-policy",verdict="denied"\} 17/);
+  await log.close();
+});
+
+describe('a flood through the Access Log Service', () => {
+  let dir: string;
+  let cp: ControlPlane;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'egress-xds-flood-'));
+    cp = await startControlPlane({
+      xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: join(dir, 'data'), embeddedDefault: true, logger: silentLogger,
+      denials: { buffer: { perNode: 4_000, total: 10_000 } },
+    });
+  });
+  after(async () => {
+    await cp.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('100,000 records keep the buffer at its bound and memory within a bound', async () => {
+    const tags = { [TAG.verdict]: 'denied', [TAG.reason]: 'no-policy', [TAG.listener]: 'egress_tproxy' };
+    const NODES = 4;
+    const BATCH = 250;
+    const TOTAL = 100_000;
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    let peakRss = rssBefore;
+    const streams = Array.from({ length: NODES }, (_, n) => openAlsStream(`127.0.0.1:${cp.xdsPort}`, `flood-${n}`));
+    for (let sent = 0, b = 0; sent < TOTAL; sent += BATCH, b++) {
+      const entries: TcpEntry[] = Array.from({ length: BATCH }, (_, i) => ({ source: `172.31.0.${(sent + i) % 250}:${1024 + ((sent + i) % 60000)}`, destination: '93.184.216.34:443', sni: `h${sent + i}.example.com`, tags }));
+      streams[b % NODES]!.sendTcp(entries);
+      // Let the server read between batches, as a network would (bounded: one tick per batch).
+      if (b % 20 === 19) {
+        await new Promise((r) => setImmediate(r));
+        peakRss = Math.max(peakRss, process.memoryUsage().rss);
+      }
+    }
+    for (const error of await Promise.all(streams.map((s) => s.finish()))) assert.equal(error, null);
+    const received = await (async () => {
+      const text = await cp.metrics.registry.getSingleMetricAsString('egress_xds_als_records_total');
+      return Number(/egress_xds_als_records_total\{type="tcp"\} (\d+)/.exec(text)?.[1] ?? 0);
+    })();
+    assert.equal(received, TOTAL);
+    assert.equal(cp.denials.buffer.size(), 10_000);
+    for (let n = 0; n < NODES; n++) assert.ok([...cp.denials.buffer.newestFirst(`flood-${n}`)].length <= 4_000);
+    // The newest record is kept; the oldest is gone.
+    const newest = cp.denials.query({ verdicts: ['denied'], limit: 1, destination: `h${TOTAL - 1}.example.com` });
+    assert.equal(newest.length, 1);
+    assert.equal(cp.denials.query({ verdicts: ['denied'], limit: 1, destination: 'h0.example.com' }).length, 0);
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    // 10,000 records are a few MiB; client and server share this process, so the bound is generous
+    // but far below what keeping 100,000 records (and their encoded batches) would take.
+    const growthMiB = (peakRss - rssBefore) / 2 ** 20;
+    assert.ok(growthMiB < 300, `RSS grew ${growthMiB.toFixed(0)} MiB`);
+  });
+});
