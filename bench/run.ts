@@ -2,6 +2,7 @@
 import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
+import { hostScenarioTable } from './hostScenario.js';
 import { pushLatency } from './pushLatency.js';
 import { ms } from './stats.js';
 
@@ -15,6 +16,11 @@ for (const [count, rounds] of [[10, 50], [100, 20], [1000, 3]] as const) {
   const r = compileBenchmark(count, rounds);
   console.log(`| ${r.policies} | ${r.chains} | ${r.listenerBytes} | ${ms(r.time.p50)} | ${ms(r.time.p99)} |`);
 }
+
+console.log('\n## Host scenarios (issue 7): N microVMs × 20 names + one shared policy, profile hardened');
+for (const line of await hostScenarioTable([50, 200, 1000], 5)) console.log(line);
+console.log('\nthe same without access logs (accessLog: false):');
+for (const line of await hostScenarioTable([50, 200, 1000], 5, { accessLog: false })) console.log(line);
 
 console.log('\n## Push latency: admin API 200 → new Listener received');
 console.log('| Envoys | changes | p50 | p90 | p99 | max | all Envoys done, p99 | arrived before the 200 | server: commit → written, p99 ≤ | server RSS |');

@@ -267,8 +267,15 @@ export function chainLogPlan(chainName: string, policiesOfSource: (label: string
 const logged = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();
 
 /** The hardened listener's chains with their access loggers. */
-export function withEgressAccessLogs(chains: readonly FilterChainJson[], policies: readonly Policy[], listener: string, options: AccessLogOptions = {}): FilterChainJson[] {
-  let bySource: Map<string, Policy[]> | undefined;
+export function withEgressAccessLogs(
+  chains: readonly FilterChainJson[],
+  policies: readonly Policy[],
+  listener: string,
+  options: AccessLogOptions = {},
+  /** policiesBySource(policies), when the caller has it already (the hardened matcher does). */
+  bySourceGiven?: ReadonlyMap<string, readonly Policy[]>,
+): FilterChainJson[] {
+  let bySource: ReadonlyMap<string, readonly Policy[]> | undefined = bySourceGiven;
   const policiesOfSource = (label: string): readonly Policy[] => {
     bySource ??= policiesBySource(policies);
     return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];

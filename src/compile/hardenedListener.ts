@@ -3,12 +3,12 @@
 import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
 import { withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
 import { auditChain } from './audit.js';
-import { httpChains, httpInspectorListenerFilter } from './httpPath.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { markImmutable } from '../envoy/fastEncode.js';
-import { hardenedMatcher } from './hardenedMatcher.js';
+import { hardenedMatcher, sourceLabelOf } from './hardenedMatcher.js';
+import { httpChains, httpInspectorListenerFilter } from './httpPath.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { EGRESS_LISTENER_NAME } from './names.js';
 import { nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
@@ -27,12 +27,12 @@ export interface HardenedOptions extends ChainOptions {
 // Chains depend only on the source and the options: built (and encoded) once each.
 const MAX_CHAINS = 50_000;
 const chainCache = new Map<string, FilterChainJson>();
-function cachedChain(kind: 'name' | 'original', source: string, options: ChainOptions): FilterChainJson {
-  const key = `${kind}|${source}|${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
+function cachedChain(kind: 'name' | 'original' | 'audit', source: string, options: ChainOptions, optionsKey: string): FilterChainJson {
+  const key = `${kind}|${source}|${optionsKey}`;
   let chain = chainCache.get(key);
   if (!chain) {
     if (chainCache.size >= MAX_CHAINS) chainCache.clear();
-    chain = markImmutable(kind === 'name' ? nameChain(source, options) : originalDstChain(source, options));
+    chain = markImmutable(kind === 'name' ? nameChain(source, options) : kind === 'audit' ? auditChain(source, options.maxConnectionsPerSource) : originalDstChain(source, options));
     chainCache.set(key, chain);
   }
   return chain;
@@ -44,19 +44,21 @@ export function resetChainCache(): void {
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
-  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, httpChainSources } = hardenedMatcher(policies, options.port);
-  const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
+  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource } = hardenedMatcher(policies, options.port);
+  const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
     loopRejectChain(),
-    ...nameChainSources.map((source) => cachedChain('name', source, options)),
-    ...originalDstChainSources.map((source) => cachedChain('original', source, options)),
-    ...auditChainSources.map((source) => auditChain(source, options.maxConnectionsPerSource)),
-    ...httpChains(httpChainSources, policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }),
+    ...nameChainSources.map((source) => cachedChain('name', source, options, optionsKey)),
+    ...originalDstChainSources.map((source) => cachedChain('original', source, options, optionsKey)),
+    ...auditChainSources.map((source) => cachedChain('audit', source, options, optionsKey)),
   ];
-  const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {});
+  const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
+  // Every source's plain HTTP to port 80 (httpPath.ts); its routes need the source's names, shared ones included.
+  chains.push(...httpChains([...bySource.keys()].map(sourceLabelOf), policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }));
+  const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {}, bySource);
   const listener = egressListener(logged, options.listener);
-  if (httpChainSources.length > 0) listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];
+  listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
   delete listener.defaultFilterChain;
   listener.filterChainMatcher = matcher;

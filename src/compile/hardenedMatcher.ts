@@ -1,19 +1,32 @@
 // The hardened listener's filter_chain_matcher: all the policy data, none in the chains.
 //
 //   destination_port (exact) ── the listener's own port → reject_loop
-//     └ otherwise: source_ip (IPMatcher: each source range a policy names; else "any source")
-//         └ destination_ip (IPMatcher: ranges allowed by address, grouped by port set)
-//             ├ every port, or destination_port (exact) in the group's ports → original_dst|SOURCE
-//             └ otherwise: server_name (ServerNameMatcher) → name|SOURCE or original_dst|SOURCE
-//                 └ otherwise → reject
+//     └ otherwise: server_name (ServerNameMatcher: the names of the policies shared by every
+//       source that dial by name, "shared names")
+//         ├ a shared name → source_ip (IPMatcher: each source range a policy names; else "any")
+//         │    └ destination_ip (the source's address rules) → original_dst|SOURCE, else → name|SOURCE
+//         └ otherwise: source_ip (IPMatcher: each source range a policy names; else "any source")
+//             └ destination_ip (IPMatcher: ranges allowed by address, grouped by port set)
+//                 ├ every port, or destination_port (exact) in the group's ports → original_dst|SOURCE
+//                 └ otherwise: server_name (ServerNameMatcher) → name|SOURCE or original_dst|SOURCE
+//                     └ otherwise → reject
 //
 // Each source's subtree is complete (it holds the policies of every range around it and of
 // the source-less ones) and every nested matcher has its own on_no_match, so Envoy never
 // needs to fall back from one branch to another, whatever its release does there.
-// Size: per source, its rules; a shared policy is repeated in each source it selects.
 //
-// Subtrees are memoised by (source, listener port, the exact policies selecting it): a
-// compile after one policy's edit rebuilds only the sources that policy selects.
+// Why the shared names come first: a source-less policy that dials by name allows its names
+// to every source, by name, whatever else allows them (route.ts: the name wins unless every
+// allowing policy chose the original destination), so only the source's address rules can
+// still come first. Matching them once at the root, instead of in every source's subtree,
+// makes the listener cost (sources + shared names) rather than (sources × shared names), and
+// an edit of the shared names rebuilds the root alone.
+// Size: per source, its own rules, its address rules once more under the shared branch,
+// and two range entries.
+//
+// Subtrees are memoised by (source, listener port, the exact policies selecting it, with the
+// shared names taken out): a compile after one policy's edit rebuilds only the sources that
+// policy selects; after an edit of the shared names, none.
 import type { MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
@@ -39,17 +52,45 @@ export const sourceLabelOf = (key: string): string => (key === ANY_SOURCE ? ANY_
 
 export interface SourceFragment {
   readonly onMatch: OnMatchJson;
+  /** Under a shared name: the source's address rules, else its name chain. */
+  readonly sharedOnMatch: OnMatchJson;
   /** The per-source chains the fragment's actions name. */
   readonly usesNameChain: boolean;
   readonly usesOriginalDstChain: boolean;
   /** Refusals go to the source's would-deny chain (an audit policy selects it). */
   readonly usesAuditChain: boolean;
-  /** Plain HTTP to port 80 goes to the source's HTTP chain. */
-  readonly usesHttpChain: boolean;
 }
 
 function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson }[]): TypedExtensionJson {
   return { name: IP_MATCHER_NAME, typedConfig: { '@type': TypeUrl.IpMatcher, rangeMatchers } };
+}
+
+/** The source's address rules (→ original_dst|SOURCE), else `otherwise`. */
+function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): OnMatchJson {
+  if (plan.cidrGroups.length === 0) return otherwise;
+  const toOriginal = to(originalDstChainName(label));
+  return {
+    matcher: {
+      matcherTree: {
+        input: DESTINATION_IP,
+        customMatch: ipMatcher(
+          plan.cidrGroups.map((group) => ({
+            ranges: group.cidrs.map(cidrRangeOf),
+            onMatch:
+              group.ports === undefined
+                ? toOriginal
+                : {
+                    matcher: {
+                      matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: Object.fromEntries(group.ports.map((p) => [String(p), toOriginal])) } },
+                      onNoMatch: otherwise,
+                    },
+                  },
+          })),
+        ),
+      },
+      onNoMatch: otherwise,
+    },
+  };
 }
 
 /** A source's subtree from its plan. */
@@ -74,38 +115,13 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
             onNoMatch: refused,
           },
         };
-  const toOriginal = to(originalDstChainName(label));
-  const onMatch: OnMatchJson =
-    plan.cidrGroups.length === 0
-      ? byName
-      : {
-          matcher: {
-            matcherTree: {
-              input: DESTINATION_IP,
-              customMatch: ipMatcher(
-                plan.cidrGroups.map((group) => ({
-                  ranges: group.cidrs.map(cidrRangeOf),
-                  onMatch:
-                    group.ports === undefined
-                      ? toOriginal
-                      : {
-                          matcher: {
-                            matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: Object.fromEntries(group.ports.map((p) => [String(p), toOriginal])) } },
-                            onNoMatch: byName,
-                          },
-                        },
-                })),
-              ),
-            },
-            onNoMatch: byName,
-          },
-        };
+  const onMatch = cidrBranch(plan, label, byName);
   return {
     onMatch,
+    sharedOnMatch: cidrBranch(plan, label, to(nameChainName(label))),
     usesNameChain: nameDomains.length > 0,
     usesOriginalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0,
     usesAuditChain: refusal !== REJECT_FILTER_CHAIN,
-    usesHttpChain: true,
   };
 }
 
@@ -129,20 +145,34 @@ function policyId(policy: Policy): number {
   return id;
 }
 
+interface CachedFragment extends SourceFragment {
+  /** The source's entries of the two source_ip matchers (unused for ANY_SOURCE). */
+  readonly rangeEntry: RangeEntry;
+  readonly sharedRangeEntry: RangeEntry;
+}
+type RangeEntry = { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson };
+
 const MAX_FRAGMENTS = 50_000;
-const fragments = new Map<string, SourceFragment>();
+const fragments = new Map<string, CachedFragment>();
 
 /** The source's fragment, rebuilt only when the policies selecting it (or the port) changed. */
-export function cachedSourceFragment(key: string, policies: readonly Policy[], listenerPort: number): SourceFragment {
+export function cachedSourceFragment(key: string, policies: readonly Policy[], listenerPort: number): CachedFragment {
   const memoKey = `${key}|${listenerPort}|${policies.map(policyId).join(',')}`;
   let fragment = fragments.get(memoKey);
   if (fragment) {
     // Refresh its place: the map's order is the eviction order.
     fragments.delete(memoKey);
   } else {
-    fragment = sourceFragment(sourcePlan(key, policies, listenerPort));
-    // Never changed after this: the encoder may keep its bytes.
-    markImmutable(fragment.onMatch);
+    const built = sourceFragment(sourcePlan(key, policies, listenerPort));
+    // Never changed after this: the encoder may keep their bytes.
+    const range = key === ANY_SOURCE ? [] : [cidrRangeOf(key)];
+    fragment = {
+      ...built,
+      onMatch: markImmutable(built.onMatch),
+      sharedOnMatch: markImmutable(built.sharedOnMatch),
+      rangeEntry: markImmutable({ ranges: range, onMatch: built.onMatch }),
+      sharedRangeEntry: markImmutable({ ranges: range, onMatch: built.sharedOnMatch }),
+    };
   }
   fragments.set(memoKey, fragment);
   if (fragments.size > MAX_FRAGMENTS) fragments.delete(fragments.keys().next().value!);
@@ -155,37 +185,59 @@ export interface HardenedMatcher {
   readonly nameChainSources: readonly string[];
   readonly originalDstChainSources: readonly string[];
   readonly auditChainSources: readonly string[];
-  readonly httpChainSources: readonly string[];
+  /** The policies selecting each source key (ANY_SOURCE included), names of the shared policies taken out. */
+  readonly bySource: ReadonlyMap<string, readonly Policy[]>;
+}
+
+/** A source-less policy that dials by name: its names go first, for every source (see the top). */
+const isSharedByName = (policy: Policy): boolean => policy.sources === undefined && policy.upstream !== 'original-destination' && policy.allow.sni.length > 0;
+
+// The same policy without its names, kept per policy object so the memo's ids stay stable.
+const withoutNames = new WeakMap<Policy, Policy>();
+function namesTakenOut(policy: Policy): Policy {
+  let stripped = withoutNames.get(policy);
+  if (!stripped) withoutNames.set(policy, (stripped = { ...policy, allow: { ...policy.allow, sni: [] } }));
+  return stripped;
+}
+
+function serverNameMatcher(domains: readonly string[], onMatch: OnMatchJson, onNoMatch: OnMatchJson): OnMatchJson {
+  return {
+    matcher: {
+      matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: [...domains], onMatch }] } } },
+      onNoMatch,
+    },
+  };
+}
+
+function bySourceIp(entries: RangeEntry[], anySource: OnMatchJson): OnMatchJson {
+  return entries.length === 0 ? anySource : { matcher: { matcherTree: { input: SOURCE_IP, customMatch: ipMatcher(entries) }, onNoMatch: anySource } };
 }
 
 export function hardenedMatcher(policies: readonly Policy[], listenerPort: number): HardenedMatcher {
-  const bySource = policiesBySource(policies);
+  const sharedNames = sortServerNames([...new Set(policies.filter(isSharedByName).flatMap((p) => p.allow.sni))]);
+  const bySource = policiesBySource(policies.map((p) => (isSharedByName(p) ? namesTakenOut(p) : p)));
+  // policiesBySource lists ANY_SOURCE first, then the keys in address order.
+  const keys = [...bySource.keys()];
+  const fragments = keys.map((key) => cachedSourceFragment(key, bySource.get(key)!, listenerPort));
+  const anyFragment = fragments[0]!;
+  const named = fragments.slice(1);
+  const bySource_ = bySourceIp(named.map((f) => f.rangeEntry), anyFragment.onMatch);
+  const afterLoopGuard =
+    sharedNames.length === 0 ? bySource_ : serverNameMatcher(sharedNames, bySourceIp(named.map((f) => f.sharedRangeEntry), anyFragment.sharedOnMatch), bySource_);
   const nameChainSources: string[] = [];
   const originalDstChainSources: string[] = [];
   const auditChainSources: string[] = [];
-  const httpChainSources: string[] = [];
-  const fragmentOf = (key: string): OnMatchJson => {
-    const fragment = cachedSourceFragment(key, bySource.get(key) ?? [], listenerPort);
-    if (fragment.usesNameChain) nameChainSources.push(sourceLabelOf(key));
+  keys.forEach((key, i) => {
+    const fragment = fragments[i]!;
+    if (fragment.usesNameChain || sharedNames.length > 0) nameChainSources.push(sourceLabelOf(key));
     if (fragment.usesOriginalDstChain) originalDstChainSources.push(sourceLabelOf(key));
     if (fragment.usesAuditChain) auditChainSources.push(sourceLabelOf(key));
-    if (fragment.usesHttpChain) httpChainSources.push(sourceLabelOf(key));
-    return fragment.onMatch;
-  };
-  const anySource = fragmentOf(ANY_SOURCE);
-  // policiesBySource lists keys in address order after ANY_SOURCE.
-  const rangeMatchers = [...bySource.keys()]
-    .filter((key) => key !== ANY_SOURCE)
-    .map((key) => ({ ranges: [cidrRangeOf(key)], onMatch: fragmentOf(key) }));
-  const bySourceIp: OnMatchJson =
-    rangeMatchers.length === 0
-      ? anySource
-      : { matcher: { matcherTree: { input: SOURCE_IP, customMatch: ipMatcher(rangeMatchers) }, onNoMatch: anySource } };
+  });
   const matcher: MatcherJson = {
     matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: { [String(listenerPort)]: to(LOOP_REJECT_FILTER_CHAIN) } } },
-    onNoMatch: bySourceIp,
+    onNoMatch: afterLoopGuard,
   };
-  return { matcher, nameChainSources, originalDstChainSources, auditChainSources, httpChainSources };
+  return { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource };
 }
 
 /** Forgets every memoised fragment (benchmarks measure cold compiles with it). */

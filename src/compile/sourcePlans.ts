@@ -33,8 +33,13 @@ const byName = (a: Policy, b: Policy): number => (a.name < b.name ? -1 : a.name 
 
 /** The source keys each policy names; undefined for a policy without sources (every source). */
 function sourceKeys(policy: Policy): string[] | undefined {
-  return policy.sources === undefined ? undefined : cidrKeysOf(policy.sources);
+  if (policy.sources === undefined) return undefined;
+  // Policies are immutable values: parse each one's sources once.
+  let keys = sourceKeysOf.get(policy);
+  if (!keys) sourceKeysOf.set(policy, (keys = cidrKeysOf(policy.sources)));
+  return keys;
 }
+const sourceKeysOf = new WeakMap<Policy, string[]>();
 
 /**
  * Every named source key with the policies that select all of its addresses: a key's own

@@ -115,19 +115,52 @@ function planOf(type: protobuf.Type): TypePlan {
 
 const snakeCase = (camel: string): string => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-// ---- the writer: one growable buffer; a nested message is written in place, then shifted
-// right by the size of its length prefix (protobuf lengths come first).
+// ---- the writer: small writes go to a scratch buffer; the output is a rope of segments
+// (scratch slices, memoised bodies copied by reference, length prefixes filled in when a
+// nested message closes), joined once at the end. So a megabyte listener made of cached
+// fragments costs one copy, whatever its depth.
+const EMPTY = new Uint8Array(0);
+
+interface Fork {
+  readonly index: number;
+  readonly start: number;
+}
+
 class Writer {
-  buf = new Uint8Array(1 << 16);
+  buf = new Uint8Array(1 << 12);
   pos = 0;
+  private segStart = 0;
+  private segments: Uint8Array[] = [];
+  private flushed = 0;
+
+  reset(): void {
+    this.pos = 0;
+    this.segStart = 0;
+    this.segments = [];
+    this.flushed = 0;
+  }
 
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
+    // Earlier segments keep pointing into the old buffer, which stays valid.
+    this.cut();
     let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
+    while (size < n) size *= 2;
+    this.buf = new Uint8Array(size);
+    this.pos = 0;
+    this.segStart = 0;
+  }
+
+  private cut(): void {
+    if (this.pos > this.segStart) {
+      this.segments.push(this.buf.subarray(this.segStart, this.pos));
+      this.flushed += this.pos - this.segStart;
+      this.segStart = this.pos;
+    }
+  }
+
+  private logical(): number {
+    return this.flushed + this.pos - this.segStart;
   }
 
   varint(value: number): void {
@@ -160,9 +193,7 @@ class Writer {
 
   bytes(data: Uint8Array): void {
     this.varint(data.length);
-    this.ensure(data.length);
-    this.buf.set(data, this.pos);
-    this.pos += data.length;
+    this.raw(data);
   }
 
   string(text: string): void {
@@ -178,27 +209,75 @@ class Writer {
     for (let i = 0; i < n; i++) this.buf[this.pos++] = text.charCodeAt(i);
   }
 
-  /** Writes the length of what was written since `start` before it. */
-  closeLength(start: number): void {
-    const length = this.pos - start;
-    let size = 1;
-    for (let v = length; v > 127; v >>>= 7) size++;
-    this.ensure(size);
-    this.buf.copyWithin(start + size, start, this.pos);
-    let v = length;
-    let p = start;
-    while (v > 127) {
-      this.buf[p++] = (v & 127) | 128;
-      v >>>= 7;
+  /** Appends bytes: small ones are copied, large ones (memoised bodies) joined by reference. */
+  raw(data: Uint8Array): void {
+    if (data.length < 64) {
+      this.ensure(data.length);
+      this.buf.set(data, this.pos);
+      this.pos += data.length;
+      return;
     }
-    this.buf[p] = v;
-    this.pos += size;
+    this.cut();
+    this.segments.push(data);
+    this.flushed += data.length;
   }
 
-  raw(data: Uint8Array): void {
-    this.ensure(data.length);
-    this.buf.set(data, this.pos);
-    this.pos += data.length;
+  /** Starts a nested message's body (its tag already written); its length goes in at ldelim. */
+  fork(): Fork {
+    this.cut();
+    const index = this.segments.length;
+    this.segments.push(EMPTY);
+    return { index, start: this.logical() };
+  }
+
+  /** Ends the body begun at `fork`; returns its length. `dropEmpty`: an empty body loses its one-byte tag too. */
+  ldelim(fork: Fork, dropEmpty = false): number {
+    const length = this.logical() - fork.start;
+    if (length === 0 && dropEmpty) {
+      const before = this.segments[fork.index - 1]!;
+      this.segments[fork.index - 1] = before.subarray(0, before.length - 1);
+      this.flushed -= 1;
+      return 0;
+    }
+    let size = 1;
+    for (let v = length; v > 127; v >>>= 7) size++;
+    const prefix = new Uint8Array(size);
+    let v = length;
+    let p = 0;
+    while (v > 127) {
+      prefix[p++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    prefix[p] = v;
+    this.segments[fork.index] = prefix;
+    this.flushed += size;
+    return length;
+  }
+
+  finish(): Uint8Array {
+    this.cut();
+    const out = new Uint8Array(this.flushed);
+    let at = 0;
+    for (const segment of this.segments) {
+      out.set(segment, at);
+      at += segment.length;
+    }
+    return out;
+  }
+}
+
+// Writers by nesting depth of memoised values (each is encoded alone, then joined).
+const writers: Writer[] = [];
+let depth = 0;
+function withWriter(run: (w: Writer) => void): Uint8Array {
+  const w = (writers[depth] ??= new Writer());
+  w.reset();
+  depth++;
+  try {
+    run(w);
+    return w.finish();
+  } finally {
+    depth--;
   }
 }
 
@@ -291,18 +370,17 @@ function writeAny(w: Writer, value: unknown, path: string): void {
   const special = inner.fullName === 'google.protobuf.Duration' || WRAPPERS.has(inner.fullName);
   const body = special ? rest['value'] : rest;
   if (special && Object.keys(rest).some((k) => k !== 'value')) fail(path, `unexpected fields beside "value" in ${inner.fullName}`);
-  const tagAt = w.pos;
-  const start = beginNested(w, 2);
+  w.tag(2, 2);
+  const fork = w.fork();
   writeMessageBody(w, inner, body, `${path}<${inner.fullName}>`);
   // Any.value is a proto3 bytes field: an empty message leaves it out.
-  if (w.pos === start) w.pos = tagAt;
-  else w.closeLength(start);
+  w.ldelim(fork, true);
 }
 
-/** Writes the tag of a length-delimited field and returns where its body starts. */
-function beginNested(w: Writer, id: number): number {
+/** Writes the tag of a length-delimited field and starts its body. */
+function beginNested(w: Writer, id: number): Fork {
   w.tag(id, 2);
-  return w.pos;
+  return w.fork();
 }
 
 function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown, path: string): void {
@@ -314,17 +392,15 @@ function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknow
       w.bytes(cached);
       return;
     }
-    const start = w.pos;
-    writeMessageBody(w, plan, value, path);
-    const body = w.buf.slice(start, w.pos);
+    const body = withWriter((inner) => writeMessageBody(inner, plan, value, path));
     if (!byType) memo.set(value, (byType = new Map()));
     byType.set(plan, body);
-    w.closeLength(start);
+    w.bytes(body);
     return;
   }
   const start = beginNested(w, id);
   writeMessageBody(w, plan, value, path);
-  w.closeLength(start);
+  w.ldelim(start);
 }
 
 const WIRE: Record<Kind, number> = { message: 2, string: 2, bytes: 2, enum: 0, bool: 0, varint: 0, sint: 0, double: 1, fixed64: 1, sfixed64: 1, float: 5, fixed32: 5, sfixed32: 5 };
@@ -351,7 +427,7 @@ function writeField(w: Writer, field: FieldPlan, value: unknown, path: string): 
       const start = beginNested(w, field.id);
       writeScalar(w, { kind: field.map.keyKind, signed: field.map.keySigned, id: 1 }, field.map.keyKind === 'string' ? key : key, `${path}[${key}]`);
       writeSingle(w, valueField, (value as Record<string, unknown>)[key], `${path}[${key}]`);
-      w.closeLength(start);
+      w.ldelim(start);
     }
     return;
   }
@@ -361,7 +437,7 @@ function writeField(w: Writer, field: FieldPlan, value: unknown, path: string): 
     if (field.packed) {
       const start = beginNested(w, field.id);
       for (let i = 0; i < value.length; i++) writeScalarValue(w, field, value[i], `${path}[${i}]`);
-      w.closeLength(start);
+      w.ldelim(start);
       return;
     }
     for (let i = 0; i < value.length; i++) writeSingle(w, field, value[i], `${path}[${i}]`);
@@ -441,14 +517,9 @@ function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> &
   }
 }
 
-let shared: Writer | undefined;
 
 /** The bytes of `json` as the message of `typeUrl`. */
 export function fastEncodeProtoJson(typeUrl: string, json: unknown): Uint8Array {
   const plan = typeByUrl(typeUrl, messageNameOf(typeUrl));
-  // One writer reused across calls (encoding is synchronous); its buffer only grows.
-  const w = (shared ??= new Writer());
-  w.pos = 0;
-  writeMessageBody(w, plan, json, messageNameOf(typeUrl));
-  return w.buf.slice(0, w.pos);
+  return withWriter((w) => writeMessageBody(w, plan, json, messageNameOf(typeUrl)));
 }

@@ -43,13 +43,31 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
+/** A minimal TLS 1.2 ClientHello carrying one SNI: enough for tls_inspector. */
+function clientHello(serverName: string): Buffer {
+  const name = Buffer.from(serverName);
+  const sniEntry = Buffer.concat([Buffer.from([0]), u16(name.length), name]);
+  const sniList = Buffer.concat([u16(sniEntry.length), sniEntry]);
+  const extension = Buffer.concat([u16(0), u16(sniList.length), sniList]);
+  const extensions = Buffer.concat([u16(extension.length), extension]);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]), Buffer.alloc(32, 7), Buffer.from([0]),
+    u16(2), Buffer.from([0x00, 0x2f]), Buffer.from([1, 0]),
+    extensions,
+  ]);
+  const handshake = Buffer.concat([Buffer.from([1]), u24(body.length), body]);
+  return Buffer.concat([Buffer.from([0x16, 3, 1]), u16(handshake.length), handshake]);
+}
+const u16 = (n: number) => Buffer.from([n >> 8, n & 255]);
+const u24 = (n: number) => Buffer.from([n >> 16, (n >> 8) & 255, n & 255]);
+
 describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
   let dir: string;
   let cp: ControlPlane;
   let envoy: ChildProcess | undefined;
   let envoyAdmin: number;
-  let envoyLog = '';
   let listenerPort: number;
+  let envoyLog = '';
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-'));
@@ -116,6 +134,33 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     assert.ok(['loop', 'no-policy'].includes(record.reason), record.reason);
     assert.equal(record.destination, `127.0.0.1:${listenerPort}`);
     assert.equal(record.listener, 'egress_tproxy');
+  });
+
+  // Issue 7 point 4. A connection made straight to the listener (no TPROXY redirect) has
+  // the listener's own address as its original destination: the loop guard must refuse it,
+  // whatever the policies allow (the embedded default allows names from every source).
+  // Binding a transparent listener needs CAP_NET_ADMIN, hence root.
+  test('a connection to the listener\'s own port is refused, even with an allowed SNI', { skip: process.getuid?.() === 0 ? false : 'the transparent listener needs CAP_NET_ADMIN (run as root)' }, async () => {
+    await cp.store.put('it-loop', { allow: { sni: ['allowed.example.org'], cidrs: [{ cidr: '127.0.0.0/8' }] } }, { client: 'test' });
+    const port = listenerPort;
+    await until('the listener bound', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/listeners`)).text();
+      return text.includes(`:${port}`) ? true : undefined;
+    });
+    const closedWithoutData = await new Promise<boolean>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(clientHello('allowed.example.org')));
+      let data = 0;
+      socket.on('data', (d: Buffer) => (data += d.length));
+      socket.on('close', () => resolve(data === 0));
+      socket.on('error', () => resolve(data === 0));
+      setTimeout(() => reject(new Error('Envoy kept the connection open')), 10_000).unref();
+    });
+    assert.equal(closedWithoutData, true);
+    await until('tcp.rejected_loop counted it', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/stats?filter=rejected_loop`)).text();
+      const match = /tcp\.rejected_loop\.downstream_cx_total: (\d+)/.exec(text);
+      return match && Number(match[1]) >= 1 ? true : undefined;
+    });
   });
 
   test('a policy change reaches it live', async () => {
