@@ -82,6 +82,8 @@ export function compileEgress(policies: readonly Policy[], options: CompileOptio
     dnsCache: options.dnsCache ?? {},
     maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
     upstreamMark: options.upstreamMark ?? DEFAULT_UPSTREAM_MARK,
+    ...(options.transparent !== false && { transparentPort: options.port ?? EGRESS_LISTENER_PORT }),
+    ...(options.accessLog !== undefined && { accessLog: options.accessLog }),
   });
 }
 
