@@ -74,3 +74,49 @@ describe('forward proxy routes', () => {
     assert.equal(inside.verdict, 'allow', 'free octets of 10.1.0.0/16 may be written any way: 10.1.2.3 or 10.1.2.3 read as octal, both inside');
   });
 });
+
+describe('forward proxy: loop guard and audit, named examples', () => {
+  it("the proxy's own ports are refused on any host, whatever a broad cidr rule allows, with the ports it is configured with", async () => {
+    const { forwardLoopPorts } = await import('../../src/compile/forwardProxy.js');
+    const broad: Policy[] = [{ name: 'broad', allow: { sni: ['*.example.com'], cidrs: [{ cidr: '0.0.0.0/0' }] } }];
+    const options = { httpPort: 3128, tlsPort: 3129, dnsPort: 5353 };
+    // Transparent listener on 15006 beside the forward proxy.
+    const loopPorts = forwardLoopPorts(options, 15006);
+    assert.deepEqual(loopPorts, [3128, 3129, 5353, 15006]);
+    const withTransparent = compileEgress(broad, { forwardProxy: options, port: 15006 });
+    for (const authority of ['127.0.0.1:3128', '10.0.0.1:3129', '10.0.0.1:5353', '192.0.2.1:15006', 'a.example.com:3128', '[::1]:3129']) {
+      for (const method of ['CONNECT', 'GET']) {
+        const request = { sourceIp: CI, method, authority };
+        const envoy = checkForwardHttp(withTransparent, broad, request, undefined, loopPorts);
+        assert.equal(envoy.verdict, 'deny', `${method} ${authority}: ${envoy.path.join(' / ')}`);
+        assert.match(envoy.body ?? '', /egress proxy's own \(a loop\)/);
+        assert.deepEqual(envoy.logs?.map((l) => l['egress.reason']), ['loop']);
+        assert.deepEqual(intendedForwardRoute(broad, request, undefined, loopPorts), { verdict: 'deny', reason: 'loop' });
+      }
+    }
+    // Other ports stay allowed by the broad rule; the default ports are no loop here.
+    for (const authority of ['10.0.0.1:10000', '10.0.0.1:15001', '10.0.0.1:443']) {
+      assert.equal(checkForwardHttp(withTransparent, broad, { sourceIp: CI, method: 'CONNECT', authority }, undefined, loopPorts).verdict, 'allow', authority);
+    }
+    // Without the transparent listener and with the DNS port off, only the forward ports loop.
+    assert.deepEqual(forwardLoopPorts({ ...options, dnsPort: 0 }, undefined), [3128, 3129]);
+  });
+
+  it('audit: what the policies refuse is forwarded and logged would-deny, except loops and a CONNECT naming no port', () => {
+    const audited: Policy[] = [{ name: 'trial', sources: ['172.31.9.0/24'], mode: 'audit', allow: { sni: ['github.com'] } }];
+    const compiledAudit = compileEgress(audited, { forwardProxy: {} });
+    const source = '172.31.9.5';
+    const loopPorts = [10000, 10001, 15001, 15053];
+    const check = (method: string, authority: string) => checkForwardHttp(compiledAudit, audited, { sourceIp: source, method, authority }, undefined, loopPorts);
+    for (const [method, authority] of [['CONNECT', 'example.org:443'], ['CONNECT', 'github.com:8443'], ['GET', 'example.org'], ['CONNECT', '10.1.2.3:22']] as const) {
+      const envoy = check(method, authority);
+      assert.equal(envoy.verdict, 'allow', `${method} ${authority}: ${envoy.path.join(' / ')}`);
+      assert.deepEqual(envoy.logs, [{ 'egress.verdict': 'would-deny', 'egress.reason': 'no-policy', 'egress.listener': 'forward_http', 'egress.chain': 'forward_http|172.31.9.0/24', 'egress.policy': 'trial' }]);
+    }
+    assert.equal(check('CONNECT', 'example.org:10000').verdict, 'deny');
+    assert.equal(check('CONNECT', '10.1.2.3').verdict, 'deny');
+    assert.deepEqual(check('CONNECT', 'github.com:443').logs, []);
+    // Another source is not audited.
+    assert.equal(checkForwardHttp(compiledAudit, audited, { sourceIp: '172.31.8.5', method: 'CONNECT', authority: 'example.org:443' }).verdict, 'deny');
+  });
+});
