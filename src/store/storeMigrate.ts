@@ -79,6 +79,10 @@ async function writeFiles(dataDir: string, snapshot: Snapshot, force: boolean): 
     for (const name of present) await rm(join(dataDir, name), { recursive: true, force: true });
   }
   const commits = commitsOf(snapshot.history);
+  const revision = Math.max(snapshot.revision, commits.at(-1)?.revision ?? 0, ...snapshot.policies.map((p) => p.revision));
+  // etcd's revisions also count writes that are not commits (the meta key): an
+  // empty commit at the state's revision tells the file store no history was lost.
+  if (revision > (commits.at(-1)?.revision ?? 0)) commits.push({ revision, at: new Date().toISOString(), client: 'egress-xds store migrate', changes: [] });
   const { journal } = await openJournal(join(dataDir, HISTORY_FILE), silentLogger);
   try {
     for (const commit of commits) await journal.append(commit);
@@ -90,7 +94,7 @@ async function writeFiles(dataDir: string, snapshot: Snapshot, force: boolean): 
   for (const entry of snapshot.history) if (entry.action === 'delete' && !present_.has(entry.name)) tombstones.set(entry.name, entry.revision);
   const state: StoreState = {
     // The journal's commits are all at or below the checkpoint: nothing is replayed on open.
-    revision: Math.max(snapshot.revision, commits.at(-1)?.revision ?? 0, ...snapshot.policies.map((p) => p.revision)),
+    revision,
     policies: new Map(snapshot.policies.map((p) => [p.name, p])),
     tombstones,
   };
