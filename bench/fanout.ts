@@ -29,10 +29,10 @@ export interface FanoutRow {
 export class Child<Command> {
   private constructor(private readonly process: ChildProcess) {}
 
-  static async start<Command>(script: string, args: string[], execArgv: string[] = []): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {
+  static async start<Command>(script: string, args: string[], execArgv: string[] = [], startMs = 30_000): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {
     const process_ = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
     const child = new Child<Command>(process_);
-    const hello = await child.next(30_000);
+    const hello = await child.next(startMs);
     return { child, hello };
   }
 

@@ -127,7 +127,7 @@ process.on('message', (command: FanoutClientCommand) => {
           // Let the event loop breathe while opening thousands of streams.
           if (i % 500 === 499) await new Promise((r) => setImmediate(r));
         }
-        await until(() => states.every((s) => s.listeners >= 1), 300_000, 'initial Listeners');
+        await until(() => states.every((s) => s.listeners >= 1), 1_200_000, 'initial Listeners');
         lastCpu = process.cpuUsage();
         process.send!({ connected: states.length });
       } else if ('await' in command) {

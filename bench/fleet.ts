@@ -36,7 +36,9 @@ async function put(adminPort: number, name: string, spec: unknown): Promise<numb
 }
 
 export async function fleet(hosts: number, hostChanges: number, globalChanges: number): Promise<FleetResult> {
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)]);
+  // FLEET_CPU_PROF=DIR: the server writes a V8 CPU profile there (node --cpu-prof).
+  const profile = process.env.FLEET_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEET_CPU_PROF}`] : [];
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)], profile, 600_000);
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   const adminPort = hello.adminPort as number;
   try {

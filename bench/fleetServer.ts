@@ -2,7 +2,9 @@
 // control plane (store on disk, compile workers, ADS, admin API) holding one
 // policy per host (`nodes: [host-i]`, its own /30, its own name) plus one
 // global policy. Driven over IPC: {usage} (CPU µs, RSS), {idle} (every commit
-// pushed), {stop}. argv[2]: the number of hosts.
+// pushed), {stop}. argv[2]: the number of hosts; argv[3]: extra server names
+// in the global policy (a large listener for bench/hostileMix.ts); argv[4]:
+// xDS limits as JSON.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +22,8 @@ const usage = (): FanoutUsage => {
 };
 
 const hosts = Number(process.argv[2] ?? 1000);
+const extraNames = Number(process.argv[3] ?? 0);
+const limits = JSON.parse(process.argv[4] ?? '{}') as Record<string, number>;
 const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-fleet-'));
 const cp = await startControlPlane({
   xdsAddress: '127.0.0.1:0',
@@ -27,9 +31,9 @@ const cp = await startControlPlane({
   adminPort: 0,
   dataDir,
   logger: silentLogger,
-  xdsLimits: { maxStreams: 100_000 },
+  xdsLimits: { maxStreams: 100_000, ...limits },
 });
-const put: Record<string, PolicySpec> = { global: globalSpec() };
+const put: Record<string, PolicySpec> = { global: globalSpec('a', extraNames) };
 for (let i = 0; i < hosts; i++) put[`host-${i}`] = hostSpec(i);
 const loaded = await cp.store.batch({ put }, { client: 'bench' });
 if (!loaded.ok) throw new Error(`loading the fleet's policies: ${loaded.error.message}`);

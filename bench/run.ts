@@ -3,8 +3,13 @@ import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
 import { hostScenarioTable } from './hostScenario.js';
+import { fleetTable } from './fleet.js';
+import { hostileMixTable } from './hostileMix.js';
+import { forwardTable } from './forward.js';
 import { pushLatency } from './pushLatency.js';
+import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
+import { alsIngestTable } from './denials.js';
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(`machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`);
@@ -34,3 +39,19 @@ for (const nodes of [100, 1000]) {
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
+
+console.log('\n## Writes: the store, the admin API, start-up with a long history');
+await storeBenchmarks({ policies: 10_000, oneByOne: 10_000, seconds: 5, concurrency: 256, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
+console.log('\n## Fleet: N hosts, each with its own policy, plus one global policy');
+console.log('(one SotW stream per host on its own connection; server, load client and driver in three processes)');
+for (const line of await fleetTable([10000], 10, 2)) console.log(line);
+
+console.log('\n## Hostile mix: healthy Envoys beside 100 stuck readers, request floods and toggles, 1,000 changes');
+for (const line of await hostileMixTable()) console.log(line);
+console.log('\n## ALS ingest: access log records through the Access Log Service into the denial buffer');
+for (const line of await alsIngestTable([{ records: 200_000, batch: 50, bound: 100_000 }, { records: 200_000, batch: 50, bound: 10_000 }])) console.log(line);
+console.log('\n## Forward proxy: compile + encode beside the transparent listener (microVMs with 20 names each)');
+for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);
+console.log('\n## Replicas on etcd: admin write on replica A → ACK of the Envoys on replica C');
+console.log('(each replica its own `serve --store etcd://` process, one local etcd member; beside one process on the file store)');
+for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);

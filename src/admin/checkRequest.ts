@@ -25,8 +25,10 @@ export function parseDestination(text: string): { ip: string; port: number } | u
 export function validateCheckRequest(body: unknown): Result<CheckRequest> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail('body', 'must be a JSON object');
   const record = body as Record<string, unknown>;
-  const unknown = Object.keys(record).find((key) => !['node', 'source', 'destination', 'sni'].includes(key));
-  if (unknown !== undefined) return fail(unknown, 'unknown field; expected node, source, destination, sni');
+  const unknown = Object.keys(record).find((key) => !['node', 'source', 'destination', 'sni', 'listener'].includes(key));
+  if (unknown !== undefined) return fail(unknown, 'unknown field; expected node, source, destination, sni, listener');
+  // forwardCheckRequest.ts takes the forward-proxy listeners' bodies.
+  if (record['listener'] !== undefined && record['listener'] !== 'transparent') return fail('listener', 'must be "transparent" (the default), "forward-http" or "forward-tls"');
   const { node, source, destination, sni } = record;
   if (typeof node !== 'string' || node === '') return fail('node', 'is required: the Envoy node id');
   if (typeof source !== 'string' || isIP(source) === 0) return fail('source', 'must be an IPv4 or IPv6 address (the microVM\'s)');

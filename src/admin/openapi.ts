@@ -342,12 +342,17 @@ export const openApiDocument = {
       CheckRequest: {
         type: 'object',
         additionalProperties: false,
-        required: ['node', 'source', 'destination'],
+        required: ['node', 'source'],
+        description:
+          'The transparent listener (default): destination required, sni optional. "listener": "forward-http": authority required, method optional. "listener": "forward-tls": sni optional (absent: no SNI).',
         properties: {
           node: { type: 'string', description: 'Envoy node id.' },
-          source: { type: 'string', description: 'Source IP address.' },
-          destination: { type: 'string', description: '"IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
-          sni: { type: 'string', description: 'TLS server name; absent for plain TCP.' },
+          source: { type: 'string', description: 'Source IP address (the client).' },
+          listener: { enum: ['transparent', 'forward-http', 'forward-tls'], description: 'Which listener to ask about; default "transparent". The forward-proxy listeners exist with `serve --forward-proxy`.' },
+          destination: { type: 'string', description: 'transparent: "IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
+          sni: { type: 'string', description: 'transparent, forward-tls: TLS server name; absent for plain TCP / no SNI.' },
+          authority: { type: 'string', description: 'forward-http: the CONNECT target or the Host of an absolute-form request, "HOST[:PORT]" ("github.com:443", "10.1.2.3:8080", "[2001:db8::1]:443").' },
+          method: { type: 'string', description: 'forward-http: "CONNECT" (default) or the method of an absolute-form request ("GET").' },
         },
       },
       CheckResult: {
@@ -357,6 +362,10 @@ export const openApiDocument = {
           verdict: { enum: ['allow', 'deny'] },
           policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
           filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
+          listener: { enum: ['forward-http', 'forward-tls'], description: 'Present when the request asked about a forward-proxy listener.' },
+          route: { type: 'string', description: 'forward-http: the virtual host and route taken, "VIRTUAL HOST / ROUTE".' },
+          status: { type: 'integer', description: 'forward-http: the status Envoy answers itself with (403 refused; 404 no route).' },
+          body: { type: 'string', description: 'forward-http: that answer\'s body, naming the host, the client and the policy field that would allow it.' },
           path: {
             type: 'array',
             items: { type: 'string' },

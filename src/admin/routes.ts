@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { PolicyStore, StoreRefusalCode, WriteOptions, WriteResult } from '../store/policyStore.js';
 import { validateBatchRequest } from './batchRequest.js';
 import { validateCheckRequest } from './checkRequest.js';
+import { isForwardCheck, validateForwardCheckRequest } from './forwardCheckRequest.js';
 import type { ControlPlaneView } from './controlPlaneView.js';
 import { errorReply, json, type Reply } from './httpIo.js';
 import { openApiDocument } from './openapi.js';
@@ -135,6 +136,23 @@ export function createRoutes({ store, view, metrics, denials }: RouteDependencie
         POST: async ({ body }) => {
           const parsed = await body();
           if (!parsed.ok) return parsed.reply;
+          if (isForwardCheck(parsed.value)) {
+            const forward = validateForwardCheckRequest(parsed.value);
+            if (!forward.ok) return errorReply(400, forward.error.message, forward.error.field);
+            if (!view.checkForward) return errorReply(400, 'this control plane does not compile the forward proxy', 'listener');
+            const result = view.checkForward(forward.value);
+            return json(200, {
+              listener: result.listener,
+              verdict: result.verdict,
+              policy: result.policy ?? null,
+              filterChain: result.filterChain,
+              path: result.path ?? [],
+              upstream: result.upstream ?? null,
+              ...(result.route !== undefined && { route: result.route }),
+              ...(result.status !== undefined && { status: result.status }),
+              ...(result.body !== undefined && { body: result.body }),
+            });
+          }
           const request = validateCheckRequest(parsed.value);
           if (!request.ok) return errorReply(400, request.error.message, request.error.field);
           const result = view.check(request.value.nodeId, request.value.connection);

@@ -65,14 +65,14 @@ export interface RunOptions {
  */
 export async function runRepairLoop(config: AgentConfig, context: AgentContext, options: RunOptions): Promise<void> {
   const { log, signal } = options;
-  log.info('started', { backend: config.backend, port: config.port, intervalSeconds: options.intervalMs / 1000 });
+  log.info('started', { backend: config.backend, redirect: config.redirect, port: config.port, intervalSeconds: options.intervalMs / 1000 });
   let listening: boolean | undefined;
   let passes = 0;
   while (!signal.aborted) {
     const pass = await repairOnce(config, context, log, signal);
     if (pass.stopped || signal.aborted) break;
     if (++passes === 1) log.info('first pass done', { repaired: pass.repaired.length, ok: pass.error === undefined });
-    const now = await isListening(context.runner, 'tcp', config.port).catch(() => undefined);
+    const now = config.redirect === 'tproxy' ? await isListening(context.runner, 'tcp', config.port).catch(() => undefined) : undefined;
     if (now !== undefined && now !== listening) {
       if (now) log.info('listener up', { port: config.port });
       else log.warn('nothing listens on the TPROXY port; redirected traffic is dropped until Envoy starts', { port: config.port });

@@ -1,8 +1,9 @@
 // What `agent status` reports: each expected piece present or missing, and
 // whether anything listens on the TPROXY port(s).
-import type { Backend } from './config.js';
+import { formatCidr } from '../net/ip.js';
+import { type Backend, formatMark } from './config.js';
 import type { AgentContext } from './context.js';
-import { type ListenerStatus, isListening } from './listeners.js';
+import { type ListenerStatus, familyListener } from './listeners.js';
 import { installParts } from './parts/index.js';
 import type { PieceStatus } from './parts/part.js';
 import type { Plan } from './plan.js';
@@ -13,6 +14,12 @@ export interface StatusReport {
   readonly ok: boolean;
   readonly pieces: readonly PieceStatus[];
   readonly listeners: readonly ListenerStatus[];
+  /** What microVMs may reach on the host itself: the --allow-host-port list; "all" with --no-exclude-host-addresses (Envoy decides). */
+  readonly hostPorts: readonly number[] | 'all';
+  /** Where microVMs may send QUIC (UDP/443); rejected elsewhere. */
+  readonly quicAllowed: readonly string[];
+  /** Envoy's marked upstream connections to special addresses are rejected (0: not guarded). */
+  readonly upstreamMark: string;
 }
 
 /** Exit codes: 0 all present and listening; 1 a piece missing; 3 all present, nothing listening. */
@@ -22,14 +29,23 @@ export async function status(plan: Plan, context: AgentContext): Promise<StatusR
   const pieces: PieceStatus[] = [];
   for (const part of installParts(plan)) pieces.push(...(await part.observe(context)).pieces);
   const listeners: ListenerStatus[] = [];
-  for (const [protocol, port] of [['tcp', plan.config.port], ['udp', plan.config.udpPort]] as const) {
-    if (port !== undefined) listeners.push({ protocol, port, listening: await isListening(context.runner, protocol, port) });
+  // nft-dnat sends to an address that may be in another namespace (a container): nothing to look at here.
+  if (plan.config.redirect === 'tproxy') {
+    for (const family of plan.families) {
+      for (const [protocol, port] of [['tcp', plan.config.port], ['udp', plan.config.udpPort]] as const) {
+        if (port !== undefined) listeners.push(await familyListener(context.runner, family, protocol, port));
+      }
+    }
   }
+  const { config } = plan;
   return {
-    backend: plan.config.backend,
+    backend: config.backend,
     ok: pieces.every((p) => p.present) && listeners.every((l) => l.listening),
     pieces,
     listeners,
+    hostPorts: config.excludeHostAddresses ? config.allowHostPorts : 'all',
+    quicAllowed: config.allowQuic.map(formatCidr),
+    upstreamMark: formatMark(config.upstreamMark),
   };
 }
 
@@ -45,7 +61,15 @@ export function formatStatus(report: StatusReport): string {
     lines.push(`  ${piece.present ? 'present' : 'MISSING'}  ${piece.description}${piece.detail ? ` (${piece.detail})` : ''}`);
   }
   for (const l of report.listeners) {
-    lines.push(`  ${l.listening ? 'present' : 'MISSING'}  a ${l.protocol} listener on port ${l.port}${l.listening ? '' : ' (is Envoy running?)'}`);
+    const what = `an IPv${l.family} ${l.protocol} listener on port ${l.port}`;
+    lines.push(`  ${l.listening ? 'present' : 'MISSING'}  ${what}${l.detail ? ` (${l.detail})` : l.listening ? '' : ' (is Envoy running?)'}`);
+  }
+  if (report.listeners.length > 0) {
+    lines.push(
+      `  host ports open to microVMs: ${report.hostPorts === 'all' ? 'not guarded (--no-exclude-host-addresses: Envoy decides)' : report.hostPorts.length === 0 ? 'none' : report.hostPorts.join(', ')}`,
+      `  QUIC (UDP/443) from microVMs: ${report.quicAllowed.length === 0 ? 'rejected' : `only to ${report.quicAllowed.join(', ')}`}`,
+      `  Envoy's upstream sockets marked ${report.upstreamMark}: ${report.upstreamMark === '0x0' ? 'not guarded' : 'refused to special addresses and the host'}`,
+    );
   }
   const missing = report.pieces.filter((p) => !p.present).length;
   const silent = report.listeners.filter((l) => !l.listening).length;

@@ -31,18 +31,21 @@ export const accessLogServiceDefinition = {
 export interface AccessLogDependencies {
   /** Where stamped records go (src/denials/denialLog.ts). */
   readonly ingest: (records: readonly DenialRecord[]) => void;
-  /** The store revision in force now, stamped on records whose tags carry none. */
-  readonly revision: () => string;
+  /** The store revision in force on the node now, stamped on records whose tags carry none. */
+  readonly revision: (nodeId: string) => string;
   /** The Listener version the node has acknowledged, if any. */
   readonly listenerVersion: (nodeId: string) => string | undefined;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Open ALS streams at once (default 10,000); more get RESOURCE_EXHAUSTED. */
   readonly maxStreams?: number;
+  /** Largest message accepted (default 256 KiB): one message is decoded in one go, so this bounds the pause it causes. */
+  readonly maxMessageBytes?: number;
 }
 
 export function accessLogService(deps: AccessLogDependencies): ExtraService {
   const maxStreams = deps.maxStreams ?? 10_000;
+  const maxMessageBytes = deps.maxMessageBytes ?? 256 * 1024;
   let open = 0;
   return {
     definition: accessLogServiceDefinition,
@@ -72,6 +75,14 @@ export function accessLogService(deps: AccessLogDependencies): ExtraService {
         let identifier: AlsIdentifier | undefined;
         call.on('data', (bytes: Buffer) => {
           if (finished) return;
+          // One message per turn of the event loop: ADS streams get their turn between batches, and a
+          // flood waits in HTTP/2 flow control (Envoy buffers, then drops logs) instead of in our memory.
+          call.pause();
+          setImmediate(() => call.resume());
+          if (bytes.length > maxMessageBytes) {
+            finish({ code: GrpcStatus.RESOURCE_EXHAUSTED, details: `a StreamAccessLogsMessage of ${bytes.length} bytes is larger than ${maxMessageBytes} (Envoy flushes at buffer_size_bytes, 16 KiB by default)` }, 'too-large');
+            return;
+          }
           let decoded;
           try {
             decoded = decodeAccessLogsMessage(bytes, { first: identifier === undefined });
@@ -102,7 +113,7 @@ export function accessLogService(deps: AccessLogDependencies): ExtraService {
             return;
           }
           const node = identifier.nodeId;
-          const revision = deps.revision();
+          const revision = deps.revision(node);
           const listenerVersion = deps.listenerVersion(node);
           const records = decoded.records.map((r) => ({
             ...r,

@@ -74,11 +74,15 @@ function tagsOf(common: Obj, where: string): Map<string, string> {
   return tags;
 }
 
+let stringValueType: ReturnType<typeof envoyType> | undefined;
+
+/** The string inside an Any holding google.protobuf.StringValue (already checked for unknown fields). */
 function stringValueOf(any: Obj | undefined): string | undefined {
   if (!any) return undefined;
   const url = (any.typeUrl ?? any.type_url) as string | undefined;
   if (url !== TypeUrl.StringValue) return undefined;
-  return envoyType('google.protobuf.StringValue').decode(any.value as Uint8Array).toJSON().value as string | undefined;
+  stringValueType ??= envoyType('google.protobuf.StringValue');
+  return (stringValueType.decode(any.value as Uint8Array) as unknown as { value?: string }).value;
 }
 
 function verdictAndReason(tags: Map<string, string>, common: Obj, where: string): { verdict: Verdict; reason?: DenialReason } {
@@ -138,13 +142,29 @@ function httpRecord(entry: Obj, where: string, now: () => number): Omit<DenialRe
   const authority = String(request.authority ?? '');
   const host = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.replace(/:\d+$/, '');
   const method = METHODS[toNumber(request.requestMethod)] || undefined;
+  // The explicit forward proxy (listener "forward_http"): the connection's local address is
+  // the proxy's own, the destination is the CONNECT target / absolute-form Host. An address
+  // literal there is the destination (allow.cidrs), not a server name (allow.sni).
+  const literal = base.listener === FORWARD_HTTP_LISTENER ? forwardLiteral(authority, method === 'CONNECT') : undefined;
   const status = response.responseCode ? toNumber((response.responseCode as Obj).value) : undefined;
   const http = {
     ...(method ? { method } : {}),
     ...(request.path ? { path: String(request.path).slice(0, 512) } : {}),
     ...(status !== undefined ? { status } : {}),
   };
+  if (literal !== undefined) return { ...base, ...(literal && { destination: literal }), http };
   return { ...base, ...(host ? { serverName: host.toLowerCase() } : {}), http };
+}
+
+/** The forward proxy's HTTP listener (src/compile/forwardNames.ts FORWARD_HTTP_LISTENER_NAME). */
+const FORWARD_HTTP_LISTENER = 'forward_http';
+
+/** "ip:port" / "[v6]:port" when the authority is an address literal ("" when a CONNECT names no port; plain HTTP: 80 by default); undefined for a name. */
+function forwardLiteral(authority: string, connect: boolean): string | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3})(?::([0-9]{1,5}))?$/.exec(authority);
+  if (!match) return undefined;
+  const port = match[2] ?? (connect ? undefined : '80');
+  return port === undefined ? '' : `${match[1]!.toLowerCase()}:${Number(port)}`;
 }
 
 /** One StreamAccessLogsMessage from its bytes; throws AlsInputError naming what is wrong. */

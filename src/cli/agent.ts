@@ -36,17 +36,38 @@ const USAGE = `usage: egress-xds agent install|uninstall|status|run [options]
               exit 0 all present, 1 something missing, 3 nothing listening
   run         stay up and re-apply whatever goes missing, every --interval seconds
 
-options:
+options (--redirect tproxy, the default: microVM traffic to Envoy's transparent listener):
   --backend iptables|nftables   netfilter backend (default iptables)
   --port PORT                   Envoy's transparent TCP listener (default 15001)
   --source CIDR                 microVM range to redirect; repeatable (default 172.31.0.0/16)
   --mark MARK                   firewall mark set by TPROXY, matched as MARK/MARK (default 0x1)
   --table ID                    policy-routing table for the local route (default 100)
-  --udp-port PORT               also TPROXY UDP (e.g. DNS) to this port
+  --udp-port PORT               send the microVMs' DNS (UDP to port 53, nothing else) to Envoy's
+                                DNS listener on PORT (serve --dns-port, default 15053)
+  --allow-host-port PORT        a port microVMs may reach on the host's own addresses (TCP and
+                                UDP); repeatable. Everything else on the host is rejected
+  --allow-quic CIDR             let microVMs send QUIC (UDP/443) to CIDR; repeatable. Elsewhere
+                                it is rejected, so clients fall back to TCP
+  --upstream-mark MARK          serve's --upstream-mark (default 0x20000): Envoy's name-dialled
+                                connections are refused to loopback, link-local, RFC 1918, CGNAT,
+                                ULA, IPv4-mapped and the host's own addresses; 0 turns it off
+  --allow-upstream-cidr CIDR    a special range Envoy may dial by name anyway; repeatable
   --ipv6                        also redirect IPv6 (ip6tables, ip -6); needs an IPv6 --source
   --exclude CIDR                never redirect traffic to CIDR; repeatable
-  --no-exclude-host-addresses   do not exclude the host's own addresses (read with ip -j addr)
+  --no-exclude-host-addresses   send traffic to the host's own addresses to Envoy too (no host
+                                guard: the policies decide)
   --relax-rp-filter             set net.ipv4.conf.all.rp_filter=0 (weakens reverse-path checks)
+
+options (--redirect nft-dnat: seed 000, a namespace's own TCP to Envoy's forward proxy):
+  --redirect tproxy|nft-dnat    how traffic reaches Envoy (default tproxy)
+  --dnat-address ADDR           Envoy's IPv4 address (its forward-proxy TLS listener); required
+  --port PORT                   that listener's port (default 10001)
+  --dnat-port PORT              destination port to redirect; repeatable (default 443)
+  --upstream-mark MARK          Envoy's own marked connections are never redirected (default 0x20000)
+  --netns NAME                  work in network namespace NAME (ip netns exec NAME), e.g. a
+                                container's; default: this one
+
+common:
   --dry-run                     install/uninstall: print the commands, change nothing
   --json                        status: print JSON
   --interval SECONDS            run: seconds between repair passes (default 5)
@@ -67,6 +88,14 @@ const OPTIONS = {
   exclude: { type: 'string', multiple: true },
   'no-exclude-host-addresses': { type: 'boolean' },
   'relax-rp-filter': { type: 'boolean' },
+  'allow-host-port': { type: 'string', multiple: true },
+  'allow-quic': { type: 'string', multiple: true },
+  'upstream-mark': { type: 'string' },
+  'allow-upstream-cidr': { type: 'string', multiple: true },
+  redirect: { type: 'string' },
+  'dnat-address': { type: 'string' },
+  'dnat-port': { type: 'string', multiple: true },
+  netns: { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
   interval: { type: 'string' },
@@ -88,6 +117,8 @@ export interface AgentInvocation {
   readonly json: boolean;
   readonly intervalMs: number;
   readonly stateDir: string;
+  /** --netns: every command runs inside it. */
+  readonly netns: string | undefined;
 }
 
 /** Parses argv; throws FlagError naming the flag. Undefined for --help. */
@@ -124,7 +155,18 @@ export function parseAgentArgs(argv: string[]): AgentInvocation | undefined {
     ipv6: values.ipv6,
     noExcludeHostAddresses: values['no-exclude-host-addresses'],
     relaxRpFilter: values['relax-rp-filter'],
+    allowHostPort: values['allow-host-port'],
+    allowQuic: values['allow-quic'],
+    upstreamMark: values['upstream-mark'],
+    allowUpstreamCidr: values['allow-upstream-cidr'],
+    redirect: values.redirect,
+    dnatAddress: values['dnat-address'],
+    dnatPort: values['dnat-port'],
   });
+  const netns = values.netns;
+  if (netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(netns)) {
+    throw new FlagError('--netns', `"${netns}" is not a network namespace name (as in ip netns list)`);
+  }
 
   let intervalMs = 5000;
   if (values.interval !== undefined) {
@@ -137,7 +179,7 @@ export function parseAgentArgs(argv: string[]): AgentInvocation | undefined {
   const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR;
   if (stateDir === '') throw new FlagError('--state-dir', 'must not be empty');
 
-  return { action: action as Action, config, dryRun: values['dry-run'] ?? false, json: values.json ?? false, intervalMs, stateDir };
+  return { action: action as Action, config, dryRun: values['dry-run'] ?? false, json: values.json ?? false, intervalMs, stateDir, netns };
 }
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -156,7 +198,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    return await runAction(invocation, { runner: execaRunner(), stateDir: invocation.stateDir });
+    const runner = execaRunner(invocation.netns === undefined ? {} : { prefix: ['ip', 'netns', 'exec', invocation.netns] });
+    return await runAction(invocation, { runner, stateDir: invocation.stateDir });
   } catch (error) {
     const e = error instanceof AgentError ? error : new AgentError(error instanceof Error ? error.message : String(error));
     process.stderr.write(`egress-xds agent ${invocation.action}: ${e.message}\n${e.hint ? `  what to do: ${e.hint}\n` : ''}`);

@@ -9,6 +9,7 @@ commands:
   agent       install|uninstall|status|run the host's TPROXY rules and policy routing
   policy      list|get|put|delete|check|suggest policies through the admin API
   denials     what Envoy refused, and why (--follow for a live feed)
+  store       migrate policies and history between the file store and etcd
 
 Run "egress-xds <command> --help" for a command's options.`;
 
@@ -20,6 +21,7 @@ const commands: Record<string, () => Promise<CommandMain>> = {
   agent: async () => (await import('./agent.js')).agentCommand,
   policy: async () => (await import('./policy.js')).policyCommand,
   denials: async () => (await import('./denials.js')).denialsCommand,
+  store: async () => (await import('./store.js')).storeCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

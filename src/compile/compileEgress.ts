@@ -98,6 +98,8 @@ function compileEgressListeners(policies: readonly Policy[], options: CompileOpt
     dnsCache: options.dnsCache ?? {},
     maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
     upstreamMark: options.upstreamMark ?? DEFAULT_UPSTREAM_MARK,
+    ...(options.transparent !== false && { transparentPort: options.port ?? EGRESS_LISTENER_PORT }),
+    ...(options.accessLog !== undefined && { accessLog: options.accessLog }),
   });
 }
 

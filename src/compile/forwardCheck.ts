@@ -6,12 +6,19 @@ import { selectByMatcher } from '../envoy/filterChainMatcher.js';
 import type { FilterChainJson, ListenerJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson, UpgradeConfigJson } from '../envoy/routeConfig.js';
 import { selectRoute } from '../envoy/routeMatch.js';
+import { evaluateRouteNameCel } from '../envoy/celRouteName.js';
 import type { Policy } from '../policy/model.js';
 import { sniPatternMatches } from '../policy/verdict.js';
 import { cidrContainsIp, mustParseCidr, parseIp } from '../net/ip.js';
 import type { CheckResult } from './check.js';
 import type { CompiledEgress } from './compileEgress.js';
-import { FORWARD_HTTP_LISTENER_NAME, FORWARD_TLS_LISTENER_NAME, FORWARD_TLS_UPSTREAM_PORT, HTTP_CONNECTION_MANAGER_FILTER } from './forwardNames.js';
+import {
+  FORWARD_HTTP_LISTENER_NAME,
+  FORWARD_TLS_AUDIT_CHAIN_PREFIX,
+  FORWARD_TLS_LISTENER_NAME,
+  FORWARD_TLS_UPSTREAM_PORT,
+  HTTP_CONNECTION_MANAGER_FILTER,
+} from './forwardNames.js';
 import { LOCAL_REPLY_FORMAT } from './forwardProxy.js';
 import { intendedForwardRoute, parseAuthority, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
@@ -27,6 +34,39 @@ export interface ForwardCheckResult extends CheckResult {
   readonly status?: number;
   /** forward-http: that answer's body, after the connection manager's local reply format. */
   readonly body?: string;
+  /** The access-log entries Envoy would send (the literal tags of each logger that fires). */
+  readonly logs?: readonly Readonly<Record<string, string>>[];
+}
+
+interface LoggerJson {
+  filter?: { extensionFilter?: { typedConfig?: { expression?: string } } };
+  typedConfig: { commonConfig?: { customTags?: { tag: string; literal?: { value: string } }[] } };
+}
+
+const tagsOf = (logger: LoggerJson): Record<string, string> =>
+  Object.fromEntries((logger.typedConfig.commonConfig?.customTags ?? []).map((t) => [t.tag, t.literal?.value ?? '']));
+
+/** The HCM's loggers that fire for a request that took `routeName` (their filters: CEL on xds.route_name, or none). */
+function httpLogs(accessLog: readonly LoggerJson[], routeName: string | undefined): Record<string, string>[] {
+  return accessLog
+    .filter((logger) => {
+      const expression = logger.filter?.extensionFilter?.typedConfig?.expression;
+      if (logger.filter && expression === undefined) throw new Error('forward_http access-log filter outside the model');
+      return expression === undefined || evaluateRouteNameCel(expression, routeName);
+    })
+    .map(tagsOf);
+}
+
+/**
+ * A TLS chain's loggers for a connection under the source's cap to a public address: the
+ * unconditional ones (reject and would-deny chains log every connection) and "allowed".
+ */
+function tlsLogs(chain: FilterChainJson | undefined): Record<string, string>[] {
+  const proxy = chain?.filters.find((f) => (f.typedConfig as { accessLog?: unknown }).accessLog !== undefined);
+  return ((proxy?.typedConfig as { accessLog?: LoggerJson[] } | undefined)?.accessLog ?? [])
+    .map((l) => ({ filtered: l.filter !== undefined, tags: tagsOf(l) }))
+    .filter(({ filtered, tags }) => !filtered || tags['egress.verdict'] === 'allowed')
+    .map(({ tags }) => tags);
 }
 
 /** The chain a client's connection takes: filter_chain_matcher when there is one, else the default chain. */
@@ -53,6 +93,11 @@ export function connectionManagerOf(chain: FilterChainJson): { routeConfig: Rout
   return { routeConfig: config.routeConfig, upgradeConfigs: config.upgradeConfigs ?? [] };
 }
 
+function accessLogOf(chain: FilterChainJson): LoggerJson[] {
+  const filter = chain.filters.find((f) => f.name === HTTP_CONNECTION_MANAGER_FILTER);
+  return ((filter?.typedConfig as { accessLog?: LoggerJson[] } | undefined)?.accessLog ?? []);
+}
+
 /** The connection manager's local reply format applied to a direct response body. */
 export function localReplyBody(authority: string, sourceIp: string, body: string): string {
   return LOCAL_REPLY_FORMAT.replace('%REQ(:AUTHORITY)%', authority).replace('%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%', sourceIp).replace('%LOCAL_REPLY_BODY%', body);
@@ -64,7 +109,13 @@ export interface ForwardHttpRequest {
   readonly authority: string;
 }
 
-export function checkForwardHttp(compiled: CompiledEgress, policies: readonly Policy[], request: ForwardHttpRequest, namePorts?: NamePorts): ForwardCheckResult {
+export function checkForwardHttp(
+  compiled: CompiledEgress,
+  policies: readonly Policy[],
+  request: ForwardHttpRequest,
+  namePorts?: NamePorts,
+  loopPorts?: readonly number[],
+): ForwardCheckResult {
   const listener = compiled.listeners.find((l) => l.name === FORWARD_HTTP_LISTENER_NAME);
   const base = { listener: 'forward-http' as const };
   if (!listener) return { ...base, verdict: 'deny', filterChain: '', path: ['no forward_http listener: serve runs without --forward-proxy'] };
@@ -77,8 +128,9 @@ export function checkForwardHttp(compiled: CompiledEgress, policies: readonly Po
   const routeName = selection.route ? `${selection.virtualHost} / ${selection.route.name ?? `route ${selection.routeIndex}`}` : undefined;
   const steps = [...path, `virtual host ${selection.virtualHost ?? '(none)'} (${selection.domainMatch})`, routeName ? `route ${routeName}` : 'no route'];
   const outcome = selection.outcome;
+  const logs = httpLogs(accessLogOf(chain), selection.route?.name);
   if (outcome.kind === 'cluster' && outcome.cluster === NAME_UPSTREAM_CLUSTER) {
-    const intended = intendedForwardRoute(policies, request, namePorts);
+    const intended = intendedForwardRoute(policies, request, namePorts, loopPorts);
     const parsed = parseAuthority(request.authority);
     const port = parsed.port ?? 80;
     const host = parsed.kind === 'ipv6' ? `[${parsed.host}]` : parsed.host;
@@ -90,6 +142,7 @@ export function checkForwardHttp(compiled: CompiledEgress, policies: readonly Po
       path: steps,
       upstream: { kind: 'name', address: `${host}:${port}` },
       ...(routeName && { route: routeName }),
+      logs,
     };
   }
   const status = outcome.kind === 'cluster' ? undefined : outcome.status;
@@ -102,6 +155,7 @@ export function checkForwardHttp(compiled: CompiledEgress, policies: readonly Po
     ...(routeName && { route: routeName }),
     ...(status !== undefined && { status }),
     ...(body !== undefined && { body }),
+    logs,
   };
 }
 
@@ -110,8 +164,13 @@ export function checkForwardTls(compiled: CompiledEgress, policies: readonly Pol
   const base = { listener: 'forward-tls' as const };
   if (!listener) return { ...base, verdict: 'deny', filterChain: '', path: ['no forward_tls listener: serve runs without --forward-proxy'] };
   const { chain, path } = forwardChain(listener, request.sourceIp, request.serverName);
-  const allowed = chain !== undefined && tcpProxyCluster(chain) === NAME_UPSTREAM_CLUSTER && request.serverName !== undefined;
-  if (!allowed) return { ...base, verdict: 'deny', filterChain: chain?.name ?? '', path };
+  const forwarded = chain !== undefined && tcpProxyCluster(chain) === NAME_UPSTREAM_CLUSTER && request.serverName !== undefined;
+  const logs = tlsLogs(chain);
+  if (!forwarded) return { ...base, verdict: 'deny', filterChain: chain?.name ?? '', path, logs };
+  if (chain.name?.startsWith(`${FORWARD_TLS_AUDIT_CHAIN_PREFIX}|`)) {
+    // Audit: forwarded, no policy allows it (logs say would-deny).
+    return { ...base, verdict: 'allow', filterChain: chain.name, path, upstream: { kind: 'name', address: `${request.serverName!.toLowerCase()}:${FORWARD_TLS_UPSTREAM_PORT}` }, logs };
+  }
   const source = parseIp(request.sourceIp);
   const policy = [...policies]
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
@@ -127,5 +186,6 @@ export function checkForwardTls(compiled: CompiledEgress, policies: readonly Pol
     filterChain: chain.name ?? '',
     path,
     upstream: { kind: 'name', address: `${request.serverName!.toLowerCase()}:${FORWARD_TLS_UPSTREAM_PORT}` },
+    logs,
   };
 }

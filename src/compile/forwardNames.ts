@@ -19,6 +19,9 @@ export const FORWARD_HTTP_CHAIN_PREFIX = 'forward_http';
 export const FORWARD_TLS_CHAIN_PREFIX = 'forward_tls';
 /** The TLS listener's refusal: no SNI, or one no policy selecting the source allows. */
 export const FORWARD_TLS_REJECT_CHAIN = 'forward_tls_reject';
+/** Audit: "forward_tls_would_deny|SOURCE" forwards an SNI no policy allows and logs it as would-deny. */
+export const FORWARD_TLS_AUDIT_CHAIN_PREFIX = 'forward_tls_would_deny';
+export const FORWARD_TLS_AUDIT_STAT_PREFIX = 'forward_tls_would_deny';
 export const FORWARD_TLS_REJECTED_STAT_PREFIX = 'forward_tls_rejected';
 export const FORWARD_TLS_STAT_PREFIX = 'forward_tls';
 export const FORWARD_HTTP_STAT_PREFIX = 'forward_http';

@@ -12,9 +12,25 @@
 //   forward_tls (10001): tls_inspector, then per source a server-name matcher: an allowed
 //     SNI is dialled on 443 by sni_dynamic_forward_proxy; no SNI, or another: closed.
 //
+// Denial logs (issue 10) with the transparent listener's contract (accessLog.ts):
+//   forward_http: http_grpc loggers on each source's connection manager, told apart by the
+//     route taken (CEL on xds.route_name, forwardRoutes.ts ROUTE_PREFIX): "refuse loop "
+//     → denied/loop; other "refuse " → denied/no-policy; "would-deny " → would-deny (the
+//     audit policies); any other route, when a "log": "all" policy selects the source →
+//     allowed. The record's server name is the Host / CONNECT authority.
+//   forward_tls: tcp_grpc on the reject chain (denied/no-policy) and on each source's chain
+//     (per-source cap, forbidden address, allowed for "log": "all"), as on the transparent
+//     listener; audit sources send an SNI no policy allows to "forward_tls_would_deny|S",
+//     forwarded and logged as would-deny.
+// Loop guard: the HTTP routes refuse the proxy's own ports (forwardLoopPorts) on any host;
+// the TLS listener dials only port 443, so it cannot loop unless 443 is one of them.
+//
 // Both share the node's one DNS cache and dynamic_forward_proxy_cluster with the
 // transparent listener's name upstream (nameUpstream.ts): Envoy requires every user of
 // a cache name to carry the identical configuration, so it is built in one place.
+import { markImmutable } from '../envoy/fastEncode.js';
+import { celFilter, chainAccessLogs, httpGrpcAccessLog, withChainAccessLogs, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
+import { auditPolicies } from './audit.js';
 import type { ClusterJson, FilterChainJson, ListenerJson, MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
@@ -28,6 +44,8 @@ import {
   FORWARD_HTTP_LISTENER_NAME,
   FORWARD_HTTP_PORT,
   FORWARD_HTTP_STAT_PREFIX,
+  FORWARD_TLS_AUDIT_CHAIN_PREFIX,
+  FORWARD_TLS_AUDIT_STAT_PREFIX,
   FORWARD_TLS_CHAIN_PREFIX,
   FORWARD_TLS_LISTENER_NAME,
   FORWARD_TLS_PORT,
@@ -39,13 +57,12 @@ import {
   HTTP_ROUTER_FILTER,
 } from './forwardNames.js';
 import { DEFAULT_NAME_PORTS, type NamePorts } from './forwardRoute.js';
-import { forwardRouteConfig } from './forwardRoutes.js';
+import { allowedNames, forwardRouteConfig, ROUTE_PREFIX } from './forwardRoutes.js';
 import { connectionLimitFilter, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { sourceLabelOf } from './hardenedMatcher.js';
 import { dnsCacheConfig, nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
 import { IP_MATCHER_NAME, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
-import { sortServerNames } from './serverNames.js';
-import { policiesBySource, serverNamesOf } from './sourcePlans.js';
+import { policiesBySource } from './sourcePlans.js';
 import { tcpProxyFilter } from './tcpProxy.js';
 
 export interface ForwardProxyOptions {
@@ -57,6 +74,16 @@ export interface ForwardProxyOptions {
   readonly tlsPort?: number;
   /** Ports an allowed name may be reached on (CONNECT: 443; plain HTTP: 80 by default). */
   readonly namePorts?: NamePorts;
+  /** The DNS listener's port (serve --dns-port), refused by the loop guard; default 15053, 0: none. */
+  readonly dnsPort?: number;
+}
+
+export const DEFAULT_FORWARD_DNS_PORT = 15053;
+
+/** The proxy's own ports, refused on any host (the loop guard): the forward ports, the transparent listener's, the DNS listener's. */
+export function forwardLoopPorts(options: ForwardProxyOptions, transparentPort: number | undefined): number[] {
+  const ports = [options.httpPort ?? FORWARD_HTTP_PORT, options.tlsPort ?? FORWARD_TLS_PORT, transparentPort ?? 0, options.dnsPort ?? DEFAULT_FORWARD_DNS_PORT];
+  return [...new Set(ports.filter((p) => p > 0))].sort((a, b) => a - b);
 }
 
 /** What the forward listeners need from the node's compile options. */
@@ -64,6 +91,10 @@ export interface ForwardCompileContext {
   readonly dnsCache: DnsCacheOptions;
   readonly maxConnectionsPerSource: number;
   readonly upstreamMark: number;
+  /** The transparent listener's port when it runs beside the forward proxy (a loop target). */
+  readonly transparentPort?: number;
+  /** Access logs to the ALS (default on); false: none. */
+  readonly accessLog?: AccessLogOptions | false;
 }
 
 const SOURCE_IP: TypedExtensionJson = { name: 'envoy.matching.inputs.source_ip', typedConfig: { '@type': TypeUrl.SourceIpInput } };
@@ -74,7 +105,29 @@ const socket = (address: string, portValue: number) => ({ socketAddress: { addre
 /** A body that names the host and the client: %LOCAL_REPLY_BODY% is the route's text (forwardRoutes.ts REFUSAL_TEXT). */
 export const LOCAL_REPLY_FORMAT = 'egress-xds: %REQ(:AUTHORITY)% refused for %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%: %LOCAL_REPLY_BODY%';
 
-export function httpConnectionManager(routeConfig: RouteConfigurationJson, dnsCache: DnsCacheOptions): TypedExtensionJson {
+/** The CEL conditions of the HTTP loggers, on the route's name (Envoy ≥ 1.26 for the CEL filter and xds.route_name). */
+const routeStarts = (prefix: string): string => `xds.route_name.startsWith(${JSON.stringify(prefix)})`;
+export const FORWARD_LOG_CEL = {
+  loop: routeStarts(ROUTE_PREFIX.loop),
+  refused: `${routeStarts(ROUTE_PREFIX.refuse)} && !${routeStarts(ROUTE_PREFIX.loop)}`,
+  wouldDeny: routeStarts(ROUTE_PREFIX.wouldDeny),
+  allowed: `!${routeStarts(ROUTE_PREFIX.refuse)} && !${routeStarts(ROUTE_PREFIX.wouldDeny)}`,
+} as const;
+
+/** The http_grpc loggers of one source's connection manager. */
+export function forwardHttpAccessLogs(chain: string, policies: readonly Policy[], options: AccessLogOptions = {}): AccessLogJson[] {
+  const base = { listener: FORWARD_HTTP_LISTENER_NAME, chain };
+  const audit = auditPolicies(policies);
+  const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
+  return [
+    httpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'loop' }, celFilter(FORWARD_LOG_CEL.loop), options),
+    httpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'no-policy' }, celFilter(FORWARD_LOG_CEL.refused), options),
+    ...(audit.length > 0 ? [httpGrpcAccessLog({ ...base, verdict: 'would-deny', reason: 'no-policy', policies: audit }, celFilter(FORWARD_LOG_CEL.wouldDeny), options)] : []),
+    ...(logAll.length > 0 ? [httpGrpcAccessLog({ ...base, verdict: 'allowed', policies: logAll }, celFilter(FORWARD_LOG_CEL.allowed), options)] : []),
+  ];
+}
+
+export function httpConnectionManager(routeConfig: RouteConfigurationJson, dnsCache: DnsCacheOptions, accessLog: readonly AccessLogJson[] = []): TypedExtensionJson {
   return {
     name: HTTP_CONNECTION_MANAGER_FILTER,
     typedConfig: {
@@ -93,6 +146,7 @@ export function httpConnectionManager(routeConfig: RouteConfigurationJson, dnsCa
       // The client is the connection's peer, never an X-Forwarded-For it wrote.
       useRemoteAddress: true,
       localReplyConfig: { bodyFormat: { textFormatSource: { inlineString: LOCAL_REPLY_FORMAT } } },
+      ...(accessLog.length > 0 && { accessLog: [...accessLog] }),
     },
   };
 }
@@ -109,15 +163,72 @@ function bySourceIp(keys: readonly string[], onMatch: (key: string) => OnMatchJs
   };
 }
 
+// Per-source chains, memoised on what they are made of (the shared route configuration
+// object, the source label, the options) and marked immutable: a recompile after one
+// policy's edit re-encodes only the chains of the sources it selects.
+const MAX_CHAINS = 50_000;
+const httpChains = new WeakMap<RouteConfigurationJson, Map<string, FilterChainJson>>();
+let httpChainCount = 0;
+const tlsChains = new Map<string, FilterChainJson>();
+
+function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, policies: readonly Policy[], context: ForwardCompileContext): FilterChainJson {
+  const name = `${FORWARD_HTTP_CHAIN_PREFIX}|${label}`;
+  const logs = context.accessLog === false ? [] : forwardHttpAccessLogs(name, policies, context.accessLog ?? {});
+  const key = `${label}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${JSON.stringify(logs)}`;
+  let byKey = httpChains.get(routeConfig);
+  let chain = byKey?.get(key);
+  if (chain) return chain;
+  chain = markImmutable<FilterChainJson>({
+    name,
+    filters: [connectionLimitFilter(label, context.maxConnectionsPerSource), httpConnectionManager(routeConfig, context.dnsCache, logs)],
+  });
+  if (!byKey) httpChains.set(routeConfig, (byKey = new Map()));
+  if (++httpChainCount > MAX_CHAINS) {
+    byKey.clear();
+    httpChainCount = 0;
+  }
+  byKey.set(key, chain);
+  return chain;
+}
+
+/** A source's forwarding chain ("forward_tls|S"), or its audit chain ("forward_tls_would_deny|S"), with its loggers. */
+function cachedTlsChain(label: string, context: ForwardCompileContext, policies: readonly Policy[], auditing = false): FilterChainJson {
+  const name = `${auditing ? FORWARD_TLS_AUDIT_CHAIN_PREFIX : FORWARD_TLS_CHAIN_PREFIX}|${label}`;
+  const logs =
+    context.accessLog === false
+      ? []
+      : chainAccessLogs(
+          name,
+          FORWARD_TLS_LISTENER_NAME,
+          auditing
+            ? { kind: 'would-deny', auditPolicies: auditPolicies(policies) }
+            : { kind: 'forward', byName: true, logAllPolicies: policies.filter((p) => p.log === 'all').map((p) => p.name).sort() },
+          context.accessLog ?? {},
+        );
+  const key = `${name}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${JSON.stringify(logs)}`;
+  let chain = tlsChains.get(key);
+  if (chain) return chain;
+  chain = markImmutable<FilterChainJson>(withChainAccessLogs({
+    name,
+    filters: [
+      connectionLimitFilter(label, context.maxConnectionsPerSource),
+      // No dynamic port here: seed 000 dials every allowed SNI on 443.
+      sniDynamicForwardProxyFilter(context.dnsCache),
+      tcpProxyFilter(NAME_UPSTREAM_CLUSTER, auditing ? FORWARD_TLS_AUDIT_STAT_PREFIX : FORWARD_TLS_STAT_PREFIX),
+    ],
+  }, logs));
+  if (tlsChains.size >= MAX_CHAINS) tlsChains.delete(tlsChains.keys().next().value!);
+  tlsChains.set(key, chain);
+  return chain;
+}
+
 export function forwardHttpListener(policies: readonly Policy[], options: ForwardProxyOptions, context: ForwardCompileContext): ListenerJson {
   const bySource = policiesBySource(policies);
   const namePorts = options.namePorts ?? DEFAULT_NAME_PORTS;
+  const loopPorts = forwardLoopPorts(options, context.transparentPort);
   const chainOf = (key: string): FilterChainJson => {
-    const label = sourceLabelOf(key);
-    return {
-      name: `${FORWARD_HTTP_CHAIN_PREFIX}|${label}`,
-      filters: [connectionLimitFilter(label, context.maxConnectionsPerSource), httpConnectionManager(forwardRouteConfig(bySource.get(key) ?? [], namePorts), context.dnsCache)],
-    };
+    const selecting = bySource.get(key) ?? [];
+    return cachedHttpChain(sourceLabelOf(key), forwardRouteConfig(selecting, namePorts, loopPorts), selecting, context);
   };
   const ranges = [...bySource.keys()].filter((key) => key !== ANY_SOURCE);
   const chainName = (key: string): string => `${FORWARD_HTTP_CHAIN_PREFIX}|${sourceLabelOf(key)}`;
@@ -133,35 +244,49 @@ export function forwardHttpListener(policies: readonly Policy[], options: Forwar
   };
 }
 
+/** A source's server-name subtree, by its names' (shared, sorted) array and its label. */
+const tlsSubtrees = new WeakMap<readonly string[], Map<string, OnMatchJson>>();
+function remember(map: Map<string, OnMatchJson>, label: string, subtree: OnMatchJson): OnMatchJson {
+  if (map.size > 1_000) map.clear();
+  map.set(label, markImmutable(subtree));
+  return subtree;
+}
+
 export function forwardTlsListener(policies: readonly Policy[], options: ForwardProxyOptions, context: ForwardCompileContext): ListenerJson {
   const bySource = policiesBySource(policies);
   const chains: FilterChainJson[] = [];
   /** The source's server-name subtree, or a refusal when it allows no name. */
   const subtree = (key: string): OnMatchJson => {
-    const names = sortServerNames([...serverNamesOf(bySource.get(key) ?? []).keys()]);
-    if (names.length === 0) return to(FORWARD_TLS_REJECT_CHAIN);
+    const selecting = bySource.get(key) ?? [];
+    const names = allowedNames(selecting);
     const label = sourceLabelOf(key);
+    // Audit: what no policy allows goes to the source's would-deny chain, not the reject chain.
+    const audited = selecting.some((p) => p.mode === 'audit');
+    const refusal = audited ? `${FORWARD_TLS_AUDIT_CHAIN_PREFIX}|${label}` : FORWARD_TLS_REJECT_CHAIN;
+    if (audited) chains.push(cachedTlsChain(label, context, selecting, true));
+    if (names.length === 0) return to(refusal);
     const chain = `${FORWARD_TLS_CHAIN_PREFIX}|${label}`;
-    chains.push({
-      name: chain,
-      filters: [
-        connectionLimitFilter(label, context.maxConnectionsPerSource),
-        // No dynamic port here: seed 000 dials every allowed SNI on 443.
-        sniDynamicForwardProxyFilter(context.dnsCache),
-        tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_TLS_STAT_PREFIX),
-      ],
-    });
-    return {
+    chains.push(cachedTlsChain(label, context, selecting));
+    let byLabel = tlsSubtrees.get(names);
+    const memo = `${label}|${refusal}`;
+    const cached = byLabel?.get(memo);
+    if (cached) return cached;
+    if (!byLabel) tlsSubtrees.set(names, (byLabel = new Map()));
+    return remember(byLabel, memo, {
       matcher: {
-        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: names, onMatch: to(chain) }] } } },
-        onNoMatch: to(FORWARD_TLS_REJECT_CHAIN),
+        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: [...names], onMatch: to(chain) }] } } },
+        onNoMatch: to(refusal),
       },
-    };
+    });
   };
   const anySource = subtree(ANY_SOURCE);
   const ranges = [...bySource.keys()].filter((key) => key !== ANY_SOURCE);
   const matcher = bySourceIp(ranges, subtree, anySource);
-  const reject: FilterChainJson = { name: FORWARD_TLS_REJECT_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, FORWARD_TLS_REJECTED_STAT_PREFIX)] };
+  const bare: FilterChainJson = { name: FORWARD_TLS_REJECT_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, FORWARD_TLS_REJECTED_STAT_PREFIX)] };
+  const reject =
+    context.accessLog === false
+      ? bare
+      : withChainAccessLogs(bare, chainAccessLogs(FORWARD_TLS_REJECT_CHAIN, FORWARD_TLS_LISTENER_NAME, { kind: 'refusal', reason: 'no-policy' }, context.accessLog ?? {}));
   return {
     name: FORWARD_TLS_LISTENER_NAME,
     address: socket(options.address ?? FORWARD_ADDRESS, options.tlsPort ?? FORWARD_TLS_PORT),

@@ -12,6 +12,13 @@
 //     address (/128) are reachable through the forward proxy (README, "Forward proxy").
 //   - Otherwise refused, saying why: "no-policy" (nothing allows that host) or "port"
 //     (the host is allowed, not on that port), and which policy field would allow it.
+//   - Before all of that, the loop guard (issue 7 point 4, as on the transparent
+//     listener): a request to one of the proxy's own ports (the forward ports, the
+//     transparent listener's, the DNS listener's), on any host, is refused ("loop"),
+//     whatever a broad cidr rule allows; audit mode never lets a loop through.
+//   - Audit mode: when an audit policy selects the source, a request that would be refused
+//     (no-policy or port) is forwarded anyway and logged as would-deny, except a CONNECT
+//     naming no port (nothing could be dialled): it stays refused.
 // Every allowed request is dialled by its authority through the dynamic forward proxy.
 import { cidrContainsIp, formatIp, mustParseCidr, parseIp, type IpAddress } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
@@ -31,7 +38,14 @@ export type ForwardField = 'allow.sni' | 'allow.cidrs';
 
 export type ForwardRoute =
   | { readonly verdict: 'allow'; readonly policy: string; readonly by: 'sni' | 'cidr'; readonly host: string; readonly port: number }
-  | { readonly verdict: 'deny'; readonly reason: ForwardRefusal; readonly field: ForwardField };
+  | { readonly verdict: 'deny'; readonly reason: ForwardRefusal; readonly field: ForwardField }
+  /** To the proxy's own port: no policy field can allow it. */
+  | { readonly verdict: 'deny'; readonly reason: 'loop' }
+  /** Refused by the policies, forwarded because audit policies select the source. */
+  | { readonly verdict: 'would-deny'; readonly reason: 'no-policy' | 'port'; readonly field: ForwardField; readonly policies: readonly string[] };
+
+/** CONNECT names a port (digits after the last ':'): what an audited CONNECT needs to be dialled. */
+export const CONNECT_PORT_TEXT = /:[0-9]+$/;
 
 export interface NamePorts {
   readonly connect: readonly number[];
@@ -85,11 +99,32 @@ export function reachableByLiteral(cidr: string): boolean {
   return parsed.family === 4 || parsed.prefixLength === 128;
 }
 
-export function intendedForwardRoute(policies: readonly Policy[], request: ForwardRequest, namePorts: NamePorts = DEFAULT_NAME_PORTS): ForwardRoute {
+export function intendedForwardRoute(
+  policies: readonly Policy[],
+  request: ForwardRequest,
+  namePorts: NamePorts = DEFAULT_NAME_PORTS,
+  /** The proxy's own ports (forwardLoopPorts): refused on any host. */
+  loopPorts: readonly number[] = [],
+): ForwardRoute {
   const connect = request.method === 'CONNECT';
   const parsed = parseAuthority(request.authority);
   const port = parsed.port ?? (connect ? NaN : 80);
+  if (loopPorts.includes(port)) return { verdict: 'deny', reason: 'loop' };
   const selecting = policies.filter((p) => selects(p, request.sourceIp)).sort(byName);
+  const route = policyRoute(selecting, parsed, port, connect, namePorts);
+  if (route.verdict === 'allow') return route;
+  const audit = selecting.filter((p) => p.mode === 'audit').map((p) => p.name);
+  if (audit.length === 0 || (connect && !CONNECT_PORT_TEXT.test(request.authority))) return route;
+  return { verdict: 'would-deny', reason: route.reason, field: route.field, policies: audit };
+}
+
+function policyRoute(
+  selecting: readonly Policy[],
+  parsed: ParsedAuthority,
+  port: number,
+  connect: boolean,
+  namePorts: NamePorts,
+): Extract<ForwardRoute, { verdict: 'allow' }> | { readonly verdict: 'deny'; readonly reason: 'no-policy' | 'port'; readonly field: ForwardField } {
   if (parsed.kind === 'name') {
     const allowing = selecting.filter((p) => p.allow.sni.some((pattern) => sniPatternMatches(pattern, parsed.host)));
     if (allowing.length === 0) return { verdict: 'deny', reason: 'no-policy', field: 'allow.sni' };

@@ -16,9 +16,16 @@
 //     bracketed canonical form. Routes allow the group's ports for a dotted-quad or
 //     bracketed literal; the rest is 403.
 //   - "*": everything else, 403 naming allow.cidrs for an address-like host, allow.sni else.
+//   Every virtual host starts with the loop guard ("refuse loop ..." routes: the authority's
+//   port is one of the proxy's own, 403 whatever the host) and, for a source an audit
+//   policy selects, ends its forwarding routes with "would-deny ..." routes that forward
+//   what the refusals after them would refuse (a CONNECT naming no port stays refused).
+//   The access loggers (forwardProxy.ts) tell these apart by route name: "refuse loop ",
+//   "refuse ", "would-deny " prefixes; every other route forwards an allowed request.
 // Names never end in a digit (policy validation), so these domains never collide.
 // Each configuration depends only on the allowlist, so sources with the same allowlist
 // share the same object (built once per compile and memoised across compiles).
+import { markImmutable } from '../envoy/fastEncode.js';
 import type { DirectResponseJson, HeaderMatcherJson, RouteConfigurationJson, RouteJson, VirtualHostJson } from '../envoy/routeConfig.js';
 import { formatIp, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
@@ -26,7 +33,7 @@ import { FORWARD_ROUTE_CONFIG_NAME } from './forwardNames.js';
 import { reachableByLiteral, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
 import { sortServerNames } from './serverNames.js';
-import { cidrGroupsOf, serverNamesOf, type CidrGroup } from './sourcePlans.js';
+import { cidrGroupsOf, type CidrGroup } from './sourcePlans.js';
 
 /** A dotted quad or a bracketed IPv6 literal; kept tiny for RE2's program-size limit (100 by default). */
 const LITERAL = '(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3}|\\[[0-9a-f:.]+\\])';
@@ -44,6 +51,35 @@ const connectTo = (name: string, headers: HeaderMatcherJson[]): RouteJson => ({ 
 const httpTo = (name: string, headers: HeaderMatcherJson[]): RouteJson => ({ name, match: { prefix: '/', headers }, route: { ...HTTP_ROUTE } });
 const refuse = (body: string): DirectResponseJson => ({ status: 403, body: { inlineString: body } });
 
+/** Route-name prefixes the access-log filters test (xds.route_name). */
+export const ROUTE_PREFIX = { loop: 'refuse loop ', refuse: 'refuse ', wouldDeny: 'would-deny ' } as const;
+
+/** The loop guard: routes refusing any authority on the proxy's own ports. */
+function loopRoutes(loopPorts: readonly number[]): RouteJson[] {
+  if (loopPorts.length === 0) return [];
+  const onOwnPort = authority(`.*:(?:${loopPorts.join('|')})`);
+  return [
+    { name: `${ROUTE_PREFIX.loop}connect`, match: { connectMatcher: {}, headers: [onOwnPort] }, directResponse: refuse(REFUSAL_TEXT.loop) },
+    { name: `${ROUTE_PREFIX.loop}http`, match: { prefix: '', headers: [onOwnPort] }, directResponse: refuse(REFUSAL_TEXT.loop) },
+    // Plain HTTP without a port goes to 80.
+    ...(loopPorts.includes(80) ? [{ name: `${ROUTE_PREFIX.loop}http default port`, match: { prefix: '', headers: [noPort] }, directResponse: refuse(REFUSAL_TEXT.loop) }] : []),
+  ];
+}
+
+/** Audit: forward what the refusals would refuse (a CONNECT needs a port to be dialled). */
+const WOULD_DENY_ROUTES: readonly RouteJson[] = [
+  connectTo(`${ROUTE_PREFIX.wouldDeny}connect`, [authority('.*:[0-9]+')]),
+  { name: `${ROUTE_PREFIX.wouldDeny}http`, match: { prefix: '' }, route: { ...HTTP_ROUTE } },
+];
+
+/** The virtual host with the loop guard first and, when audited, the would-deny routes before its refusals. */
+function guarded(host: VirtualHostJson, loopPorts: readonly number[], audited: boolean): VirtualHostJson {
+  if (loopPorts.length === 0 && !audited) return host;
+  const firstRefusal = host.routes.findIndex((r) => r.directResponse !== undefined);
+  const routes = audited ? [...host.routes.slice(0, firstRefusal), ...WOULD_DENY_ROUTES, ...host.routes.slice(firstRefusal)] : host.routes;
+  return { ...host, routes: [...loopRoutes(loopPorts), ...routes] };
+}
+
 /** The texts after "egress-xds: HOST refused for SOURCE: " (the connection manager's local reply format adds those). */
 export const REFUSAL_TEXT = {
   nameNoPolicy: 'no policy selecting this source allows this name (allow.sni)\n',
@@ -52,6 +88,7 @@ export const REFUSAL_TEXT = {
     `names in allow.sni are reachable with CONNECT on port ${ports.connect.join(', ')} and plain HTTP on port ${ports.http.join(', ')} only; allow other ports by address with allow.cidrs[].ports\n`,
   addressNoPort: 'this address is allowed on every port, but CONNECT must name one (HOST:PORT) (allow.cidrs)\n',
   addressPort: (ports: readonly number[]) => `this address is allowed on port ${ports.join(', ')} only; add the port to allow.cidrs[].ports\n`,
+  loop: "this port is the egress proxy's own (a loop); no policy can allow it\n",
 } as const;
 
 /** The refusals closing every non-"names" virtual host, in this order. */
@@ -131,26 +168,55 @@ function reachable(policy: Policy): Policy {
   return { ...policy, allow: { ...policy.allow, cidrs: cidrs.filter((rule) => reachableByLiteral(rule.cidr)) } };
 }
 
+const sortedNames = new WeakMap<Policy, readonly string[]>();
+
+/**
+ * Every server-name pattern the policies allow, in Envoy's order (sortServerNames). Where a
+ * name's connections go does not matter here: the forward proxy always dials the authority.
+ * A policy's own list is sorted once (policies are immutable values).
+ */
+export function allowedNames(policies: readonly Policy[]): readonly string[] {
+  const own = (policy: Policy): readonly string[] => {
+    let names = sortedNames.get(policy);
+    if (!names) sortedNames.set(policy, (names = sortServerNames(policy.allow.sni)));
+    return names;
+  };
+  if (policies.length === 1) return own(policies[0]!);
+  return sortServerNames(policies.flatMap((p) => p.allow.sni));
+}
+
 const MAX_CONFIGS = 20_000;
 const configs = new Map<string, RouteConfigurationJson>();
+/** The last configuration built for a lone policy (the usual microVM), found without building its key. */
+const byLonePolicy = new WeakMap<Policy, { ports: NamePorts; loopPorts: readonly number[]; config: RouteConfigurationJson }>();
 
 /** The route configuration for a source selected by `policies` (memoised on the allowlist it depends on). */
-export function forwardRouteConfig(policies: readonly Policy[], namePorts: NamePorts): RouteConfigurationJson {
-  const names = sortServerNames([...serverNamesOf(policies).keys()]);
+export function forwardRouteConfig(policies: readonly Policy[], namePorts: NamePorts, loopPorts: readonly number[] = []): RouteConfigurationJson {
+  const lone = policies.length === 1 ? byLonePolicy.get(policies[0]!) : undefined;
+  if (lone && lone.ports === namePorts && lone.loopPorts === loopPorts) return lone.config;
+  const config = contentRouteConfig(policies, namePorts, loopPorts);
+  if (policies.length === 1) byLonePolicy.set(policies[0]!, { ports: namePorts, loopPorts, config });
+  return config;
+}
+
+function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, loopPorts: readonly number[]): RouteConfigurationJson {
+  const audited = policies.some((p) => p.mode === 'audit');
+  const names = allowedNames(policies);
   // No port is the listener's own here: -1 keeps every rule's ports.
-  const groups = cidrGroupsOf(policies.map(reachable), -1);
-  const key = JSON.stringify([names, groups, namePorts.connect, namePorts.http]);
+  const groups = policies.some((p) => (p.allow.cidrs?.length ?? 0) > 0) ? cidrGroupsOf(policies.map(reachable), -1) : [];
+  const key = `${names.join(',')}|${groups.map((g) => `${g.cidrs.join(',')}:${g.ports?.join(',') ?? '*'}`).join(';')}|${namePorts.connect.join(',')}|${namePorts.http.join(',')}|${loopPorts.join(',')}|${audited}`;
   let config = configs.get(key);
   if (config) return config;
-  config = {
+  // Shared and never changed again: the fast encoder may keep its bytes.
+  config = markImmutable<RouteConfigurationJson>({
     name: FORWARD_ROUTE_CONFIG_NAME,
     ignorePortInHostMatching: true,
     virtualHosts: [
       ...(names.length > 0 ? [namesHost(names, namePorts)] : []),
       ...addressHosts(groups),
       { name: 'refused', domains: ['*'], routes: refusals(REFUSAL_TEXT.addressNoPolicy, REFUSAL_TEXT.nameNoPolicy) },
-    ],
-  };
+    ].map((host) => guarded(host, loopPorts, audited)),
+  });
   if (configs.size >= MAX_CONFIGS) configs.delete(configs.keys().next().value!);
   configs.set(key, config);
   return config;

@@ -108,24 +108,39 @@ export class DenialBuffer {
     return [...this.rings.keys()].sort();
   }
 
-  /** Records of one node (or all), newest first, lazily. */
-  *newestFirst(node?: string): Generator<StoredDenial> {
-    if (node !== undefined) {
-      const ring = this.rings.get(node);
-      if (ring) yield* ring.newestFirst();
-      return;
-    }
-    // Merge the rings by seq, newest first: one cursor per node.
-    const cursors = [...this.rings.values()].map((ring) => ring.newestFirst()).map((it) => ({ it, head: it.next() }));
-    for (;;) {
-      let best: (typeof cursors)[number] | undefined;
-      for (const cursor of cursors) {
-        if (cursor.head.done) continue;
-        if (!best || cursor.head.value.seq > (best.head.value as StoredDenial).seq) best = cursor;
+  /** Records of one node, newest first, lazily. */
+  *newestFirst(node: string): Generator<StoredDenial> {
+    const ring = this.rings.get(node);
+    if (ring) yield* ring.newestFirst();
+  }
+
+  /** Every node's records, newest first within a node (nodes in no particular order). */
+  *byNode(): Generator<Iterable<StoredDenial>> {
+    for (const ring of this.rings.values()) yield ring.newestFirst();
+  }
+
+  /**
+   * Up to `limit` records for which `keep` holds, newest first across nodes: each ring gives
+   * at most `limit` (its newest), then one sort. O(records + limit × nodes × log), never the
+   * records × nodes of a k-way merge by scanning.
+   */
+  newest(limit: number, keep: (record: StoredDenial) => boolean, node?: string): StoredDenial[] {
+    const take = (records: Iterable<StoredDenial>, out: StoredDenial[]) => {
+      let taken = 0;
+      for (const record of records) {
+        if (taken >= limit) break;
+        if (!keep(record)) continue;
+        out.push(record);
+        taken += 1;
       }
-      if (!best) return;
-      yield best.head.value as StoredDenial;
-      best.head = best.it.next();
+    };
+    const out: StoredDenial[] = [];
+    if (limit <= 0) return out;
+    if (node !== undefined) {
+      take(this.newestFirst(node), out);
+      return out;
     }
+    for (const ring of this.rings.values()) take(ring.newestFirst(), out);
+    return out.sort((a, b) => b.seq - a.seq).slice(0, limit);
   }
 }

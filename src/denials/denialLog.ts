@@ -5,7 +5,7 @@
 import type { Metrics } from '../metrics/metrics.js';
 import { DenialBuffer, type DenialBufferLimits, type StoredDenial } from './buffer.js';
 import { JsonlFile } from './jsonlFile.js';
-import { selectDenials, summarize, type DenialFilter, type SourceSummary } from './query.js';
+import { denialMatcher, summarize, type DenialFilter, type SourceSummary } from './query.js';
 import type { DenialRecord } from './record.js';
 
 export interface DenialLogOptions {
@@ -85,12 +85,18 @@ export class DenialLog {
     metrics.denialsBuffered.set(this.buffer.size());
   }
 
+  /** Up to filter.limit matching records, newest first. */
   query(filter: DenialFilter): StoredDenial[] {
-    return selectDenials(this.buffer.newestFirst(filter.node), filter);
+    return this.buffer.newest(filter.limit, denialMatcher(filter), filter.node);
   }
 
   summary(filter: DenialFilter): SourceSummary[] {
-    return summarize(this.buffer.newestFirst(filter.node), filter);
+    const buffer = this.buffer;
+    const all = function* () {
+      if (filter.node !== undefined) yield* buffer.newestFirst(filter.node);
+      else for (const ring of buffer.byNode()) yield* ring;
+    };
+    return summarize(all(), filter);
   }
 
   /** Adds a live follower; false when there are too many already. */

@@ -61,14 +61,34 @@ export class JsonlFile {
       const lines = this.queue;
       this.queue = [];
       this.queuedBytes = 0;
-      const buffer = Buffer.from(lines.join(''));
-      try {
-        if (this.size > 0 && this.size + buffer.length > this.options.maxBytes) await this.rotate();
-        await this.handle.write(buffer);
-        this.size += buffer.length;
-      } catch (error) {
-        this.options.onDrop?.(lines.length, 'write-error');
-        this.options.onError?.(error as Error);
+      // Chunks that fit what is left of the file, rotating between them (a line is never split).
+      let i = 0;
+      while (i < lines.length) {
+        const room = Math.max(this.options.maxBytes - this.size, 0);
+        let end = i;
+        let bytes = 0;
+        while (end < lines.length && bytes + Buffer.byteLength(lines[end]!) <= room) bytes += Buffer.byteLength(lines[end++]!);
+        try {
+          if (end === i) {
+            // Nothing fits: rotate first (a line longer than the bound goes alone into a fresh file).
+            if (this.size > 0) {
+              await this.rotate();
+              continue;
+            }
+            end = i + 1;
+          }
+          const buffer = Buffer.from(lines.slice(i, end).join(''));
+          await this.handle!.write(buffer);
+          this.size += buffer.length;
+        } catch (error) {
+          this.options.onDrop?.(end - i, 'write-error');
+          this.options.onError?.(error as Error);
+          if (!this.handle) {
+            this.options.onDrop?.(lines.length - end, 'write-error');
+            return;
+          }
+        }
+        i = end;
       }
     }
   }

@@ -134,19 +134,6 @@ export function denialMatcher(filter: DenialFilter): (record: StoredDenial) => b
     (filter.sinceMs === undefined || Date.parse(record.time) >= filter.sinceMs);
 }
 
-/** Up to limit matching records, newest first. */
-export function selectDenials(records: Iterable<StoredDenial>, filter: DenialFilter): StoredDenial[] {
-  const matches = denialMatcher(filter);
-  const out: StoredDenial[] = [];
-  if (filter.limit === 0) return out;
-  for (const record of records) {
-    if (!matches(record)) continue;
-    out.push(record);
-    if (out.length >= filter.limit) break;
-  }
-  return out;
-}
-
 export interface DestinationSummary {
   /** The server name when there was one, else the original destination ip:port. */
   readonly destination: string;

@@ -61,9 +61,11 @@
 //   policy       tag egress.policy
 //   listener     tag egress.listener
 //   chain        tag egress.chain
-//   revision     tag egress.revision, else the server's store revision when
-//                the record arrived; listenerVersion is the Listener version
-//                the node had acknowledged then (the config actually in force)
+//   revision     tag egress.revision, else the store revision whose state the
+//                node had acknowledged when the record arrived (as GET
+//                /v1/nodes says "acknowledged"), else the store's revision;
+//                listenerVersion is the Listener version the node had
+//                acknowledged then (the config actually in force)
 //   http         HTTP entries only: method, path, response code
 // ─────────────────────────────────────────────────────────────────────────
 

@@ -55,6 +55,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
     }),
     policyCount: new Gauge({ name: 'egress_xds_policies', help: 'Policies currently stored', registers }),
+    storeReady: new Gauge({
+      name: 'egress_xds_store_ready',
+      help: '1 when the policy store takes writes and its view is current (with etcd: etcd answers and the watch runs), else 0',
+      registers,
+    }),
     adminRequests: new Counter({
       name: 'egress_xds_admin_requests_total',
       help: 'Admin API requests, by route and status code',

@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { startFleetStatus, type FleetStatus } from '../cluster/fleetStatus.js';
-import { checkConnection, type CompileOptions } from '../compile/index.js';
+import { checkConnection, checkForwardHttp, checkForwardTls, type CompileOptions } from '../compile/index.js';
 import type { ControlPlaneView } from '../admin/controlPlaneView.js';
 import { isLoopbackHost, requireTokenUnlessLoopback } from '../admin/auth.js';
 import { createAdminServer } from '../admin/server.js';
@@ -120,6 +120,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)
       : await openPolicyStore(options.dataDir, { logger, ...options.storeOptions });
     cleanups.push(() => store.close());
+    // Sampled, not pushed: etcd's health changes without any write.
+    metrics.storeReady.set(store.health?.().ok === false ? 0 : 1);
+    const storeReadyTimer = setInterval(() => metrics.storeReady.set(store.health?.().ok === false ? 0 : 1), 1000);
+    storeReadyTimer.unref();
+    cleanups.push(() => clearInterval(storeReadyTimer));
 
     if (options.embeddedDefault && !options.policyFile && store.revision === 0) {
       await store.put(EMBEDDED_DEFAULT_POLICY.name, EMBEDDED_DEFAULT_POLICY.spec, { client: 'egress-xds:embedded-default' });
@@ -132,7 +137,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cache.setPolicies(store.list().map(policyOf));
     const workers = options.compileWorkers ?? defaultCompileWorkers();
     const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers) : undefined;
-    if (pool) cleanups.push(() => pool.close());
+    if (pool) {
+      cleanups.push(() => pool.close());
+      // Newly connected nodes' groups compile in the workers too (a reconnection storm after a restart).
+      cache.useBuilder(pool.build);
+    }
     const compileHere = async (sets: readonly (readonly Policy[])[]) =>
       sets.map((policies) => compiler(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)));
     const push = new PushScheduler(cache, pool?.build ?? compileHere, logger, options.pushTiming, store.revision);
@@ -156,7 +165,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cleanups.push(() => denials.close());
     const als = accessLogService({
       ingest: (records) => denials.ingest(records),
-      revision: () => String(store.revision),
+      // The revision whose state the node has acknowledged, when it is connected over ADS; else the store's.
+      revision: (nodeId) => String(registry.acknowledgedRevision(nodeId) ?? store.revision),
       listenerVersion: (nodeId) => registry.ackedVersion(nodeId, TypeUrl.Listener),
       metrics,
       logger: denialLogger,
@@ -193,6 +203,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       check: (nodeId, connection) => {
         const group = cache.groupForNode(nodeId);
         return checkConnection(group.compiled, group.policies, connection);
+      },
+      checkForward: (request) => {
+        const group = cache.groupForNode(request.nodeId);
+        return request.listener === 'forward-http'
+          ? checkForwardHttp(group.compiled, group.policies, request, options.compile?.forwardProxy?.namePorts)
+          : checkForwardTls(group.compiled, group.policies, request);
       },
       // The admin API listens only once the store is loaded and the cache holds its snapshot.
       // With etcd: not ready while etcd does not answer or the watch is down (Envoys are still served).

@@ -64,6 +64,13 @@ interface NodeEntry<C extends CompiledGroup> {
   readonly watchers: Set<Watcher>;
 }
 
+/** A node whose first group is compiling: its watchers wait. */
+interface PendingNode {
+  readonly watchers: Set<Watcher>;
+  /** Rounds whose result a policy change made stale. */
+  stale: number;
+}
+
 interface StoredPolicyEntry {
   readonly policy: Policy;
   readonly hash: string;
@@ -74,6 +81,10 @@ interface Plan<C extends CompiledGroup> {
   readonly missing: Map<string, Policy[]>;
   commit(built: ReadonlyMap<string, { resources: EncodedResource[]; compiled?: C }>): void;
 }
+
+/** New nodes whose groups may be compiled on the event loop per window; more wait for the workers. */
+export const FIRST_COMPILES_HERE_PER_WINDOW = 8;
+const FIRST_COMPILE_WINDOW_MS = 100;
 
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -93,6 +104,13 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   private changedAt = process.hrtime.bigint();
   /** One group computed for a node nobody watches (snapshotFor before watch), so it is not compiled twice. */
   private lastUnwatched?: NodeGroup<C>;
+  private builder?: GroupBuilder;
+  private readonly pendingNodes = new Map<string, PendingNode>();
+  private firstCompiles = false;
+  private hereWindowStart = 0;
+  private hereInWindow = 0;
+  /** Bumped by every commit of changes: a first compile selected before it is stale. */
+  private epoch = 0;
   /** Groups compiled, over the cache's life (tests and metrics). */
   compiledGroups = 0;
 
@@ -177,6 +195,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       missing,
       commit: (built) => {
         for (const [name, policy] of real) this.storePolicy(name, policy, hashes.get(name));
+        if (real.size > 0) this.epoch += 1;
         this.changedAt = changedAt;
         delete this.lastUnwatched;
         // First every new group, then the moves: adopting before releasing, so a group
@@ -317,27 +336,128 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     return group;
   }
 
-  /** Calls onChange whenever the node's snapshot content changes; returns the unsubscribe function. */
+  /**
+   * Compile the groups of newly connected nodes with `build` (worker threads)
+   * instead of on the event loop: after a restart, 10,000 Envoys reconnect
+   * within seconds, each possibly a group of its own. Such a node has no
+   * snapshot (currentSnapshot is undefined) until its group is ready; then its
+   * watchers are told.
+   */
+  useBuilder(build: GroupBuilder): void {
+    this.builder = build;
+  }
+
+  /** The node's snapshot, or undefined while its first group compiles. */
+  currentSnapshot(nodeId: string): Snapshot | undefined {
+    if (this.pendingNodes.has(nodeId)) return undefined;
+    return this.snapshotFor(nodeId);
+  }
+
+  /** Calls onChange whenever the node's snapshot content changes (and when its first is ready); returns the unsubscribe function. */
   watch(nodeId: string, onChange: (snapshot: Snapshot) => void): () => void {
-    let entry = this.nodes.get(nodeId);
-    if (!entry) {
-      const selected = this.selectionFor(nodeId);
-      const group = this.groupFor(selected);
-      this.adopt(group);
-      entry = { id: nodeId, selected, group, watchers: new Set() };
-      this.nodes.set(nodeId, entry);
-      if (this.applying) this.lateNodes.add(nodeId);
-    }
     const watcher: Watcher = { onChange };
-    entry.watchers.add(watcher);
-    const node = entry;
+    let watchers = this.nodes.get(nodeId)?.watchers ?? this.pendingNodes.get(nodeId)?.watchers;
+    if (!watchers) {
+      watchers = new Set();
+      const selected = this.selectionFor(nodeId);
+      const key = groupKey(selected, (name) => this.policies.get(name)!.hash);
+      if (this.builder && !this.groups.has(key) && this.lastUnwatched?.key !== key && !this.mayCompileHere()) {
+        this.pendingNodes.set(nodeId, { watchers, stale: 0 });
+        this.scheduleFirstCompiles();
+      } else this.enter(nodeId, selected, this.groupFor(selected), watchers);
+    }
+    watchers.add(watcher);
+    const set = watchers;
     return () => {
-      if (!node.watchers.delete(watcher) || node.watchers.size > 0) return;
-      if (this.nodes.get(node.id) === node) {
-        this.nodes.delete(node.id);
-        this.release(node.group);
-      }
+      if (!set.delete(watcher) || set.size > 0) return;
+      const entry = this.nodes.get(nodeId);
+      if (entry?.watchers === set) {
+        this.nodes.delete(nodeId);
+        this.release(entry.group);
+      } else if (this.pendingNodes.get(nodeId)?.watchers === set) this.pendingNodes.delete(nodeId);
     };
+  }
+
+  /**
+   * A node connecting alone is compiled here at once (a fraction of a
+   * millisecond, and no wait for a worker); beyond a few per window — a
+   * reconnection storm — they queue for the workers.
+   */
+  private mayCompileHere(now = Date.now()): boolean {
+    if (this.firstCompiles || this.pendingNodes.size > 0) return false;
+    if (now - this.hereWindowStart > FIRST_COMPILE_WINDOW_MS) {
+      this.hereWindowStart = now;
+      this.hereInWindow = 0;
+    }
+    if (this.hereInWindow >= FIRST_COMPILES_HERE_PER_WINDOW) return false;
+    this.hereInWindow += 1;
+    return true;
+  }
+
+  private enter(nodeId: string, selected: string[], group: NodeGroup<C>, watchers: Set<Watcher>): NodeEntry<C> {
+    this.adopt(group);
+    const entry: NodeEntry<C> = { id: nodeId, selected, group, watchers };
+    this.nodes.set(nodeId, entry);
+    // Selected against the policies before an apply that is compiling: selected again when it commits.
+    if (this.applying) this.lateNodes.add(nodeId);
+    return entry;
+  }
+
+  private scheduleFirstCompiles(): void {
+    if (this.firstCompiles) return;
+    this.firstCompiles = true;
+    // Gathered for a turn of the event loop, so a connection storm compiles in batches.
+    setImmediate(() => {
+      void this.compileFirstGroups().finally(() => {
+        this.firstCompiles = false;
+        if (this.pendingNodes.size > 0) this.scheduleFirstCompiles();
+      });
+    });
+  }
+
+  private async compileFirstGroups(): Promise<void> {
+    const epoch = this.epoch;
+    const batch: { id: string; pending: PendingNode; selected: string[]; key: string }[] = [];
+    const missing = new Map<string, Policy[]>();
+    for (const [id, pending] of this.pendingNodes) {
+      const selected = this.selectionFor(id);
+      const key = groupKey(selected, (name) => this.policies.get(name)!.hash);
+      batch.push({ id, pending, selected, key });
+      if (!this.groups.has(key) && !missing.has(key)) missing.set(key, selected.map((name) => this.policies.get(name)!.policy));
+    }
+    const keys = [...missing.keys()];
+    let results: EncodedResource[][] | undefined;
+    try {
+      results = keys.length > 0 ? await this.builder!([...missing.values()]) : [];
+    } catch {
+      // The workers failed: compile here rather than leave Envoys without configuration.
+      results = undefined;
+    }
+    // Policies changed meanwhile: these selections are stale, and the next round selects
+    // again; after a few such rounds (writes that never pause) the nodes go in now and are
+    // selected again here, on the event loop, so that none waits forever.
+    const stale = this.epoch !== epoch;
+    if (stale && batch.some(({ pending }) => ++pending.stale < 3)) return;
+    const built = new Map(keys.map((key, i) => [key, results?.[i]]));
+    const told: NodeEntry<C>[] = [];
+    for (const { id, pending, selected, key } of batch) {
+      if (this.pendingNodes.get(id) !== pending) continue; // gone meanwhile
+      this.pendingNodes.delete(id);
+      if (stale) {
+        const fresh = this.selectionFor(id);
+        told.push(this.enter(id, fresh, this.groupFor(fresh), pending.watchers));
+        continue;
+      }
+      let group = this.groups.get(key);
+      if (!group) {
+        const resources = built.get(key);
+        group = resources
+          ? new NodeGroup(key, selected.map((name) => this.policies.get(name)!.policy), new Snapshot(resources, this.changedAt), this.compile)
+          : this.groupFor(selected);
+      }
+      told.push(this.enter(id, selected, group, pending.watchers));
+    }
+    for (const entry of told) for (const watcher of entry.watchers) watcher.onChange(entry.group.snapshot);
   }
 
   groupCount(): number {

@@ -3,7 +3,7 @@
 // built from them. Every unary call gets a deadline: without one a write to an
 // etcd that lost quorum would hang the admin request instead of answering 503.
 import { readFile } from 'node:fs/promises';
-import { Etcd3, type IOptions } from 'etcd3';
+import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { StoreError } from './storeError.js';
 
 export const DEFAULT_ETCD_PREFIX = '/egress-xds/';
@@ -21,6 +21,33 @@ export interface EtcdConnectionOptions extends EtcdLocation {
   readonly authFile?: string;
   /** Deadline of each unary call (default 5 s). */
   readonly callTimeoutMs?: number;
+}
+
+/** The only part of a cockatiel policy etcd3 calls. */
+interface ExecuteOnly {
+  execute<T>(fn: (context: { signal: AbortSignal; attempt: number }) => PromiseLike<T> | T): Promise<T>;
+}
+const neverAborted = new AbortController().signal;
+const PASS_THROUGH: ExecuteOnly = { execute: async (fn) => fn({ signal: neverAborted, attempt: 0 }) };
+
+/**
+ * A call that failed in a way worth retrying (unavailable, deadline) is tried
+ * again, on a member chosen at random, once per member. Retrying a write is
+ * safe here: every store write is a txn guarded by mod revisions, so a replay
+ * of one that did commit fails its compare and is planned again as a no-op.
+ */
+function retryOnOtherMembers(members: number): ExecuteOnly {
+  return {
+    async execute(fn) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await fn({ signal: neverAborted, attempt });
+        } catch (error) {
+          if (attempt + 1 >= Math.max(members, 1) || !(error instanceof Error) || !isRecoverableError(error)) throw error;
+        }
+      }
+    },
+  };
 }
 
 /** "etcd://h1:2379,h2:2379" → endpoints; a reason naming what is wrong otherwise. */
@@ -58,10 +85,19 @@ async function readOption(what: string, path: string): Promise<Buffer> {
 export async function connectEtcd(options: EtcdConnectionOptions): Promise<Etcd3> {
   const callTimeoutMs = options.callTimeoutMs ?? 5000;
   const secure = options.tls !== undefined && (options.tls.caFile !== undefined || options.tls.certFile !== undefined);
+  const hosts = options.endpoints.map((e) => `${secure ? 'https' : 'http'}://${e}`);
   const clientOptions: IOptions = {
-    hosts: options.endpoints.map((e) => `${secure ? 'https' : 'http'}://${e}`),
+    hosts,
     dialTimeout: Math.min(callTimeoutMs, 3000),
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    faultHandling: {
+      // No per-member circuit breaker: etcd3's opens after three slow calls and
+      // then refuses every call for 5 s, so one busy moment (a burst, a slow
+      // fsync) would turn into 503s on an etcd that is fine. A dead member
+      // refuses connections at once; the retry below moves to another.
+      host: () => PASS_THROUGH as never,
+      global: retryOnOtherMembers(hosts.length) as never,
+    },
   };
   if (secure) {
     const tls = options.tls!;

@@ -50,14 +50,19 @@ interface CheckpointFile {
   deleted: Record<string, number>;
 }
 
+/**
+ * The checkpoint's text for the state as it is now: taken synchronously, so
+ * it is exactly one revision even while later commits are being written. One
+ * policy per line: an operator can read and diff it, and it is quick to build.
+ */
+export function checkpointText(state: StoreState): string {
+  const policies = [...state.policies.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((p) => JSON.stringify(p));
+  const deleted = JSON.stringify(Object.fromEntries([...state.tombstones].sort(([a], [b]) => (a < b ? -1 : 1))));
+  return `{"format":1,"revision":${state.revision},"policies":[${policies.length > 0 ? `\n${policies.join(',\n')}\n` : ''}],\n"deleted":${deleted}}\n`;
+}
+
 export async function writeCheckpoint(path: string, state: StoreState): Promise<void> {
-  const file: CheckpointFile = {
-    format: 1,
-    revision: state.revision,
-    policies: [...state.policies.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
-    deleted: Object.fromEntries([...state.tombstones].sort(([a], [b]) => (a < b ? -1 : 1))),
-  };
-  await replaceFileDurably(path, `${JSON.stringify(file, null, 2)}\n`);
+  await replaceFileDurably(path, checkpointText(state));
 }
 
 function isCheckpoint(value: unknown): value is CheckpointFile {

@@ -154,7 +154,8 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
     this.connectedAt = process.hrtime.bigint();
     this.logger = this.logger.child({ node: id });
     this.deps.registry.open(this.streamId, this.node);
-    this.snapshot = this.deps.source.snapshotFor(id);
+    // Watch first: a node whose group compiles in a worker has no snapshot yet, and is sent
+    // its configuration when the watch reports it.
     this.unwatch = this.deps.source.watch(id, (snapshot) => {
       this.snapshot = snapshot;
       // One stream's failure must not stop the cache from telling the others.
@@ -165,6 +166,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
         this.fail(GrpcStatus.INTERNAL, 'internal error while pushing a change');
       }
     });
+    this.snapshot = this.deps.source.currentSnapshot(id);
     this.logger.info('envoy connected', { cluster: this.node.cluster });
     return true;
   }

@@ -21,7 +21,7 @@ export class NodeRegistry {
 
   /** With a source, list() says per node and type whether the latest version is acknowledged. */
   constructor(
-    private readonly source?: Pick<SnapshotSource, 'snapshotFor'>,
+    private readonly source?: Pick<SnapshotSource, 'currentSnapshot'>,
     private readonly revisions?: RevisionSource,
   ) {}
 
@@ -60,8 +60,8 @@ export class NodeRegistry {
 
   /** Every type of the node's current snapshot acknowledged at its latest version. */
   private acknowledgesAll(nodeId: string, resources: ReadonlyMap<string, ResourceTypeStatus>): boolean {
-    const snapshot = this.source!.snapshotFor(nodeId);
-    return snapshot.typeUrls().every((typeUrl) => resources.get(typeUrl)?.acked === snapshot.version(typeUrl));
+    const snapshot = this.source!.currentSnapshot(nodeId);
+    return snapshot !== undefined && snapshot.typeUrls().every((typeUrl) => resources.get(typeUrl)?.acked === snapshot.version(typeUrl));
   }
 
   nacked(streamId: number, typeUrl: string, version: string, message: string, superseded = false): void {
@@ -84,10 +84,10 @@ export class NodeRegistry {
         const newest = records.reduce((a, b) => (a.connectedAt > b.connectedAt ? a : b));
         const resources: Record<string, ResourceTypeStatus> = Object.fromEntries([...newest.resources].map(([type, status]) => [type, { ...status }]));
         if (!this.source) return { id, cluster: newest.cluster, connectedAt: oldest.connectedAt.toISOString(), streams: records.length, resources };
-        const snapshot = this.source.snapshotFor(id);
-        let upToDate = true;
-        for (const typeUrl of snapshot.typeUrls()) {
-          const latest = snapshot.version(typeUrl)!;
+        const snapshot = this.source.currentSnapshot(id);
+        let upToDate = snapshot !== undefined;
+        for (const typeUrl of snapshot?.typeUrls() ?? []) {
+          const latest = snapshot!.version(typeUrl)!;
           const status = (resources[typeUrl] ??= {});
           status.latest = latest;
           status.upToDate = status.acked === latest;
@@ -110,13 +110,24 @@ export class NodeRegistry {
       });
   }
 
-  /** The version of a type the node's newest stream acknowledged (what the node runs); O(streams). */
-  ackedVersion(nodeId: string, typeUrl: string): string | undefined {
+  private newestStream(nodeId: string): StreamRecord | undefined {
     let newest: StreamRecord | undefined;
     for (const record of this.streams.values()) {
       if (record.nodeId === nodeId && (!newest || record.connectedAt > newest.connectedAt)) newest = record;
     }
-    return newest?.resources.get(typeUrl)?.acked;
+    return newest;
+  }
+
+  /** The version of a type the node's newest stream acknowledged (what the node runs); O(streams). */
+  ackedVersion(nodeId: string, typeUrl: string): string | undefined {
+    return this.newestStream(nodeId)?.resources.get(typeUrl)?.acked;
+  }
+
+  /** The store revision whose state the node runs (as list() says "acknowledged"); undefined when unknown or not connected. */
+  acknowledgedRevision(nodeId: string): number | undefined {
+    const newest = this.newestStream(nodeId);
+    if (!newest || !this.revisions || !this.source) return undefined;
+    return this.acknowledgesAll(nodeId, newest.resources) ? this.revisions().served : newest.ackedRevision;
   }
 
   streamCount(): number {

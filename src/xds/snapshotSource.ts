@@ -4,5 +4,7 @@ import type { Snapshot } from '../snapshot/snapshot.js';
 
 export interface SnapshotSource {
   snapshotFor(nodeId: string): Snapshot;
+  /** The snapshot of a watched node, or undefined while it is being prepared (the watch reports it when ready). */
+  currentSnapshot(nodeId: string): Snapshot | undefined;
   watch(nodeId: string, onChange: (snapshot: Snapshot) => void): () => void;
 }

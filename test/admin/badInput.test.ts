@@ -38,7 +38,7 @@ const cases: Case[] = [
   ['If-Match list', 'DELETE', '/v1/policies/web', { headers: { 'if-match': '"1", "2"' } }, 400, 'If-Match', /one policy revision/],
   ['If-None-Match not *', 'PUT', '/v1/policies/web', { body: GITHUB, headers: { 'if-none-match': '"1"' } }, 400, 'If-None-Match', /only "If-None-Match: \*"/],
   ['If-None-Match on DELETE', 'DELETE', '/v1/policies/web', { headers: { 'if-none-match': '*' } }, 400, 'If-None-Match', /on PUT/],
-  ['not JSON', 'PUT', '/v1/policies/web', { raw: 'allow: {}', headers: { 'content-type': 'application/yaml' } }, 415, 'Content-Type', /application\/json, not application\/yaml/],
+  ['not JSON', 'PUT', '/v1/policies/web', { raw: 'allow: {}', headers: { 'content-type': 'application/yaml' } }, 415, 'Content-Type', /Content-Type is application\/yaml; add -H 'Content-Type: application\/json'/],
   ['check: no node', 'POST', '/v1/check', { body: { source: '10.0.0.1', destination: '1.2.3.4:443' } }, 400, 'node', /is required/],
   ['check: bad source', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.0/8', destination: '1.2.3.4:443' } }, 400, 'source', /IPv4 or IPv6 address/],
   ['check: no port', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4' } }, 400, 'destination', /"IP:PORT"/],

@@ -79,3 +79,19 @@ test('microvm-net-up/down honour MICROVM_EGRESS_VIA_ENVOY=1 and never touch the 
     await rm(bin, { recursive: true, force: true });
   }
 });
+
+test('bootstrap/forward-proxy: the one-shot container\'s nft script is what `agent install --redirect nft-dnat --dry-run` prints', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { buildPlan } = await import('../../src/agent/plan.js');
+  const { buildConfig } = await import('../../src/agent/config.js');
+  const { renderNftScript } = await import('../../src/agent/render/nftables.js');
+  const file = await readFile(script('forward-proxy/nftables/dnat.nft'), 'utf8');
+  assert.equal(file, renderNftScript(buildPlan(buildConfig({ redirect: 'nft-dnat', dnatAddress: '172.28.0.2' }))));
+  const compose = await readFile(script('forward-proxy/compose.yaml'), 'utf8');
+  // The address the script sends to is Envoy's on the internal network; the ports are serve's.
+  assert.match(compose, /proxy_egress:\n\s+ipv4_address: 172\.28\.0\.2\n/);
+  assert.match(compose, /internal: true/);
+  assert.match(compose, /enable_ip_masquerade: "false"/);
+  assert.match(compose, /network_mode: service:application/);
+  for (const v of ['http_proxy: http://envoy:10000', 'https_proxy: http://envoy:10000', 'no_proxy: 127.0.0.1,localhost']) assert.ok(compose.includes(v), v);
+});

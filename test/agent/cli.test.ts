@@ -38,6 +38,8 @@ test('bad flags throw a FlagError naming the flag', () => {
     [[], 'command'],
     [['install', 'extra'], 'command'],
     [['install', '--source', '1.2.3.4/40'], '--source'],
+    [['install', '--redirect', 'nft-dnat', '--dnat-address', '10.0.0.2', '--netns', '../etc'], '--netns'],
+    [['install', '--allow-host-port', 'ssh'], '--allow-host-port'],
   ];
   for (const [argv, flag] of cases) {
     assert.throws(() => parseAgentArgs(argv), (e: unknown) => e instanceof FlagError && e.flag === flag, argv.join(' '));
@@ -53,13 +55,20 @@ test('the CLI exits 2 on a bad flag, names it, and runs nothing', () => {
 });
 
 test('--dry-run prints the exact commands for the defaults and changes nothing', () => {
-  const result = cli('install', '--dry-run', '--no-exclude-host-addresses');
+  const result = cli('install', '--dry-run', '--no-exclude-host-addresses', '--upstream-mark', '0');
   assert.equal(result.status, 0, result.stderr);
   assert.equal(
     result.stdout,
     [
       'ip rule add fwmark 0x1/0x1 lookup 100',
       'ip route add local 0.0.0.0/0 dev lo table 100',
+      // The guard (first in INPUT and FORWARD): replies and TPROXYed packets pass, QUIC is refused.
+      'iptables -w 5 -t filter -N EGRESS_XDS_GUARD',
+      'iptables -w 5 -t filter -A EGRESS_XDS_GUARD -m conntrack --ctdir REPLY -j RETURN',
+      'iptables -w 5 -t filter -A EGRESS_XDS_GUARD -m mark --mark 0x1/0x1 -j RETURN',
+      'iptables -w 5 -t filter -A EGRESS_XDS_GUARD -s 172.31.0.0/16 -p udp -m udp --dport 443 -j REJECT',
+      'iptables -w 5 -t filter -I INPUT 1 -j EGRESS_XDS_GUARD',
+      'iptables -w 5 -t filter -I FORWARD 1 -j EGRESS_XDS_GUARD',
       'iptables -w 5 -t mangle -N EGRESS_XDS',
       'iptables -w 5 -t mangle -A EGRESS_XDS -m conntrack --ctdir REPLY -j RETURN',
       'iptables -w 5 -t mangle -A EGRESS_XDS -p tcp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x1/0x1 --on-port 15001',

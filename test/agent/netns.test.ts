@@ -253,7 +253,7 @@ for (const variant of await variants()) {
       assert.deepEqual(listed.report.pieces.filter((p) => !p.present), []);
       assert.ok(listed.report.pieces.some((p) => p.id === 'ip-rule/6'));
       assert.ok(listed.report.pieces.some((p) => p.description.includes('udp')));
-      assert.deepEqual(listed.report.listeners.map((l) => `${l.protocol}/${l.port}`), ['tcp/15001', 'udp/15053']);
+      assert.deepEqual(listed.report.listeners.map((l) => `IPv${l.family} ${l.protocol}/${l.port}`), ['IPv4 tcp/15001', 'IPv4 udp/15053', 'IPv6 tcp/15001', 'IPv6 udp/15053']);
       assert.equal((await ns.cli('uninstall', ...flags(stateDir))).exitCode, 0);
       assert.equal(await snapshot(ns), before);
     });

@@ -7,16 +7,20 @@ import { dryRunInstall, dryRunUninstall } from '../../src/agent/apply.js';
 import { formatCommand } from '../../src/agent/errors.js';
 import { parseIpAddrJson } from '../../src/agent/hostAddresses.js';
 import { buildPlan } from '../../src/agent/plan.js';
-import { renderIptables, splitSaveLine } from '../../src/agent/render/iptables.js';
-import { renderNftRemoveScript, renderNftRules, renderNftScript } from '../../src/agent/render/nftables.js';
+import { renderIptables, ruleSpec, splitSaveLine } from '../../src/agent/render/iptables.js';
+import { renderNftRemoveScript, renderNftRules, renderNftScript, renderNftTable } from '../../src/agent/render/nftables.js';
+import { SPECIAL_RANGES as AGENT_SPECIAL } from '../../src/agent/specialRanges.js';
+import { SPECIAL_RANGES as COMPILE_SPECIAL } from '../../src/compile/specialAddresses.js';
 
 const ip = (text: string) => parseIp(text)!;
 const noHost = (flags: Parameters<typeof buildConfig>[0] = {}) => buildConfig({ ...flags, noExcludeHostAddresses: true });
 const commandsOf = (steps: ReturnType<typeof dryRunInstall>) => steps.map((s) => formatCommand(s.command));
+/** The TPROXY side only (routing and mangle): the guards have their own tests. */
+const tproxyOnly = (commands: string[]) => commands.filter((c) => !c.includes(' -t filter '));
 
 test('defaults give the seed\'s rules (§6.3, §6.4), in the agent\'s own chain', () => {
   const plan = buildPlan(noHost());
-  assert.deepEqual(commandsOf(dryRunInstall(plan)), [
+  assert.deepEqual(tproxyOnly(commandsOf(dryRunInstall(plan))), [
     'ip rule add fwmark 0x1/0x1 lookup 100',
     'ip route add local 0.0.0.0/0 dev lo table 100',
     'iptables -w 5 -t mangle -N EGRESS_XDS',
@@ -27,7 +31,7 @@ test('defaults give the seed\'s rules (§6.3, §6.4), in the agent\'s own chain'
 });
 
 test('uninstall is the seed\'s teardown (§6.8): the jump, the chain, the rule, the route', () => {
-  assert.deepEqual(commandsOf(dryRunUninstall(buildPlan(noHost()))), [
+  assert.deepEqual(tproxyOnly(commandsOf(dryRunUninstall(buildPlan(noHost())))), [
     'iptables -w 5 -t mangle -D PREROUTING -j EGRESS_XDS',
     'iptables -w 5 -t mangle -F EGRESS_XDS',
     'iptables -w 5 -t mangle -X EGRESS_XDS',
@@ -40,7 +44,8 @@ test('every undo takes back its step', () => {
   for (const step of dryRunInstall(buildPlan(noHost({ udpPort: '15002' })))) {
     const cmd = formatCommand(step.command);
     const undo = step.undo.map(formatCommand);
-    if (cmd.includes(' -N ')) assert.deepEqual(undo, ['iptables -w 5 -t mangle -X EGRESS_XDS']);
+    if (cmd.includes(' -N ')) assert.deepEqual(undo, [cmd.replace(' -N ', ' -X ')]);
+    else if (/ -I [A-Z]+ 1 /.test(cmd)) assert.deepEqual(undo, [cmd.replace(/ -I ([A-Z]+) 1 /, ' -D $1 ')]);
     else assert.deepEqual(undo, [cmd.replace(' -A ', ' -D ').replace(' add ', ' del ')]);
   }
 });
@@ -70,20 +75,28 @@ test('--no-exclude-host-addresses leaves host addresses alone', () => {
   assert.equal(plan.rules.filter((r) => r.kind === 'replies').length, 1);
 });
 
-test('UDP goes to --udp-port with the same mark', () => {
-  const plan = buildPlan(noHost({ udpPort: '15053', mark: '0x40' }));
+test('--udp-port sends DNS (UDP to port 53), and only DNS, to the DNS listener, with the same mark, before the host addresses', () => {
+  const plan = buildPlan(buildConfig({ udpPort: '15053', mark: '0x40', exclude: ['10.0.0.0/8'] }), [ip('192.0.2.1')]);
   assert.deepEqual(renderIptables(plan)[0]!.specs.map((s) => s.join(' ')), [
     '-m conntrack --ctdir REPLY -j RETURN',
+    // An operator's exclusion still wins, but a resolver at a host address (the gateway) is answered by Envoy.
+    '-d 10.0.0.0/8 -j RETURN',
+    '-p udp -s 172.31.0.0/16 -m udp --dport 53 -j TPROXY --tproxy-mark 0x40/0x40 --on-port 15053',
+    '-d 192.0.2.1/32 -j RETURN',
     '-p tcp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x40/0x40 --on-port 15001',
-    '-p udp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x40/0x40 --on-port 15053',
   ]);
+  const nft = renderNftRules(buildPlan({ ...plan.config, backend: 'nftables' }, [])).map((r) => r.text);
+  assert.ok(nft.includes('ip saddr 172.31.0.0/16 meta l4proto udp th dport 53 tproxy ip to :15053 meta mark set meta mark | 0x40 accept'));
+  // Fail closed: with Envoy's DNS listener down, DNS is dropped rather than sent on.
+  assert.ok(nft.includes('ip saddr 172.31.0.0/16 meta l4proto udp th dport 53 drop'));
+  assert.ok(!nft.some((t) => t.includes('l4proto udp') && !t.includes('dport 53')), 'no other UDP is redirected');
   assert.ok(commandsOf(dryRunInstall(plan)).includes('ip rule add fwmark 0x40/0x40 lookup 100'));
 });
 
 test('IPv6: ip6tables and ip -6 rule and route, each family with its own sources and exclusions', () => {
   const config = buildConfig({ ipv6: true, source: ['172.31.0.0/16', 'fd00:31::/64'], table: '200' });
   const plan = buildPlan(config, [ip('192.0.2.1'), ip('2001:db8::1')]);
-  const commands = commandsOf(dryRunInstall(plan));
+  const commands = tproxyOnly(commandsOf(dryRunInstall(plan)));
   assert.deepEqual(commands, [
     'ip rule add fwmark 0x1/0x1 lookup 200',
     'ip route add local 0.0.0.0/0 dev lo table 200',
@@ -152,4 +165,95 @@ test('ip -j addr: every address but loopback-scope ones', () => {
 
 test('iptables -S lines split back into words, quotes honoured', () => {
   assert.deepEqual(splitSaveLine('-s 10.0.0.0/8 -m comment --comment "two words" -j RETURN'), ['-s', '10.0.0.0/8', '-m', 'comment', '--comment', 'two words', '-j', 'RETURN']);
+});
+
+test('the guards: host ports, QUIC and Envoy\'s marked upstream, per family, from one config', () => {
+  const config = buildConfig({
+    ipv6: true,
+    source: ['172.31.0.0/16', 'fd00:31::/64'],
+    allowHostPort: ['53', '53'],
+    allowQuic: ['192.0.2.0/24'],
+    allowUpstreamCidr: ['10.20.0.0/16', 'fd20::/16'],
+  });
+  const plan = buildPlan(config, [ip('192.0.2.1')]);
+  const guard = (family: 4 | 6) => plan.guard.filter((r) => r.family === family).map((r) => ruleSpec(r).join(' '));
+  assert.deepEqual(guard(4), [
+    '-m conntrack --ctdir REPLY -j RETURN',
+    '-m mark --mark 0x1/0x1 -j RETURN',
+    '-s 172.31.0.0/16 -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 53 -j RETURN',
+    '-s 172.31.0.0/16 -p udp -m addrtype --dst-type LOCAL -m udp --dport 53 -j RETURN',
+    '-s 172.31.0.0/16 -m addrtype --dst-type LOCAL -j REJECT',
+    '-s 172.31.0.0/16 -d 192.0.2.0/24 -p udp -m udp --dport 443 -j RETURN',
+    '-s 172.31.0.0/16 -p udp -m udp --dport 443 -j REJECT',
+  ]);
+  assert.deepEqual(guard(6), [
+    '-m conntrack --ctdir REPLY -j RETURN',
+    '-m mark --mark 0x1/0x1 -j RETURN',
+    '-s fd00:31::/64 -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 53 -j RETURN',
+    '-s fd00:31::/64 -p udp -m addrtype --dst-type LOCAL -m udp --dport 53 -j RETURN',
+    '-s fd00:31::/64 -m addrtype --dst-type LOCAL -j REJECT',
+    '-s fd00:31::/64 -p udp -m udp --dport 443 -j REJECT',
+  ]);
+  const upstream = (family: 4 | 6) => plan.upstream.filter((r) => r.family === family).map((r) => ruleSpec(r).join(' '));
+  const m = '-m mark --mark 0x20000/0x20000';
+  assert.deepEqual(upstream(4), [
+    `-d 10.20.0.0/16 ${m} -j RETURN`,
+    ...['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'].map((c) => `-d ${c} ${m} -j REJECT`),
+    `${m} -m addrtype --dst-type LOCAL -j REJECT`,
+  ]);
+  assert.deepEqual(upstream(6), [
+    `-d fd20::/16 ${m} -j RETURN`,
+    ...['::1/128', '::/128', 'fc00::/7', 'fe80::/10', '::ffff:0:0/96'].map((c) => `-d ${c} ${m} -j REJECT`),
+    `${m} -m addrtype --dst-type LOCAL -j REJECT`,
+  ]);
+  // The guards' jumps go first in their hooks, and install puts them in before the TPROXY chain.
+  const commands = commandsOf(dryRunInstall(plan));
+  for (const hook of ['INPUT', 'FORWARD']) assert.ok(commands.includes(`iptables -w 5 -t filter -I ${hook} 1 -j EGRESS_XDS_GUARD`));
+  assert.ok(commands.includes('ip6tables -w 5 -t filter -I OUTPUT 1 -j EGRESS_XDS_UPSTREAM'));
+  assert.ok(commands.indexOf('iptables -w 5 -t filter -I INPUT 1 -j EGRESS_XDS_GUARD') < commands.indexOf('iptables -w 5 -t mangle -A PREROUTING -j EGRESS_XDS'));
+  // nft: the same rules, the guard in both the input and forward chains.
+  const table = renderNftTable(buildPlan({ ...config, backend: 'nftables' }, []));
+  assert.deepEqual(table.chains.map((c) => `${c.name}:${c.hook.hook}`), ['prerouting:prerouting', 'input:input', 'forward:forward', 'output:output']);
+  assert.deepEqual(table.chains[1]!.rules, table.chains[2]!.rules);
+  assert.ok(table.chains[1]!.rules.some((r) => r.text === 'ip6 saddr fd00:31::/64 fib daddr type local reject'));
+  assert.ok(table.chains[3]!.rules.some((r) => r.text === 'meta mark & 0x20000 == 0x20000 ip6 daddr ::ffff:0:0/96 reject'));
+});
+
+test('--no-exclude-host-addresses drops the host rules (Envoy decides); --upstream-mark 0 drops the upstream chain', () => {
+  const plan = buildPlan(noHost({ allowHostPort: ['22'], upstreamMark: '0' }));
+  assert.ok(!plan.guard.some((r) => r.kind === 'host-allow' || r.kind === 'host-reject'));
+  assert.deepEqual(plan.upstream, []);
+  assert.ok(!commandsOf(dryRunInstall(plan)).some((c) => c.includes('EGRESS_XDS_UPSTREAM')));
+  assert.deepEqual(renderNftTable(buildPlan({ ...plan.config, backend: 'nftables' })).chains.map((c) => c.name), ['prerouting', 'input', 'forward']);
+});
+
+test('the agent refuses the same special ranges the compiler names', () => {
+  assert.deepEqual(AGENT_SPECIAL.map((r) => r.cidr), COMPILE_SPECIAL.map((r) => r.cidr));
+});
+
+test('--redirect nft-dnat: seed 000\'s rule in its own table, after what must never loop', () => {
+  const plan = buildPlan(buildConfig({ redirect: 'nft-dnat', dnatAddress: '172.20.0.2', dnatPort: ['443', '8443'] }));
+  const script = renderNftScript(plan);
+  assert.equal(
+    script.replace(/ comment "egress-xds:[0-9a-f]{12}"/g, ''),
+    [
+      'table ip egress_xds_dnat',
+      'delete table ip egress_xds_dnat',
+      'table ip egress_xds_dnat {',
+      '\tchain output {',
+      '\t\ttype nat hook output priority -100; policy accept;',
+      '\t\tmeta mark & 0x20000 == 0x20000 return',
+      '\t\tip daddr 127.0.0.0/8 return',
+      '\t\tip daddr 172.20.0.2/32 return',
+      '\t\ttcp dport { 443, 8443 } dnat to 172.20.0.2:10001',
+      '\t}',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  assert.deepEqual(commandsOf(dryRunInstall(plan)), ['nft -f -']);
+  assert.deepEqual(commandsOf(dryRunUninstall(plan)), ['nft delete table ip egress_xds_dnat']);
+  const one = renderNftScript(buildPlan(buildConfig({ redirect: 'nft-dnat', dnatAddress: '10.0.0.9', port: '10443', upstreamMark: '0' })));
+  assert.match(one, /\n\t\ttcp dport 443 dnat to 10\.0\.0\.9:10443 comment/);
+  assert.ok(!one.includes('meta mark'));
 });

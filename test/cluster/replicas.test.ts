@@ -88,6 +88,7 @@ describe('three replicas on a three-member etcd', { skip }, () => {
     await etcd.stopAll();
     try {
       await until('A reports not ready', async () => (await api(a.admin.port, 'GET', '/readyz')).status === 503);
+      await until('the store-ready gauge drops', async () => /^egress_xds_store_ready 0$/m.test((await api(a.admin.port, 'GET', '/metrics')).body as string));
       const ready = await api(a.admin.port, 'GET', '/readyz');
       assert.match(ready.body.reason, /etcd/);
       const refused = await api(a.admin.port, 'PUT', '/v1/policies/while-down', { allow: { sni: ['down.example'] } });

@@ -1,6 +1,6 @@
 // Shared by the replica tests: start a replica on an etcd, talk to its admin
 // API, read what an Envoy-like client was given.
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import type { FakeEnvoy } from '../support/fakeEnvoy.js';
@@ -13,7 +13,8 @@ export async function startReplica(endpoints: string, prefix: string, replicaId:
     dataDir: '/nonexistent-not-used-with-etcd',
     storeBackend: { kind: 'etcd', etcd: { endpoints: endpoints.split(','), prefix, callTimeoutMs: 2000, probeMs: 250 } },
     replicaId,
-    logger: silentLogger,
+    // TEST_LOG=1 shows the replicas' logs (debug).
+    logger: process.env.TEST_LOG ? createLogger({ level: 'debug', fields: { replica: replicaId } }) : silentLogger,
   });
 }
 

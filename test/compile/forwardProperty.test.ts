@@ -6,7 +6,16 @@
 //     when the policies intend it (forwardRoute.ts), on the chain of the most specific
 //     source range holding the client; a refusal is a 403 naming the host, the client
 //     and the policy field (allow.sni / allow.cidrs) and why (no policy, or the port).
-//   forward-tls: an SNI is forwarded exactly when a policy selecting the source allows it.
+//   Before the policies, the loop guard: any host on the proxy's own ports (10000, 10001,
+//     the transparent 15001, the DNS 15053) is refused, whatever a broad cidr rule allows.
+//   Audit: for a source an audit policy selects, what would be refused (except a loop, or
+//     a CONNECT naming no port) is forwarded instead.
+//   Access logs: the http_grpc loggers whose CEL filter holds for the route taken (the
+//     model of celRouteName.ts) log exactly one entry per refusal (denied: loop or
+//     no-policy), per would-deny (with the audit policies), and per allowed request when a
+//     "log": "all" policy selects the source, none otherwise.
+//   forward-tls: an SNI is forwarded exactly when a policy selecting the source allows it,
+//     or an audit policy selects the source (logged would-deny); a refusal is logged.
 // Every resource survives Envoy's protos and PGV rules; every route configuration loads.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -16,6 +25,8 @@ import { compileEgress } from '../../src/compile/compileEgress.js';
 import { checkForwardHttp, checkForwardTls, connectionManagerOf } from '../../src/compile/forwardCheck.js';
 import { intendedForwardRoute } from '../../src/compile/forwardRoute.js';
 import { decodeStrictToJson, encodeProtoJson } from '../../src/envoy/codec.js';
+import { fastEncodeProtoJson } from '../../src/envoy/fastEncode.js';
+import type { ListenerJson } from '../../src/envoy/resources.js';
 import { findMatcherProblems } from '../../src/envoy/filterChainMatcher.js';
 import { findRouteConfigProblems } from '../../src/envoy/routeMatch.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
@@ -31,9 +42,16 @@ const FORWARD = { forwardProxy: {} } as const;
 
 /** Extra rules the shared pool lacks: non-octet-aligned IPv4 ranges and IPv6 single addresses. */
 const EXTRA_RULES = ['10.0.0.4/30', '192.168.1.128/25', '140.82.112.0/20', '10.1.2.3/32', '2001:db8::1/128', '2001:db8::/32'];
+/** A policy's mode and log setting, mostly the defaults. */
+const modes = fc.record({ audit: fc.boolean(), logAll: fc.boolean() });
 const forwardPolicies: fc.Arbitrary<Policy[]> = policySet.chain((policies) =>
-  fc.tuple(...policies.map(() => fc.option(fc.record({ cidr: fc.constantFrom(...EXTRA_RULES), ports: fc.option(fc.uniqueArray(fc.constantFrom(22, 80, 443, 8443), { minLength: 1, maxLength: 2 }), { nil: undefined }) }), { nil: undefined }))).map((extras) =>
-    policies.map((policy, i) => {
+  fc.tuple(
+    fc.tuple(...policies.map(() => fc.option(fc.record({ cidr: fc.constantFrom(...EXTRA_RULES), ports: fc.option(fc.uniqueArray(fc.constantFrom(22, 80, 443, 8443, 10000, 15001), { minLength: 1, maxLength: 2 }), { nil: undefined }) }), { nil: undefined }))),
+    fc.tuple(...policies.map(() => fc.oneof({ weight: 3, arbitrary: fc.constant({ audit: false, logAll: false }) }, { weight: 2, arbitrary: modes }))),
+  ).map(([extras, settings]) =>
+    policies.map((original, i) => {
+      const setting = settings[i]!;
+      const policy: Policy = { ...original, ...(setting.audit && { mode: 'audit' as const }), ...(setting.logAll && { log: 'all' as const }) };
       const extra = extras[i];
       if (!extra) return policy;
       const rule = extra.ports ? { cidr: extra.cidr, ports: [...extra.ports].sort((a, b) => a - b) } : { cidr: extra.cidr };
@@ -43,7 +61,15 @@ const forwardPolicies: fc.Arbitrary<Policy[]> = policySet.chain((policies) =>
   ),
 );
 
-const PORTS = [undefined, 22, 80, 443, 8443, 5432] as const;
+const PORTS = [undefined, 22, 80, 443, 8443, 5432, 10000, 10001, 15001, 15053] as const;
+/** The proxy's own ports with the defaults: forward 10000/10001, transparent 15001, DNS 15053. */
+const LOOP_PORTS = [10000, 10001, 15001, 15053];
+
+const selectsSource = (p: Policy, sourceIp: string): boolean => {
+  const source = parseIp(sourceIp)!;
+  return p.sources === undefined || p.sources.some((s) => cidrContainsIp(cidrOfKey(s), source));
+};
+const namesOf = (policies: readonly Policy[]): string => policies.map((p) => p.name).sort().join(',');
 
 function requestsFor(policies: readonly Policy[]) {
   const extraAddresses = EXTRA_RULES.flatMap(edgeAddresses);
@@ -75,18 +101,39 @@ describe('forward proxy, property', () => {
       fc.property(forwardPolicies.chain((p) => fc.tuple(fc.constant(p), requestsFor(p))), ([policies, requests]) => {
         const compiled = compileEgress(policies, FORWARD);
         for (const request of requests) {
-          const intended = intendedForwardRoute(policies, request);
-          const envoy = checkForwardHttp(compiled, policies, request);
-          const at = `${JSON.stringify(request)} via ${envoy.path.join(' / ')}`;
-          assert.equal(envoy.filterChain, `forward_http|${sourceLabel(policies, request.sourceIp)}`, at);
-          assert.equal(envoy.verdict, intended.verdict, at);
+          const intended = intendedForwardRoute(policies, request, undefined, LOOP_PORTS);
+          const envoy = checkForwardHttp(compiled, policies, request, undefined, LOOP_PORTS);
+          const at = `${JSON.stringify(request)} via ${envoy.path.join(' / ')}: ${JSON.stringify(envoy.logs)}`;
+          const chain = `forward_http|${sourceLabel(policies, request.sourceIp)}`;
+          assert.equal(envoy.filterChain, chain, at);
+          assert.equal(envoy.verdict, intended.verdict === 'deny' ? 'deny' : 'allow', at);
+          const selecting = policies.filter((p) => selectsSource(p, request.sourceIp));
+          const logAll = selecting.filter((p) => p.log === 'all');
+          const expectedLogs =
+            intended.verdict === 'allow'
+              ? logAll.length > 0
+                ? [{ 'egress.verdict': 'allowed', 'egress.listener': 'forward_http', 'egress.chain': chain, 'egress.policy': namesOf(logAll) }]
+                : []
+              : intended.verdict === 'would-deny'
+                ? [{ 'egress.verdict': 'would-deny', 'egress.reason': 'no-policy', 'egress.listener': 'forward_http', 'egress.chain': chain, 'egress.policy': namesOf(selecting.filter((p) => p.mode === 'audit')) }]
+                : [{ 'egress.verdict': 'denied', 'egress.reason': intended.reason === 'loop' ? 'loop' : 'no-policy', 'egress.listener': 'forward_http', 'egress.chain': chain }];
+          assert.deepEqual(envoy.logs, expectedLogs, at);
           if (intended.verdict === 'allow') {
             assert.equal(envoy.policy, intended.policy, at);
             assert.equal(envoy.upstream?.kind, 'name', at);
             continue;
           }
+          if (intended.verdict === 'would-deny') {
+            assert.deepEqual(intended.policies, selecting.filter((p) => p.mode === 'audit').map((p) => p.name).sort(), at);
+            assert.equal(envoy.upstream?.kind, 'name', at);
+            continue;
+          }
           assert.equal(envoy.status, 403, at);
           assert.ok(envoy.body?.startsWith(`egress-xds: ${request.authority} refused for ${request.sourceIp}: `), at);
+          if (intended.reason === 'loop') {
+            assert.match(envoy.body ?? '', /a loop/, at);
+            continue;
+          }
           assert.ok(envoy.body?.includes(intended.field), `${at}: body names ${intended.field}: ${envoy.body}`);
           assert.equal(/: no policy /.test(envoy.body ?? ''), intended.reason === 'no-policy', `${at}: reason ${intended.reason}: ${envoy.body}`);
         }
@@ -95,7 +142,7 @@ describe('forward proxy, property', () => {
     );
   });
 
-  it('forward-tls: an SNI is forwarded on 443 exactly when a policy selecting the source allows it', () => {
+  it('forward-tls: an SNI is forwarded on 443 exactly when a policy selecting the source allows it (or audit lets it through), and logged', () => {
     fc.assert(
       fc.property(forwardPolicies.chain((p) => fc.tuple(fc.constant(p), fc.array(connectionFor(p), { minLength: 10, maxLength: 20 }))), ([policies, connections]) => {
         const compiled = compileEgress(policies, FORWARD);
@@ -107,10 +154,25 @@ describe('forward proxy, property', () => {
               (p) => (p.sources === undefined || p.sources.some((s) => cidrContainsIp(cidrOfKey(s), source))) && p.allow.sni.some((pattern) => sniPatternMatches(pattern, c.serverName!)),
             );
           const envoy = checkForwardTls(compiled, policies, { sourceIp: c.sourceIp, ...(c.serverName !== undefined && { serverName: c.serverName }) });
-          const at = `${JSON.stringify(c)} via ${envoy.path.join(' / ')}`;
-          assert.equal(envoy.verdict, allowed ? 'allow' : 'deny', at);
-          assert.equal(envoy.filterChain, allowed ? `forward_tls|${sourceLabel(policies, c.sourceIp)}` : 'forward_tls_reject', at);
-          if (allowed) assert.equal(envoy.upstream?.address, `${c.serverName!.toLowerCase()}:443`, at);
+          const at = `${JSON.stringify(c)} via ${envoy.path.join(' / ')}: ${JSON.stringify(envoy.logs)}`;
+          const label = sourceLabel(policies, c.sourceIp);
+          const selecting = policies.filter((p) => selectsSource(p, c.sourceIp));
+          const audit = selecting.filter((p) => p.mode === 'audit');
+          const logAll = selecting.filter((p) => p.log === 'all');
+          // Audit: no SNI goes to the would-deny chain too, which cannot dial it (closed, logged would-deny).
+          const wouldDeny = !allowed && audit.length > 0;
+          assert.equal(envoy.verdict, allowed || (wouldDeny && c.serverName !== undefined) ? 'allow' : 'deny', at);
+          const chain = allowed ? `forward_tls|${label}` : wouldDeny ? `forward_tls_would_deny|${label}` : 'forward_tls_reject';
+          assert.equal(envoy.filterChain, chain, at);
+          if (allowed || (wouldDeny && c.serverName !== undefined)) assert.equal(envoy.upstream?.address, `${c.serverName!.toLowerCase()}:443`, at);
+          const expectedLogs = allowed
+            ? logAll.length > 0
+              ? [{ 'egress.verdict': 'allowed', 'egress.listener': 'forward_tls', 'egress.chain': chain, 'egress.policy': namesOf(logAll) }]
+              : []
+            : wouldDeny
+              ? [{ 'egress.verdict': 'would-deny', 'egress.reason': 'no-policy', 'egress.listener': 'forward_tls', 'egress.chain': chain, 'egress.policy': namesOf(audit) }]
+              : [{ 'egress.verdict': 'denied', 'egress.reason': 'no-policy', 'egress.listener': 'forward_tls', 'egress.chain': chain }];
+          assert.deepEqual(envoy.logs, expectedLogs, at);
         }
       }),
       { seed: SEED + 1, numRuns: RUNS },
@@ -136,6 +198,15 @@ describe('forward proxy, property', () => {
           const decoded = decodeStrictToJson(typeUrl, bytes);
           assert.deepEqual(encodeProtoJson(typeUrl, decoded), bytes);
           assert.deepEqual(validateResource(typeUrl, bytes), [], `PGV rules of ${typeUrl}`);
+          // The server's encoder gives the same bytes.
+          assert.equal(Buffer.compare(Buffer.from(fastEncodeProtoJson(typeUrl, resource)), Buffer.from(bytes)), 0);
+          // What Envoy decodes still has one path specifier per route (an empty prefix survives).
+          if (typeUrl === TypeUrl.Listener) {
+            for (const chain of (decoded as unknown as ListenerJson).filterChains) {
+              const hcm = connectionManagerOf(chain);
+              if (hcm) assert.deepEqual(findRouteConfigProblems(hcm.routeConfig), []);
+            }
+          }
         }
       }),
       { seed: SEED + 2, numRuns: Math.ceil(RUNS / 8) },

@@ -120,9 +120,32 @@ describe('Access Log Service → denial log', () => {
     controller.abort();
     await stream.finish();
 
+    // Last-Event-ID resumes: the records after that id, then live.
+    const seq = Number(/id: (\d+)\n/.exec(text)![1]);
+    const again = openAlsStream(target, 'host-sse');
+    again.sendTcp([denied({ sni: 'missed.example.net' })]);
+    await again.finish();
+    const resumed = new AbortController();
+    const response2 = await fetch(`${url}/v1/denials?follow=1&node=host-sse`, { signal: resumed.signal, headers: { 'last-event-id': String(seq) } });
+    const reader2 = response2.body!.getReader();
+    let text2 = '';
+    await until('the missed record', async () => {
+      const { value } = await reader2.read();
+      text2 += new TextDecoder().decode(value);
+      return /missed\.example\.net/.test(text2) ? true : undefined;
+    });
+    assert.doesNotMatch(text2, /live\.example\.net/);
+    resumed.abort();
+
+    const usage = captureIo();
+    assert.equal(await denialsCommand(['--server', url, '--limit', 'lots'], usage.io), 2);
+    assert.match(usage.err.join(''), /--limit lots: must be a whole number/);
+    const refused = captureIo();
+    assert.equal(await denialsCommand(['--server', url, '--source', 'nope'], refused.io), 1);
+    assert.match(refused.err.join(''), /400 source: must be an IP address/);
     const cli = captureIo();
-    assert.equal(await denialsCommand(['--server', url, '--node', 'host-sse'], cli.io), 0);
-    assert.match(cli.out.join(''), /host-sse {2}172\.31\.0\.5:40000 → 93\.184\.216\.34:443 \(live\.example\.net\) {2}denied no-policy/);
+    assert.equal(await denialsCommand(['--server', url, '--node', 'host-sse', '--limit', '1'], cli.io), 0);
+    assert.match(cli.out.join(''), /^\S+ {2}host-sse {2}172\.31\.0\.5:40000 → 93\.184\.216\.34:443 \(missed\.example\.net\) {2}denied no-policy rev=\d+\n$/);
     const json = captureIo();
     assert.equal(await denialsCommand(['--server', url, '--node', 'host-sse', '--json'], json.io), 0);
     assert.equal(JSON.parse(json.out[0]!).serverName, 'live.example.net');
@@ -159,6 +182,8 @@ describe('Access Log Service → denial log', () => {
     // The draft is ready to apply as it is.
     const put = await fetch(`${url}/v1/policies/${body.name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body.policy) });
     assert.equal(put.status, 200);
+    // Commits reach the snapshot cache through the push scheduler's coalescing window.
+    await cp.push.idle();
     const cli = captureIo();
     assert.equal(await policyCommand(['suggest', '--server', url, '--node', 'host-learn', '--source', '172.31.9.9'], cli.io), 0);
     const printed = cli.out.join('');
@@ -180,6 +205,13 @@ describe('Access Log Service → denial log', () => {
       { name: 'a good entry beside a bad one', send: (s) => s.sendTcp([denied(), denied({ tags: { ...denied().tags, [TAG.reason]: 'because' } })]), error: /log_entry\[1\]/ },
     ];
     const before = cp.denials.buffer.size();
+    // A message past 256 KiB (Envoy flushes at 16 KiB) is refused before decoding.
+    const huge = openAlsStream(target, 'bad-node');
+    huge.sendTcp(Array.from({ length: 3000 }, (_, i) => denied({ sni: `n${i}.a-rather-long-name-to-fill-the-message.example.com` })));
+    const tooLarge = await huge.done;
+    huge.close();
+    assert.equal(tooLarge?.code, 8, `RESOURCE_EXHAUSTED, got ${tooLarge?.code} ${tooLarge?.details}`);
+    assert.match(tooLarge!.details, /larger than 262144/);
     for (const c of cases) {
       const stream = openAlsStream(target, 'bad-node');
       c.send(stream);

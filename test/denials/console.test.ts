@@ -70,6 +70,13 @@ describe('the web console in headless chromium', { skip }, () => {
     await denial.waitFor({ timeout: 1_000 });
     assert.match((await denial.textContent()) ?? '', /console-node.*172\.31\.0\.7:41000.*151\.101\.1\.1:443.*denied.*no-policy/);
     await stream.finish();
+    // The record carries the revision the node runs, as /v1/nodes says and the node row shows.
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const nodes = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/nodes`, { headers: auth })).json()) as { id: string; revision: { acknowledged: number } }[];
+    const acknowledged = nodes.find((n) => n.id === 'console-node')!.revision.acknowledged;
+    const stored = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=console-node`, { headers: auth })).json()) as { denials: { revision: string }[] };
+    assert.equal(stored.denials[0]!.revision, String(acknowledged));
+    assert.equal(await row.locator('td').nth(6).textContent(), String(acknowledged));
 
     await denial.locator('button').click();
     await page.locator('#suggestion-body', { hasText: 'console.example.com' }).waitFor({ timeout: 5_000 });

@@ -70,3 +70,60 @@ test('every generated access logger is accepted by the ALS decoder, with the ver
   // Enforce refusals, audit would-deny and "log": "all" allowed entries are all generated.
   assert.deepEqual([...verdicts].sort(), ['allowed', 'denied', 'would-deny']);
 });
+
+test('the forward listeners: every logger decodes to its tags, listener forward_http / forward_tls, the CONNECT target as destination or name', () => {
+  const compiled = compileEgress(POLICIES, { forwardProxy: {}, transparent: false });
+  const seen = new Set<string>();
+  for (const listener of compiled.listeners) {
+    const loggers = loggersIn(listener);
+    assert.ok(loggers.length >= 3, `${listener.name}: access loggers found: ${loggers.length}`);
+    for (const logger of loggers) {
+      assert.equal(logger.common.logName, ALS_LOG_NAME);
+      const tags = Object.fromEntries(logger.common.customTags.map((t) => [t.tag, t.literal!.value]));
+      assert.equal(tags[TAG.listener], listener.name);
+      const http = logger.type === TypeUrl.HttpGrpcAccessLogConfig;
+      assert.equal(http, listener.name === 'forward_http', 'HTTP loggers exactly on forward_http');
+      const common = {
+        downstreamRemoteAddress: { socketAddress: { address: '172.31.1.9', portValue: 40000 } },
+        downstreamLocalAddress: { socketAddress: { address: '10.0.0.1', portValue: http ? 10000 : 10001 } },
+        startTime: '2026-12-01T10:00:00.123Z',
+        customTags: tags,
+      };
+      const cases = http
+        ? [
+            { authority: 'pypi.org:8443', method: 6, serverName: 'pypi.org', destination: '10.0.0.1:10000' },
+            { authority: '10.9.1.2:22', method: 6, serverName: undefined, destination: '10.9.1.2:22' },
+            { authority: '[2001:db8::1]', method: 1, serverName: undefined, destination: '[2001:db8::1]:80' },
+          ]
+        : [{ authority: undefined, method: 0, serverName: 'pypi.org', destination: '10.0.0.1:10001' }];
+      for (const c of cases) {
+        const entries = http
+          ? { httpLogs: { logEntry: [{ commonProperties: common, request: { authority: c.authority, requestMethod: c.method }, response: { responseCode: 403 } }] } }
+          : {
+              tcpLogs: {
+                logEntry: [
+                  {
+                    commonProperties: {
+                      ...common,
+                      filterStateObjects: { [SNI_FILTER_STATE_KEY]: { '@type': TypeUrl.StringValue, value: 'pypi.org' } },
+                    },
+                  },
+                ],
+              },
+            };
+        const bytes = encodeProtoJson(TypeUrl.StreamAccessLogsMessage, { identifier: { node: { id: 'n1' }, logName: ALS_LOG_NAME }, ...entries });
+        const [record] = decodeAccessLogsMessage(bytes, { first: true }).records;
+        assert.equal(record!.verdict, tags[TAG.verdict]);
+        assert.equal(record!.reason, tags[TAG.reason]);
+        assert.equal(record!.listener, listener.name);
+        assert.equal(record!.serverName, c.serverName, JSON.stringify(c));
+        assert.equal(record!.destination, c.destination, JSON.stringify(c));
+        seen.add(`${listener.name}:${record!.verdict}:${record!.reason ?? ''}`);
+      }
+    }
+  }
+  // Refusals (no policy; loops on the HTTP side), audit would-deny and "log": "all" are all logged on both listeners.
+  for (const expected of ['forward_http:denied:no-policy', 'forward_http:denied:loop', 'forward_http:would-deny:no-policy', 'forward_http:allowed:', 'forward_tls:denied:no-policy', 'forward_tls:would-deny:no-policy', 'forward_tls:allowed:']) {
+    assert.ok(seen.has(expected), `${expected} in ${[...seen].join(' ')}`);
+  }
+});

@@ -39,9 +39,12 @@ test('the buffer keeps at most perNode per node and total in all; a flooding nod
   assert.ok(buffer.nodeCount() <= 250);
   assert.equal(buffer.nodes().includes('node-999'), true);
   assert.equal(buffer.nodes().includes('quiet'), false);
-  // Merged reads are newest first across nodes.
-  const seqs = [...buffer.newestFirst()].map((r) => r.seq);
-  assert.deepEqual(seqs, [...seqs].sort((a, b) => b - a));
+  // Reads across nodes are newest first, and the limit holds.
+  const newest = buffer.newest(40, () => true);
+  assert.equal(newest.length, 40);
+  assert.deepEqual(newest.map((r) => r.seq), [...newest.map((r) => r.seq)].sort((a, b) => b - a));
+  assert.equal(newest[0]!.node, 'node-999');
+  assert.deepEqual(buffer.newest(5, (r) => r.node === 'node-990' || r.node === 'node-991').map((r) => r.node), ['node-991', 'node-990']);
 });
 
 test('the metric keeps at most metricNodes node labels; the rest are "other"', async () => {

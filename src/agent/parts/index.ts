@@ -1,18 +1,30 @@
 // Which parts make up a host's setup, in the order install applies them: policy
-// routing and sysctls first, the netfilter rules (and their jump) last, so
-// traffic is redirected only once it can be delivered. Uninstall goes the other way.
+// routing and sysctls first, then the guards (host protection, QUIC, upstream),
+// the TPROXY rules (and their jump) last, so traffic is redirected only once it
+// can be delivered and the host is protected. Uninstall goes the other way.
+// --redirect nft-dnat is one part: its own nft table.
 import type { IpFamily } from '../../net/ip.js';
 import type { Plan } from '../plan.js';
+import { iptablesChains } from '../render/iptables.js';
+import { renderNftTable } from '../render/nftables.js';
 import { iptablesPart } from './iptables.js';
 import { nftablesPart } from './nftables.js';
 import type { Part } from './part.js';
 import { routingPart } from './routing.js';
 import { rpFilterPart } from './rpFilter.js';
 
+/** Guards before the TPROXY chain (install order). */
+const iptablesParts = (plan: Plan, families: readonly IpFamily[], all = false): Part[] =>
+  families.flatMap((family) => {
+    const chains = iptablesChains(plan, family, all);
+    return [...chains.filter((c) => c.key !== ''), ...chains.filter((c) => c.key === '')].map(iptablesPart);
+  });
+
 const netfilterParts = (plan: Plan, families: readonly IpFamily[]): Part[] =>
-  plan.config.backend === 'nftables' ? [nftablesPart(plan)] : families.map((family) => iptablesPart(plan, family));
+  plan.config.backend === 'nftables' ? [nftablesPart(renderNftTable(plan))] : iptablesParts(plan, families);
 
 export function installParts(plan: Plan): Part[] {
+  if (plan.config.redirect === 'nft-dnat') return [nftablesPart(renderNftTable(plan))];
   return [
     ...plan.routing.map(routingPart),
     ...(plan.sysctls.length > 0 ? [rpFilterPart(true)] : []),
@@ -26,14 +38,18 @@ export interface UninstallPart {
   readonly optional: boolean;
 }
 
-/** Both families, whatever the flags say: an earlier install may have had --ipv6. */
+/**
+ * Both families and every agent chain, whatever the flags say: an earlier
+ * install may have had --ipv6, or a guard these flags leave out.
+ */
 export function uninstallParts(plan: Plan): UninstallPart[] {
+  if (plan.config.redirect === 'nft-dnat') return [{ part: nftablesPart(renderNftTable(plan)), optional: false }];
   const families: IpFamily[] = [4, 6];
   const optional = (family: IpFamily) => !plan.families.includes(family);
   const netfilter: UninstallPart[] =
     plan.config.backend === 'nftables'
-      ? [{ part: nftablesPart(plan), optional: false }]
-      : families.map((family) => ({ part: iptablesPart(plan, family), optional: optional(family) }));
+      ? [{ part: nftablesPart(renderNftTable(plan)), optional: false }]
+      : families.flatMap((family) => iptablesParts(plan, [family], true).reverse().map((part) => ({ part, optional: optional(family) })));
   return [
     ...netfilter,
     ...families.map((family) => ({
@@ -44,9 +60,12 @@ export function uninstallParts(plan: Plan): UninstallPart[] {
   ];
 }
 
-/** For a dry-run uninstall: only what this plan would have installed. */
-export const plannedUninstallParts = (plan: Plan): Part[] => [
-  ...netfilterParts(plan, plan.families),
-  ...plan.routing.map(routingPart),
-  ...(plan.sysctls.length > 0 ? [rpFilterPart(true)] : []),
-];
+/** For a dry-run uninstall: only what this plan would have installed, TPROXY first. */
+export const plannedUninstallParts = (plan: Plan): Part[] =>
+  plan.config.redirect === 'nft-dnat'
+    ? installParts(plan)
+    : [
+        ...(plan.config.backend === 'nftables' ? netfilterParts(plan, plan.families) : plan.families.flatMap((f) => iptablesParts(plan, [f]).reverse())),
+        ...plan.routing.map(routingPart),
+        ...(plan.sysctls.length > 0 ? [rpFilterPart(true)] : []),
+      ];

@@ -1,89 +1,113 @@
-// The netfilter rules with nftables: the agent's own `table inet egress_xds`,
-// written whole and atomically with `nft -f`, removed with one delete.
-import { NFT_CHAIN, NFT_TABLE } from '../config.js';
+// The netfilter rules with nftables: one of the agent's own tables, written whole
+// and atomically with `nft -f`, removed with one delete.
+import { NFT_CHAIN } from '../config.js';
 import { CommandFailedError, TproxyUnavailableError } from '../errors.js';
-import type { Plan } from '../plan.js';
-import { NFT_HOOK, renderNftRemoveScript, renderNftRestoreScript, renderNftRules, renderNftScript } from '../render/nftables.js';
+import { type NftTable, renderNftRemoveScript, renderNftRestoreScript, renderNftTableScript } from '../render/nftables.js';
 import { type Command, type Runner, command } from '../runner.js';
 import type { Step } from '../steps.js';
 import type { Part, PartState, PieceStatus } from './part.js';
 
-interface Observed {
-  tableExists: boolean;
-  chainOk: boolean;
+interface ObservedChain {
+  type?: string | undefined;
+  hook?: string | undefined;
+  prio?: number | undefined;
+  policy?: string | undefined;
   /** Comments of the chain's rules in order ("" for a rule without one). */
   ruleIds: string[];
-  /** Chains in the table other than ours. */
-  otherChains: number;
+}
+
+interface Observed {
+  tableExists: boolean;
+  chains: Map<string, ObservedChain>;
   /** `nft list table` text, to put the old table back on rollback. */
   saved: string | undefined;
 }
 
 export const nftApply = (script: string): Command => ({ file: 'nft', args: ['-f', '-'], input: script });
-const listJson = (): Command => command('nft', '-j', 'list', 'table', 'inet', NFT_TABLE);
-const listText = (): Command => command('nft', 'list', 'table', 'inet', NFT_TABLE);
 
-export function nftablesPart(plan: Plan): Part {
-  const rules = renderNftRules(plan);
-  const script = renderNftScript(plan);
-  const tableText = `nft table inet ${NFT_TABLE}`;
+/**
+ * Piece ids: the TPROXY chain keeps the ids it had before the table grew other
+ * chains ("nft-chain", "nft-rule/<comment>"), so fleet tooling keeps working.
+ */
+const chainSuffix = (table: NftTable, chain: string): string => (table.family === 'inet' && chain === NFT_CHAIN ? '' : `/${chain}`);
+
+export function nftablesPart(table: NftTable): Part {
+  const script = renderNftTableScript(table);
+  const tableText = `nft table ${table.family} ${table.name}`;
+  const listJson = (): Command => command('nft', '-j', 'list', 'table', table.family, table.name);
+  const listText = (): Command => command('nft', 'list', 'table', table.family, table.name);
+  const expectedNames = new Set(table.chains.map((c) => c.name));
 
   const state = (observed: Observed): PartState => {
-    const exact =
-      observed.tableExists &&
-      observed.chainOk &&
-      observed.otherChains === 0 &&
-      observed.ruleIds.length === rules.length &&
-      rules.every((r, i) => observed.ruleIds[i] === r.id);
-    const pieces: PieceStatus[] = [
-      { id: 'nft-table', description: tableText, present: observed.tableExists },
-      {
-        id: 'nft-chain',
-        description: `nft chain inet ${NFT_TABLE} ${NFT_CHAIN} (type ${NFT_HOOK.type} hook ${NFT_HOOK.hook} priority mangle; policy ${NFT_HOOK.policy})`,
-        present: observed.chainOk,
-      },
-      ...rules.map((r) => ({ id: `nft-rule/${r.id}`, description: `nft rule: ${r.text}`, present: observed.ruleIds.includes(r.id) })),
-      {
-        id: 'nft-chain-exact',
-        description: `${NFT_CHAIN} holds exactly the ${rules.length} expected rules, in order`,
-        present: exact,
-        ...(observed.tableExists && !exact ? { detail: `it holds ${observed.ruleIds.length}${observed.otherChains ? ` and ${observed.otherChains} other chain(s)` : ''}` } : {}),
-      },
-    ];
+    const chainOk = (name: string): boolean => {
+      const want = table.chains.find((c) => c.name === name)!;
+      const got = observed.chains.get(name);
+      return got !== undefined && got.type === want.hook.type && got.hook === want.hook.hook && got.prio === want.hook.priority && got.policy === want.hook.policy;
+    };
+    const others = [...observed.chains.keys()].filter((name) => !expectedNames.has(name));
+    const pieces: PieceStatus[] = [{ id: table.family === 'inet' ? 'nft-table' : `nft-table/${table.name}`, description: tableText, present: observed.tableExists }];
+    let exact = observed.tableExists && others.length === 0;
+    for (const chain of table.chains) {
+      const suffix = chainSuffix(table, chain.name);
+      const got = observed.chains.get(chain.name);
+      const ids = got?.ruleIds ?? [];
+      const chainExact = chainOk(chain.name) && ids.length === chain.rules.length && chain.rules.every((r, i) => ids[i] === r.id);
+      exact &&= chainExact;
+      pieces.push(
+        {
+          id: `nft-chain${suffix}`,
+          description: `nft chain ${table.family} ${table.name} ${chain.name} (type ${chain.hook.type} hook ${chain.hook.hook} priority ${chain.hook.priorityName}; policy ${chain.hook.policy})`,
+          present: chainOk(chain.name),
+        },
+        ...chain.rules.map((r) => ({ id: `nft-rule${suffix}/${r.id}`, description: `nft rule (${chain.name}): ${r.text}`, present: ids.includes(r.id) })),
+        {
+          id: `nft-chain-exact${suffix}`,
+          description: `${chain.name} holds exactly the ${chain.rules.length} expected rules, in order`,
+          present: chainExact,
+          ...(got !== undefined && !chainExact ? { detail: `it holds ${ids.length}` } : {}),
+        },
+      );
+    }
+    if (others.length > 0) {
+      pieces.push({ id: `nft-no-other-chains${table.family === 'inet' ? '' : `/${table.name}`}`, description: `${tableText} holds no other chain`, present: false, detail: `also: ${others.join(', ')}` });
+    }
 
     const install = (): Step[] => {
       if (exact) return [];
-      const undo = observed.tableExists && observed.saved !== undefined ? renderNftRestoreScript(observed.saved) : renderNftRemoveScript();
+      const undo = observed.tableExists && observed.saved !== undefined ? renderNftRestoreScript(observed.saved, table) : renderNftRemoveScript(table);
       return [
         {
           description: `${observed.tableExists ? 'rewrite' : 'create'} ${tableText} (atomically, nft -f)`,
           command: nftApply(script),
           undo: [nftApply(undo)],
-          explain: (result) =>
-            /tproxy/i.test(result.stderr) ? new TproxyUnavailableError('nftables', result.stderr.trim()) : undefined,
+          explain: (result) => (/tproxy/i.test(result.stderr) ? new TproxyUnavailableError('nftables', result.stderr.trim()) : undefined),
         },
       ];
     };
 
     const remove = (): Step[] =>
-      observed.tableExists
-        ? [{ description: `delete ${tableText}`, command: command('nft', 'delete', 'table', 'inet', NFT_TABLE), undo: [] }]
-        : [];
+      observed.tableExists ? [{ description: `delete ${tableText}`, command: command('nft', 'delete', 'table', table.family, table.name), undo: [] }] : [];
 
     return { pieces, install, remove };
   };
 
+  const present = (): Observed => ({
+    tableExists: true,
+    chains: new Map(
+      table.chains.map((c) => [c.name, { type: c.hook.type, hook: c.hook.hook, prio: c.hook.priority, policy: c.hook.policy, ruleIds: c.rules.map((r) => r.id) }]),
+    ),
+    saved: undefined,
+  });
+
   return {
     name: tableText,
-    observe: async ({ runner }) => state(await observe(runner)),
-    assumeAbsent: () => state({ tableExists: false, chainOk: false, ruleIds: [], otherChains: 0, saved: undefined }),
-    assumePresent: () => state({ tableExists: true, chainOk: true, ruleIds: rules.map((r) => r.id), otherChains: 0, saved: undefined }),
+    observe: async ({ runner }) => state(await observe(runner, listJson(), listText())),
+    assumeAbsent: () => state({ tableExists: false, chains: new Map(), saved: undefined }),
+    assumePresent: () => state(present()),
   };
 }
 
 interface NftJsonChain {
-  family?: string;
-  table?: string;
   name?: string;
   type?: string;
   hook?: string;
@@ -92,39 +116,26 @@ interface NftJsonChain {
 }
 
 interface NftJsonRule {
-  family?: string;
-  table?: string;
   chain?: string;
   comment?: string;
 }
 
-async function observe(runner: Runner): Promise<Observed> {
-  const result = await runner.run(listJson());
+async function observe(runner: Runner, listJson: Command, listText: Command): Promise<Observed> {
+  const result = await runner.run(listJson);
   if (result.exitCode !== 0) {
-    if (/No such file or directory|does not exist/i.test(result.stderr)) {
-      return { tableExists: false, chainOk: false, ruleIds: [], otherChains: 0, saved: undefined };
-    }
-    throw new CommandFailedError(listJson(), result);
+    if (/No such file or directory|does not exist/i.test(result.stderr)) return { tableExists: false, chains: new Map(), saved: undefined };
+    throw new CommandFailedError(listJson, result);
   }
   const items = ((JSON.parse(result.stdout) as { nftables?: unknown[] }).nftables ?? []) as Record<string, unknown>[];
-  const chains = items.map((i) => i['chain'] as NftJsonChain | undefined).filter((c): c is NftJsonChain => c !== undefined);
-  const ours = chains.find((c) => c.name === NFT_CHAIN);
-  const chainOk =
-    ours !== undefined &&
-    ours.type === NFT_HOOK.type &&
-    ours.hook === NFT_HOOK.hook &&
-    ours.prio === NFT_HOOK.priority &&
-    ours.policy === NFT_HOOK.policy;
-  const ruleIds = items
-    .map((i) => i['rule'] as NftJsonRule | undefined)
-    .filter((r): r is NftJsonRule => r !== undefined && r.chain === NFT_CHAIN)
-    .map((r) => r.comment ?? '');
-  const saved = await runner.run(listText());
-  return {
-    tableExists: true,
-    chainOk,
-    ruleIds,
-    otherChains: chains.filter((c) => c.name !== NFT_CHAIN).length,
-    saved: saved.exitCode === 0 ? saved.stdout : undefined,
-  };
+  const chains = new Map<string, ObservedChain>();
+  for (const item of items) {
+    const chain = item['chain'] as NftJsonChain | undefined;
+    if (chain?.name !== undefined) chains.set(chain.name, { type: chain.type, hook: chain.hook, prio: chain.prio, policy: chain.policy, ruleIds: [] });
+  }
+  for (const item of items) {
+    const rule = item['rule'] as NftJsonRule | undefined;
+    if (rule?.chain !== undefined) chains.get(rule.chain)?.ruleIds.push(rule.comment ?? '');
+  }
+  const saved = await runner.run(listText);
+  return { tableExists: true, chains, saved: saved.exitCode === 0 ? saved.stdout : undefined };
 }

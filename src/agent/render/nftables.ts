@@ -1,9 +1,16 @@
-// Plan → one nft script that replaces the agent's own table atomically
+// Plan → nft scripts that replace one of the agent's own tables atomically
 // (`nft -f`). Every rule carries a comment with a hash of its text, so status can
 // tell from `nft -j list` which expected rules are there, in which order. Pure.
+//
+// table inet egress_xds (--redirect tproxy):
+//   prerouting  (filter, mangle priority)  the TPROXY rules     = iptables mangle EGRESS_XDS
+//   input, forward (filter priority)       host guard and QUIC  = iptables filter EGRESS_XDS_GUARD
+//   output      (filter priority)          the upstream guard   = iptables filter EGRESS_XDS_UPSTREAM
+// table ip egress_xds_dnat (--redirect nft-dnat):
+//   output      (nat, priority -100)       seed 000's DNAT
 import { createHash } from 'node:crypto';
-import { formatCidr } from '../../net/ip.js';
-import { NFT_CHAIN, NFT_TABLE, formatMark } from '../config.js';
+import { formatCidr, formatIp } from '../../net/ip.js';
+import { NFT_CHAIN, NFT_DNAT_CHAIN, NFT_DNAT_TABLE, NFT_TABLE, formatMark } from '../config.js';
 import type { NetfilterRule, Plan } from '../plan.js';
 
 export interface NftRule {
@@ -13,54 +20,130 @@ export interface NftRule {
   readonly id: string;
 }
 
+export interface NftHook {
+  readonly type: 'filter' | 'nat';
+  readonly hook: 'prerouting' | 'input' | 'forward' | 'output';
+  /** As a keyword in the script; `nft -j` lists the number. */
+  readonly priorityName: 'mangle' | 'filter' | '-100';
+  readonly priority: number;
+  readonly policy: 'accept';
+}
+
+export interface NftChain {
+  readonly name: string;
+  readonly hook: NftHook;
+  readonly rules: readonly NftRule[];
+}
+
+export interface NftTable {
+  readonly family: 'inet' | 'ip';
+  readonly name: string;
+  readonly chains: readonly NftChain[];
+}
+
 const nfFamily = (family: 4 | 6): 'ip' | 'ip6' => (family === 4 ? 'ip' : 'ip6');
+const markIs = (mark: number): string => `meta mark & ${formatMark(mark)} == ${formatMark(mark)}`;
 
 function ruleTexts(rule: NetfilterRule): string[] {
   const f = nfFamily(rule.family);
-  // One rule serves both families in an inet table (renderNftRules keeps the first).
-  if (rule.kind === 'replies') return ['ct direction reply return'];
-  if (rule.kind === 'exclude') return [`${f} daddr ${formatCidr(rule.destination)} return`];
-  const match = `${f} saddr ${formatCidr(rule.source)} meta l4proto ${rule.protocol}`;
-  return [
-    // MARK/MARK of iptables' --tproxy-mark is "set these bits": mark | MARK.
-    `${match} tproxy ${f} to :${rule.port} meta mark set meta mark | ${formatMark(rule.mark)} accept`,
-    // iptables' TPROXY drops when no socket listens; nft's tproxy falls through.
-    // Drop here too, so a stopped Envoy never means unfiltered egress.
-    `${match} drop`,
-  ];
+  switch (rule.kind) {
+    // One rule serves both families in an inet table (renderNftRules keeps the first).
+    case 'replies':
+      return ['ct direction reply return'];
+    case 'exclude':
+      return [`${f} daddr ${formatCidr(rule.destination)} return`];
+    case 'tproxy': {
+      const match = `${f} saddr ${formatCidr(rule.source)} meta l4proto ${rule.protocol}${rule.dport === undefined ? '' : ` th dport ${rule.dport}`}`;
+      return [
+        // MARK/MARK of iptables' --tproxy-mark is "set these bits": mark | MARK.
+        `${match} tproxy ${f} to :${rule.port} meta mark set meta mark | ${formatMark(rule.mark)} accept`,
+        // iptables' TPROXY drops when no socket listens; nft's tproxy falls through.
+        // Drop here too, so a stopped Envoy never means unfiltered egress.
+        `${match} drop`,
+      ];
+    }
+    case 'tproxied':
+      return [`${markIs(rule.mark)} return`];
+    case 'host-allow':
+      return [`${f} saddr ${formatCidr(rule.source)} fib daddr type local ${rule.protocol} dport ${rule.port} return`];
+    case 'host-reject':
+      return [`${f} saddr ${formatCidr(rule.source)} fib daddr type local reject`];
+    case 'quic-allow':
+      return [`${f} saddr ${formatCidr(rule.source)} ${f} daddr ${formatCidr(rule.destination)} udp dport 443 return`];
+    case 'quic-reject':
+      return [`${f} saddr ${formatCidr(rule.source)} udp dport 443 reject`];
+    case 'upstream-allow':
+      return [`${markIs(rule.mark)} ${f} daddr ${formatCidr(rule.destination)} return`];
+    case 'upstream-reject':
+      return [rule.destination === 'local' ? `${markIs(rule.mark)} fib daddr type local reject` : `${markIs(rule.mark)} ${f} daddr ${formatCidr(rule.destination)} reject`];
+    case 'dnat-skip':
+      return ['mark' in rule.match ? `${markIs(rule.match.mark)} return` : `ip daddr ${formatCidr(rule.match.destination)} return`];
+    case 'dnat': {
+      const ports = rule.dports.length === 1 ? String(rule.dports[0]) : `{ ${rule.dports.join(', ')} }`;
+      return [`tcp dport ${ports} dnat to ${formatIp(rule.to.address)}:${rule.to.port}`];
+    }
+  }
 }
 
 export const ruleId = (text: string): string => `egress-xds:${createHash('sha256').update(text).digest('hex').slice(0, 12)}`;
 
-export function renderNftRules(plan: Plan): NftRule[] {
-  const texts = [...new Set(plan.rules.flatMap(ruleTexts))];
-  return texts.map((text) => ({ text, id: ruleId(text) }));
-}
+const toNftRules = (rules: readonly NetfilterRule[]): NftRule[] => [...new Set(rules.flatMap(ruleTexts))].map((text) => ({ text, id: ruleId(text) }));
+
+/** The TPROXY chain's rules (prerouting). */
+export const renderNftRules = (plan: Plan): NftRule[] => toNftRules(plan.rules);
 
 /** Priority mangle (-150): where iptables' mangle PREROUTING runs, before the routing decision. */
-export const NFT_HOOK = { type: 'filter', hook: 'prerouting', priority: -150, policy: 'accept' } as const;
+export const NFT_HOOK: NftHook = { type: 'filter', hook: 'prerouting', priorityName: 'mangle', priority: -150, policy: 'accept' };
+const filterHook = (hook: 'input' | 'forward' | 'output'): NftHook => ({ type: 'filter', hook, priorityName: 'filter', priority: 0, policy: 'accept' });
+// dstnat's value; nft accepts the name "dstnat" in prerouting only, so the number.
+const DNAT_HOOK: NftHook = { type: 'nat', hook: 'output', priorityName: '-100', priority: -100, policy: 'accept' };
+
+/** The agent's nft table for this plan, chains in a fixed order; a chain with no rules is left out. */
+export function renderNftTable(plan: Plan): NftTable {
+  if (plan.config.redirect === 'nft-dnat') {
+    return { family: 'ip', name: NFT_DNAT_TABLE, chains: [{ name: NFT_DNAT_CHAIN, hook: DNAT_HOOK, rules: toNftRules(plan.dnat) }] };
+  }
+  const guard = toNftRules(plan.guard);
+  const chains: NftChain[] = [
+    { name: NFT_CHAIN, hook: NFT_HOOK, rules: renderNftRules(plan) },
+    // The same guard in both hooks: to the host (input), and through it (forward, QUIC).
+    { name: 'input', hook: filterHook('input'), rules: guard },
+    { name: 'forward', hook: filterHook('forward'), rules: guard },
+    { name: 'output', hook: filterHook('output'), rules: toNftRules(plan.upstream) },
+  ];
+  return { family: 'inet', name: NFT_TABLE, chains: chains.filter((c) => c.rules.length > 0) };
+}
+
+/** Both tables the agent may own, whatever the flags: uninstall looks for each. */
+export const NFT_TABLES: readonly { family: 'inet' | 'ip'; name: string }[] = [
+  { family: 'inet', name: NFT_TABLE },
+  { family: 'ip', name: NFT_DNAT_TABLE },
+];
 
 /**
  * "table …; delete table …; table … { … }" in one transaction: creates the table
  * if missing, so the delete always succeeds, then writes it fresh. Atomic, and
  * the same script twice leaves one copy.
  */
-export function renderNftScript(plan: Plan): string {
-  const rules = renderNftRules(plan).map((r) => `\t\t${r.text} comment "${r.id}"\n`).join('');
-  return (
-    `table inet ${NFT_TABLE}\n` +
-    `delete table inet ${NFT_TABLE}\n` +
-    `table inet ${NFT_TABLE} {\n` +
-    `\tchain ${NFT_CHAIN} {\n` +
-    `\t\ttype ${NFT_HOOK.type} hook ${NFT_HOOK.hook} priority mangle; policy ${NFT_HOOK.policy};\n` +
-    rules +
-    `\t}\n` +
-    `}\n`
-  );
+export function renderNftTableScript(table: NftTable): string {
+  const chains = table.chains
+    .map(
+      (chain) =>
+        `\tchain ${chain.name} {\n` +
+        `\t\ttype ${chain.hook.type} hook ${chain.hook.hook} priority ${chain.hook.priorityName}; policy ${chain.hook.policy};\n` +
+        chain.rules.map((r) => `\t\t${r.text} comment "${r.id}"\n`).join('') +
+        `\t}\n`,
+    )
+    .join('');
+  return `${renderNftRemoveScript(table)}table ${table.family} ${table.name} {\n${chains}}\n`;
 }
 
-/** Removes the table if it is there, and succeeds if it is not. */
-export const renderNftRemoveScript = (): string => `table inet ${NFT_TABLE}\ndelete table inet ${NFT_TABLE}\n`;
+export const renderNftScript = (plan: Plan): string => renderNftTableScript(renderNftTable(plan));
 
-/** Puts back a table saved with `nft list table inet egress_xds` (rollback). */
-export const renderNftRestoreScript = (saved: string): string => `${renderNftRemoveScript()}${saved.endsWith('\n') ? saved : `${saved}\n`}`;
+/** Removes the table if it is there, and succeeds if it is not. */
+export const renderNftRemoveScript = (table: { family: string; name: string } = { family: 'inet', name: NFT_TABLE }): string =>
+  `table ${table.family} ${table.name}\ndelete table ${table.family} ${table.name}\n`;
+
+/** Puts back a table saved with `nft list table …` (rollback). */
+export const renderNftRestoreScript = (saved: string, table?: { family: string; name: string }): string =>
+  `${renderNftRemoveScript(table)}${saved.endsWith('\n') ? saved : `${saved}\n`}`;

@@ -20,8 +20,9 @@ export function fakeHost(fail: (command: string, input: string | undefined) => C
       log.push(text);
       const failure = fail(text, command.input);
       if (failure) return failure;
-      if (/ -S EGRESS_XDS$/.test(text)) return { exitCode: 1, stdout: '', stderr: 'iptables: No chain/target/match by that name.' };
-      if (/ -S PREROUTING$/.test(text)) return ok('-P PREROUTING ACCEPT\n');
+      if (/ -S EGRESS_XDS(_GUARD|_UPSTREAM)?$/.test(text)) return { exitCode: 1, stdout: '', stderr: 'iptables: No chain/target/match by that name.' };
+      const hook = / -S (PREROUTING|INPUT|FORWARD|OUTPUT)$/.exec(text);
+      if (hook) return ok(`-P ${hook[1]} ACCEPT\n`);
       if (/ -C /.test(text)) return { exitCode: 1, stdout: '', stderr: 'iptables: Bad rule' };
       if (/^ip( -6)? -j (rule|route) show/.test(text)) return ok('[]\n');
       if (/^nft -j list table/.test(text)) return { exitCode: 1, stdout: '', stderr: 'Error: No such file or directory' };

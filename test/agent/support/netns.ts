@@ -20,7 +20,7 @@ export interface Result {
 export async function sh(file: string, args: readonly string[], options: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Result> {
   const result = await execa(file, args, {
     reject: false,
-    timeout: options.timeoutMs ?? 20_000,
+    timeout: options.timeoutMs ?? 60_000,
     input: options.input ?? '',
     env: { ...(options.env ?? {}), PATH: options.env?.['PATH'] ?? `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin` },
   });

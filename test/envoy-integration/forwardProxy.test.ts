@@ -1,0 +1,132 @@
+// A real Envoy (ENVOY_BIN) serving `serve --forward-proxy --transparent=false`: it ACKs
+// forward_http and forward_tls, and curl through https_proxy reaches an allowed name and
+// gets a 403 naming the field for a refused one. The allowed name is "localhost" on the
+// port of a local HTTPS server (the name ports are a compile option; 443 by default).
+// Skipped with the reason without ENVOY_BIN: no Envoy can be installed here. Envoy ≥ 1.26
+// (ignore_port_in_host_matching, filter_chain_matcher, the dynamic forward proxy with
+// connect_config).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server } from 'node:https';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { buildBootstrap } from '../../src/bootstrap/envoyBootstrap.js';
+import { TypeUrl } from '../../src/envoy/typeUrls.js';
+import { silentLogger } from '../../src/log.js';
+import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
+import { makePki, type Pki } from '../support/pki.js';
+
+const envoyBin = process.env.ENVOY_BIN;
+const skip = envoyBin ? false : 'ENVOY_BIN is not set: no Envoy binary can be installed on this machine (set ENVOY_BIN=/path/to/envoy to run it)';
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+const curl = (args: string[], env: Record<string, string>) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile('curl', ['-sS', '--max-time', '10', ...args], { env: { PATH: process.env.PATH ?? '', ...env } }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+
+describe('a real Envoy as the forward proxy (ENVOY_BIN)', { skip }, () => {
+  let dir: string;
+  let pki: Pki;
+  let cp: ControlPlane;
+  let upstream: Server;
+  let upstreamPort: number;
+  let httpPort: number;
+  let envoy: ChildProcess | undefined;
+  let envoyAdmin: number;
+  let envoyLog = '';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'egress-xds-forward-envoy-'));
+    pki = await makePki();
+    upstream = createHttpsServer({ cert: await pki.read('serverCert'), key: await pki.read('serverKey') }, (_req, res) => res.end('hello from upstream\n'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+    upstreamPort = (upstream.address() as AddressInfo).port;
+    httpPort = await freePort();
+    cp = await startControlPlane({
+      xdsAddress: '127.0.0.1:0',
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      dataDir: join(dir, 'data'),
+      logger: silentLogger,
+      compile: {
+        transparent: false,
+        upstreamMark: 0,
+        forwardProxy: { address: '127.0.0.1', httpPort, tlsPort: await freePort(), namePorts: { connect: [upstreamPort], http: [80] } },
+      },
+    });
+    await cp.store.put('local', { allow: { sni: ['localhost'] } }, { client: 'test' });
+    envoyAdmin = await freePort();
+    const bootstrap = join(dir, 'bootstrap.yaml');
+    await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-forward', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
+    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(envoyAdmin)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+  });
+
+  after(async () => {
+    if (envoy?.pid && envoy.exitCode === null) {
+      envoy.kill('SIGTERM');
+      await new Promise((r) => envoy!.once('exit', r));
+    }
+    await cp?.close();
+    await new Promise((r) => upstream?.close(r));
+    await pki?.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('it ACKs forward_http and forward_tls', async () => {
+    await until('the ACK of both listeners', async () => {
+      const node = cp.registry.list().find((n) => n.id === 'envoy-forward');
+      const lds = node?.resources[TypeUrl.Listener];
+      return lds?.acked && lds.acked === lds.sent && !lds.nack ? true : undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    const dump = await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump`)).text();
+    assert.match(dump, /"forward_http"/);
+    assert.match(dump, /"forward_tls"/);
+  });
+
+  test('curl through https_proxy: the allowed name answers, a refused one gets 403 naming allow.sni', async () => {
+    const env = { https_proxy: `http://127.0.0.1:${httpPort}`, HTTPS_PROXY: `http://127.0.0.1:${httpPort}` };
+    const allowed = await until('the allowed name through the proxy', async () => {
+      const r = await curl(['-k', `https://localhost:${upstreamPort}/`], env);
+      return r.code === 0 ? r : undefined;
+    });
+    assert.equal(allowed.stdout, 'hello from upstream\n');
+    const refused = await curl(['-k', '-v', `https://refused.example:${upstreamPort}/`], env);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /HTTP\/1\.1 403/);
+    const plain = await curl(['-x', `http://127.0.0.1:${httpPort}`, 'http://refused.example/'], {});
+    assert.match(plain.stdout, /refused\.example refused for 127\.0\.0\.1: no policy selecting this source allows this name \(allow\.sni\)/);
+  });
+});
