@@ -39,8 +39,13 @@ export async function hostileMix(options: { healthy: number; stuck: number; chan
   const admin = `http://127.0.0.1:${String(hello.adminPort)}`;
   const envoys: FakeEnvoy[] = [];
   const connections: RawAdsConnection[] = [];
-  const put = async (k: number) => {
-    const response = await fetch(`${admin}/v1/policies/mix`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ allow: { sni: [`mix-${k}.example`] } }) });
+  const put = async (k: number, attempt = 0): Promise<void> => {
+    // A keep-alive socket the server closes as it is reused fails the request before it is sent: retry once.
+    const response = await fetch(`${admin}/v1/policies/mix`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ allow: { sni: [`mix-${k}.example`] } }) }).catch((error: unknown) => {
+      if (attempt > 0) throw error;
+      return undefined;
+    });
+    if (!response) return put(k, attempt + 1);
     await response.arrayBuffer();
     if (response.status !== 200) throw new Error(`PUT mix ${k}: ${response.status}`);
   };

@@ -9,6 +9,7 @@ import { XDS_LIMIT_FLAG_OPTIONS, XDS_LIMIT_USAGE, parseXdsLimitFlags } from './x
 import { loadXdsTls, parseNodeIdentity } from './xdsTlsFlags.js';
 import { COMPILE_FLAGS, COMPILE_USAGE, parseCompileFlags } from './compileFlags.js';
 import { FORWARD_FLAGS, FORWARD_USAGE, parseForwardFlags } from './forwardFlags.js';
+import { DNS_FLAGS, DNS_USAGE, parseDnsFlags } from './dnsFlags.js';
 import { DENIAL_FLAGS, DENIAL_USAGE, parseDenialFlags } from './denialFlags.js';
 import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
 import { STORE_FLAGS, STORE_USAGE, parseStoreFlags } from './storeFlags.js';
@@ -21,6 +22,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
                         [--profile hardened|seed] [--max-connections-per-source 512] [--upstream-mark 0x20000]
                         [--forward-proxy [--forward-proxy-ports 10000,10001] [--forward-proxy-address ADDR]]
                         [--transparent=false] [--dns-resolver ADDR ...] [--dns-lookup-family V4_ONLY]
+                        [--dns-port 15053] [--dns-answer-address 198.18.0.1]
                         [--xds-tls-cert FILE --xds-tls-key FILE [--xds-client-ca FILE
                           [--node-identity uri-san|dns-san|cn|none] [--node-identity-prefix URI]]]
                         [--xds-max-streams N] [--xds-max-streams-per-connection N]
@@ -37,6 +39,7 @@ ${STORE_BACKEND_USAGE}
   --ipv6               the listener also binds [::] on the same port
 ${COMPILE_USAGE}
 ${FORWARD_USAGE}
+${DNS_USAGE}
   --xds-tls-cert/-key  serve ADS over TLS with this certificate chain and key (PEM)
   --xds-client-ca      and require Envoys to present a certificate this CA signed (mTLS)
   --node-identity      with mTLS, where the node id must appear in the client certificate:
@@ -72,6 +75,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       ...FORWARD_FLAGS,
       ...DENIAL_FLAGS,
       ...PUSH_FLAGS,
+      ...DNS_FLAGS,
       ...STORE_FLAGS,
     });
     const xds = parseHostPort('--xds-address', values['xds-address']);
@@ -81,6 +85,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const listenerPort = parsePort('--listener-port', values['listener-port']);
     const compileFlags = parseCompileFlags(values);
     const forwardFlags = parseForwardFlags(values, listenerPort);
+    const dnsFlags = parseDnsFlags(values);
     const xdsTls = await loadXdsTls({ cert: values['xds-tls-cert'], key: values['xds-tls-key'], clientCa: values['xds-client-ca'] });
     const nodeIdentity = parseNodeIdentity(
       {
@@ -114,7 +119,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ...(values.policy !== undefined ? { policyFile: values.policy } : {}),
         ...(token.value !== undefined ? { adminToken: token.value } : {}),
         embeddedDefault: true,
-        compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags, ...forwardFlags },
+        compile: { port: listenerPort, ipv6: values.ipv6, ...compileFlags, ...forwardFlags, ...dnsFlags },
         denials,
         ...pushFlags,
         logger,

@@ -25,8 +25,8 @@
 // The per-connection conditions are CEL access-log filters
 // (envoy.access_loggers.extension_filters.cel, Envoy ≥ 1.26), because Envoy's other filters
 // cannot test "no upstream host" or an address range.
-import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
 import { markImmutable } from '../envoy/fastEncode.js';
+import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
 import { AUDIT_CHAIN_PREFIX, auditPolicies } from './audit.js';
@@ -262,16 +262,20 @@ export function chainLogPlan(chainName: string, policiesOfSource: (label: string
   return undefined;
 }
 
+// Logged chains, memoised per input chain object (the hardened listener caches its chains)
+// and what the loggers say, and marked immutable so the fast encoder keeps their bytes.
+const logged = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();
+
 /** The hardened listener's chains with their access loggers. */
 export function withEgressAccessLogs(
   chains: readonly FilterChainJson[],
   policies: readonly Policy[],
   listener: string,
   options: AccessLogOptions = {},
-  /** policiesBySource(policies), when the caller has it already. */
+  /** policiesBySource(policies), when the caller has it already (the hardened matcher does). */
   bySourceGiven?: ReadonlyMap<string, readonly Policy[]>,
 ): FilterChainJson[] {
-  let bySource = bySourceGiven;
+  let bySource: ReadonlyMap<string, readonly Policy[]> | undefined = bySourceGiven;
   const policiesOfSource = (label: string): readonly Policy[] => {
     bySource ??= policiesBySource(policies);
     return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
@@ -279,17 +283,15 @@ export function withEgressAccessLogs(
   return chains.map((chain) => {
     const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
     if (!plan) return chain;
-    // A chain and its log plan give the same logged chain every compile: reuse it (and,
-    // through markImmutable, its encoded bytes), so an edit re-encodes only what it changed.
     const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
-    let byKey = loggedChains.get(chain);
-    const cached = byKey?.get(key);
-    if (cached) return cached;
-    if (byKey && byKey.size > 64) byKey.clear();
-    const logged = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
-    if (!byKey) loggedChains.set(chain, (byKey = new Map()));
-    byKey.set(key, logged);
-    return logged;
+    let byPlan = logged.get(chain);
+    if (!byPlan) logged.set(chain, (byPlan = new Map()));
+    let result = byPlan.get(key);
+    if (!result) {
+      if (byPlan.size > 64) byPlan.clear();
+      result = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
+      byPlan.set(key, result);
+    }
+    return result;
   });
 }
-const loggedChains = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();

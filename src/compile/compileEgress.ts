@@ -9,6 +9,7 @@ import { originalDstCluster, rejectCluster } from './clusters.js';
 import { allowFilterChains } from './filterChains.js';
 import type { AccessLogOptions } from './accessLog.js';
 import { withAuditCluster } from './audit.js';
+import { dnsAnswerClusters, dnsListener, dnsPlan, dnsServerNames, type DnsListenerOptions } from './dns.js';
 import { withRaisedCircuitBreakers } from './guards.js';
 import { hardenedClusters, hardenedListener } from './hardenedListener.js';
 import { withForwardProxy, type ForwardProxyOptions } from './forwardProxy.js';
@@ -48,6 +49,8 @@ export interface CompileOptions {
   readonly dnsCache?: DnsCacheOptions;
   /** Hardened: Envoy's gRPC access logs to the control plane's ALS (default on, through "xds_cluster"); false: none. */
   readonly accessLog?: AccessLogOptions | false;
+  /** The DNS listener (dns.ts); absent or port 0: none. `serve --dns-port` sets it (default 15053). */
+  readonly dns?: DnsListenerOptions;
   /** Seed 000's explicit forward proxy listeners (forwardProxy.ts), when set. */
   readonly forwardProxy?: ForwardProxyOptions;
   /** false: no transparent listener (only the forward proxy's). Default true. */
@@ -76,6 +79,19 @@ function withoutListenerPort(policies: readonly Policy[], port: number): Policy[
 
 /** The node's allowlist is the union of `policies` (those that already select the node). */
 export function compileEgress(policies: readonly Policy[], options: CompileOptions = {}): CompiledEgress {
+  const egress = compileEgressListeners(policies, options);
+  return withDnsListener(egress, policies, options);
+}
+
+/** Adds the DNS listener (after the egress listener) and the clusters its answers need. */
+function withDnsListener(egress: CompiledEgress, policies: readonly Policy[], options: CompileOptions): CompiledEgress {
+  if (!options.dns || options.dns.port === 0) return egress;
+  const plan = dnsPlan(dnsServerNames(policies, options.profile ?? 'hardened'));
+  const clusters = [...egress.clusters, ...dnsAnswerClusters(plan)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { listeners: [...egress.listeners, dnsListener(plan, { ...(options.ipv6 !== undefined && { ipv6: options.ipv6 }), ...options.dns })], clusters };
+}
+
+function compileEgressListeners(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
   const transparent: CompiledEgress = options.transparent === false ? { listeners: [], clusters: [] } : compileTransparent(policies, options);
   if (!options.forwardProxy) return transparent;
   return withForwardProxy(transparent, policies, options.forwardProxy, {

@@ -7,7 +7,8 @@ import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { markImmutable } from '../envoy/fastEncode.js';
-import { hardenedMatcher } from './hardenedMatcher.js';
+import { hardenedMatcher, sourceLabelOf } from './hardenedMatcher.js';
+import { httpChains, httpInspectorListenerFilter } from './httpPath.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { EGRESS_LISTENER_NAME } from './names.js';
 import { nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
@@ -53,8 +54,11 @@ export function hardenedListener(policies: readonly Policy[], options: HardenedO
     ...auditChainSources.map((source) => cachedChain('audit', source, options, optionsKey)),
   ];
   const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
+  // Every source's plain HTTP to port 80 (httpPath.ts); its routes need the source's names, shared ones included.
+  chains.push(...httpChains([...bySource.keys()].map(sourceLabelOf), policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }));
   const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {}, bySource);
   const listener = egressListener(logged, options.listener);
+  listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
   delete listener.defaultFilterChain;
   listener.filterChainMatcher = matcher;

@@ -33,6 +33,7 @@ import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
 import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
+import { plainHttpBranch } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
@@ -96,6 +97,8 @@ function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): On
 export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
   const refusal = refusalChainName(label, plan.policies);
+  // Where the source's policies refuse: plain HTTP to port 80 is still matched by Host (httpPath.ts).
+  const refused = plainHttpBranch(label, refusal);
   const nameDomains: string[] = [];
   const originalDomains: string[] = [];
   for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
@@ -105,11 +108,11 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   ];
   const byName: OnMatchJson =
     domainMatchers.length === 0
-      ? to(refusal)
+      ? refused
       : {
           matcher: {
             matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers } } },
-            onNoMatch: to(refusal),
+            onNoMatch: refused,
           },
         };
   const onMatch = cidrBranch(plan, label, byName);

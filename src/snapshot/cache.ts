@@ -82,6 +82,10 @@ interface Plan<C extends CompiledGroup> {
   commit(built: ReadonlyMap<string, { resources: EncodedResource[]; compiled?: C }>): void;
 }
 
+/** New nodes whose groups may be compiled on the event loop per window; more wait for the workers. */
+export const FIRST_COMPILES_HERE_PER_WINDOW = 8;
+const FIRST_COMPILE_WINDOW_MS = 100;
+
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
@@ -103,6 +107,8 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   private builder?: GroupBuilder;
   private readonly pendingNodes = new Map<string, PendingNode>();
   private firstCompiles = false;
+  private hereWindowStart = 0;
+  private hereInWindow = 0;
   /** Bumped by every commit of changes: a first compile selected before it is stale. */
   private epoch = 0;
   /** Groups compiled, over the cache's life (tests and metrics). */
@@ -355,7 +361,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       watchers = new Set();
       const selected = this.selectionFor(nodeId);
       const key = groupKey(selected, (name) => this.policies.get(name)!.hash);
-      if (this.builder && !this.groups.has(key) && this.lastUnwatched?.key !== key) {
+      if (this.builder && !this.groups.has(key) && this.lastUnwatched?.key !== key && !this.mayCompileHere()) {
         this.pendingNodes.set(nodeId, { watchers, stale: 0 });
         this.scheduleFirstCompiles();
       } else this.enter(nodeId, selected, this.groupFor(selected), watchers);
@@ -370,6 +376,22 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
         this.release(entry.group);
       } else if (this.pendingNodes.get(nodeId)?.watchers === set) this.pendingNodes.delete(nodeId);
     };
+  }
+
+  /**
+   * A node connecting alone is compiled here at once (a fraction of a
+   * millisecond, and no wait for a worker); beyond a few per window — a
+   * reconnection storm — they queue for the workers.
+   */
+  private mayCompileHere(now = Date.now()): boolean {
+    if (this.firstCompiles || this.pendingNodes.size > 0) return false;
+    if (now - this.hereWindowStart > FIRST_COMPILE_WINDOW_MS) {
+      this.hereWindowStart = now;
+      this.hereInWindow = 0;
+    }
+    if (this.hereInWindow >= FIRST_COMPILES_HERE_PER_WINDOW) return false;
+    this.hereInWindow += 1;
+    return true;
   }
 
   private enter(nodeId: string, selected: string[], group: NodeGroup<C>, watchers: Set<Watcher>): NodeEntry<C> {

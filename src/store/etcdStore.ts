@@ -350,7 +350,7 @@ export async function openEtcdPolicyStore(options: EtcdStoreOptions): Promise<Et
     client_: string,
   ): Promise<{ ok: true; changes: PlannedChange[]; revision: number } | { ok: false; plan: Plan & { ok: false } }> {
     if (closed) throw new StoreError('the store is closed', location);
-    if (recovering) await recovering;
+    if (recovering && !(await within(recovering, CATCH_UP_MS))) throw reloadingError();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const plan = planFor();
       if (!plan.ok) return { ok: false, plan };
@@ -382,16 +382,29 @@ export async function openEtcdPolicyStore(options: EtcdStoreOptions): Promise<Et
       if (result.succeeded) {
         if (!(await waitFor(() => seen >= revision, CATCH_UP_MS))) {
           logger.warn('store: the watch did not deliver a committed write in time; reloading', { revision });
-          await recover('a committed write did not arrive through the watch').catch(() => {});
+          // Committed either way: answer now rather than wait on a reload that may wait on etcd.
+          await within(recover('a committed write did not arrive through the watch'), CATCH_UP_MS);
         }
         return { ok: true, changes: plan.changes, revision: base + revision };
       }
       // Another replica moved one of the keys: wait until the view shows it, then plan again.
       const moved = () => expected.some((e) => (policies.get(e.name)?.mod ?? 0) !== e.mod) || seen >= revision;
-      if (!(await waitFor(moved, CATCH_UP_MS))) await recover('a lost write race did not show through the watch').catch(() => {});
+      if (!(await waitFor(moved, CATCH_UP_MS)) && !(await within(recover('a lost write race did not show through the watch'), CATCH_UP_MS))) {
+        throw reloadingError();
+      }
     }
     throw new StoreError(`${location}: gave up after ${MAX_ATTEMPTS} attempts; other replicas kept changing the same policies`, location);
   }
+
+  /** True if the promise settled within ms (a reload retries for as long as etcd is away). */
+  async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([promise.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+    clearTimeout(timer);
+    return settled;
+  }
+  const reloadingError = () =>
+    new StoreError(`${etcdReason ?? `etcd at ${location} is unavailable`}; this replica is reloading its view from etcd; nothing was changed`, location);
 
   async function single(name: string, planFor: () => Plan, client_: string): Promise<WriteResult> {
     const outcome = await commit(planFor, client_);

@@ -38,6 +38,8 @@ test('bad flags throw a FlagError naming the flag', () => {
     [[], 'command'],
     [['install', 'extra'], 'command'],
     [['install', '--source', '1.2.3.4/40'], '--source'],
+    [['install', '--redirect', 'nft-dnat', '--dnat-address', '10.0.0.2', '--netns', '../etc'], '--netns'],
+    [['install', '--allow-host-port', 'ssh'], '--allow-host-port'],
   ];
   for (const [argv, flag] of cases) {
     assert.throws(() => parseAgentArgs(argv), (e: unknown) => e instanceof FlagError && e.flag === flag, argv.join(' '));

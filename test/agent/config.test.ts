@@ -63,3 +63,32 @@ test('repeated sources and exclusions collapse', () => {
   assert.equal(config.sources.length, 1);
   assert.equal(config.excludes.length, 1);
 });
+
+test('the guards\' flags: ports, CIDRs of a redirected family, an upstream mark apart from --mark', () => {
+  const config = buildConfig({ allowHostPort: ['53', '22', '53'], allowQuic: ['192.0.2.0/24'], upstreamMark: '0x40000', allowUpstreamCidr: ['10.1.0.0/16'] });
+  assert.deepEqual(config.allowHostPorts, [22, 53]);
+  assert.deepEqual(config.allowQuic.map(formatCidr), ['192.0.2.0/24']);
+  assert.equal(config.upstreamMark, 0x40000);
+  assert.equal(defaultConfig().upstreamMark, 0x20000, 'serve --upstream-mark\'s default');
+  assert.equal(buildConfig({ upstreamMark: '0' }).upstreamMark, 0);
+  refuses({ allowHostPort: ['0'] }, '--allow-host-port');
+  refuses({ allowQuic: ['fd00::/8'] }, '--allow-quic', /no IPv6 --source/);
+  refuses({ allowUpstreamCidr: ['10.0.0.1/8'] }, '--allow-upstream-cidr', /did you mean 10\.0\.0\.0\/8/);
+  refuses({ upstreamMark: 'x' }, '--upstream-mark');
+  refuses({ upstreamMark: '0x3', mark: '0x1' }, '--upstream-mark', /shares bits with --mark/);
+});
+
+test('--redirect nft-dnat: an IPv4 --dnat-address is required; TPROXY-only flags are refused, not ignored', () => {
+  const config = buildConfig({ redirect: 'nft-dnat', dnatAddress: '172.28.0.2' });
+  assert.equal(config.redirect, 'nft-dnat');
+  assert.equal(config.dnat?.port, 10001);
+  assert.deepEqual(config.dnat?.ports, [443]);
+  refuses({ redirect: 'nft-dnat' }, '--dnat-address', /missing/);
+  refuses({ redirect: 'nft-dnat', dnatAddress: 'envoy' }, '--dnat-address');
+  refuses({ redirect: 'nft-dnat', dnatAddress: 'fd00::2' }, '--dnat-address');
+  refuses({ redirect: 'nft-dnat', dnatAddress: '172.28.0.2', source: ['10.0.0.0/8'] }, '--source');
+  refuses({ redirect: 'nft-dnat', dnatAddress: '172.28.0.2', backend: 'iptables' }, '--backend');
+  refuses({ redirect: 'nft-dnat', dnatAddress: '172.28.0.2', dnatPort: ['99999'] }, '--dnat-port');
+  refuses({ dnatAddress: '172.28.0.2' }, '--dnat-address', /nft-dnat only/);
+  refuses({ redirect: 'dnat' }, '--redirect');
+});

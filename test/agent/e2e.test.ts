@@ -155,3 +155,42 @@ test('TPROXY end to end: the transparent listener sees the original destination;
     for (const ns of created) await ns.delete();
   }
 });
+
+test('IPv6: the host guard lets a microVM reach only the allowed host port, on both backends', { skip, timeout: 300_000 }, async (t) => {
+  const mvm = await Netns.create();
+  const host = await Netns.create();
+  const listeners: Listener[] = [];
+  try {
+    await mvm.must('ip', 'link', 'add', 'm0', 'type', 'veth', 'peer', 'name', 'h0', 'netns', host.name);
+    await mvm.must('ip', '-6', 'addr', 'add', 'fd00:31::2/64', 'dev', 'm0', 'nodad');
+    await mvm.must('ip', 'link', 'set', 'm0', 'up');
+    await host.must('ip', '-6', 'addr', 'add', 'fd00:31::1/64', 'dev', 'h0', 'nodad');
+    await host.must('ip', 'link', 'set', 'h0', 'up');
+    listeners.push(await startListener(host, 'host-service', 'fd00:31::1', 8443, false));
+    listeners.push(await startListener(host, 'host-sshd', 'fd00:31::1', 2200, false));
+    listeners.push(await startListener(mvm, 'guest-service', 'fd00:31::2', 2222, false));
+    assert.equal((await dial(mvm, 'fd00:31::1', 2200)).who, 'host-sshd', 'open without the agent');
+    assert.equal((await dial(host, 'fd00:31::2', 2222, 2, 0x20000)).who, 'guest-service', 'a marked socket reaches fd00:31::2 without the agent');
+    for (const backend of ['iptables', 'nftables'] as const) {
+      await t.test(backend, async () => {
+        const flags = ['--backend', backend, '--ipv6', '--source', 'fd00:31::/64', '--allow-host-port', '8443'];
+        const installed = await host.cli('install', ...flags);
+        assert.equal(installed.exitCode, 0, installed.stderr);
+        assert.equal((await dial(mvm, 'fd00:31::1', 8443)).who, 'host-service', 'the allowed port');
+        assert.deepEqual(await dial(mvm, 'fd00:31::1', 2200), { error: 'ConnectionRefusedError' }, 'any other host port is refused');
+        // Envoy's marked sockets to a unique-local address (fc00::/7) are refused too.
+        assert.deepEqual(await dial(host, 'fd00:31::2', 2222, 2, 0x20000), { error: 'ConnectionRefusedError' });
+        assert.equal((await dial(host, 'fd00:31::2', 2222)).who, 'guest-service', 'unmarked sockets are left alone');
+        const status = JSON.parse((await host.cli('status', '--json', ...flags)).stdout) as { listeners: { family: number }[]; pieces: { present: boolean }[] };
+        assert.ok(status.pieces.every((p) => p.present));
+        assert.deepEqual(status.listeners.map((l) => l.family), [6], 'the IPv6 listener is checked on its own');
+        assert.equal((await host.cli('uninstall', ...flags)).exitCode, 0);
+        assert.equal((await dial(mvm, 'fd00:31::1', 2200)).who, 'host-sshd', 'uninstall opens it again');
+      });
+    }
+  } finally {
+    for (const listener of listeners) await listener.stop();
+    await mvm.delete();
+    await host.delete();
+  }
+});

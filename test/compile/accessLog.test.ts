@@ -36,6 +36,8 @@ const chain = (name: string): FilterChainJson => {
   assert.ok(found, `chain ${name} in ${listener.filterChains.map((c) => c.name).join(', ')}`);
   return found;
 };
+/** The chains that end in tcp_proxy (the HTTP chains log from their connection manager: httpPath.test.ts). */
+const tcpChains = (chains: FilterChainJson[]): FilterChainJson[] => chains.filter((c) => c.filters.some((f) => f.typedConfig['@type'] === TypeUrl.TcpProxy));
 type Logger = { name: string; filter?: unknown; typedConfig: { '@type': string; commonConfig: Record<string, unknown> } };
 const loggers = (c: FilterChainJson): Logger[] => (c.filters.find((f) => f.typedConfig['@type'] === TypeUrl.TcpProxy)!.typedConfig['accessLog'] ?? []) as Logger[];
 
@@ -66,7 +68,7 @@ describe('access logs on the hardened chains', () => {
 
   it("every logger streams to the bootstrap's xDS cluster under the contract's log name, with the SNI in filter state set first", () => {
     assert.equal(DEFAULT_ALS_CLUSTER, XDS_CLUSTER);
-    for (const c of listener.filterChains) {
+    for (const c of tcpChains(listener.filterChains)) {
       const ls = loggers(c);
       assert.ok(ls.length > 0, `${c.name} logs`);
       for (const l of ls) {
@@ -88,7 +90,7 @@ describe('access logs on the hardened chains', () => {
 
   it('accessLog: false leaves the chains without loggers', () => {
     const bare = compileEgress(policies, { accessLog: false }).listeners[0]!;
-    for (const c of bare.filterChains) assert.equal(loggers(c).length, 0);
+    for (const c of tcpChains(bare.filterChains)) assert.equal(loggers(c).length, 0);
   });
 
   it('the contract constants match src/denials/record.ts when that room is present', async (t) => {
@@ -98,7 +100,7 @@ describe('access logs on the hardened chains', () => {
     assert.equal(record.ALS_LOG_NAME, ALS_LOG_NAME);
     assert.equal(record.SNI_FILTER_STATE_KEY, SNI_FILTER_STATE_KEY);
     for (const [key, tag] of Object.entries(TAG)) assert.equal(record.TAG[key], tag);
-    for (const c of listener.filterChains) for (const t of loggerTags(c)) if (t[TAG.reason]) assert.ok(record.DENIAL_REASONS.includes(t[TAG.reason]!));
+    for (const c of tcpChains(listener.filterChains)) for (const t of loggerTags(c)) if (t[TAG.reason]) assert.ok(record.DENIAL_REASONS.includes(t[TAG.reason]!));
   });
 });
 

@@ -69,8 +69,19 @@ describe('a host of 200 microVMs: edits drain no connection whose verdict stays'
       const before = compileEgress(a).listeners[0]!;
       const after = compileEgress(b).listeners[0]!;
       assert.notDeepEqual(before.filterChainMatcher, after.filterChainMatcher);
-      assert.deepEqual(after.filterChains, before.filterChains, 'the chains themselves are untouched');
+      // The plain-HTTP chains (httpPath.ts) carry their source's names in their route table:
+      // a name edit replaces (drains) them, and only them; see the next test.
+      const tcp = (chains: FilterChainJson[]) => chains.filter((c) => !c.name?.startsWith('http|'));
+      assert.deepEqual(tcp(after.filterChains), tcp(before.filterChains), 'the chains themselves are untouched');
     }
+  });
+
+  it("plain HTTP: one microVM's own edit replaces its HTTP chain alone", () => {
+    const before = compileEgress(base).listeners[0]!.filterChains.filter((c) => c.name?.startsWith('http|'));
+    const after = compileEgress(ownEdit).listeners[0]!.filterChains.filter((c) => c.name?.startsWith('http|'));
+    assert.equal(after.length, before.length);
+    const changed = after.filter((c, i) => JSON.stringify(c) !== JSON.stringify(before[i])).map((c) => c.name);
+    assert.equal(changed.length, 1, changed.join(', '));
   });
 
   it('profile seed (for comparison, not a guarantee): the shared edit does disturb microVMs there', () => {

@@ -239,3 +239,104 @@ describe('a real Envoy over mTLS with node identity (ENVOY_BIN)', { skip }, () =
     assert.deepEqual(cp.registry.list().map((n) => n.id), ['envoy-a']);
   });
 });
+
+// Issue 10: the DNS listener and the port-80 HTTP path, on a real Envoy. Envoy must ACK the
+// listeners (dns_filter, http_inspector, the HTTP connection manager, the CEL access-log
+// filters), and the DNS listener must answer an allowed name and refuse another. Both
+// listeners are transparent, which needs CAP_NET_ADMIN, hence root.
+function dnsQuery(name: string, id: number): Buffer {
+  const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
+  return Buffer.concat([u16(id), u16(0x0100), u16(1), u16(0), u16(0), u16(0), ...labels, Buffer.from([0]), u16(1), u16(1)]);
+}
+
+async function askDns(port: number, name: string): Promise<{ rcode: number; addresses: string[] }> {
+  const { createSocket } = await import('node:dgram');
+  const socket = createSocket('udp4');
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no DNS answer for ${name}`)), 5_000);
+      socket.on('message', (msg: Buffer) => {
+        clearTimeout(timer);
+        const rcode = msg[3]! & 0x0f;
+        const answers = msg.readUInt16BE(6);
+        // The answers follow the question; each A record ends in its 4 address bytes.
+        const addresses: string[] = [];
+        let offset = 12;
+        while (msg[offset] !== 0) offset += msg[offset]! + 1;
+        offset += 5;
+        for (let i = 0; i < answers; i++) {
+          if ((msg[offset]! & 0xc0) === 0xc0) offset += 2;
+          else {
+            while (msg[offset] !== 0) offset += msg[offset]! + 1;
+            offset += 1;
+          }
+          const type = msg.readUInt16BE(offset);
+          const length = msg.readUInt16BE(offset + 8);
+          if (type === 1 && length === 4) addresses.push([...msg.subarray(offset + 10, offset + 14)].join('.'));
+          offset += 10 + length;
+        }
+        resolve({ rcode, addresses });
+      });
+      socket.send(dnsQuery(name, 0x1234), port, '127.0.0.1');
+    });
+  } finally {
+    socket.close();
+  }
+}
+
+describe('a real Envoy: the DNS listener and the plain-HTTP path (ENVOY_BIN, root)', { skip: skip || (process.getuid?.() === 0 ? false : 'the transparent listeners need CAP_NET_ADMIN (run as root)') }, () => {
+  let dir: string;
+  let cp: ControlPlane;
+  let envoy: ChildProcess | undefined;
+  let envoyAdmin: number;
+  let dnsPort: number;
+  let envoyLog = '';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-dns-'));
+    const listenerPort = await freePort();
+    dnsPort = await freePort();
+    cp = await startControlPlane({
+      xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: join(dir, 'data'), embeddedDefault: true, logger: silentLogger,
+      compile: { port: listenerPort, dns: { port: dnsPort } },
+    });
+    envoyAdmin = await freePort();
+    const bootstrap = join(dir, 'bootstrap.yaml');
+    await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-dns', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
+    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(envoyAdmin)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+  });
+
+  after(async () => {
+    if (envoy?.pid && envoy.exitCode === null) {
+      envoy.kill('SIGTERM');
+      await new Promise((r) => envoy!.once('exit', r));
+    }
+    await cp?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('Envoy ACKs the DNS listener and the HTTP path (dns_filter, http_inspector, HTTP connection manager, CEL log filters)', async () => {
+    await until('the ACK of both listeners', async () => {
+      const node = cp.registry.list().find((n) => n.id === 'envoy-dns');
+      const lds = node?.resources[TypeUrl.Listener];
+      return lds?.acked && lds.acked === lds.sent ? node : undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    const dump = await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump`)).text();
+    for (const what of ['egress_dns', 'envoy.filters.udp.dns_filter', 'envoy.filters.listener.http_inspector', 'envoy.filters.network.http_connection_manager', 'envoy.access_loggers.tcp_grpc']) {
+      assert.ok(dump.includes(what), `${what} in /config_dump`);
+    }
+  });
+
+  test('the DNS listener answers an allowed name with the synthetic address and refuses another', async () => {
+    const allowed = await until('an answer for github.com', async () => askDns(dnsPort, 'github.com').catch(() => undefined));
+    assert.equal(allowed.rcode, 0);
+    assert.deepEqual(allowed.addresses, ['198.18.0.1']);
+    const refused = await askDns(dnsPort, 'c2VjcmV0.exfil.example');
+    assert.equal(refused.rcode, 3, 'NXDOMAIN');
+    assert.deepEqual(refused.addresses, []);
+  });
+});

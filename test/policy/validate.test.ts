@@ -13,6 +13,8 @@ const badSpecs: Array<[string, unknown, string, RegExp]> = [
   ['upstream not a choice', { upstream: 'dns', allow: {} }, 'upstream', /"dns" is not one of "name", "original-destination"/],
   ['upstream not a string', { upstream: 1, allow: {} }, 'upstream', /must be a string, got a number/],
   ['mode not a choice', { mode: 'learn', allow: {} }, 'mode', /"learn" is not one of "enforce", "audit"/],
+  ['log not a choice', { log: 'none', allow: {} }, 'log', /"none" is not one of "denied", "all"/],
+  ['log not a string', { log: true, allow: {} }, 'log', /must be a string, got a boolean/],
   ['allow missing', { sources: ['10.0.0.0/8'] }, 'allow', /is required/],
   ['allow not an object', { allow: ['a.com'] }, 'allow', /must be an object, got an array/],
   ['unknown allow field', { allow: { sni: [], ports: [1] } }, 'allow.ports', /unknown field; expected sni, cidrs/],
@@ -126,7 +128,8 @@ test('validatePolicySpec accepts the edges', () => {
   ok(allow(['*.com', 'localhost', 'a-b.c0m', '1password.com', 'xn--80ak6aa92e.com']));
   ok({ sources: ['0.0.0.0/0', '::/0'], nodes: ['*', 'a:b.c_d-e'], allow: { cidrs: [{ cidr: '0.0.0.0/0', ports: [1, 65535] }] } });
   // Defaults are stored absent: the same meaning, the same spec.
-  assert.deepEqual(ok({ upstream: 'name', mode: 'enforce', allow: {} }), { allow: { sni: [] } });
+  assert.deepEqual(ok({ upstream: 'name', mode: 'enforce', log: 'denied', allow: {} }), { allow: { sni: [] } });
+  assert.deepEqual(ok({ log: 'all', allow: {} }), { log: 'all', allow: { sni: [] } });
   assert.deepEqual(ok({ mode: 'audit', upstream: 'original-destination', allow: {} }), {
     upstream: 'original-destination',
     mode: 'audit',

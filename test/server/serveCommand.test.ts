@@ -2,7 +2,8 @@
 // SIGTERM to stop, and a clear message with a non-zero exit when it cannot start.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -20,7 +21,7 @@ interface Run {
 }
 
 /** Runs serve until it logs that it is serving (then calls whileServing) or exits; bounded by a timeout. */
-function serve(args: string[], whileServing?: (ports: { xds: number; admin: number }) => Promise<void>, runAs: string[] = []): Promise<Run> {
+function serve(args: string[], whileServing?: (ports: { xds: number; admin: number }) => Promise<void>, runAs: string[] = [], stopSignal: NodeJS.Signals = 'SIGTERM'): Promise<Run> {
   return new Promise((resolve, reject) => {
     const command = [...runAs, process.execPath, cli, 'serve', ...args];
     const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -39,7 +40,7 @@ function serve(args: string[], whileServing?: (ports: { xds: number; admin: numb
         const port = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
         (whileServing ?? (async () => {}))({ xds: port(record.xds), admin: port(record.admin) })
           .catch((error: unknown) => reject(error))
-          .finally(() => child.kill('SIGTERM'));
+          .finally(() => child.kill(stopSignal));
       }
     });
     child.on('exit', (code) => {
@@ -92,6 +93,8 @@ test('serve: cannot start → a clear message naming the problem, non-zero exit'
       [['--data-dir', join(dir, 'd1'), '--xds-address', `127.0.0.1:${busyPort}`, '--admin-address', '127.0.0.1:0'], 1, /cannot listen for xDS on 127\.0\.0\.1:\d+: .*address already in use/],
       [['--data-dir', join(dir, 'd2'), '--xds-address', '127.0.0.1:0', '--admin-address', `127.0.0.1:${busyPort}`], 1, /cannot listen for the admin API on 127\.0\.0\.1:\d+/],
       [['--data-dir', join(dir, 'd3'), '--xds-address', '127.0.0.1:0', '--admin-address', '0.0.0.0:0'], 1, /token/],
+      [['--history-retention', 'forever'], 2, /--history-retention must be a positive duration/],
+      [['--admin-allowed-host', 'http://x/'], 2, /--admin-allowed-host must be a host name/],
     ];
     for (const [args, code, pattern] of cases) {
       const run = await serve(args);
@@ -119,5 +122,26 @@ test('serve: a data dir it may not write → a message naming it, exit 1', {
     assert.match(run.stderr, new RegExp(`egress-xds serve: data dir ${readOnly} is not writable`));
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+const canUnshare = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'true']).status === 0;
+test('serve: two servers on one data dir, each pid 1 of its own pid namespace: the second refuses, naming the holder', {
+  skip: canUnshare ? false : 'unshare --pid needs root or user namespaces',
+}, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-serve-lock-'));
+  const inNamespace = ['unshare', '--pid', '--fork', '--kill-child'];
+  const args = ['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--data-dir', dataDir];
+  try {
+    let second: Run | undefined;
+    // unshare --fork does not pass SIGTERM on: the first server is stopped by
+    // killing unshare, whose --kill-child takes the server with it.
+    await serve(args, async () => {
+      second = await serve(args, undefined, inNamespace);
+    }, inNamespace, 'SIGKILL');
+    assert.equal(second?.code, 1, second?.stderr);
+    assert.match(second!.stderr, new RegExp(`data dir ${dataDir} is in use by process 1 on ${hostname()}`));
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
   }
 });

@@ -4,7 +4,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { SnapshotCache, type PolicyChanges } from '../../src/snapshot/cache.js';
+import { FIRST_COMPILES_HERE_PER_WINDOW, SnapshotCache, type PolicyChanges } from '../../src/snapshot/cache.js';
 import { CompilePool } from '../../src/snapshot/compilePool.js';
 import { egressGroupCompiler } from '../../src/snapshot/egressGroups.js';
 import { encodeResource } from '../../src/snapshot/encodedResource.js';
@@ -150,7 +150,7 @@ test('a compile that fails in a worker rejects the apply and leaves the cache as
   assert.notEqual(cache.snapshotFor('n').version(TypeUrl.Listener), before.version(TypeUrl.Listener));
 });
 
-test('with a builder, newly connected nodes compile in the workers: no snapshot until ready, then told; a change meanwhile is not lost', async () => {
+test('with a builder, newly connected nodes beyond the first few compile in the workers: no snapshot until ready, then told; a change meanwhile is not lost', async () => {
   const cache = new SnapshotCache(compiler);
   cache.setPolicies([global(), ...Array.from({ length: 30 }, (_, i) => hostPolicy(i))]);
   cache.useBuilder(pool.build);
@@ -161,14 +161,18 @@ test('with a builder, newly connected nodes compile in the workers: no snapshot 
         ready.set(`host-${i}`, (ready.get(`host-${i}`) ?? 0) + 1);
         resolve();
       });
+      // The first few of a storm are compiled at once, here: they have their snapshot already.
+      if (cache.currentSnapshot(`host-${i}`)) resolve();
     })),
   );
-  assert.equal(cache.currentSnapshot('host-3'), undefined, 'not ready before its group compiled');
+  assert.equal(cache.currentSnapshot('host-29'), undefined, 'beyond the first few, not ready before its group compiled');
   // A change while the first groups compile: host-5's new policy must be what it ends up with.
   cache.applyChangesSync(new Map([['host-5', hostPolicy(5, 'late.example')]]));
   await all;
   for (let i = 0; i < 30; i++) assert.ok(cache.currentSnapshot(`host-${i}`), `host-${i} has a snapshot`);
-  assert.equal(cache.compiledGroups, 0, 'nothing compiled on the event loop (the stale round was compiled again in the workers)');
+  // The first few of the storm, and host-5's new group (applyChangesSync compiles here by definition);
+  // the stale round of the others was compiled again in the workers.
+  assert.ok(cache.compiledGroups <= FIRST_COMPILES_HERE_PER_WINDOW + 1, `${cache.compiledGroups} compiled on the event loop`);
   const expected = new SnapshotCache(compiler);
   expected.setPolicies([global(), ...Array.from({ length: 30 }, (_, i) => (i === 5 ? hostPolicy(5, 'late.example') : hostPolicy(i)))]);
   for (let i = 0; i < 30; i++) {

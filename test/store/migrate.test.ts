@@ -102,10 +102,10 @@ test('file store → etcd → file store: policies and history without loss; rev
   const refusedDir = await migrate('--from', url, '--etcd-prefix', '/migrated', '--to', back);
   assert.equal(refusedDir.code, 1);
   assert.match(refusedDir.stderr, /already holds a store/);
-  await writeFile(join(back, 'history-000001.jsonl'), 'sealed segment of an older store\n');
+  await writeFile(join(back, 'history-000000000001-000000000005.jsonl'), 'sealed segment of an older store\n');
   const forced = await migrate('--from', url, '--etcd-prefix', '/migrated', '--to', back, '--force');
   assert.equal(forced.code, 0, forced.stderr);
-  assert.ok(!(await readdir(back)).includes('history-000001.jsonl'));
+  assert.ok(!(await readdir(back)).includes('history-000000000001-000000000005.jsonl'));
 });
 
 test('store migrate: bad flags are usage errors naming the flag', async () => {

@@ -8,7 +8,7 @@ import type { Netns } from './netns.js';
 const LISTENER = `
 import json, socket, sys
 name, host, port, transparent = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1'
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 if transparent:
     s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT
@@ -18,7 +18,7 @@ print('ready', flush=True)
 while True:
     c, peer = s.accept()
     local = c.getsockname()
-    c.sendall((json.dumps({'who': name, 'local': '%s:%d' % local, 'peer': peer[0]}) + '\\n').encode())
+    c.sendall((json.dumps({'who': name, 'local': '%s:%d' % local[:2], 'peer': peer[0]}) + '\\n').encode())
     c.close()
 `;
 
@@ -26,7 +26,7 @@ const CLIENT = `
 import socket, sys
 try:
     mark = int(sys.argv[4], 0) if len(sys.argv) > 4 else 0
-    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_STREAM)
     if mark:
         c.setsockopt(socket.SOL_SOCKET, 36, mark)  # SO_MARK, as Envoy's upstream_bind_config socket option
     c.settimeout(float(sys.argv[3]))

@@ -1,0 +1,213 @@
+// Plain HTTP on port 80, matched by its Host header. TLS is matched by SNI; plain HTTP
+// carries the name in the Host header instead, which only an HTTP connection manager reads.
+//
+// In each source's subtree of the matcher, where a connection would be refused (no address
+// rule and no allowed server name), one more branch is tried first:
+//   destination_port 80 → transport_protocol "raw_buffer" (not TLS) →
+//   application_protocol "http/1.0" | "http/1.1" | "h2c" (set by http_inspector) → http|SOURCE
+// and everything else keeps the refusal. The chain http|SOURCE is an HTTP connection
+// manager whose route table is the source's allowlist:
+//   - a virtual host per upstream kind, its domains the source's allowed names (a
+//     wildcard "*.x" as Envoy's suffix wildcard "*.x", which, like the policy, matches any
+//     depth) each also with ":80"; allowed hosts are dialled by name (dynamic forward proxy,
+//     the node's one DNS cache and marked cluster) or, for "original-destination" policies,
+//     sent to the address the guest dialled;
+//   - everything else ("*") gets a 403 whose body names the host and the policy field
+//     (allow.sni) that would allow it (a local-reply mapper adds the Host to the body).
+// A Host with another port ("github.com:22") is refused: Envoy would dial that port.
+// For a source an audit policy selects, the "*" host is not refused but forwarded to the
+// address the guest dialled (the marked audit cluster) and logged as would-deny.
+// The chain holds policy data (its routes), so an edit of the names a source may reach
+// drains that source's open plain-HTTP connections (Envoy replaces a changed chain); TLS
+// and other sources are untouched.
+import { markImmutable } from '../envoy/fastEncode.js';
+import type { FilterChainJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
+import type { RouteConfigurationJson, VirtualHostJson } from '../envoy/routeConfig.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
+import type { Policy, PolicyUpstream } from '../policy/model.js';
+import { celFilter, httpGrpcAccessLog, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
+import { AUDIT_CLUSTER, auditPolicies } from './audit.js';
+import { chainAction } from './chains.js';
+import { connectionLimitFilter } from './guards.js';
+import { ANY_SOURCE_LABEL, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
+import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
+import { sortServerNames } from './serverNames.js';
+import { ANY_SOURCE, policiesBySource, serverNamesOf } from './sourcePlans.js';
+
+export const HTTP_PORT = 80;
+export const HTTP_CHAIN_PREFIX = 'http';
+export const HTTP_INSPECTOR_LISTENER_FILTER = 'envoy.filters.listener.http_inspector';
+export const HTTP_CONNECTION_MANAGER_FILTER = 'envoy.filters.network.http_connection_manager';
+export const HTTP_STAT_PREFIX = 'egress_http';
+/** What http_inspector sets as the application protocol of plain HTTP (http_inspector.cc). */
+export const PLAIN_HTTP_PROTOCOLS = ['h2c', 'http/1.0', 'http/1.1'] as const;
+export const REFUSED_VIRTUAL_HOST = 'refused';
+/** The "*" host's route name for an audited source: forwarded, logged as would-deny. */
+export const WOULD_DENY_ROUTE = 'would_deny';
+/** Envoy's response code details of a direct response (ResponseCodeDetails::DirectResponse). */
+export const DIRECT_RESPONSE_DETAILS = 'direct_response';
+/** The direct response's body; the local-reply mapper puts the host before it. */
+export const HTTP_REFUSAL_BODY =
+  'no policy selecting this source allows this host. To allow it, add the host to allow.sni of a policy selecting the source ' +
+  '(allow.sni names hosts for TLS SNI and for the plain-HTTP Host header alike), e.g. {"allow": {"sni": ["HOST"]}}.\n';
+export const HTTP_REFUSAL_FORMAT = 'egress-xds: plain HTTP to host "%REQ(:AUTHORITY)%" refused: %LOCAL_REPLY_BODY%';
+
+export const httpChainName = (sourceLabel: string): string => `${HTTP_CHAIN_PREFIX}|${sourceLabel}`;
+
+export function httpInspectorListenerFilter(): TypedExtensionJson {
+  return { name: HTTP_INSPECTOR_LISTENER_FILTER, typedConfig: { '@type': TypeUrl.HttpInspector } };
+}
+
+const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
+const to = (chain: string): OnMatchJson => ({ action: chainAction(chain) });
+
+/**
+ * What the source's subtree does where it would refuse: plain HTTP to port 80 goes to the
+ * source's HTTP chain, the rest to `refusal` ("reject", or the source's would-deny chain).
+ */
+export function plainHttpBranch(sourceLabel: string, refusal: string): OnMatchJson {
+  const toHttp = to(httpChainName(sourceLabel));
+  return {
+    matcher: {
+      matcherTree: {
+        input: input(TypeUrl.DestinationPortInput, 'envoy.matching.inputs.destination_port'),
+        exactMatchMap: {
+          map: {
+            [String(HTTP_PORT)]: {
+              matcher: {
+                matcherTree: {
+                  input: input(TypeUrl.TransportProtocolInput, 'envoy.matching.inputs.transport_protocol'),
+                  exactMatchMap: {
+                    map: {
+                      raw_buffer: {
+                        matcher: {
+                          matcherTree: {
+                            input: input(TypeUrl.ApplicationProtocolInput, 'envoy.matching.inputs.application_protocol'),
+                            exactMatchMap: { map: Object.fromEntries(PLAIN_HTTP_PROTOCOLS.map((p) => [p, toHttp])) },
+                          },
+                          onNoMatch: to(refusal),
+                        },
+                      },
+                    },
+                  },
+                },
+                onNoMatch: to(refusal),
+              },
+            },
+          },
+        },
+      },
+      onNoMatch: to(refusal),
+    },
+  };
+}
+
+/** Envoy virtual host domains for policy patterns: each bare and with the HTTP port. */
+export function hostDomains(patterns: readonly string[]): string[] {
+  return sortServerNames([...patterns]).flatMap((p) => [p, `${p}:${HTTP_PORT}`]);
+}
+
+/** The route table of one source's HTTP chain. */
+export function httpRouteConfig(sourceLabel: string, serverNames: ReadonlyMap<string, PolicyUpstream>, audited = false): RouteConfigurationJson {
+  const byName: string[] = [];
+  const byOriginal: string[] = [];
+  for (const [pattern, upstream] of serverNames) (upstream === 'name' ? byName : byOriginal).push(pattern);
+  const forward = (name: string, patterns: string[], cluster: string): VirtualHostJson[] =>
+    patterns.length === 0 ? [] : [{ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }];
+  return {
+    name: httpChainName(sourceLabel),
+    virtualHosts: [
+      ...forward('allowed_by_name', byName, NAME_UPSTREAM_CLUSTER),
+      ...forward('allowed_original_destination', byOriginal, ORIGINAL_DST_CLUSTER),
+      audited
+        ? { name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }
+        : {
+            name: REFUSED_VIRTUAL_HOST,
+            domains: ['*'],
+            routes: [{ name: REFUSED_VIRTUAL_HOST, match: { prefix: '/' }, directResponse: { status: 403, body: { inlineString: HTTP_REFUSAL_BODY } } }],
+          },
+    ],
+    validateClusters: false,
+  };
+}
+
+export interface HttpChainOptions {
+  readonly maxConnectionsPerSource: number;
+  readonly dnsCache: DnsCacheOptions;
+  readonly listener: string;
+  readonly accessLog: AccessLogOptions | false;
+}
+
+function httpAccessLogs(chain: string, policies: readonly Policy[], options: HttpChainOptions): AccessLogJson[] {
+  if (options.accessLog === false) return [];
+  const audits = auditPolicies(policies);
+  // Envoy's CEL attributes: response.code_details, xds.route_name.
+  const refused = audits.length > 0 ? `xds.route_name == ${JSON.stringify(WOULD_DENY_ROUTE)}` : `response.code_details == ${JSON.stringify(DIRECT_RESPONSE_DETAILS)}`;
+  const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
+  return [
+    audits.length > 0
+      ? httpGrpcAccessLog({ verdict: 'would-deny', reason: 'http-host', listener: options.listener, chain, policies: audits }, celFilter(refused), options.accessLog)
+      : httpGrpcAccessLog({ verdict: 'denied', reason: 'http-host', listener: options.listener, chain }, celFilter(refused), options.accessLog),
+    ...(logAll.length > 0 ? [httpGrpcAccessLog({ verdict: 'allowed', listener: options.listener, chain, policies: logAll }, celFilter(`!(${refused})`), options.accessLog)] : []),
+  ];
+}
+
+/** One source's plain-HTTP chain: capped like its other chains, then routed by Host. */
+export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
+  const name = httpChainName(sourceLabel);
+  return {
+    name,
+    filters: [
+      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
+      {
+        name: HTTP_CONNECTION_MANAGER_FILTER,
+        typedConfig: {
+          '@type': TypeUrl.HttpConnectionManager,
+          statPrefix: HTTP_STAT_PREFIX,
+          codecType: 'AUTO',
+          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), auditPolicies(policies).length > 0),
+          httpFilters: [
+            { name: 'envoy.filters.http.dynamic_forward_proxy', typedConfig: { '@type': TypeUrl.HttpDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(options.dnsCache) } },
+            { name: 'envoy.filters.http.router', typedConfig: { '@type': TypeUrl.HttpRouter, suppressEnvoyHeaders: true } },
+          ],
+          // An egress proxy adds nothing of its own to the guest's requests.
+          generateRequestId: false,
+          localReplyConfig: {
+            mappers: [
+              {
+                filter: { statusCodeFilter: { comparison: { op: 'EQ', value: { defaultValue: 403, runtimeKey: 'egress_xds.http_refusal_status' } } } },
+                bodyFormatOverride: { textFormatSource: { inlineString: HTTP_REFUSAL_FORMAT } },
+              },
+            ],
+          },
+          accessLog: httpAccessLogs(name, policies, options),
+        },
+      },
+    ],
+  };
+}
+
+/** The 403 body Envoy sends for `authority` (the local-reply mapper applied to the direct response). */
+export function refusalBodyFor(authority: string): string {
+  return HTTP_REFUSAL_FORMAT.replace('%REQ(:AUTHORITY)%', authority).replace('%LOCAL_REPLY_BODY%', HTTP_REFUSAL_BODY);
+}
+
+const cachedHttpChains = new Map<string, FilterChainJson>();
+
+/** The HTTP chains of the sources given, each rebuilt only when what it says changed. */
+export function httpChains(sourceLabels: readonly string[], policies: readonly Policy[], options: HttpChainOptions): FilterChainJson[] {
+  if (sourceLabels.length === 0) return [];
+  const bySource = policiesBySource(policies);
+  const common = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}|${options.listener}|${JSON.stringify(options.accessLog)}`;
+  return sourceLabels.map((label) => {
+    const selecting = bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+    const key = `${label}|${common}|${JSON.stringify([...serverNamesOf(selecting)])}|${selecting.filter((p) => p.log === 'all').map((p) => p.name).join(',')}|${auditPolicies(selecting).join(',')}`;
+    let chain = cachedHttpChains.get(key);
+    if (!chain) {
+      if (cachedHttpChains.size >= 20_000) cachedHttpChains.clear();
+      chain = markImmutable(httpChain(label, selecting, options));
+      cachedHttpChains.set(key, chain);
+    }
+    return chain;
+  });
+}
