@@ -25,6 +25,8 @@ export interface ForwardCheckResult extends CheckResult {
   readonly status?: number;
   /** forward-http: that answer's body. */
   readonly body?: string;
+  /** The access-log entries Envoy would send (each firing logger's literal tags). */
+  readonly logs?: readonly Readonly<Record<string, string>>[];
 }
 
 export interface ControlPlaneView {

@@ -366,6 +366,11 @@ export const openApiDocument = {
           route: { type: 'string', description: 'forward-http: the virtual host and route taken, "VIRTUAL HOST / ROUTE".' },
           status: { type: 'integer', description: 'forward-http: the status Envoy answers itself with (403 refused; 404 no route).' },
           body: { type: 'string', description: 'forward-http: that answer\'s body, naming the host, the client and the policy field that would allow it.' },
+          logs: {
+            type: 'array',
+            items: { type: 'object', additionalProperties: { type: 'string' } },
+            description: 'Forward-proxy listeners: the access-log entries Envoy would send for it, as the literal tags of each logger that fires (egress.verdict, egress.reason, egress.listener, egress.chain, egress.policy); empty when nothing is logged.',
+          },
           path: {
             type: 'array',
             items: { type: 'string' },

@@ -151,6 +151,7 @@ export function createRoutes({ store, view, metrics, denials }: RouteDependencie
               ...(result.route !== undefined && { route: result.route }),
               ...(result.status !== undefined && { status: result.status }),
               ...(result.body !== undefined && { body: result.body }),
+              ...(result.logs !== undefined && { logs: result.logs }),
             });
           }
           const request = validateCheckRequest(parsed.value);

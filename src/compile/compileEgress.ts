@@ -94,7 +94,9 @@ function withDnsListener(egress: CompiledEgress, policies: readonly Policy[], op
 function compileEgressListeners(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
   const transparent: CompiledEgress = options.transparent === false ? { listeners: [], clusters: [] } : compileTransparent(policies, options);
   if (!options.forwardProxy) return transparent;
-  return withForwardProxy(transparent, policies, options.forwardProxy, {
+  // The DNS listener's port is one the forward proxy's loop guard refuses.
+  const forward = options.forwardProxy.dnsPort === undefined && options.dns ? { ...options.forwardProxy, dnsPort: options.dns.port } : options.forwardProxy;
+  return withForwardProxy(transparent, policies, forward, {
     dnsCache: options.dnsCache ?? {},
     maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
     upstreamMark: options.upstreamMark ?? DEFAULT_UPSTREAM_MARK,

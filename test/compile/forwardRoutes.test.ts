@@ -120,3 +120,15 @@ describe('forward proxy: loop guard and audit, named examples', () => {
     assert.equal(checkForwardHttp(compiledAudit, audited, { sourceIp: '172.31.8.5', method: 'CONNECT', authority: 'example.org:443' }).verdict, 'deny');
   });
 });
+
+describe('forward proxy: the loop guard follows serve --dns-port', () => {
+  it('the DNS listener port of the compile options is refused; port 0 (no DNS listener) frees 15053', () => {
+    const broad: Policy[] = [{ name: 'broad', allow: { sni: [], cidrs: [{ cidr: '0.0.0.0/0' }] } }];
+    const verdict = (dnsPort: number, authority: string) =>
+      checkForwardHttp(compileEgress(broad, { forwardProxy: {}, transparent: false, dns: { port: dnsPort } }), broad, { sourceIp: CI, method: 'CONNECT', authority }).verdict;
+    assert.equal(verdict(5353, '10.0.0.1:5353'), 'deny');
+    assert.equal(verdict(5353, '10.0.0.1:15053'), 'allow');
+    assert.equal(verdict(0, '10.0.0.1:15053'), 'allow');
+    assert.equal(verdict(0, '10.0.0.1:10000'), 'deny');
+  });
+});

@@ -129,4 +129,22 @@ describe('a real Envoy as the forward proxy (ENVOY_BIN)', { skip }, () => {
     const plain = await curl(['-x', `http://127.0.0.1:${httpPort}`, 'http://refused.example/'], {});
     assert.match(plain.stdout, /refused\.example refused for 127\.0\.0\.1: no policy selecting this source allows this name \(allow\.sni\)/);
   });
+
+  // Issue 10 on the forward proxy: the refusals above reach the ALS beside ADS as records
+  // of listener forward_http; the loop guard refuses the proxy's own port on any host.
+  test('the refusals reach /v1/denials as forward_http records; a CONNECT to the proxy itself is refused as a loop', async () => {
+    const looped = await curl(['-v', '-p', '-x', `http://127.0.0.1:${httpPort}`, `http://127.0.0.1:${httpPort}/`], {});
+    assert.match(looped.stderr, /HTTP\/1\.1 403/);
+    const records = await until('the forward_http records in /v1/denials', async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-forward`)).json()) as {
+        denials: { verdict: string; reason: string; listener: string; serverName?: string; destination: string }[];
+      };
+      const mine = body.denials.filter((d) => d.listener === 'forward_http');
+      return mine.some((d) => d.reason === 'loop') && mine.some((d) => d.serverName === 'refused.example') ? mine : undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    for (const record of records) assert.equal(record.verdict, 'denied');
+    assert.ok(records.some((d) => d.reason === 'loop' && d.destination === `127.0.0.1:${httpPort}`), JSON.stringify(records));
+  });
 });

@@ -68,6 +68,13 @@ describe('serve --forward-proxy --transparent=false', () => {
     r = await check({ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: 'example.org:443' });
     assert.deepEqual([r.body['verdict'], r.body['status']], ['deny', 403]);
     assert.equal(r.body['body'], 'egress-xds: example.org:443 refused for 172.31.0.9: no policy selecting this source allows this name (allow.sni)\n');
+    assert.deepEqual(r.body['logs'], [{ 'egress.verdict': 'denied', 'egress.reason': 'no-policy', 'egress.listener': 'forward_http', 'egress.chain': 'forward_http|172.31.0.0/16' }]);
+
+    // The loop guard: the proxy's own port on any host, even an allowed name.
+    r = await check({ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: 'github.com:10000' });
+    assert.deepEqual([r.body['verdict'], r.body['status']], ['deny', 403]);
+    assert.match(String(r.body['body']), /egress proxy's own \(a loop\)/);
+    assert.deepEqual((r.body['logs'] as Record<string, string>[]).map((l) => l['egress.reason']), ['loop']);
 
     r = await check({ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: 'github.com:8443' });
     assert.equal(r.body['status'], 403);
