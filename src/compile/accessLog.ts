@@ -41,25 +41,16 @@ import {
   SET_FILTER_STATE_FILTER,
   TCP_PROXY_FILTER,
 } from './names.js';
+import { ALS_LOG_NAME, SNI_FILTER_STATE_KEY, TAG } from './accessLogContract.js';
 
-/** CommonGrpcAccessLogConfig.log_name (record.ts ALS_LOG_NAME). */
-export const ALS_LOG_NAME = 'egress-xds';
+export { ALS_LOG_NAME, SNI_FILTER_STATE_KEY, TAG };
+
 /** The bootstrap's static cluster that reaches the control plane (src/bootstrap XDS_CLUSTER); the ALS is served beside ADS. */
 export const DEFAULT_ALS_CLUSTER = 'xds_cluster';
 export const TCP_GRPC_ACCESS_LOGGER = 'envoy.access_loggers.tcp_grpc';
 export const HTTP_GRPC_ACCESS_LOGGER = 'envoy.access_loggers.http_grpc';
 export const CEL_ACCESS_LOG_FILTER = 'envoy.access_loggers.extension_filters.cel';
 
-/** The literal custom tags (record.ts TAG). */
-export const TAG = {
-  verdict: 'egress.verdict',
-  reason: 'egress.reason',
-  listener: 'egress.listener',
-  chain: 'egress.chain',
-  policy: 'egress.policy',
-} as const;
-/** The filter state object holding the requested server name (record.ts SNI_FILTER_STATE_KEY). */
-export const SNI_FILTER_STATE_KEY = 'egress.sni';
 
 export type LogVerdict = 'denied' | 'would-deny' | 'allowed';
 /** The reasons the listener side emits (a subset of record.ts DENIAL_REASONS). */

@@ -69,21 +69,8 @@
 //   http         HTTP entries only: method, path, response code
 // ─────────────────────────────────────────────────────────────────────────
 
-/** CommonGrpcAccessLogConfig.log_name of every access logger egress-xds generates. */
-export const ALS_LOG_NAME = 'egress-xds';
-
-/** The literal custom tags the generated access loggers carry. */
-export const TAG = {
-  verdict: 'egress.verdict',
-  reason: 'egress.reason',
-  listener: 'egress.listener',
-  chain: 'egress.chain',
-  policy: 'egress.policy',
-  revision: 'egress.revision',
-} as const;
-
-/** The filter state key holding the requested server name (set by set_filter_state). */
-export const SNI_FILTER_STATE_KEY = 'egress.sni';
+// The constants of the contract live with the listener side that emits them (one definition).
+export { ALS_LOG_NAME, SNI_FILTER_STATE_KEY, TAG } from '../compile/accessLogContract.js';
 
 export const DENIAL_REASONS = [
   /** No policy selecting this source allows the name (or the address). */

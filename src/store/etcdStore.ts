@@ -29,6 +29,7 @@ import { historyPage } from './historyPage.js';
 import type { BatchResult, ChangeListener, HistoryEntry, PolicyStore, StoreChange, WriteResult } from './store.js';
 import { StoreError } from './storeError.js';
 import { planApply, planBatch, planDelete, planPut, type Plan, type PlannedChange, type PolicyView } from './writeRules.js';
+import { createSourceClaims } from './sourceClaims.js';
 
 export interface EtcdStoreHealth {
   readonly ok: boolean;
@@ -110,7 +111,7 @@ export async function openEtcdPolicyStore(options: EtcdStoreOptions): Promise<Et
   /** The store revision users see: base + the last commit's etcd revision. */
   let storeRevision = 0;
   const listeners = new Set<ChangeListener>();
-  const claimed = new Map<string, number>();
+  const claimed = createSourceClaims();
   const progress = new Set<() => void>();
   let closed = false;
   let etcdOk = false;
@@ -486,17 +487,7 @@ export async function openEtcdPolicyStore(options: EtcdStoreOptions): Promise<Et
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    claimSource(source) {
-      claimed.set(source, (claimed.get(source) ?? 0) + 1);
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        const count = (claimed.get(source) ?? 1) - 1;
-        if (count <= 0) claimed.delete(source);
-        else claimed.set(source, count);
-      };
-    },
+    claimSource: (source) => claimed.claim(source),
     async close() {
       if (closed) return;
       closed = true;

@@ -30,6 +30,7 @@ import { describeFsError, StoreError } from './storeError.js';
 import { DEFAULT_HISTORY_LIMIT, historyPage, MAX_HISTORY_LIMIT } from './historyPage.js';
 import type { BatchResult, ChangeListener, HistoryEntry, HistoryPage, HistoryQuery, PolicyStore, StoreChange, WriteResult } from './store.js';
 import { planApply, planBatch, planDelete, planPut, type Plan, type PolicyView } from './writeRules.js';
+import { createSourceClaims } from './sourceClaims.js';
 
 export const HISTORY_FILE = 'history.jsonl';
 export const STATE_FILE = 'policies.json';
@@ -239,7 +240,7 @@ function createStore(parts: {
 }): FilePolicyStore {
   const { dataDir, statePath, state, journal, segments, logger, unlock, tuning } = parts;
   const listeners = new Set<ChangeListener>();
-  const claimed = new Map<string, number>();
+  const claimed = createSourceClaims();
   let closed = false;
   let closing: Promise<void> | undefined;
 
@@ -572,17 +573,7 @@ function createStore(parts: {
       return () => listeners.delete(listener);
     },
 
-    claimSource(source) {
-      claimed.set(source, (claimed.get(source) ?? 0) + 1);
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        const count = (claimed.get(source) ?? 1) - 1;
-        if (count <= 0) claimed.delete(source);
-        else claimed.set(source, count);
-      };
-    },
+    claimSource: (source) => claimed.claim(source),
 
     compact: () => (closed ? Promise.reject(new StoreError('the store is closed', dataDir)) : compactSoon()),
 

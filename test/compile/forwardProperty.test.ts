@@ -20,7 +20,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { cidrKeysOf, cidrOfKey } from '../../src/compile/cidrKeys.js';
+import { cidrOfKey } from '../../src/compile/cidrKeys.js';
 import { compileEgress } from '../../src/compile/compileEgress.js';
 import { checkForwardHttp, checkForwardTls, connectionManagerOf } from '../../src/compile/forwardCheck.js';
 import { intendedForwardRoute } from '../../src/compile/forwardRoute.js';
@@ -35,6 +35,7 @@ import { cidrContainsIp, parseIp } from '../../src/net/ip.js';
 import type { Policy } from '../../src/policy/model.js';
 import { sniPatternMatches } from '../../src/policy/verdict.js';
 import { connectionFor, edgeAddresses, policySet } from './arbitraries.js';
+import { sourceLabel } from './sourceLabel.js';
 
 const SEED = Number(process.env['PROPERTY_SEED'] ?? 20240607) + 100;
 const RUNS = Number(process.env['PROPERTY_RUNS'] ?? 400);
@@ -82,17 +83,6 @@ function requestsFor(policies: readonly Policy[]) {
     }),
     { minLength: 15, maxLength: 30 },
   );
-}
-
-/** The most specific source range any policy names holding the source: whose chain (and cap) the client gets. */
-function sourceLabel(policies: readonly Policy[], sourceIp: string): string {
-  const ip = parseIp(sourceIp)!;
-  let best: { label: string; length: number } | undefined;
-  for (const key of new Set(policies.flatMap((p) => (p.sources ? cidrKeysOf(p.sources) : [])))) {
-    const cidr = cidrOfKey(key);
-    if (cidrContainsIp(cidr, ip) && (!best || cidr.prefixLength > best.length)) best = { label: key, length: cidr.prefixLength };
-  }
-  return best?.label ?? '*';
 }
 
 describe('forward proxy, property', () => {

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { cidrKeysOf, cidrOfKey } from '../../src/compile/cidrKeys.js';
 import { compileEgress } from '../../src/compile/compileEgress.js';
 import { EGRESS_LISTENER_PORT, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from '../../src/compile/names.js';
 import { intendedRoute } from '../../src/compile/route.js';
@@ -16,9 +15,9 @@ import { selectFilterChain } from '../../src/envoy/filterChainMatch.js';
 import { findMatcherProblems, selectByMatcher } from '../../src/envoy/filterChainMatcher.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { validateResource } from '../../src/envoy/validateRules.js';
-import { cidrContainsIp, parseIp } from '../../src/net/ip.js';
 import type { CidrAllow, Connection, Policy, PolicyUpstream } from '../../src/policy/model.js';
 import { intendedVerdict } from '../../src/policy/verdict.js';
+import { sourceLabel } from './sourceLabel.js';
 
 const SEED = Number(process.env['PROPERTY_SEED'] ?? 20240607);
 const RUNS = Number(process.env['HOST_PROPERTY_RUNS'] ?? 6);
@@ -101,16 +100,6 @@ const connections = (h: Host): fc.Arbitrary<Connection[]> =>
       })),
     { minLength: 150, maxLength: 150 },
   );
-
-function sourceLabel(policies: readonly Policy[], sourceIp: string): string {
-  const ip = parseIp(sourceIp)!;
-  let best: { label: string; length: number } | undefined;
-  for (const key of new Set(policies.flatMap((p) => (p.sources ? cidrKeysOf(p.sources) : [])))) {
-    const cidr = cidrOfKey(key);
-    if (cidrContainsIp(cidr, ip) && (!best || cidr.prefixLength > best.length)) best = { label: key, length: cidr.prefixLength };
-  }
-  return best?.label ?? '*';
-}
 
 describe('random per-microVM hosts (hundreds of sources)', () => {
   it('profile hardened: the chosen chain is the intended route and upstream, on the source\'s own chain, with no fall-back', () => {

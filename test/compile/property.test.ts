@@ -10,7 +10,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { cidrKeysOf, cidrOfKey } from '../../src/compile/cidrKeys.js';
 import { compileEgress, type CompileProfile } from '../../src/compile/compileEgress.js';
 import { EGRESS_LISTENER_PORT, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from '../../src/compile/names.js';
 import { intendedRoute } from '../../src/compile/route.js';
@@ -20,24 +19,13 @@ import { findFilterChainConflicts, selectFilterChain } from '../../src/envoy/fil
 import { findMatcherProblems, selectByMatcher } from '../../src/envoy/filterChainMatcher.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { validateResource } from '../../src/envoy/validateRules.js';
-import { cidrContainsIp, parseIp } from '../../src/net/ip.js';
 import type { Connection, Policy } from '../../src/policy/model.js';
 import { intendedVerdict } from '../../src/policy/verdict.js';
+import { sourceLabel } from './sourceLabel.js';
 import { policiesAndConnections, policySet } from './arbitraries.js';
 
 const SEED = Number(process.env['PROPERTY_SEED'] ?? 20240607);
 const RUNS = Number(process.env['PROPERTY_RUNS'] ?? 600);
-
-/** The most specific source range any policy names holding the source: whose cap the connection counts against. */
-function sourceLabel(policies: readonly Policy[], sourceIp: string): string {
-  const ip = parseIp(sourceIp)!;
-  let best: { label: string; length: number } | undefined;
-  for (const key of new Set(policies.flatMap((p) => (p.sources ? cidrKeysOf(p.sources) : [])))) {
-    const cidr = cidrOfKey(key);
-    if (cidrContainsIp(cidr, ip) && (!best || cidr.prefixLength > best.length)) best = { label: key, length: cidr.prefixLength };
-  }
-  return best?.label ?? '*';
-}
 
 function checkHardened(policies: readonly Policy[], connection: Connection): void {
   const listener = compileEgress(policies).listeners[0]!;

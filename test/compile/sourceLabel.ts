@@ -1,0 +1,17 @@
+// The test oracle for which per-source chain a client lands on: the most specific source
+// range any policy names that holds the client's address ("*" when none does). Written from
+// the policies alone, apart from the compiler, so the property tests can catch it choosing
+// another chain (whose connection cap the client would then count against).
+import { cidrKeysOf, cidrOfKey } from '../../src/compile/cidrKeys.js';
+import { cidrContainsIp, parseIp } from '../../src/net/ip.js';
+import type { Policy } from '../../src/policy/model.js';
+
+export function sourceLabel(policies: readonly Policy[], sourceIp: string): string {
+  const ip = parseIp(sourceIp)!;
+  let best: { label: string; length: number } | undefined;
+  for (const key of new Set(policies.flatMap((p) => (p.sources ? cidrKeysOf(p.sources) : [])))) {
+    const cidr = cidrOfKey(key);
+    if (cidrContainsIp(cidr, ip) && (!best || cidr.prefixLength > best.length)) best = { label: key, length: cidr.prefixLength };
+  }
+  return best?.label ?? '*';
+}
