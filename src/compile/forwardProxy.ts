@@ -29,7 +29,7 @@
 // transparent listener's name upstream (nameUpstream.ts): Envoy requires every user of
 // a cache name to carry the identical configuration, so it is built in one place.
 import { markImmutable } from '../envoy/fastEncode.js';
-import { celFilter, chainAccessLogs, httpGrpcAccessLog, withChainAccessLogs, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
+import { celFilter, chainAccessLogs, httpGrpcAccessLog, withChainAccessLogs, type AccessLogJson, type AccessLogOptions, type ChainLogPlan } from './accessLog.js';
 import { auditPolicies } from './audit.js';
 import type { ClusterJson, FilterChainJson, ListenerJson, MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
@@ -173,11 +173,16 @@ const tlsChains = new Map<string, FilterChainJson>();
 
 function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, policies: readonly Policy[], context: ForwardCompileContext): FilterChainJson {
   const name = `${FORWARD_HTTP_CHAIN_PREFIX}|${label}`;
-  const logs = context.accessLog === false ? [] : forwardHttpAccessLogs(name, policies, context.accessLog ?? {});
-  const key = `${label}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${JSON.stringify(logs)}`;
+  // Keyed on what the loggers are made of (cheap), so a warm compile builds none of them.
+  const logKey =
+    context.accessLog === false
+      ? 'off'
+      : `${context.accessLog?.alsCluster ?? ''}|${auditPolicies(policies).join(',')}|${policies.filter((p) => p.log === 'all').map((p) => p.name).sort().join(',')}`;
+  const key = `${label}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${logKey}`;
   let byKey = httpChains.get(routeConfig);
   let chain = byKey?.get(key);
   if (chain) return chain;
+  const logs = context.accessLog === false ? [] : forwardHttpAccessLogs(name, policies, context.accessLog ?? {});
   chain = markImmutable<FilterChainJson>({
     name,
     filters: [connectionLimitFilter(label, context.maxConnectionsPerSource), httpConnectionManager(routeConfig, context.dnsCache, logs)],
@@ -194,20 +199,14 @@ function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, pol
 /** A source's forwarding chain ("forward_tls|S"), or its audit chain ("forward_tls_would_deny|S"), with its loggers. */
 function cachedTlsChain(label: string, context: ForwardCompileContext, policies: readonly Policy[], auditing = false): FilterChainJson {
   const name = `${auditing ? FORWARD_TLS_AUDIT_CHAIN_PREFIX : FORWARD_TLS_CHAIN_PREFIX}|${label}`;
-  const logs =
-    context.accessLog === false
-      ? []
-      : chainAccessLogs(
-          name,
-          FORWARD_TLS_LISTENER_NAME,
-          auditing
-            ? { kind: 'would-deny', auditPolicies: auditPolicies(policies) }
-            : { kind: 'forward', byName: true, logAllPolicies: policies.filter((p) => p.log === 'all').map((p) => p.name).sort() },
-          context.accessLog ?? {},
-        );
-  const key = `${name}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${JSON.stringify(logs)}`;
+  const plan: ChainLogPlan = auditing
+    ? { kind: 'would-deny', auditPolicies: auditPolicies(policies) }
+    : { kind: 'forward', byName: true, logAllPolicies: policies.filter((p) => p.log === 'all').map((p) => p.name).sort() };
+  const logKey = context.accessLog === false ? 'off' : `${context.accessLog?.alsCluster ?? ''}|${JSON.stringify(plan)}`;
+  const key = `${name}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${logKey}`;
   let chain = tlsChains.get(key);
   if (chain) return chain;
+  const logs = context.accessLog === false ? [] : chainAccessLogs(name, FORWARD_TLS_LISTENER_NAME, plan, context.accessLog ?? {});
   chain = markImmutable<FilterChainJson>(withChainAccessLogs({
     name,
     filters: [
