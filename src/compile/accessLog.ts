@@ -174,12 +174,43 @@ export function specialAddressTests(): AddressTest[] {
 export const addressPasses = (test: AddressTest, address: string): boolean =>
   'startsWith' in test ? address.startsWith(test.startsWith) : new RegExp(test.matches).test(address);
 
+/** An RE2 (and JavaScript) alternation for the decimal numbers lo..hi, grouped by decade. */
+function numberRange(lo: number, hi: number): string {
+  const decades = new Map<number, number[]>();
+  for (let v = lo; v <= hi; v += 1) {
+    const list = decades.get(Math.floor(v / 10)) ?? [];
+    list.push(v % 10);
+    decades.set(Math.floor(v / 10), list);
+  }
+  return [...decades].map(([decade, digits]) => `${decade === 0 ? '' : decade}${digits.length === 1 ? digits[0] : `[${digits[0]}-${digits[digits.length - 1]}]`}`).join('|');
+}
+
+const escapeRe = (text: string): string => text.replace(/[.[\]()|*+?^$\\]/g, (c) => `\\${c}`);
+
+/** One anchored pattern equivalent to specialAddressTests (octet runs folded into ranges): short, as it is repeated per chain. */
+export function specialAddressRegex(): string {
+  const parts: string[] = [];
+  for (const { cidr } of SPECIAL_RANGES) {
+    const [address, lengthText] = cidr.split('/') as [string, string];
+    const length = Number(lengthText);
+    if (address.includes(':')) continue;
+    const octets = address.split('.').map(Number);
+    const whole = Math.floor(length / 8);
+    const fixed = octets.slice(0, whole).map((o) => `${o}\\.`).join('');
+    const spare = length % 8;
+    parts.push(spare === 0 ? fixed : `${fixed}(${numberRange(octets[whole]!, octets[whole]! + 2 ** (8 - spare) - 1)})\\.`);
+  }
+  for (const test of specialAddressTests()) {
+    if ('matches' in test) parts.push(test.matches.slice(1));
+    else if (test.startsWith.startsWith('[')) parts.push(escapeRe(test.startsWith));
+  }
+  return `^(${parts.join('|')})`;
+}
+
 let specialCel: string | undefined;
 /** The upstream host is in a special range. */
 export function specialUpstreamCel(): string {
-  specialCel ??= `has(upstream.address) && (${specialAddressTests()
-    .map((t) => ('startsWith' in t ? `upstream.address.startsWith(${JSON.stringify(t.startsWith)})` : `upstream.address.matches(${JSON.stringify(t.matches)})`))
-    .join(' || ')})`;
+  specialCel ??= `has(upstream.address) && upstream.address.matches(${JSON.stringify(specialAddressRegex())})`;
   return specialCel;
 }
 
