@@ -21,7 +21,7 @@
 //   forward_tls: tcp_grpc on the reject chain (denied/no-policy) and on each source's chain
 //     (per-source cap, forbidden address, allowed for "log": "all"), as on the transparent
 //     listener; audit sources send an SNI no policy allows to "forward_tls_would_deny|S",
-//     forwarded and logged as would-deny.
+//     forwarded and logged as would-deny (no SNI: still the reject chain).
 // Loop guard: the HTTP routes refuse the proxy's own ports (forwardLoopPorts) on any host;
 // the TLS listener dials only port 443, so it cannot loop unless 443 is one of them.
 //
@@ -259,22 +259,27 @@ export function forwardTlsListener(policies: readonly Policy[], options: Forward
     const selecting = bySource.get(key) ?? [];
     const names = allowedNames(selecting);
     const label = sourceLabelOf(key);
-    // Audit: what no policy allows goes to the source's would-deny chain, not the reject chain.
+    // Audit: any other SNI ("*": Envoy's global wildcard, never an absent or empty name) goes
+    // to the source's would-deny chain; no SNI stays refused (there is no name to dial).
     const audited = selecting.some((p) => p.mode === 'audit');
-    const refusal = audited ? `${FORWARD_TLS_AUDIT_CHAIN_PREFIX}|${label}` : FORWARD_TLS_REJECT_CHAIN;
+    const auditChainName = `${FORWARD_TLS_AUDIT_CHAIN_PREFIX}|${label}`;
     if (audited) chains.push(cachedTlsChain(label, context, selecting, true));
-    if (names.length === 0) return to(refusal);
+    if (names.length === 0 && !audited) return to(FORWARD_TLS_REJECT_CHAIN);
     const chain = `${FORWARD_TLS_CHAIN_PREFIX}|${label}`;
-    chains.push(cachedTlsChain(label, context, selecting));
+    if (names.length > 0) chains.push(cachedTlsChain(label, context, selecting));
     let byLabel = tlsSubtrees.get(names);
-    const memo = `${label}|${refusal}`;
+    const memo = `${label}|${audited}`;
     const cached = byLabel?.get(memo);
     if (cached) return cached;
     if (!byLabel) tlsSubtrees.set(names, (byLabel = new Map()));
+    const domainMatchers = [
+      ...(names.length > 0 ? [{ domains: [...names], onMatch: to(chain) }] : []),
+      ...(audited ? [{ domains: ['*'], onMatch: to(auditChainName) }] : []),
+    ];
     return remember(byLabel, memo, {
       matcher: {
-        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: [...names], onMatch: to(chain) }] } } },
-        onNoMatch: to(refusal),
+        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers } } },
+        onNoMatch: to(FORWARD_TLS_REJECT_CHAIN),
       },
     });
   };
