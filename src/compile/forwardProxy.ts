@@ -21,7 +21,7 @@
 //   forward_tls: tcp_grpc on the reject chain (denied/no-policy) and on each source's chain
 //     (per-source cap, forbidden address, allowed for "log": "all"), as on the transparent
 //     listener; audit sources send an SNI no policy allows to "forward_tls_would_deny|S",
-//     forwarded and logged as would-deny.
+//     forwarded and logged as would-deny (no SNI: still the reject chain).
 // Loop guard: the HTTP routes refuse the proxy's own ports (forwardLoopPorts) on any host;
 // the TLS listener dials only port 443, so it cannot loop unless 443 is one of them.
 //
@@ -29,7 +29,7 @@
 // transparent listener's name upstream (nameUpstream.ts): Envoy requires every user of
 // a cache name to carry the identical configuration, so it is built in one place.
 import { markImmutable } from '../envoy/fastEncode.js';
-import { celFilter, chainAccessLogs, httpGrpcAccessLog, withChainAccessLogs, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
+import { celFilter, chainAccessLogs, httpGrpcAccessLog, withChainAccessLogs, type AccessLogJson, type AccessLogOptions, type ChainLogPlan } from './accessLog.js';
 import { auditPolicies } from './audit.js';
 import type { ClusterJson, FilterChainJson, ListenerJson, MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
@@ -173,11 +173,16 @@ const tlsChains = new Map<string, FilterChainJson>();
 
 function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, policies: readonly Policy[], context: ForwardCompileContext): FilterChainJson {
   const name = `${FORWARD_HTTP_CHAIN_PREFIX}|${label}`;
-  const logs = context.accessLog === false ? [] : forwardHttpAccessLogs(name, policies, context.accessLog ?? {});
-  const key = `${label}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${JSON.stringify(logs)}`;
+  // Keyed on what the loggers are made of (cheap), so a warm compile builds none of them.
+  const logKey =
+    context.accessLog === false
+      ? 'off'
+      : `${context.accessLog?.alsCluster ?? ''}|${auditPolicies(policies).join(',')}|${policies.filter((p) => p.log === 'all').map((p) => p.name).sort().join(',')}`;
+  const key = `${label}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${logKey}`;
   let byKey = httpChains.get(routeConfig);
   let chain = byKey?.get(key);
   if (chain) return chain;
+  const logs = context.accessLog === false ? [] : forwardHttpAccessLogs(name, policies, context.accessLog ?? {});
   chain = markImmutable<FilterChainJson>({
     name,
     filters: [connectionLimitFilter(label, context.maxConnectionsPerSource), httpConnectionManager(routeConfig, context.dnsCache, logs)],
@@ -194,20 +199,14 @@ function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, pol
 /** A source's forwarding chain ("forward_tls|S"), or its audit chain ("forward_tls_would_deny|S"), with its loggers. */
 function cachedTlsChain(label: string, context: ForwardCompileContext, policies: readonly Policy[], auditing = false): FilterChainJson {
   const name = `${auditing ? FORWARD_TLS_AUDIT_CHAIN_PREFIX : FORWARD_TLS_CHAIN_PREFIX}|${label}`;
-  const logs =
-    context.accessLog === false
-      ? []
-      : chainAccessLogs(
-          name,
-          FORWARD_TLS_LISTENER_NAME,
-          auditing
-            ? { kind: 'would-deny', auditPolicies: auditPolicies(policies) }
-            : { kind: 'forward', byName: true, logAllPolicies: policies.filter((p) => p.log === 'all').map((p) => p.name).sort() },
-          context.accessLog ?? {},
-        );
-  const key = `${name}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${JSON.stringify(logs)}`;
+  const plan: ChainLogPlan = auditing
+    ? { kind: 'would-deny', auditPolicies: auditPolicies(policies) }
+    : { kind: 'forward', byName: true, logAllPolicies: policies.filter((p) => p.log === 'all').map((p) => p.name).sort() };
+  const logKey = context.accessLog === false ? 'off' : `${context.accessLog?.alsCluster ?? ''}|${JSON.stringify(plan)}`;
+  const key = `${name}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${logKey}`;
   let chain = tlsChains.get(key);
   if (chain) return chain;
+  const logs = context.accessLog === false ? [] : chainAccessLogs(name, FORWARD_TLS_LISTENER_NAME, plan, context.accessLog ?? {});
   chain = markImmutable<FilterChainJson>(withChainAccessLogs({
     name,
     filters: [
@@ -260,22 +259,27 @@ export function forwardTlsListener(policies: readonly Policy[], options: Forward
     const selecting = bySource.get(key) ?? [];
     const names = allowedNames(selecting);
     const label = sourceLabelOf(key);
-    // Audit: what no policy allows goes to the source's would-deny chain, not the reject chain.
+    // Audit: any other SNI ("*": Envoy's global wildcard, never an absent or empty name) goes
+    // to the source's would-deny chain; no SNI stays refused (there is no name to dial).
     const audited = selecting.some((p) => p.mode === 'audit');
-    const refusal = audited ? `${FORWARD_TLS_AUDIT_CHAIN_PREFIX}|${label}` : FORWARD_TLS_REJECT_CHAIN;
+    const auditChainName = `${FORWARD_TLS_AUDIT_CHAIN_PREFIX}|${label}`;
     if (audited) chains.push(cachedTlsChain(label, context, selecting, true));
-    if (names.length === 0) return to(refusal);
+    if (names.length === 0 && !audited) return to(FORWARD_TLS_REJECT_CHAIN);
     const chain = `${FORWARD_TLS_CHAIN_PREFIX}|${label}`;
-    chains.push(cachedTlsChain(label, context, selecting));
+    if (names.length > 0) chains.push(cachedTlsChain(label, context, selecting));
     let byLabel = tlsSubtrees.get(names);
-    const memo = `${label}|${refusal}`;
+    const memo = `${label}|${audited}`;
     const cached = byLabel?.get(memo);
     if (cached) return cached;
     if (!byLabel) tlsSubtrees.set(names, (byLabel = new Map()));
+    const domainMatchers = [
+      ...(names.length > 0 ? [{ domains: [...names], onMatch: to(chain) }] : []),
+      ...(audited ? [{ domains: ['*'], onMatch: to(auditChainName) }] : []),
+    ];
     return remember(byLabel, memo, {
       matcher: {
-        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: [...names], onMatch: to(chain) }] } } },
-        onNoMatch: to(refusal),
+        matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers } } },
+        onNoMatch: to(FORWARD_TLS_REJECT_CHAIN),
       },
     });
   };

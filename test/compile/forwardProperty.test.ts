@@ -149,12 +149,12 @@ describe('forward proxy, property', () => {
           const selecting = policies.filter((p) => selectsSource(p, c.sourceIp));
           const audit = selecting.filter((p) => p.mode === 'audit');
           const logAll = selecting.filter((p) => p.log === 'all');
-          // Audit: no SNI goes to the would-deny chain too, which cannot dial it (closed, logged would-deny).
-          const wouldDeny = !allowed && audit.length > 0;
-          assert.equal(envoy.verdict, allowed || (wouldDeny && c.serverName !== undefined) ? 'allow' : 'deny', at);
+          // Audit: any SNI no policy allows is forwarded; no SNI stays refused (nothing to dial).
+          const wouldDeny = !allowed && audit.length > 0 && c.serverName !== undefined;
+          assert.equal(envoy.verdict, allowed || wouldDeny ? 'allow' : 'deny', at);
           const chain = allowed ? `forward_tls|${label}` : wouldDeny ? `forward_tls_would_deny|${label}` : 'forward_tls_reject';
           assert.equal(envoy.filterChain, chain, at);
-          if (allowed || (wouldDeny && c.serverName !== undefined)) assert.equal(envoy.upstream?.address, `${c.serverName!.toLowerCase()}:443`, at);
+          if (allowed || wouldDeny) assert.equal(envoy.upstream?.address, `${c.serverName!.toLowerCase()}:443`, at);
           const expectedLogs = allowed
             ? logAll.length > 0
               ? [{ 'egress.verdict': 'allowed', 'egress.listener': 'forward_tls', 'egress.chain': chain, 'egress.policy': namesOf(logAll) }]
