@@ -30,7 +30,15 @@ export interface BootstrapOptions {
   readonly delta: boolean;
   readonly adminPort: number;
   readonly tls?: BootstrapTls;
+  /**
+   * Envoy's internal-listener bootstrap extension (Envoy >= 1.25), without which Envoy
+   * rejects the internal listeners of serve --forward-proxy-inspect-connect. Off by
+   * default: older Envoys do not know the extension.
+   */
+  readonly internalListeners?: boolean;
 }
+
+export const INTERNAL_LISTENER_EXTENSION = 'envoy.bootstrap.internal_listener';
 
 function upstreamTls(tls: BootstrapTls, xdsHost: string): Record<string, unknown> {
   const serverName = tls.serverName ?? xdsHost;
@@ -99,5 +107,8 @@ export function buildBootstrap(options: BootstrapOptions): Record<string, unknow
       ],
     },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: options.adminPort } } },
+    ...(options.internalListeners === true && {
+      bootstrap_extensions: [{ name: INTERNAL_LISTENER_EXTENSION, typed_config: { '@type': TypeUrl.InternalListenerBootstrap } }],
+    }),
   };
 }

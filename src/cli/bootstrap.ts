@@ -5,6 +5,7 @@ import { buildBootstrap, type BootstrapTls } from '../bootstrap/envoyBootstrap.j
 import { UsageError, parseFlags, parseHostPort, parsePort, withUsage } from './flags.js';
 
 const USAGE = `usage: egress-xds bootstrap --node-id ID [--cluster NAME] [--xds HOST:PORT ...] [--delta] [--admin-port 9901]
+                            [--forward-proxy-inspect-connect]
                             [--xds-ca FILE [--xds-cert FILE --xds-key FILE] [--xds-server-name NAME]]
 
 Prints a minimal Envoy bootstrap (YAML) that fetches Listeners and Clusters
@@ -16,6 +17,10 @@ With --xds-ca, Envoy reaches the control plane over TLS (serve --xds-tls-cert/--
 and checks its certificate against that CA and the name (--xds-server-name, default the
 --xds host); --xds-cert/--xds-key give Envoy a client certificate (serve --xds-client-ca).
 The paths are those on the Envoy host; they are written as absolute paths.
+
+--forward-proxy-inspect-connect adds Envoy's internal-listener bootstrap extension
+(envoy.bootstrap.internal_listener, Envoy >= 1.25), which serve --forward-proxy-inspect-connect
+needs: without it Envoy refuses the internal listeners checking the SNI inside CONNECT.
 
 Several replicas (serve --store etcd://, docs/cluster.md): repeat --xds, one per replica
 (or give one DNS name with a record per replica); each is an endpoint of the xDS cluster
@@ -41,6 +46,7 @@ export async function bootstrapCommand(argv: string[]): Promise<number> {
       'xds-cert': { type: 'string' },
       'xds-key': { type: 'string' },
       'xds-server-name': { type: 'string' },
+      'forward-proxy-inspect-connect': { type: 'boolean', default: false },
     });
     const nodeId = values['node-id'];
     if (!nodeId) throw new UsageError('--node-id is required (the name this Envoy is known by, e.g. the host name)');
@@ -62,6 +68,7 @@ export async function bootstrapCommand(argv: string[]): Promise<number> {
         delta: values.delta,
         adminPort: parsePort('--admin-port', values['admin-port']),
         ...(tls ? { tls } : {}),
+        ...(values['forward-proxy-inspect-connect'] ? { internalListeners: true } : {}),
       }),
       { aliasDuplicateObjects: false },
     );

@@ -14,6 +14,7 @@ export const FORWARD_FLAGS = {
   'forward-proxy': { type: 'boolean', default: false },
   'forward-proxy-ports': { type: 'string' },
   'forward-proxy-address': { type: 'string' },
+  'forward-proxy-inspect-connect': { type: 'boolean', default: false },
   transparent: { type: 'string' },
   'dns-resolver': { type: 'string', multiple: true },
   'dns-lookup-family': { type: 'string' },
@@ -28,6 +29,10 @@ export const FORWARD_USAGE = `  --forward-proxy      also give every node seed 0
                        its two ports (default ${FORWARD_HTTP_PORT},${FORWARD_TLS_PORT})
   --forward-proxy-address ADDR
                        the address both listen on (default ${FORWARD_ADDRESS})
+  --forward-proxy-inspect-connect
+                       check the TLS inside an allowed CONNECT to 443: its SNI must be a name the
+                       client's allowlist allows, else closed (domain fronting); needs Envoy >= 1.25
+                       and a bootstrap from \`egress-xds bootstrap --forward-proxy-inspect-connect\`
   --transparent=false  no transparent (TPROXY) listener: only the forward proxy's (needs --forward-proxy)
   --dns-resolver ADDR  a resolver for names Envoy dials (IP, IP:PORT, [IPv6]:PORT); repeatable;
                        default: the host's resolv.conf. Seed 000: --dns-resolver 127.0.0.11
@@ -37,6 +42,7 @@ export interface ForwardFlagValues {
   'forward-proxy'?: boolean;
   'forward-proxy-ports'?: string;
   'forward-proxy-address'?: string;
+  'forward-proxy-inspect-connect'?: boolean;
   transparent?: string;
   'dns-resolver'?: string[];
   'dns-lookup-family'?: string;
@@ -65,6 +71,8 @@ export function parseForwardFlags(values: ForwardFlagValues, listenerPort?: numb
   for (const flag of ['forward-proxy-ports', 'forward-proxy-address'] as const) {
     if (values[flag] !== undefined && !enabled) throw new UsageError(`--${flag} needs --forward-proxy`);
   }
+  const inspectConnect = values['forward-proxy-inspect-connect'] === true;
+  if (inspectConnect && !enabled) throw new UsageError('--forward-proxy-inspect-connect needs --forward-proxy');
   const transparentText = values.transparent ?? 'true';
   if (transparentText !== 'true' && transparentText !== 'false') throw new UsageError(`--transparent must be true or false, got "${transparentText}"`);
   const transparent = transparentText === 'true';
@@ -90,5 +98,5 @@ export function parseForwardFlags(values: ForwardFlagValues, listenerPort?: numb
   }
   const address = values['forward-proxy-address'] ?? FORWARD_ADDRESS;
   if (isIP(address) === 0) throw new UsageError(`--forward-proxy-address must be an IP address to listen on, got "${address}"`);
-  return { forwardProxy: { address, httpPort, tlsPort }, transparent, dnsCache };
+  return { forwardProxy: { address, httpPort, tlsPort, ...(inspectConnect && { inspectConnect }) }, transparent, dnsCache };
 }

@@ -56,7 +56,7 @@ export function checkConnection(compiled: CompiledEgress, policies: readonly Pol
   }
   const cluster = chain && tcpProxyCluster(chain);
   const verdict = cluster === ORIGINAL_DST_CLUSTER || cluster === NAME_UPSTREAM_CLUSTER ? 'allow' : 'deny';
-  const port = listener.address.socketAddress.portValue ?? EGRESS_LISTENER_PORT;
+  const port = listener.address?.socketAddress.portValue ?? EGRESS_LISTENER_PORT;
   const policy = listener.filterChainMatcher
     ? (() => {
         const route = intendedRoute(policies, connection, port);

@@ -14,6 +14,8 @@ import type { CheckResult } from './check.js';
 import type { CompiledEgress } from './compileEgress.js';
 import {
   FORWARD_HTTP_LISTENER_NAME,
+  FORWARD_INSPECT_PORT,
+  FORWARD_INSPECT_PREFIX,
   FORWARD_TLS_AUDIT_CHAIN_PREFIX,
   FORWARD_TLS_LISTENER_NAME,
   FORWARD_TLS_UPSTREAM_PORT,
@@ -73,8 +75,9 @@ function tlsLogs(chain: FilterChainJson | undefined): Record<string, string>[] {
 export function forwardChain(listener: ListenerJson, sourceIp: string, serverName?: string): { chain: FilterChainJson | undefined; path: string[] } {
   const connection = {
     sourceIp,
-    destinationIp: listener.address.socketAddress.address,
-    destinationPort: listener.address.socketAddress.portValue,
+    // An internal listener has no address: nothing it matches on reads one.
+    destinationIp: listener.address?.socketAddress.address ?? '0.0.0.0',
+    destinationPort: listener.address?.socketAddress.portValue ?? 0,
     ...(serverName !== undefined && { serverName }),
   };
   if (listener.filterChainMatcher) {
@@ -107,6 +110,12 @@ export interface ForwardHttpRequest {
   readonly sourceIp: string;
   readonly method: string;
   readonly authority: string;
+  /**
+   * The SNI of the TLS the client then speaks inside an allowed CONNECT, checked when serve
+   * runs with --forward-proxy-inspect-connect (forwardInspect.ts); default: the authority's
+   * host (an honest client). "" stands for a ClientHello without SNI (or no TLS).
+   */
+  readonly innerSni?: string;
 }
 
 export function checkForwardHttp(
@@ -129,6 +138,29 @@ export function checkForwardHttp(
   const steps = [...path, `virtual host ${selection.virtualHost ?? '(none)'} (${selection.domainMatch})`, routeName ? `route ${routeName}` : 'no route'];
   const outcome = selection.outcome;
   const logs = httpLogs(accessLogOf(chain), selection.route?.name);
+  if (outcome.kind === 'cluster' && outcome.cluster.startsWith(`${FORWARD_INSPECT_PREFIX}|`)) {
+    // The tunnel's bytes go to the internal listener of that name: its chain by the inner SNI.
+    const inner = compiled.listeners.find((l) => l.name === outcome.cluster && l.internalListener !== undefined);
+    const innerSni = request.innerSni ?? parseAuthority(request.authority).host;
+    const { chain: innerChain, path: innerPath } = inner
+      ? forwardChain(inner, request.sourceIp, innerSni === '' ? undefined : innerSni)
+      : { chain: undefined, path: [`no internal listener ${outcome.cluster}: closed`] };
+    const innerSteps = [...steps, `CONNECT terminated into internal listener ${outcome.cluster}, inner SNI ${innerSni === '' ? '(none)' : innerSni}`, ...innerPath];
+    const forwarded = innerChain !== undefined && tcpProxyCluster(innerChain) === NAME_UPSTREAM_CLUSTER && innerSni !== '';
+    const intended = intendedForwardRoute(policies, request, namePorts, loopPorts);
+    const allLogs = [...logs, ...tlsLogs(innerChain)];
+    if (!forwarded) return { ...base, verdict: 'deny', filterChain: chain.name ?? '', path: innerSteps, ...(routeName && { route: routeName }), logs: allLogs };
+    return {
+      ...base,
+      verdict: 'allow',
+      ...(intended.verdict === 'allow' && { policy: intended.policy }),
+      filterChain: chain.name ?? '',
+      path: innerSteps,
+      upstream: { kind: 'name', address: `${innerSni.toLowerCase()}:${FORWARD_INSPECT_PORT}` },
+      ...(routeName && { route: routeName }),
+      logs: allLogs,
+    };
+  }
   if (outcome.kind === 'cluster' && outcome.cluster === NAME_UPSTREAM_CLUSTER) {
     const intended = intendedForwardRoute(policies, request, namePorts, loopPorts);
     const parsed = parseAuthority(request.authority);

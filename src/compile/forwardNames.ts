@@ -31,3 +31,16 @@ export const FORWARD_ROUTE_CONFIG_NAME = 'forward_http';
 export const HTTP_CONNECTION_MANAGER_FILTER = 'envoy.filters.network.http_connection_manager';
 export const HTTP_DYNAMIC_FORWARD_PROXY_FILTER = 'envoy.filters.http.dynamic_forward_proxy';
 export const HTTP_ROUTER_FILTER = 'envoy.filters.http.router';
+
+/**
+ * --forward-proxy-inspect-connect (forwardInspect.ts): an allowed CONNECT to port 443 is
+ * carried into the internal listener "forward_inspect|ID" (ID: the allowlist's digest),
+ * reached through the static cluster of the same name; its chains "forward_inspect|ID|allowed"
+ * and "forward_inspect|ID|reject".
+ */
+export const FORWARD_INSPECT_PREFIX = 'forward_inspect';
+export const FORWARD_INSPECT_PORT = 443;
+export const FORWARD_INSPECT_STAT_PREFIX = 'forward_inspect';
+export const FORWARD_INSPECT_REJECTED_STAT_PREFIX = 'forward_inspect_rejected';
+/** Envoy's bootstrap extension that internal listeners need (Envoy ≥ 1.25). */
+export const INTERNAL_LISTENER_BOOTSTRAP_EXTENSION = 'envoy.bootstrap.internal_listener';

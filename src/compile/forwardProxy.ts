@@ -44,6 +44,7 @@ import {
   FORWARD_HTTP_LISTENER_NAME,
   FORWARD_HTTP_PORT,
   FORWARD_HTTP_STAT_PREFIX,
+  FORWARD_INSPECT_PORT,
   FORWARD_TLS_AUDIT_CHAIN_PREFIX,
   FORWARD_TLS_AUDIT_STAT_PREFIX,
   FORWARD_TLS_CHAIN_PREFIX,
@@ -57,6 +58,7 @@ import {
   HTTP_ROUTER_FILTER,
 } from './forwardNames.js';
 import { DEFAULT_NAME_PORTS, type NamePorts } from './forwardRoute.js';
+import { inspectCluster, inspectListener, inspectName } from './forwardInspect.js';
 import { allowedNames, forwardRouteConfig, ROUTE_PREFIX } from './forwardRoutes.js';
 import { connectionLimitFilter, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { sourceLabelOf } from './hardenedMatcher.js';
@@ -76,6 +78,8 @@ export interface ForwardProxyOptions {
   readonly namePorts?: NamePorts;
   /** The DNS listener's port (serve --dns-port), refused by the loop guard; default 15053, 0: none. */
   readonly dnsPort?: number;
+  /** Check the SNI inside an allowed CONNECT to 443 in an internal listener (forwardInspect.ts); default false. */
+  readonly inspectConnect?: boolean;
 }
 
 export const DEFAULT_FORWARD_DNS_PORT = 15053;
@@ -227,7 +231,7 @@ export function forwardHttpListener(policies: readonly Policy[], options: Forwar
   const loopPorts = forwardLoopPorts(options, context.transparentPort);
   const chainOf = (key: string): FilterChainJson => {
     const selecting = bySource.get(key) ?? [];
-    return cachedHttpChain(sourceLabelOf(key), forwardRouteConfig(selecting, namePorts, loopPorts), selecting, context);
+    return cachedHttpChain(sourceLabelOf(key), forwardRouteConfig(selecting, namePorts, loopPorts, options.inspectConnect === true), selecting, context);
   };
   const ranges = [...bySource.keys()].filter((key) => key !== ANY_SOURCE);
   const chainName = (key: string): string => `${FORWARD_HTTP_CHAIN_PREFIX}|${sourceLabelOf(key)}`;
@@ -320,6 +324,19 @@ export function withForwardProxy(
     withUpstreamMark(withRaisedCircuitBreakers(nameUpstreamCluster(context.dnsCache)), context.upstreamMark),
     rejectCluster(),
   ].filter((c) => !have.has(c.name));
+  if (options.inspectConnect === true && (options.namePorts ?? DEFAULT_NAME_PORTS).connect.includes(FORWARD_INSPECT_PORT)) {
+    // One internal listener per distinct allowlist of names (the routes name it by digest).
+    const nameSets = new Map<string, readonly string[]>();
+    for (const selecting of policiesBySource(policies).values()) {
+      if (selecting.some((p) => p.mode === 'audit')) continue;
+      const names = allowedNames(selecting);
+      if (names.length > 0) nameSets.set(inspectName(names), names);
+    }
+    for (const [, names] of [...nameSets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      listeners.push(inspectListener(names, context));
+      needed.push(inspectCluster(names));
+    }
+  }
   const clusters = [...base.clusters, ...needed].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { listeners, clusters };
 }

@@ -29,7 +29,8 @@ import { markImmutable } from '../envoy/fastEncode.js';
 import type { DirectResponseJson, HeaderMatcherJson, RouteConfigurationJson, RouteJson, VirtualHostJson } from '../envoy/routeConfig.js';
 import { formatIp, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
-import { FORWARD_ROUTE_CONFIG_NAME } from './forwardNames.js';
+import { FORWARD_INSPECT_PORT, FORWARD_ROUTE_CONFIG_NAME } from './forwardNames.js';
+import { inspectName } from './forwardInspect.js';
 import { reachableByLiteral, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
 import { sortServerNames } from './serverNames.js';
@@ -47,7 +48,11 @@ const noPort: HeaderMatcherJson = { name: ':authority', stringMatch: { contains:
 const CONNECT_ROUTE = { cluster: NAME_UPSTREAM_CLUSTER, upgradeConfigs: [{ upgradeType: 'CONNECT', connectConfig: {} }], timeout: '0s' };
 const HTTP_ROUTE = { cluster: NAME_UPSTREAM_CLUSTER, timeout: '0s' };
 
-const connectTo = (name: string, headers: HeaderMatcherJson[]): RouteJson => ({ name, match: { connectMatcher: {}, headers }, route: { ...CONNECT_ROUTE, upgradeConfigs: [...CONNECT_ROUTE.upgradeConfigs] } });
+const connectTo = (name: string, headers: HeaderMatcherJson[], cluster: string = NAME_UPSTREAM_CLUSTER): RouteJson => ({
+  name,
+  match: { connectMatcher: {}, headers },
+  route: { ...CONNECT_ROUTE, cluster, upgradeConfigs: [...CONNECT_ROUTE.upgradeConfigs] },
+});
 const httpTo = (name: string, headers: HeaderMatcherJson[]): RouteJson => ({ name, match: { prefix: '/', headers }, route: { ...HTTP_ROUTE } });
 const refuse = (body: string): DirectResponseJson => ({ status: 403, body: { inlineString: body } });
 
@@ -101,13 +106,15 @@ function refusals(addressBody: string, nameBody: string): RouteJson[] {
   ];
 }
 
-function namesHost(patterns: readonly string[], ports: NamePorts): VirtualHostJson {
+/** inspect: CONNECT to an allowed name on 443 goes to the internal listener checking the inner SNI (forwardInspect.ts). */
+function namesHost(patterns: readonly string[], ports: NamePorts, inspect: boolean): VirtualHostJson {
   const body = REFUSAL_TEXT.namePort(ports);
+  const connectCluster = (p: number): string => (inspect && p === FORWARD_INSPECT_PORT ? inspectName(patterns) : NAME_UPSTREAM_CLUSTER);
   return {
     name: 'names',
     domains: [...patterns],
     routes: [
-      ...ports.connect.map((p) => connectTo(`connect name:${p}`, [authoritySuffix(`:${p}`)])),
+      ...ports.connect.map((p) => connectTo(`connect name:${p}`, [authoritySuffix(`:${p}`)], connectCluster(p))),
       ...(ports.http.includes(80) ? [httpTo('http name', [noPort])] : []),
       ...ports.http.map((p) => httpTo(`http name:${p}`, [authoritySuffix(`:${p}`)])),
       { name: 'refuse connect port', match: { connectMatcher: {} }, directResponse: refuse(body) },
@@ -188,23 +195,23 @@ export function allowedNames(policies: readonly Policy[]): readonly string[] {
 const MAX_CONFIGS = 20_000;
 const configs = new Map<string, RouteConfigurationJson>();
 /** The last configuration built for a lone policy (the usual microVM), found without building its key. */
-const byLonePolicy = new WeakMap<Policy, { ports: NamePorts; loopPorts: readonly number[]; config: RouteConfigurationJson }>();
+const byLonePolicy = new WeakMap<Policy, { ports: NamePorts; loopPorts: readonly number[]; inspect: boolean; config: RouteConfigurationJson }>();
 
 /** The route configuration for a source selected by `policies` (memoised on the allowlist it depends on). */
-export function forwardRouteConfig(policies: readonly Policy[], namePorts: NamePorts, loopPorts: readonly number[] = []): RouteConfigurationJson {
+export function forwardRouteConfig(policies: readonly Policy[], namePorts: NamePorts, loopPorts: readonly number[] = [], inspect = false): RouteConfigurationJson {
   const lone = policies.length === 1 ? byLonePolicy.get(policies[0]!) : undefined;
-  if (lone && lone.ports === namePorts && lone.loopPorts === loopPorts) return lone.config;
-  const config = contentRouteConfig(policies, namePorts, loopPorts);
-  if (policies.length === 1) byLonePolicy.set(policies[0]!, { ports: namePorts, loopPorts, config });
+  if (lone && lone.ports === namePorts && lone.loopPorts === loopPorts && lone.inspect === inspect) return lone.config;
+  const config = contentRouteConfig(policies, namePorts, loopPorts, inspect);
+  if (policies.length === 1) byLonePolicy.set(policies[0]!, { ports: namePorts, loopPorts, inspect, config });
   return config;
 }
 
-function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, loopPorts: readonly number[]): RouteConfigurationJson {
+function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, loopPorts: readonly number[], inspect: boolean): RouteConfigurationJson {
   const audited = policies.some((p) => p.mode === 'audit');
   const names = allowedNames(policies);
   // No port is the listener's own here: -1 keeps every rule's ports.
   const groups = policies.some((p) => (p.allow.cidrs?.length ?? 0) > 0) ? cidrGroupsOf(policies.map(reachable), -1) : [];
-  const key = `${names.join(',')}|${groups.map((g) => `${g.cidrs.join(',')}:${g.ports?.join(',') ?? '*'}`).join(';')}|${namePorts.connect.join(',')}|${namePorts.http.join(',')}|${loopPorts.join(',')}|${audited}`;
+  const key = `${names.join(',')}|${groups.map((g) => `${g.cidrs.join(',')}:${g.ports?.join(',') ?? '*'}`).join(';')}|${namePorts.connect.join(',')}|${namePorts.http.join(',')}|${loopPorts.join(',')}|${audited}|${inspect}`;
   let config = configs.get(key);
   if (config) return config;
   // Shared and never changed again: the fast encoder may keep its bytes.
@@ -212,7 +219,8 @@ function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, l
     name: FORWARD_ROUTE_CONFIG_NAME,
     ignorePortInHostMatching: true,
     virtualHosts: [
-      ...(names.length > 0 ? [namesHost(names, namePorts)] : []),
+      // Audit forwards every CONNECT anyway: its tunnels are not inspected (forwardInspect.ts).
+      ...(names.length > 0 ? [namesHost(names, namePorts, inspect && !audited)] : []),
       ...addressHosts(groups),
       { name: 'refused', domains: ['*'], routes: refusals(REFUSAL_TEXT.addressNoPolicy, REFUSAL_TEXT.nameNoPolicy) },
     ].map((host) => guarded(host, loopPorts, audited)),

@@ -38,6 +38,7 @@ export const ENVOY_PROTO_FILES = [
   'envoy/extensions/filters/http/dynamic_forward_proxy/v3/dynamic_forward_proxy.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/filters/udp/dns_filter/v3/dns_filter.proto',
+  'envoy/extensions/bootstrap/internal_listener/v3/internal_listener.proto',
 ] as const;
 
 export function envoyProtoIncludeDirs(): string[] {

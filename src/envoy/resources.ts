@@ -12,6 +12,11 @@ export interface AddressJson {
   socketAddress: SocketAddressJson;
 }
 
+/** An internal listener as an endpoint (envoy.config.core.v3.EnvoyInternalAddress). */
+export interface InternalAddressJson {
+  envoyInternalAddress: { serverListenerName: string };
+}
+
 export interface CidrRangeJson {
   addressPrefix: string;
   prefixLen: number;
@@ -50,7 +55,9 @@ export interface FilterChainJson {
 
 export interface ListenerJson {
   name: string;
-  address: AddressJson;
+  /** Absent on an internal listener (Envoy ≥ 1.25), reached by name from a cluster only. */
+  address?: AddressJson;
+  internalListener?: Record<string, never>;
   transparent?: boolean;
   trafficDirection?: 'UNSPECIFIED' | 'INBOUND' | 'OUTBOUND';
   listenerFilters?: TypedExtensionJson[];
@@ -75,7 +82,7 @@ export interface ClusterJson {
   upstreamBindConfig?: { sourceAddress: SocketAddressJson; socketOptions?: SocketOptionJson[] };
   loadAssignment?: {
     clusterName: string;
-    endpoints: { lbEndpoints: { endpoint: { address: AddressJson } }[] }[];
+    endpoints: { lbEndpoints: { endpoint: { address: AddressJson | InternalAddressJson } }[] }[];
   };
 }
 

@@ -6,6 +6,7 @@ export const TypeUrl = {
   Cluster: `${TYPE_PREFIX}envoy.config.cluster.v3.Cluster`,
   TcpProxy: `${TYPE_PREFIX}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
   OriginalDst: `${TYPE_PREFIX}envoy.extensions.filters.listener.original_dst.v3.OriginalDst`,
+  InternalListenerBootstrap: `${TYPE_PREFIX}envoy.extensions.bootstrap.internal_listener.v3.InternalListener`,
   TlsInspector: `${TYPE_PREFIX}envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`,
   HttpProtocolOptions: `${TYPE_PREFIX}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
   DynamicForwardProxyCluster: `${TYPE_PREFIX}envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig`,

@@ -42,6 +42,15 @@ test('options: --delta, a DNS name for the control plane, cluster and admin port
   assert.equal(message.admin.address.socketAddress.portValue, 9902);
 });
 
+test('--forward-proxy-inspect-connect adds the internal-listener bootstrap extension, strictly decoded; without it there is none', async () => {
+  const on = parseProtoJsonStrict(BOOTSTRAP, parse((await run('--node-id', 'h3', '--forward-proxy-inspect-connect')).stdout)) as unknown as Record<string, any>;
+  assert.equal(on.bootstrapExtensions.length, 1);
+  assert.equal(on.bootstrapExtensions[0].name, 'envoy.bootstrap.internal_listener');
+  assert.equal(on.bootstrapExtensions[0].typedConfig.type_url, 'type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener');
+  const off = parseProtoJsonStrict(BOOTSTRAP, parse((await run('--node-id', 'h3')).stdout)) as unknown as Record<string, any>;
+  assert.equal(off.bootstrapExtensions?.length ?? 0, 0, 'older Envoys do not know the extension: only on request');
+});
+
 test('strict decoding refuses a field Envoy does not know', () => {
   assert.throws(() => parseProtoJsonStrict(BOOTSTRAP, { node: { id: 'x', colour: 'blue' } }), /unknown field/);
 });

@@ -116,7 +116,7 @@ describe('the DNS listener, examples', () => {
   it('exact original-destination names resolve through their own STRICT_DNS cluster; their wildcards get no answer', () => {
     const cluster = clusters.find((c) => c.name === dnsAnswerClusterName('old.example.net'));
     assert.equal(cluster?.type, 'STRICT_DNS');
-    assert.equal(cluster?.loadAssignment?.endpoints[0]?.lbEndpoints[0]?.endpoint.address.socketAddress.address, 'old.example.net');
+    assert.equal((cluster?.loadAssignment?.endpoints[0]?.lbEndpoints[0]?.endpoint.address as { socketAddress: { address: string } } | undefined)?.socketAddress.address, 'old.example.net');
     const hosts = new Map([[dnsAnswerClusterName('old.example.net'), ['192.0.2.10']]]);
     assert.deepEqual(answerQuery(table, 'old.example.net', hosts), { rcode: 'NOERROR', addresses: ['192.0.2.10'] });
     assert.deepEqual(answerQuery(table, 'a.legacy.example.net', hosts), { rcode: 'NXDOMAIN' });

@@ -169,11 +169,70 @@ describe('forward proxy, property', () => {
     );
   });
 
+  it('forward-http with --forward-proxy-inspect-connect: an allowed CONNECT to a name on 443 is forwarded exactly when the SNI inside is allowed for the source', () => {
+    const INSPECT = { forwardProxy: { inspectConnect: true } } as const;
+    const tunnels = (policies: readonly Policy[]) =>
+      fc.array(
+        fc.tuple(connectionFor(policies), connectionFor(policies), fc.constantFrom(443, 443, 8443, undefined), fc.boolean(), fc.boolean()).map(([outer, inner, port, sameName, noSni]) => {
+          const host = outer.serverName ?? outer.destinationIp;
+          const innerSni = noSni ? '' : sameName ? host : (inner.serverName ?? 'elsewhere.invalid');
+          return { sourceIp: outer.sourceIp, method: 'CONNECT', authority: port === undefined ? host : `${host}:${port}`, innerSni };
+        }),
+        { minLength: 15, maxLength: 30 },
+      );
+    let inspected = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(forwardPolicies.chain((p) => fc.tuple(fc.constant(p), tunnels(p))), ([policies, requests]) => {
+        const compiled = compileEgress(policies, INSPECT);
+        const plain = compileEgress(policies, FORWARD);
+        for (const request of requests) {
+          const intended = intendedForwardRoute(policies, request, undefined, LOOP_PORTS);
+          const envoy = checkForwardHttp(compiled, policies, request, undefined, LOOP_PORTS);
+          const before = checkForwardHttp(plain, policies, request, undefined, LOOP_PORTS);
+          const at = `${JSON.stringify(request)} via ${envoy.path.join(' / ')}: ${JSON.stringify(envoy.logs)}`;
+          const selecting = policies.filter((p) => selectsSource(p, request.sourceIp));
+          const audited = selecting.some((p) => p.mode === 'audit');
+          if (!(intended.verdict === 'allow' && intended.by === 'sni' && intended.port === 443 && !audited)) {
+            // Nothing else changes: refusals, addresses, other ports, audited sources.
+            assert.deepEqual(envoy, before, at);
+            continue;
+          }
+          inspected++;
+          const innerAllowed = request.innerSni !== '' && selecting.some((p) => p.allow.sni.some((pattern) => sniPatternMatches(pattern, request.innerSni)));
+          assert.equal(envoy.verdict, innerAllowed ? 'allow' : 'deny', at);
+          assert.equal(envoy.filterChain, `forward_http|${sourceLabel(policies, request.sourceIp)}`, at);
+          const denials = (envoy.logs ?? []).filter((l) => l['egress.verdict'] === 'denied');
+          if (innerAllowed) {
+            assert.equal(envoy.upstream?.address, `${request.innerSni.toLowerCase()}:443`, at);
+            assert.deepEqual(denials, [], at);
+          } else {
+            refused++;
+            assert.equal(envoy.upstream, undefined, at);
+            assert.equal(denials.length, 1, at);
+            assert.equal(denials[0]!['egress.reason'], 'no-policy', at);
+            assert.equal(denials[0]!['egress.listener'], 'forward_http', at);
+            assert.match(denials[0]!['egress.chain'] ?? '', /^forward_inspect\|[0-9a-f]{16}\|reject$/, at);
+          }
+        }
+      }),
+      { seed: SEED + 3, numRuns: RUNS },
+    );
+    assert.ok(inspected > RUNS && refused > RUNS / 4, `the generator reaches both outcomes (${inspected} inspected, ${refused} refused)`);
+  });
+
   it("Envoy would load every listener and route configuration; every resource keeps Envoy's protos and PGV rules", () => {
     fc.assert(
-      fc.property(forwardPolicies, fc.boolean(), (policies, transparent) => {
-        const { listeners, clusters } = compileEgress(policies, { ...FORWARD, transparent });
-        assert.equal(listeners.length, transparent ? 3 : 2);
+      fc.property(forwardPolicies, fc.boolean(), fc.boolean(), (policies, transparent, inspectConnect) => {
+        const { listeners, clusters } = compileEgress(policies, { forwardProxy: { inspectConnect }, transparent });
+        const internal = listeners.filter((l) => l.internalListener !== undefined);
+        assert.equal(listeners.length - internal.length, transparent ? 3 : 2);
+        if (!inspectConnect) assert.equal(internal.length, 0);
+        // Every internal listener is reached by its one cluster, and only those.
+        assert.deepEqual(
+          internal.map((l) => l.name),
+          clusters.filter((c) => c.name.startsWith('forward_inspect|')).map((c) => c.name),
+        );
         assert.equal(clusters.filter((c) => c.name === 'dynamic_forward_proxy_cluster').length, 1, 'one name cluster for every listener');
         for (const listener of listeners) {
           assert.deepEqual(findMatcherProblems(listener), []);

@@ -1,0 +1,104 @@
+// Domain fronting on the forward proxy's CONNECT (serve --forward-proxy-inspect-connect,
+// github/gh-aw-firewall #8878): a client CONNECTs to an allowed name, then speaks TLS
+// inside the tunnel with the SNI of a name its allowlist does not hold. Without this the
+// HTTP listener checks the authority only and tunnels the bytes unread.
+//
+// With it, an allowed CONNECT to port 443 is not sent to dynamic_forward_proxy_cluster but
+// to the static cluster "forward_inspect|ID", whose one endpoint is the Envoy internal
+// listener of the same name (Envoy ≥ 1.25, bootstrap extension envoy.bootstrap.internal_listener):
+// the router terminates the CONNECT and writes the tunnel's bytes into that listener as a
+// new, in-process connection. There tls_inspector reads the inner ClientHello and a
+// server-name matcher takes the inner SNI:
+//   - a name the source's allowlist allows → "forward_inspect|ID|allowed": sni_dynamic_forward_proxy
+//     dials the INNER SNI on 443 (the name the TLS is really for, and an allowed one);
+//   - anything else (another name, no SNI, not TLS) → "forward_inspect|ID|reject": closed
+//     at reject_cluster, logged denied/no-policy.
+// How the source reaches the internal listener: not by passing it through (the internal
+// connection's peer is an internal address, and Envoy's filter-chain matchers do not read
+// passed-through metadata), but by the route: each source's route configuration depends
+// only on its allowlist, so the route names the internal listener of that allowlist, ID
+// being a digest of the allowed server-name patterns. Sources with the same allowlist share
+// one internal listener; a source reaches only its own allowlist's.
+// Audit: a source an audit policy selects has every CONNECT forwarded (would-deny), so its
+// tunnels are not inspected.
+// Not checked: that the inner SNI equals the CONNECT authority (both must be allowed, which
+// is what the allowlist promises); the Host header inside the TLS; ECH (the outer SNI is
+// what tls_inspector sees).
+import { createHash } from 'node:crypto';
+import { markImmutable } from '../envoy/fastEncode.js';
+import type { ClusterJson, FilterChainJson, ListenerJson, TypedExtensionJson } from '../envoy/resources.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
+import { chainAccessLogs, withChainAccessLogs, type AccessLogOptions } from './accessLog.js';
+import { chainAction, sniDynamicForwardProxyFilter } from './chains.js';
+import {
+  FORWARD_HTTP_LISTENER_NAME,
+  FORWARD_INSPECT_PREFIX,
+  FORWARD_INSPECT_REJECTED_STAT_PREFIX,
+  FORWARD_INSPECT_STAT_PREFIX,
+} from './forwardNames.js';
+import type { DnsCacheOptions } from './nameUpstream.js';
+import { NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
+import { tcpProxyFilter } from './tcpProxy.js';
+
+/** "forward_inspect|ID": the internal listener and its cluster for one allowlist's server names (sorted, as allowedNames gives them). */
+export function inspectName(names: readonly string[]): string {
+  return `${FORWARD_INSPECT_PREFIX}|${createHash('sha256').update(names.join('\n')).digest('hex').slice(0, 16)}`;
+}
+
+export const inspectAllowedChain = (name: string): string => `${name}|allowed`;
+export const inspectRejectChain = (name: string): string => `${name}|reject`;
+
+const SERVER_NAME: TypedExtensionJson = { name: 'envoy.matching.inputs.server_name', typedConfig: { '@type': TypeUrl.ServerNameInput } };
+
+export interface InspectContext {
+  readonly dnsCache: DnsCacheOptions;
+  readonly accessLog?: AccessLogOptions | false;
+}
+
+/** The internal listener checking the inner SNI of the tunnels of sources allowed `names`. */
+export function inspectListener(names: readonly string[], context: InspectContext): ListenerJson {
+  const name = inspectName(names);
+  const allowed = inspectAllowedChain(name);
+  const rejectName = inspectRejectChain(name);
+  const bare: FilterChainJson = { name: rejectName, filters: [tcpProxyFilter(REJECT_CLUSTER, FORWARD_INSPECT_REJECTED_STAT_PREFIX)] };
+  // The CONNECT came in on forward_http: the denial is that listener's, on this chain.
+  const reject =
+    context.accessLog === false
+      ? bare
+      : withChainAccessLogs(bare, chainAccessLogs(rejectName, FORWARD_HTTP_LISTENER_NAME, { kind: 'refusal', reason: 'no-policy' }, context.accessLog ?? {}));
+  return markImmutable<ListenerJson>({
+    name,
+    internalListener: {},
+    listenerFilters: [{ name: TLS_INSPECTOR_LISTENER_FILTER, typedConfig: { '@type': TypeUrl.TlsInspector } }],
+    filterChains: [
+      reject,
+      {
+        name: allowed,
+        // Dial the inner SNI, on 443 (the only port this listener is used for).
+        filters: [sniDynamicForwardProxyFilter(context.dnsCache), tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_INSPECT_STAT_PREFIX)],
+      },
+    ],
+    filterChainMatcher: {
+      matcherTree: {
+        input: SERVER_NAME,
+        customMatch: {
+          name: SERVER_NAME_MATCHER_NAME,
+          typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: [...names], onMatch: { action: chainAction(allowed) } }] },
+        },
+      },
+      // No SNI, not TLS, or a name the allowlist does not hold.
+      onNoMatch: { action: chainAction(rejectName) },
+    },
+  });
+}
+
+/** The static cluster whose one endpoint is that internal listener. */
+export function inspectCluster(names: readonly string[]): ClusterJson {
+  const name = inspectName(names);
+  return markImmutable<ClusterJson>({
+    name,
+    type: 'STATIC',
+    connectTimeout: '5s',
+    loadAssignment: { clusterName: name, endpoints: [{ lbEndpoints: [{ endpoint: { address: { envoyInternalAddress: { serverListenerName: name } } } }] }] },
+  });
+}
