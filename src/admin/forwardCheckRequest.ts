@@ -1,12 +1,12 @@
 // POST /v1/check's body for the forward proxy's listeners:
-//   {"node", "source", "listener": "forward-http", "authority": "HOST[:PORT]", "method"?: "CONNECT"}
+//   {"node", "source", "listener": "forward-http", "authority": "HOST[:PORT]", "method"?: "CONNECT", "innerSni"?: NAME | ""}
 //   {"node", "source", "listener": "forward-tls", "sni"?: NAME}
 // (without "listener", or with "transparent", the body is checkRequest.ts's.)
 import { isIP } from 'node:net';
 import type { Result } from '../policy/model.js';
 
 export type ForwardCheckRequest =
-  | { readonly listener: 'forward-http'; readonly nodeId: string; readonly sourceIp: string; readonly method: string; readonly authority: string }
+  | { readonly listener: 'forward-http'; readonly nodeId: string; readonly sourceIp: string; readonly method: string; readonly authority: string; readonly innerSni?: string }
   | { readonly listener: 'forward-tls'; readonly nodeId: string; readonly sourceIp: string; readonly serverName?: string };
 
 export const FORWARD_LISTENERS = ['forward-http', 'forward-tls'] as const;
@@ -20,7 +20,7 @@ export const isForwardCheck = (body: unknown): boolean =>
 export function validateForwardCheckRequest(body: unknown): Result<ForwardCheckRequest> {
   const record = body as Record<string, unknown>;
   const listener = record['listener'] as ForwardCheckRequest['listener'];
-  const fields = listener === 'forward-http' ? ['node', 'source', 'listener', 'authority', 'method'] : ['node', 'source', 'listener', 'sni'];
+  const fields = listener === 'forward-http' ? ['node', 'source', 'listener', 'authority', 'method', 'innerSni'] : ['node', 'source', 'listener', 'sni'];
   const unknown = Object.keys(record).find((key) => !fields.includes(key));
   if (unknown !== undefined) return fail(unknown, `not used by the ${listener} listener; expected ${fields.join(', ')}`);
   const { node, source } = record;
@@ -32,7 +32,15 @@ export function validateForwardCheckRequest(body: unknown): Result<ForwardCheckR
       return fail('authority', 'is required: the CONNECT target or Host, "HOST[:PORT]" (IPv6 as "[2001:db8::1]:443"), no spaces, path or user info');
     }
     if (method !== undefined && (typeof method !== 'string' || !/^[A-Z]{1,20}$/.test(method))) return fail('method', 'must be an HTTP method in capitals, e.g. "CONNECT" or "GET"');
-    return { ok: true, value: { listener, nodeId: node, sourceIp: source, method: (method as string | undefined) ?? 'CONNECT', authority } };
+    // The SNI inside the CONNECT tunnel ("" for a ClientHello without one), checked with --forward-proxy-inspect-connect.
+    const { innerSni } = record;
+    if (innerSni !== undefined && (typeof innerSni !== 'string' || /\s/.test(innerSni) || innerSni.length > 253)) {
+      return fail('innerSni', 'must be the server name the client sends inside the CONNECT tunnel ("" for none): no spaces, at most 253 characters');
+    }
+    return {
+      ok: true,
+      value: { listener, nodeId: node, sourceIp: source, method: (method as string | undefined) ?? 'CONNECT', authority, ...(innerSni !== undefined && { innerSni: innerSni as string }) },
+    };
   }
   const { sni } = record;
   if (sni !== undefined && (typeof sni !== 'string' || sni === '' || /\s/.test(sni) || sni.length > 253)) {

@@ -353,6 +353,11 @@ export const openApiDocument = {
           sni: { type: 'string', description: 'transparent, forward-tls: TLS server name; absent for plain TCP / no SNI.' },
           authority: { type: 'string', description: 'forward-http: the CONNECT target or the Host of an absolute-form request, "HOST[:PORT]" ("github.com:443", "10.1.2.3:8080", "[2001:db8::1]:443").' },
           method: { type: 'string', description: 'forward-http: "CONNECT" (default) or the method of an absolute-form request ("GET").' },
+          innerSni: {
+            type: 'string',
+            description:
+              'forward-http, CONNECT: the TLS server name the client sends inside the tunnel ("" for none); checked against the source\'s allowlist when serve runs with --forward-proxy-inspect-connect. Default: the authority\'s host.',
+          },
         },
       },
       CheckResult: {

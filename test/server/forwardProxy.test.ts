@@ -111,6 +111,8 @@ describe('serve --forward-proxy --transparent=false', () => {
       [{ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http' }, 'authority'],
       [{ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: 'a.com/x' }, 'authority'],
       [{ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: 'a.com:443', method: 'connect' }, 'method'],
+      [{ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-http', authority: 'a.com:443', innerSni: 'a b' }, 'innerSni'],
+      [{ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-tls', innerSni: 'a.com' }, 'innerSni'],
       [{ node: 'fwd-1', source: '172.31.0.9', listener: 'forward-tls', destination: '1.2.3.4:443' }, 'destination'],
       [{ node: 'fwd-1', source: 'nope', listener: 'forward-tls' }, 'source'],
       [{ node: 'fwd-1', source: '172.31.0.9', listener: 'sideways', destination: '1.2.3.4:443' }, 'listener'],
@@ -120,6 +122,60 @@ describe('serve --forward-proxy --transparent=false', () => {
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.equal((r.body['error'] as { field: string }).field, field, JSON.stringify(body));
     }
+  });
+});
+
+describe('serve --forward-proxy --forward-proxy-inspect-connect', () => {
+  let dataDir: string;
+  let cp: ControlPlane;
+  let base: string;
+  const envoys: FakeEnvoy[] = [];
+  const check = async (body: unknown) => {
+    const response = await fetch(`${base}/v1/check`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-inspect-'));
+    const flags = parseForwardFlags({ 'forward-proxy': true, 'forward-proxy-inspect-connect': true, transparent: 'false' });
+    cp = await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir, embeddedDefault: true, logger: silentLogger, compile: flags });
+    base = `http://127.0.0.1:${cp.admin.port}`;
+  });
+  after(async () => {
+    for (const e of envoys) e.close();
+    await cp.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('Envoy receives the internal listener and its cluster, strictly decoded; the CONNECT route goes there', async () => {
+    const e = new FakeEnvoy(`127.0.0.1:${cp.xdsPort}`, { nodeId: 'fwd-2', variant: 'sotw' }).connect();
+    envoys.push(e);
+    await e.waitFor('listeners', () => (e.state.get(LDS)?.size ?? 0) >= 3);
+    const names = [...e.state.get(LDS)!.keys()].sort();
+    assert.equal(names.length, 3, names.join(' '));
+    const inspect = names.find((n) => n.startsWith('forward_inspect|'))!;
+    assert.match(inspect, /^forward_inspect\|[0-9a-f]{16}$/);
+    const listener = e.state.get(LDS)!.get(inspect) as { internalListener?: unknown; address?: unknown };
+    assert.ok(listener.internalListener !== undefined && listener.address === undefined, 'an internal listener, with no address');
+    const cluster = e.state.get(CDS)!.get(inspect) as { loadAssignment: { endpoints: { lbEndpoints: { endpoint: { address: unknown } }[] }[] } };
+    assert.deepEqual(cluster.loadAssignment.endpoints[0]!.lbEndpoints[0]!.endpoint.address, { envoyInternalAddress: { serverListenerName: inspect } });
+    assert.ok(JSON.stringify(e.state.get(LDS)!.get('forward_http')).includes(`"cluster":"${inspect}"`));
+  });
+
+  test('POST /v1/check: the SNI inside an allowed CONNECT decides (domain fronting refused)', async () => {
+    // The embedded default: github.com and www.github.com from 172.31.0.0/16.
+    let r = await check({ node: 'fwd-2', source: '172.31.0.9', listener: 'forward-http', authority: 'github.com:443' });
+    assert.equal(r.body['verdict'], 'allow', JSON.stringify(r.body));
+    assert.deepEqual(r.body['upstream'], { kind: 'name', address: 'github.com:443' });
+    r = await check({ node: 'fwd-2', source: '172.31.0.9', listener: 'forward-http', authority: 'github.com:443', innerSni: 'www.github.com' });
+    assert.equal(r.body['verdict'], 'allow');
+    assert.deepEqual(r.body['upstream'], { kind: 'name', address: 'www.github.com:443' });
+    r = await check({ node: 'fwd-2', source: '172.31.0.9', listener: 'forward-http', authority: 'github.com:443', innerSni: 'evil.example' });
+    assert.equal(r.body['verdict'], 'deny', JSON.stringify(r.body));
+    assert.ok((r.body['path'] as string[]).some((step) => /\|reject/.test(step)), JSON.stringify(r.body['path']));
+    assert.ok((r.body['logs'] as Record<string, string>[]).some((l) => l['egress.verdict'] === 'denied' && l['egress.reason'] === 'no-policy'));
+    r = await check({ node: 'fwd-2', source: '172.31.0.9', listener: 'forward-http', authority: 'github.com:443', innerSni: '' });
+    assert.equal(r.body['verdict'], 'deny', 'no SNI inside: closed');
   });
 });
 
@@ -147,9 +203,11 @@ describe('forward proxy flags', () => {
       [{ 'dns-resolver': ['dns.google'] }, /--dns-resolver must be an IP/],
       [{ 'dns-resolver': ['1.1.1.1:0'] }, /--dns-resolver port 0/],
       [{ 'dns-lookup-family': 'v4' }, /--dns-lookup-family must be one of/],
+      [{ 'forward-proxy-inspect-connect': true }, /--forward-proxy-inspect-connect needs --forward-proxy/],
     ];
     for (const [values, message] of bad) assert.throws(() => parseForwardFlags(values), (e: unknown) => e instanceof UsageError && message.test(e.message), JSON.stringify(values));
     assert.throws(() => parseForwardFlags({ 'forward-proxy': true, 'forward-proxy-ports': '15001,10001' }, 15001), /collides/);
     assert.doesNotThrow(() => parseForwardFlags({ 'forward-proxy': true, transparent: 'false', 'forward-proxy-ports': '15001,10001' }, 15001));
+    assert.equal(parseForwardFlags({ 'forward-proxy': true, 'forward-proxy-inspect-connect': true }).forwardProxy?.inspectConnect, true);
   });
 });
