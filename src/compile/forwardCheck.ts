@@ -156,7 +156,7 @@ export function checkForwardHttp(
       ...(intended.verdict === 'allow' && { policy: intended.policy }),
       filterChain: chain.name ?? '',
       path: innerSteps,
-      upstream: { kind: 'name', address: `${innerSni.toLowerCase()}:${FORWARD_INSPECT_PORT}` },
+      upstream: { kind: 'name', address: `${innerSni.toLowerCase()}:${parseAuthority(request.authority).port ?? FORWARD_INSPECT_PORT}` },
       ...(routeName && { route: routeName }),
       logs: allLogs,
     };

@@ -3,21 +3,22 @@
 // inside the tunnel with the SNI of a name its allowlist does not hold. Without this the
 // HTTP listener checks the authority only and tunnels the bytes unread.
 //
-// With it, an allowed CONNECT to port 443 is not sent to dynamic_forward_proxy_cluster but
+// With it, an allowed CONNECT to a name on one of the CONNECT name ports (443 by default)
+// is not sent to dynamic_forward_proxy_cluster but
 // to the static cluster "forward_inspect|ID", whose one endpoint is the Envoy internal
 // listener of the same name (Envoy ≥ 1.25, bootstrap extension envoy.bootstrap.internal_listener):
 // the router terminates the CONNECT and writes the tunnel's bytes into that listener as a
 // new, in-process connection. There tls_inspector reads the inner ClientHello and a
 // server-name matcher takes the inner SNI:
 //   - a name the source's allowlist allows → "forward_inspect|ID|allowed": sni_dynamic_forward_proxy
-//     dials the INNER SNI on 443 (the name the TLS is really for, and an allowed one);
+//     dials the INNER SNI on the CONNECT's port (the name the TLS is really for, an allowed one);
 //   - anything else (another name, no SNI, not TLS) → "forward_inspect|ID|reject": closed
 //     at reject_cluster, logged denied/no-policy.
 // How the source reaches the internal listener: not by passing it through (the internal
 // connection's peer is an internal address, and Envoy's filter-chain matchers do not read
 // passed-through metadata), but by the route: each source's route configuration depends
-// only on its allowlist, so the route names the internal listener of that allowlist, ID
-// being a digest of the allowed server-name patterns. Sources with the same allowlist share
+// only on its allowlist, so the route names the internal listener of that allowlist and
+// port, ID being a digest of the allowed server-name patterns and the port. Sources with the same allowlist share
 // one internal listener; a source reaches only its own allowlist's.
 // Audit: a source an audit policy selects has every CONNECT forwarded (would-deny), so its
 // tunnels are not inspected.
@@ -29,20 +30,25 @@ import { markImmutable } from '../envoy/fastEncode.js';
 import type { ClusterJson, FilterChainJson, ListenerJson, TypedExtensionJson } from '../envoy/resources.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import { chainAccessLogs, withChainAccessLogs, type AccessLogOptions } from './accessLog.js';
-import { chainAction, sniDynamicForwardProxyFilter } from './chains.js';
+import { chainAction } from './chains.js';
 import {
   FORWARD_HTTP_LISTENER_NAME,
   FORWARD_INSPECT_PREFIX,
   FORWARD_INSPECT_REJECTED_STAT_PREFIX,
   FORWARD_INSPECT_STAT_PREFIX,
 } from './forwardNames.js';
-import type { DnsCacheOptions } from './nameUpstream.js';
-import { NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
+import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
+import { NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, SNI_DYNAMIC_FORWARD_PROXY_FILTER, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
 import { tcpProxyFilter } from './tcpProxy.js';
 
-/** "forward_inspect|ID": the internal listener and its cluster for one allowlist's server names (sorted, as allowedNames gives them). */
-export function inspectName(names: readonly string[]): string {
-  return `${FORWARD_INSPECT_PREFIX}|${createHash('sha256').update(names.join('\n')).digest('hex').slice(0, 16)}`;
+/** "forward_inspect|ID": the internal listener and its cluster for one allowlist's server names (sorted, as allowedNames gives them) and a CONNECT port. */
+export function inspectName(names: readonly string[], port: number): string {
+  return `${FORWARD_INSPECT_PREFIX}|${createHash('sha256').update(`${port}\n${names.join('\n')}`).digest('hex').slice(0, 16)}`;
+}
+
+/** sni_dynamic_forward_proxy dialling the SNI on `port` (the CONNECT's, which the route matched). */
+function sniDialler(dnsCache: DnsCacheOptions, port: number): TypedExtensionJson {
+  return { name: SNI_DYNAMIC_FORWARD_PROXY_FILTER, typedConfig: { '@type': TypeUrl.SniDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(dnsCache), portValue: port } };
 }
 
 export const inspectAllowedChain = (name: string): string => `${name}|allowed`;
@@ -55,9 +61,9 @@ export interface InspectContext {
   readonly accessLog?: AccessLogOptions | false;
 }
 
-/** The internal listener checking the inner SNI of the tunnels of sources allowed `names`. */
-export function inspectListener(names: readonly string[], context: InspectContext): ListenerJson {
-  const name = inspectName(names);
+/** The internal listener checking the inner SNI of the tunnels to `port` of sources allowed `names`. */
+export function inspectListener(names: readonly string[], port: number, context: InspectContext): ListenerJson {
+  const name = inspectName(names, port);
   const allowed = inspectAllowedChain(name);
   const rejectName = inspectRejectChain(name);
   const bare: FilterChainJson = { name: rejectName, filters: [tcpProxyFilter(REJECT_CLUSTER, FORWARD_INSPECT_REJECTED_STAT_PREFIX)] };
@@ -74,8 +80,8 @@ export function inspectListener(names: readonly string[], context: InspectContex
       reject,
       {
         name: allowed,
-        // Dial the inner SNI, on 443 (the only port this listener is used for).
-        filters: [sniDynamicForwardProxyFilter(context.dnsCache), tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_INSPECT_STAT_PREFIX)],
+        // Dial the inner SNI on the port the CONNECT named (the only one this listener is used for).
+        filters: [sniDialler(context.dnsCache, port), tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_INSPECT_STAT_PREFIX)],
       },
     ],
     filterChainMatcher: {
@@ -93,8 +99,8 @@ export function inspectListener(names: readonly string[], context: InspectContex
 }
 
 /** The static cluster whose one endpoint is that internal listener. */
-export function inspectCluster(names: readonly string[]): ClusterJson {
-  const name = inspectName(names);
+export function inspectCluster(names: readonly string[], port: number): ClusterJson {
+  const name = inspectName(names, port);
   return markImmutable<ClusterJson>({
     name,
     type: 'STATIC',

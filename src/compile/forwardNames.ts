@@ -33,12 +33,13 @@ export const HTTP_DYNAMIC_FORWARD_PROXY_FILTER = 'envoy.filters.http.dynamic_for
 export const HTTP_ROUTER_FILTER = 'envoy.filters.http.router';
 
 /**
- * --forward-proxy-inspect-connect (forwardInspect.ts): an allowed CONNECT to port 443 is
- * carried into the internal listener "forward_inspect|ID" (ID: the allowlist's digest),
+ * --forward-proxy-inspect-connect (forwardInspect.ts): an allowed CONNECT to a name is
+ * carried into the internal listener "forward_inspect|ID" (ID: a digest of the allowlist and port),
  * reached through the static cluster of the same name; its chains "forward_inspect|ID|allowed"
  * and "forward_inspect|ID|reject".
  */
 export const FORWARD_INSPECT_PREFIX = 'forward_inspect';
+/** The port a tunnel is dialled on when the CONNECT named none (never: such a CONNECT is refused). */
 export const FORWARD_INSPECT_PORT = 443;
 export const FORWARD_INSPECT_STAT_PREFIX = 'forward_inspect';
 export const FORWARD_INSPECT_REJECTED_STAT_PREFIX = 'forward_inspect_rejected';

@@ -44,7 +44,6 @@ import {
   FORWARD_HTTP_LISTENER_NAME,
   FORWARD_HTTP_PORT,
   FORWARD_HTTP_STAT_PREFIX,
-  FORWARD_INSPECT_PORT,
   FORWARD_TLS_AUDIT_CHAIN_PREFIX,
   FORWARD_TLS_AUDIT_STAT_PREFIX,
   FORWARD_TLS_CHAIN_PREFIX,
@@ -324,17 +323,18 @@ export function withForwardProxy(
     withUpstreamMark(withRaisedCircuitBreakers(nameUpstreamCluster(context.dnsCache)), context.upstreamMark),
     rejectCluster(),
   ].filter((c) => !have.has(c.name));
-  if (options.inspectConnect === true && (options.namePorts ?? DEFAULT_NAME_PORTS).connect.includes(FORWARD_INSPECT_PORT)) {
-    // One internal listener per distinct allowlist of names (the routes name it by digest).
-    const nameSets = new Map<string, readonly string[]>();
+  if (options.inspectConnect === true) {
+    // One internal listener per distinct allowlist of names and CONNECT port (the routes name it by digest).
+    const ports = (options.namePorts ?? DEFAULT_NAME_PORTS).connect;
+    const nameSets = new Map<string, { names: readonly string[]; port: number }>();
     for (const selecting of policiesBySource(policies).values()) {
       if (selecting.some((p) => p.mode === 'audit')) continue;
       const names = allowedNames(selecting);
-      if (names.length > 0) nameSets.set(inspectName(names), names);
+      if (names.length > 0) for (const port of ports) nameSets.set(inspectName(names, port), { names, port });
     }
-    for (const [, names] of [...nameSets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      listeners.push(inspectListener(names, context));
-      needed.push(inspectCluster(names));
+    for (const [, { names, port }] of [...nameSets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      listeners.push(inspectListener(names, port, context));
+      needed.push(inspectCluster(names, port));
     }
   }
   const clusters = [...base.clusters, ...needed].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -29,7 +29,7 @@ import { markImmutable } from '../envoy/fastEncode.js';
 import type { DirectResponseJson, HeaderMatcherJson, RouteConfigurationJson, RouteJson, VirtualHostJson } from '../envoy/routeConfig.js';
 import { formatIp, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
-import { FORWARD_INSPECT_PORT, FORWARD_ROUTE_CONFIG_NAME } from './forwardNames.js';
+import { FORWARD_ROUTE_CONFIG_NAME } from './forwardNames.js';
 import { inspectName } from './forwardInspect.js';
 import { reachableByLiteral, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
@@ -106,10 +106,10 @@ function refusals(addressBody: string, nameBody: string): RouteJson[] {
   ];
 }
 
-/** inspect: CONNECT to an allowed name on 443 goes to the internal listener checking the inner SNI (forwardInspect.ts). */
+/** inspect: CONNECT to an allowed name goes to the internal listener checking the inner SNI (forwardInspect.ts). */
 function namesHost(patterns: readonly string[], ports: NamePorts, inspect: boolean): VirtualHostJson {
   const body = REFUSAL_TEXT.namePort(ports);
-  const connectCluster = (p: number): string => (inspect && p === FORWARD_INSPECT_PORT ? inspectName(patterns) : NAME_UPSTREAM_CLUSTER);
+  const connectCluster = (p: number): string => (inspect ? inspectName(patterns, p) : NAME_UPSTREAM_CLUSTER);
   return {
     name: 'names',
     domains: [...patterns],
