@@ -9,7 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer, type Server } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,5 +148,116 @@ describe('a real Envoy as the forward proxy (ENVOY_BIN)', { skip }, () => {
     });
     for (const record of records) assert.equal(record.verdict, 'denied');
     assert.ok(records.some((d) => d.reason === 'loop' && d.destination === `127.0.0.1:${httpPort}`), JSON.stringify(records));
+  });
+});
+
+/** CONNECT `authority` through the proxy, then TLS inside with `servername`; the body of GET / or the error. */
+function throughTunnel(proxyPort: number, authority: string, servername: string): Promise<{ ok: true; body: string } | { ok: false; error: string }> {
+  return new Promise((resolve) => {
+    const request = httpRequest({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: authority, headers: { host: authority }, timeout: 10_000 });
+    request.on('timeout', () => request.destroy(new Error('timeout')));
+    request.on('error', (error) => resolve({ ok: false, error: error.message }));
+    request.on('connect', (response, socket) => {
+      if (response.statusCode !== 200) {
+        socket.destroy();
+        resolve({ ok: false, error: `CONNECT answered ${response.statusCode}` });
+        return;
+      }
+      const tls = tlsConnect({ socket, servername, rejectUnauthorized: false }, () => tls.write(`GET / HTTP/1.1\r\nhost: ${servername}\r\nconnection: close\r\n\r\n`));
+      let body = '';
+      tls.setTimeout(10_000, () => tls.destroy(new Error('timeout')));
+      tls.on('data', (d: Buffer) => (body += d.toString()));
+      tls.on('error', (error) => resolve({ ok: false, error: error.message }));
+      tls.on('close', () => resolve(body ? { ok: true, body } : { ok: false, error: 'closed without an answer' }));
+    });
+    request.end();
+  });
+}
+
+// serve --forward-proxy-inspect-connect: the tunnel of an allowed CONNECT goes through the
+// internal listener, which dials an allowed inner SNI and closes another (domain fronting).
+// Envoy ≥ 1.25 for internal listeners; the bootstrap carries envoy.bootstrap.internal_listener.
+describe('a real Envoy checking the SNI inside CONNECT (ENVOY_BIN)', { skip }, () => {
+  let dir: string;
+  let pki: Pki;
+  let cp: ControlPlane;
+  let upstream: Server;
+  let upstreamPort: number;
+  let httpPort: number;
+  let envoy: ChildProcess | undefined;
+  let envoyAdmin: number;
+  let envoyLog = '';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'egress-xds-inspect-envoy-'));
+    pki = await makePki();
+    upstream = createHttpsServer({ cert: await pki.read('serverCert'), key: await pki.read('serverKey') }, (_req, res) => res.end('hello from upstream\n'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+    upstreamPort = (upstream.address() as AddressInfo).port;
+    httpPort = await freePort();
+    cp = await startControlPlane({
+      xdsAddress: '127.0.0.1:0',
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      dataDir: join(dir, 'data'),
+      logger: silentLogger,
+      compile: {
+        transparent: false,
+        upstreamMark: 0,
+        forwardProxy: { address: '127.0.0.1', httpPort, tlsPort: await freePort(), namePorts: { connect: [upstreamPort], http: [80] }, inspectConnect: true },
+      },
+    });
+    await cp.store.put('local', { allow: { sni: ['localhost'] } }, { client: 'test' });
+    envoyAdmin = await freePort();
+    const bootstrap = join(dir, 'bootstrap.yaml');
+    await writeFile(
+      bootstrap,
+      stringify(buildBootstrap({ nodeId: 'envoy-inspect', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin, internalListeners: true })),
+    );
+    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(envoyAdmin)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+  });
+
+  after(async () => {
+    if (envoy?.pid && envoy.exitCode === null) {
+      envoy.kill('SIGTERM');
+      await new Promise((r) => envoy!.once('exit', r));
+    }
+    await cp?.close();
+    await new Promise((r) => upstream?.close(r));
+    await pki?.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('it ACKs the internal listener; an allowed inner SNI answers, another is closed and logged denied', async () => {
+    await until('the ACK of the listeners', async () => {
+      const node = cp.registry.list().find((n) => n.id === 'envoy-inspect');
+      const lds = node?.resources[TypeUrl.Listener];
+      return lds?.acked && lds.acked === lds.sent && !lds.nack ? true : undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    assert.match(await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump`)).text(), /"forward_inspect\|[0-9a-f]{16}"/);
+    const authority = `localhost:${upstreamPort}`;
+    const allowed = await until('the allowed inner SNI through the tunnel', async () => {
+      const r = await throughTunnel(httpPort, authority, 'localhost');
+      return r.ok ? r : undefined;
+    });
+    assert.match(allowed.body, /hello from upstream/);
+    const fronted = await throughTunnel(httpPort, authority, 'fronted.example');
+    assert.equal(fronted.ok, false, 'an inner SNI the allowlist does not hold is closed');
+    const records = await until('the inner refusal in /v1/denials', async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-inspect`)).json()) as {
+        denials: { verdict: string; reason: string; listener: string; chain?: string; serverName?: string }[];
+      };
+      const mine = body.denials.filter((d) => d.serverName === 'fronted.example');
+      return mine.length > 0 ? mine : undefined;
+    }).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    assert.equal(records[0]!.verdict, 'denied');
+    assert.equal(records[0]!.reason, 'no-policy');
+    assert.equal(records[0]!.listener, 'forward_http');
   });
 });
