@@ -23,7 +23,8 @@
 // Audit: a source an audit policy selects has every CONNECT forwarded (would-deny), so its
 // tunnels are not inspected.
 // Not checked: that the inner SNI equals the CONNECT authority (both must be allowed, which
-// is what the allowlist promises); the Host header inside the TLS; ECH (the outer SNI is
+// is what the allowlist promises): Envoy's matchers compare an input with configured
+// values, never two inputs, so under a wildcard pattern "the same name" has no value; the Host header inside the TLS; ECH (the outer SNI is
 // what tls_inspector sees).
 import { createHash } from 'node:crypto';
 import { markImmutable } from '../envoy/fastEncode.js';
