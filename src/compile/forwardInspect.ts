@@ -44,7 +44,28 @@ import { tcpProxyFilter } from './tcpProxy.js';
 
 /** "forward_inspect|ID": the internal listener and its cluster for one allowlist's server names (sorted, as allowedNames gives them) and a CONNECT port. */
 export function inspectName(names: readonly string[], port: number): string {
-  return `${FORWARD_INSPECT_PREFIX}|${createHash('sha256').update(`${port}\n${names.join('\n')}`).digest('hex').slice(0, 16)}`;
+  // A lone policy's names array is shared across compiles (allowedNames): digest it once.
+  let byPort = nameDigests.get(names);
+  const known = byPort?.get(port);
+  if (known) return known;
+  const name = `${FORWARD_INSPECT_PREFIX}|${createHash('sha256').update(`${port}\n${names.join('\n')}`).digest('hex').slice(0, 16)}`;
+  if (!byPort) nameDigests.set(names, (byPort = new Map()));
+  byPort.set(port, name);
+  return name;
+}
+const nameDigests = new WeakMap<readonly string[], Map<number, string>>();
+
+// Listeners and clusters memoised on what they are made of (marked immutable, so a
+// recompile re-encodes none of them), bounded.
+const MAX_MEMO = 20_000;
+const built = new Map<string, ListenerJson | ClusterJson>();
+function memo<T extends ListenerJson | ClusterJson>(key: string, build: () => T): T {
+  const hit = built.get(key);
+  if (hit) return hit as T;
+  const value = build();
+  if (built.size >= MAX_MEMO) built.delete(built.keys().next().value!);
+  built.set(key, value);
+  return value;
 }
 
 /** sni_dynamic_forward_proxy dialling the SNI on `port` (the CONNECT's, which the route matched). */
@@ -65,6 +86,11 @@ export interface InspectContext {
 /** The internal listener checking the inner SNI of the tunnels to `port` of sources allowed `names`. */
 export function inspectListener(names: readonly string[], port: number, context: InspectContext): ListenerJson {
   const name = inspectName(names, port);
+  const logKey = context.accessLog === false ? 'off' : (context.accessLog?.alsCluster ?? '');
+  return memo(`L|${name}|${JSON.stringify(context.dnsCache)}|${logKey}`, () => buildListener(name, names, port, context));
+}
+
+function buildListener(name: string, names: readonly string[], port: number, context: InspectContext): ListenerJson {
   const allowed = inspectAllowedChain(name);
   const rejectName = inspectRejectChain(name);
   const bare: FilterChainJson = { name: rejectName, filters: [tcpProxyFilter(REJECT_CLUSTER, FORWARD_INSPECT_REJECTED_STAT_PREFIX)] };
@@ -102,10 +128,10 @@ export function inspectListener(names: readonly string[], port: number, context:
 /** The static cluster whose one endpoint is that internal listener. */
 export function inspectCluster(names: readonly string[], port: number): ClusterJson {
   const name = inspectName(names, port);
-  return markImmutable<ClusterJson>({
+  return memo(`C|${name}`, () => markImmutable<ClusterJson>({
     name,
     type: 'STATIC',
     connectTimeout: '5s',
     loadAssignment: { clusterName: name, endpoints: [{ lbEndpoints: [{ endpoint: { address: { envoyInternalAddress: { serverListenerName: name } } } }] }] },
-  });
+  }));
 }
