@@ -20,8 +20,9 @@
 // only on its allowlist, so the route names the internal listener of that allowlist and
 // port, ID being a digest of the allowed server-name patterns and the port. Sources with the same allowlist share
 // one internal listener; a source reaches only its own allowlist's.
-// Audit: a source an audit policy selects has every CONNECT forwarded (would-deny), so its
-// tunnels are not inspected.
+// Audit: for a source an audit policy selects, another inner SNI is forwarded instead and
+// logged would-deny with the audit policies (chain "forward_inspect|ID|would-deny", ID then
+// also digesting the audit policies); no SNI stays refused (there is no name to dial).
 // Not checked: that the inner SNI equals the CONNECT authority (both must be allowed, which
 // is what the allowlist promises): Envoy's matchers compare an input with configured
 // values, never two inputs, so under a wildcard pattern "the same name" has no value; the Host header inside the TLS; ECH (the outer SNI is
@@ -43,17 +44,19 @@ import { NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, SNI_DY
 import { tcpProxyFilter } from './tcpProxy.js';
 
 /** "forward_inspect|ID": the internal listener and its cluster for one allowlist's server names (sorted, as allowedNames gives them) and a CONNECT port. */
-export function inspectName(names: readonly string[], port: number): string {
+export function inspectName(names: readonly string[], port: number, audit: readonly string[] = []): string {
   // A lone policy's names array is shared across compiles (allowedNames): digest it once.
+  const key = `${port}|${audit.join(',')}`;
   let byPort = nameDigests.get(names);
-  const known = byPort?.get(port);
+  const known = byPort?.get(key);
   if (known) return known;
-  const name = `${FORWARD_INSPECT_PREFIX}|${createHash('sha256').update(`${port}\n${names.join('\n')}`).digest('hex').slice(0, 16)}`;
+  const name = `${FORWARD_INSPECT_PREFIX}|${createHash('sha256').update(`${port}\n${audit.join(',')}\n${names.join('\n')}`).digest('hex').slice(0, 16)}`;
   if (!byPort) nameDigests.set(names, (byPort = new Map()));
-  byPort.set(port, name);
+  if (byPort.size > 64) byPort.clear();
+  byPort.set(key, name);
   return name;
 }
-const nameDigests = new WeakMap<readonly string[], Map<number, string>>();
+const nameDigests = new WeakMap<readonly string[], Map<string, string>>();
 
 // Listeners and clusters memoised on what they are made of (marked immutable, so a
 // recompile re-encodes none of them), bounded.
@@ -75,6 +78,7 @@ function sniDialler(dnsCache: DnsCacheOptions, port: number): TypedExtensionJson
 
 export const inspectAllowedChain = (name: string): string => `${name}|allowed`;
 export const inspectRejectChain = (name: string): string => `${name}|reject`;
+export const inspectWouldDenyChain = (name: string): string => `${name}|would-deny`;
 
 const SERVER_NAME: TypedExtensionJson = { name: 'envoy.matching.inputs.server_name', typedConfig: { '@type': TypeUrl.ServerNameInput } };
 
@@ -83,14 +87,19 @@ export interface InspectContext {
   readonly accessLog?: AccessLogOptions | false;
 }
 
-/** The internal listener checking the inner SNI of the tunnels to `port` of sources allowed `names`. */
-export function inspectListener(names: readonly string[], port: number, context: InspectContext): ListenerJson {
-  const name = inspectName(names, port);
+/** The internal listener checking the inner SNI of the tunnels to `port` of sources allowed `names` (and audited by `audit`). */
+export function inspectListener(names: readonly string[], port: number, context: InspectContext, audit: readonly string[] = []): ListenerJson {
+  const name = inspectName(names, port, audit);
   const logKey = context.accessLog === false ? 'off' : (context.accessLog?.alsCluster ?? '');
-  return memo(`L|${name}|${JSON.stringify(context.dnsCache)}|${logKey}`, () => buildListener(name, names, port, context));
+  return memo(`L|${name}|${JSON.stringify(context.dnsCache)}|${logKey}`, () => buildListener(name, names, port, context, audit));
 }
 
-function buildListener(name: string, names: readonly string[], port: number, context: InspectContext): ListenerJson {
+function buildListener(name: string, names: readonly string[], port: number, context: InspectContext, audit: readonly string[]): ListenerJson {
+  const wouldDeny = inspectWouldDenyChain(name);
+  const wouldDenyChain: FilterChainJson = {
+    name: wouldDeny,
+    filters: [sniDialler(context.dnsCache, port), tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_INSPECT_STAT_PREFIX)],
+  };
   const allowed = inspectAllowedChain(name);
   const rejectName = inspectRejectChain(name);
   const bare: FilterChainJson = { name: rejectName, filters: [tcpProxyFilter(REJECT_CLUSTER, FORWARD_INSPECT_REJECTED_STAT_PREFIX)] };
@@ -110,13 +119,27 @@ function buildListener(name: string, names: readonly string[], port: number, con
         // Dial the inner SNI on the port the CONNECT named (the only one this listener is used for).
         filters: [sniDialler(context.dnsCache, port), tcpProxyFilter(NAME_UPSTREAM_CLUSTER, FORWARD_INSPECT_STAT_PREFIX)],
       },
+      ...(audit.length === 0
+        ? []
+        : [
+            context.accessLog === false
+              ? wouldDenyChain
+              : withChainAccessLogs(wouldDenyChain, chainAccessLogs(wouldDeny, FORWARD_HTTP_LISTENER_NAME, { kind: 'would-deny', auditPolicies: audit }, context.accessLog ?? {})),
+          ]),
     ],
     filterChainMatcher: {
       matcherTree: {
         input: SERVER_NAME,
         customMatch: {
           name: SERVER_NAME_MATCHER_NAME,
-          typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers: [{ domains: [...names], onMatch: { action: chainAction(allowed) } }] },
+          typedConfig: {
+            '@type': TypeUrl.ServerNameMatcher,
+            domainMatchers: [
+              { domains: [...names], onMatch: { action: chainAction(allowed) } },
+              // Audit: any other SNI ("*": never an absent one) is forwarded, logged would-deny.
+              ...(audit.length > 0 ? [{ domains: ['*'], onMatch: { action: chainAction(wouldDeny) } }] : []),
+            ],
+          },
         },
       },
       // No SNI, not TLS, or a name the allowlist does not hold.
@@ -126,8 +149,8 @@ function buildListener(name: string, names: readonly string[], port: number, con
 }
 
 /** The static cluster whose one endpoint is that internal listener. */
-export function inspectCluster(names: readonly string[], port: number): ClusterJson {
-  const name = inspectName(names, port);
+export function inspectCluster(names: readonly string[], port: number, audit: readonly string[] = []): ClusterJson {
+  const name = inspectName(names, port, audit);
   return memo(`C|${name}`, () => markImmutable<ClusterJson>({
     name,
     type: 'STATIC',

@@ -326,15 +326,15 @@ export function withForwardProxy(
   if (options.inspectConnect === true) {
     // One internal listener per distinct allowlist of names and CONNECT port (the routes name it by digest).
     const ports = (options.namePorts ?? DEFAULT_NAME_PORTS).connect;
-    const nameSets = new Map<string, { names: readonly string[]; port: number }>();
+    const nameSets = new Map<string, { names: readonly string[]; port: number; audit: readonly string[] }>();
     for (const selecting of policiesBySource(policies).values()) {
-      if (selecting.some((p) => p.mode === 'audit')) continue;
       const names = allowedNames(selecting);
-      if (names.length > 0) for (const port of ports) nameSets.set(inspectName(names, port), { names, port });
+      const audit = auditPolicies(selecting);
+      if (names.length > 0) for (const port of ports) nameSets.set(inspectName(names, port, audit), { names, port, audit });
     }
-    for (const [, { names, port }] of [...nameSets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      listeners.push(inspectListener(names, port, context));
-      needed.push(inspectCluster(names, port));
+    for (const [, { names, port, audit }] of [...nameSets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      listeners.push(inspectListener(names, port, context, audit));
+      needed.push(inspectCluster(names, port, audit));
     }
   }
   const clusters = [...base.clusters, ...needed].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

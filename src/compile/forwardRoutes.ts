@@ -31,6 +31,7 @@ import { formatIp, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy } from '../policy/model.js';
 import { FORWARD_ROUTE_CONFIG_NAME } from './forwardNames.js';
 import { inspectName } from './forwardInspect.js';
+import { auditPolicies } from './audit.js';
 import { reachableByLiteral, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
 import { sortServerNames } from './serverNames.js';
@@ -107,9 +108,9 @@ function refusals(addressBody: string, nameBody: string): RouteJson[] {
 }
 
 /** inspect: CONNECT to an allowed name goes to the internal listener checking the inner SNI (forwardInspect.ts). */
-function namesHost(patterns: readonly string[], ports: NamePorts, inspect: boolean): VirtualHostJson {
+function namesHost(patterns: readonly string[], ports: NamePorts, inspect: boolean, audit: readonly string[]): VirtualHostJson {
   const body = REFUSAL_TEXT.namePort(ports);
-  const connectCluster = (p: number): string => (inspect ? inspectName(patterns, p) : NAME_UPSTREAM_CLUSTER);
+  const connectCluster = (p: number): string => (inspect ? inspectName(patterns, p, audit) : NAME_UPSTREAM_CLUSTER);
   return {
     name: 'names',
     domains: [...patterns],
@@ -207,11 +208,12 @@ export function forwardRouteConfig(policies: readonly Policy[], namePorts: NameP
 }
 
 function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, loopPorts: readonly number[], inspect: boolean): RouteConfigurationJson {
-  const audited = policies.some((p) => p.mode === 'audit');
+  const audit = auditPolicies(policies);
+  const audited = audit.length > 0;
   const names = allowedNames(policies);
   // No port is the listener's own here: -1 keeps every rule's ports.
   const groups = policies.some((p) => (p.allow.cidrs?.length ?? 0) > 0) ? cidrGroupsOf(policies.map(reachable), -1) : [];
-  const key = `${names.join(',')}|${groups.map((g) => `${g.cidrs.join(',')}:${g.ports?.join(',') ?? '*'}`).join(';')}|${namePorts.connect.join(',')}|${namePorts.http.join(',')}|${loopPorts.join(',')}|${audited}|${inspect}`;
+  const key = `${names.join(',')}|${groups.map((g) => `${g.cidrs.join(',')}:${g.ports?.join(',') ?? '*'}`).join(';')}|${namePorts.connect.join(',')}|${namePorts.http.join(',')}|${loopPorts.join(',')}|${audit.join(',')}|${inspect}`;
   let config = configs.get(key);
   if (config) return config;
   // Shared and never changed again: the fast encoder may keep its bytes.
@@ -219,8 +221,7 @@ function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, l
     name: FORWARD_ROUTE_CONFIG_NAME,
     ignorePortInHostMatching: true,
     virtualHosts: [
-      // Audit forwards every CONNECT anyway: its tunnels are not inspected (forwardInspect.ts).
-      ...(names.length > 0 ? [namesHost(names, namePorts, inspect && !audited)] : []),
+      ...(names.length > 0 ? [namesHost(names, namePorts, inspect, audit)] : []),
       ...addressHosts(groups),
       { name: 'refused', domains: ['*'], routes: refusals(REFUSAL_TEXT.addressNoPolicy, REFUSAL_TEXT.nameNoPolicy) },
     ].map((host) => guarded(host, loopPorts, audited)),

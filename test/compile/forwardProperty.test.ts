@@ -193,19 +193,27 @@ describe('forward proxy, property', () => {
           const at = `${JSON.stringify(request)} via ${envoy.path.join(' / ')}: ${JSON.stringify(envoy.logs)}`;
           const selecting = policies.filter((p) => selectsSource(p, request.sourceIp));
           const audited = selecting.some((p) => p.mode === 'audit');
-          if (!(intended.verdict === 'allow' && intended.by === 'sni' && intended.port === 443 && !audited)) {
-            // Nothing else changes: refusals, addresses, other ports, audited sources.
+          if (!(intended.verdict === 'allow' && intended.by === 'sni' && intended.port === 443)) {
+            // Nothing else changes: refusals, would-deny routes, addresses, other ports.
             assert.deepEqual(envoy, before, at);
             continue;
           }
           inspected++;
           const innerAllowed = request.innerSni !== '' && selecting.some((p) => p.allow.sni.some((pattern) => sniPatternMatches(pattern, request.innerSni)));
-          assert.equal(envoy.verdict, innerAllowed ? 'allow' : 'deny', at);
+          // Audit: another inner SNI is forwarded and logged would-deny; no SNI stays refused.
+          const wouldDeny = !innerAllowed && audited && request.innerSni !== '';
+          assert.equal(envoy.verdict, innerAllowed || wouldDeny ? 'allow' : 'deny', at);
           assert.equal(envoy.filterChain, `forward_http|${sourceLabel(policies, request.sourceIp)}`, at);
           const denials = (envoy.logs ?? []).filter((l) => l['egress.verdict'] === 'denied');
-          if (innerAllowed) {
+          const wouldDenials = (envoy.logs ?? []).filter((l) => l['egress.verdict'] === 'would-deny');
+          if (innerAllowed || wouldDeny) {
             assert.equal(envoy.upstream?.address, `${request.innerSni.toLowerCase()}:443`, at);
             assert.deepEqual(denials, [], at);
+            assert.equal(wouldDenials.length, wouldDeny ? 1 : 0, at);
+            if (wouldDeny) {
+              assert.equal(wouldDenials[0]!['egress.policy'], namesOf(selecting.filter((p) => p.mode === 'audit')), at);
+              assert.match(wouldDenials[0]!['egress.chain'] ?? '', /^forward_inspect\|[0-9a-f]{16}\|would-deny$/, at);
+            }
           } else {
             refused++;
             assert.equal(envoy.upstream, undefined, at);
