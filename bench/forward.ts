@@ -52,6 +52,8 @@ export function forwardTable(sizes: readonly number[], names: number, rounds: nu
       ['transparent (hardened)', {}],
       ['forward_http + forward_tls', { transparent: false, forwardProxy: {} }],
       ['all three', { forwardProxy: {} }],
+      // One internal listener + cluster per distinct allowlist and CONNECT port (forwardInspect.ts).
+      ['forward + --forward-proxy-inspect-connect', { transparent: false, forwardProxy: { inspectConnect: true } }],
     ] as const) {
       const cold = run(fresh, options, rounds + 1);
       const warm = run(() => fixed, options, rounds + 1);
