@@ -33,6 +33,7 @@ import { ANY_SOURCE_LABEL, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from '.
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { sortServerNames } from './serverNames.js';
 import { ANY_SOURCE, policiesBySource, serverNamesOf } from './sourcePlans.js';
+import { policiesKey } from './policyIds.js';
 
 export const HTTP_PORT = 80;
 export const HTTP_CHAIN_PREFIX = 'http';
@@ -119,13 +120,7 @@ export function httpRouteConfig(sourceLabel: string, serverNames: ReadonlyMap<st
     virtualHosts: [
       ...forward('allowed_by_name', byName, NAME_UPSTREAM_CLUSTER),
       ...forward('allowed_original_destination', byOriginal, ORIGINAL_DST_CLUSTER),
-      audited
-        ? { name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }
-        : {
-            name: REFUSED_VIRTUAL_HOST,
-            domains: ['*'],
-            routes: [{ name: REFUSED_VIRTUAL_HOST, match: { prefix: '/' }, directResponse: { status: 403, body: { inlineString: HTTP_REFUSAL_BODY } } }],
-          },
+      audited ? wouldDenyVirtualHost() : refusedVirtualHost(),
     ],
     validateClusters: false,
   };
@@ -152,35 +147,63 @@ function httpAccessLogs(chain: string, policies: readonly Policy[], options: Htt
   ];
 }
 
+// The parts of an HTTP chain that hold no names, built once per what they depend on and
+// marked immutable: a shared-policy edit rebuilds every source's route table, and the
+// encoder then re-encodes only those (the rest keeps its bytes).
+const MAX_PARTS = 20_000;
+const parts = new Map<string, unknown>();
+function part<T extends object>(key: string, build: () => T): T {
+  let value = parts.get(key) as T | undefined;
+  if (!value) {
+    if (parts.size >= MAX_PARTS) parts.clear();
+    parts.set(key, (value = markImmutable(build())));
+  }
+  return value;
+}
+
+const refusedVirtualHost = (): VirtualHostJson =>
+  part('refused', () => ({
+    name: REFUSED_VIRTUAL_HOST,
+    domains: ['*'],
+    routes: [{ name: REFUSED_VIRTUAL_HOST, match: { prefix: '/' }, directResponse: { status: 403, body: { inlineString: HTTP_REFUSAL_BODY } } }],
+  }));
+const wouldDenyVirtualHost = (): VirtualHostJson =>
+  part('would_deny', () => ({ name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }));
+
 /** One source's plain-HTTP chain: capped like its other chains, then routed by Host. */
 export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
   const name = httpChainName(sourceLabel);
+  const audits = auditPolicies(policies);
+  const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
+  const dnsKey = JSON.stringify(options.dnsCache);
   return {
     name,
     filters: [
-      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
+      part(`limit|${sourceLabel}|${options.maxConnectionsPerSource}`, () => connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource)),
       {
         name: HTTP_CONNECTION_MANAGER_FILTER,
         typedConfig: {
           '@type': TypeUrl.HttpConnectionManager,
           statPrefix: HTTP_STAT_PREFIX,
           codecType: 'AUTO',
-          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), auditPolicies(policies).length > 0),
-          httpFilters: [
+          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), audits.length > 0),
+          httpFilters: part(`filters|${dnsKey}`, () => [
             { name: 'envoy.filters.http.dynamic_forward_proxy', typedConfig: { '@type': TypeUrl.HttpDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(options.dnsCache) } },
             { name: 'envoy.filters.http.router', typedConfig: { '@type': TypeUrl.HttpRouter, suppressEnvoyHeaders: true } },
-          ],
+          ]),
           // An egress proxy adds nothing of its own to the guest's requests.
           generateRequestId: false,
-          localReplyConfig: {
+          localReplyConfig: part('localReply', () => ({
             mappers: [
               {
                 filter: { statusCodeFilter: { comparison: { op: 'EQ', value: { defaultValue: 403, runtimeKey: 'egress_xds.http_refusal_status' } } } },
                 bodyFormatOverride: { textFormatSource: { inlineString: HTTP_REFUSAL_FORMAT } },
               },
             ],
-          },
-          accessLog: httpAccessLogs(name, policies, options),
+          })),
+          accessLog: part(`logs|${name}|${options.listener}|${JSON.stringify(options.accessLog)}|${audits.join(',')}|${logAll.join(',')}`, () =>
+            httpAccessLogs(name, policies, options),
+          ),
         },
       },
     ],
@@ -194,20 +217,36 @@ export function refusalBodyFor(authority: string): string {
 
 const cachedHttpChains = new Map<string, FilterChainJson>();
 
-/** The HTTP chains of the sources given, each rebuilt only when what it says changed. */
-export function httpChains(sourceLabels: readonly string[], policies: readonly Policy[], options: HttpChainOptions): FilterChainJson[] {
+/**
+ * The HTTP chains of the sources given, each rebuilt only when what it says changed: the
+ * memo key is the source, the options and the ids of the policies selecting it (their
+ * content), so an edit rebuilds (and re-encodes) only the chains of the sources it reaches.
+ */
+export function httpChains(
+  sourceLabels: readonly string[],
+  policies: readonly Policy[],
+  options: HttpChainOptions,
+  /** policiesBySource(policies), when the caller has it already (the hardened matcher does). */
+  bySourceGiven?: ReadonlyMap<string, readonly Policy[]>,
+): FilterChainJson[] {
   if (sourceLabels.length === 0) return [];
-  const bySource = policiesBySource(policies);
+  const bySource = bySourceGiven ?? policiesBySource(policies);
   const common = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}|${options.listener}|${JSON.stringify(options.accessLog)}`;
   return sourceLabels.map((label) => {
     const selecting = bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
-    const key = `${label}|${common}|${JSON.stringify([...serverNamesOf(selecting)])}|${selecting.filter((p) => p.log === 'all').map((p) => p.name).join(',')}|${auditPolicies(selecting).join(',')}`;
+    const key = `${label}|${common}|${policiesKey(selecting)}`;
     let chain = cachedHttpChains.get(key);
-    if (!chain) {
-      if (cachedHttpChains.size >= 20_000) cachedHttpChains.clear();
-      chain = markImmutable(httpChain(label, selecting, options));
-      cachedHttpChains.set(key, chain);
-    }
+    if (chain) cachedHttpChains.delete(key);
+    else chain = markImmutable(httpChain(label, selecting, options));
+    // Refreshed on use: the map's order is the eviction order, so stale versions go first.
+    cachedHttpChains.set(key, chain);
+    if (cachedHttpChains.size > 20_000) cachedHttpChains.delete(cachedHttpChains.keys().next().value!);
     return chain;
   });
+}
+
+/** Forgets the HTTP chains built so far (benchmarks measure cold compiles with it). */
+export function resetHttpChainCache(): void {
+  cachedHttpChains.clear();
+  parts.clear();
 }
