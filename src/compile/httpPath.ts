@@ -108,17 +108,54 @@ export function hostDomains(patterns: readonly string[]): string[] {
   return sortServerNames([...patterns]).flatMap((p) => [p, `${p}:${HTTP_PORT}`]);
 }
 
-/** The route table of one source's HTTP chain. */
-export function httpRouteConfig(sourceLabel: string, serverNames: ReadonlyMap<string, PolicyUpstream>, audited = false): RouteConfigurationJson {
+// The parts of an HTTP chain that hold no names, built once per what they depend on and
+// marked immutable: a shared-policy edit rebuilds every source's route table, and the
+// encoder then re-encodes only those (the rest keeps its bytes).
+const MAX_PARTS = 20_000;
+const parts = new Map<string, unknown>();
+function part<T extends object>(key: string, build: () => T): T {
+  let value = parts.get(key) as T | undefined;
+  if (!value) {
+    if (parts.size >= MAX_PARTS) parts.clear();
+    parts.set(key, (value = markImmutable(build())));
+  }
+  return value;
+}
+
+const refusedVirtualHost = (): VirtualHostJson =>
+  part('refused', () => ({
+    name: REFUSED_VIRTUAL_HOST,
+    domains: ['*'],
+    routes: [{ name: REFUSED_VIRTUAL_HOST, match: { prefix: '/' }, directResponse: { status: 403, body: { inlineString: HTTP_REFUSAL_BODY } } }],
+  }));
+const wouldDenyVirtualHost = (): VirtualHostJson =>
+  part('would_deny', () => ({ name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }));
+
+/**
+ * The route table of one source's HTTP chain. `sharedNames`: the names of the source-less
+ * policies that dial by name (allowed to every source, always by name): they get a virtual
+ * host of their own, the same object in every source's table, so a shared edit re-encodes
+ * it once rather than once per source (Envoy picks among virtual hosts by domain alone).
+ */
+export function httpRouteConfig(
+  sourceLabel: string,
+  serverNames: ReadonlyMap<string, PolicyUpstream>,
+  audited = false,
+  sharedNames: ReadonlySet<string> = new Set(),
+): RouteConfigurationJson {
   const byName: string[] = [];
+  const shared: string[] = [];
   const byOriginal: string[] = [];
-  for (const [pattern, upstream] of serverNames) (upstream === 'name' ? byName : byOriginal).push(pattern);
+  for (const [pattern, upstream] of serverNames) (upstream === 'name' ? (sharedNames.has(pattern) ? shared : byName) : byOriginal).push(pattern);
   const forward = (name: string, patterns: string[], cluster: string): VirtualHostJson[] =>
-    patterns.length === 0 ? [] : [{ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }];
+    patterns.length === 0
+      ? []
+      : [part(`vhost|${name}|${cluster}|${patterns.join(',')}`, () => ({ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }))];
   return {
     name: httpChainName(sourceLabel),
     virtualHosts: [
       ...forward('allowed_by_name', byName, NAME_UPSTREAM_CLUSTER),
+      ...forward('allowed_shared', shared, NAME_UPSTREAM_CLUSTER),
       ...forward('allowed_original_destination', byOriginal, ORIGINAL_DST_CLUSTER),
       audited ? wouldDenyVirtualHost() : refusedVirtualHost(),
     ],
@@ -147,31 +184,8 @@ function httpAccessLogs(chain: string, policies: readonly Policy[], options: Htt
   ];
 }
 
-// The parts of an HTTP chain that hold no names, built once per what they depend on and
-// marked immutable: a shared-policy edit rebuilds every source's route table, and the
-// encoder then re-encodes only those (the rest keeps its bytes).
-const MAX_PARTS = 20_000;
-const parts = new Map<string, unknown>();
-function part<T extends object>(key: string, build: () => T): T {
-  let value = parts.get(key) as T | undefined;
-  if (!value) {
-    if (parts.size >= MAX_PARTS) parts.clear();
-    parts.set(key, (value = markImmutable(build())));
-  }
-  return value;
-}
-
-const refusedVirtualHost = (): VirtualHostJson =>
-  part('refused', () => ({
-    name: REFUSED_VIRTUAL_HOST,
-    domains: ['*'],
-    routes: [{ name: REFUSED_VIRTUAL_HOST, match: { prefix: '/' }, directResponse: { status: 403, body: { inlineString: HTTP_REFUSAL_BODY } } }],
-  }));
-const wouldDenyVirtualHost = (): VirtualHostJson =>
-  part('would_deny', () => ({ name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }));
-
 /** One source's plain-HTTP chain: capped like its other chains, then routed by Host. */
-export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
+export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions, sharedNames?: ReadonlySet<string>): FilterChainJson {
   const name = httpChainName(sourceLabel);
   const audits = auditPolicies(policies);
   const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
@@ -186,7 +200,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
           '@type': TypeUrl.HttpConnectionManager,
           statPrefix: HTTP_STAT_PREFIX,
           codecType: 'AUTO',
-          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), audits.length > 0),
+          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), audits.length > 0, sharedNames ?? sharedNamesOf(policies)),
           httpFilters: part(`filters|${dnsKey}`, () => [
             { name: 'envoy.filters.http.dynamic_forward_proxy', typedConfig: { '@type': TypeUrl.HttpDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(options.dnsCache) } },
             { name: 'envoy.filters.http.router', typedConfig: { '@type': TypeUrl.HttpRouter, suppressEnvoyHeaders: true } },
@@ -215,6 +229,13 @@ export function refusalBodyFor(authority: string): string {
   return HTTP_REFUSAL_FORMAT.replace('%REQ(:AUTHORITY)%', authority).replace('%LOCAL_REPLY_BODY%', HTTP_REFUSAL_BODY);
 }
 
+/** The names every source may reach by name: those of the source-less policies that dial by name. */
+function sharedNamesOf(policies: readonly Policy[]): Set<string> {
+  const names = new Set<string>();
+  for (const policy of policies) if (policy.sources === undefined && policy.upstream !== 'original-destination') for (const name of policy.allow.sni) names.add(name);
+  return names;
+}
+
 const cachedHttpChains = new Map<string, FilterChainJson>();
 
 /**
@@ -231,13 +252,14 @@ export function httpChains(
 ): FilterChainJson[] {
   if (sourceLabels.length === 0) return [];
   const bySource = bySourceGiven ?? policiesBySource(policies);
+  const sharedNames = sharedNamesOf(policies);
   const common = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}|${options.listener}|${JSON.stringify(options.accessLog)}`;
   return sourceLabels.map((label) => {
     const selecting = bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
     const key = `${label}|${common}|${policiesKey(selecting)}`;
     let chain = cachedHttpChains.get(key);
     if (chain) cachedHttpChains.delete(key);
-    else chain = markImmutable(httpChain(label, selecting, options));
+    else chain = markImmutable(httpChain(label, selecting, options, sharedNames));
     // Refreshed on use: the map's order is the eviction order, so stale versions go first.
     cachedHttpChains.set(key, chain);
     if (cachedHttpChains.size > 20_000) cachedHttpChains.delete(cachedHttpChains.keys().next().value!);
