@@ -15,6 +15,8 @@ export type ChildCommand = { setPolicies: number; tag: string } | { status: true
 
 export interface ChildStatus {
   readonly rssBytes: number;
+  /** One full set of responses (all types) for a node, in bytes. */
+  readonly snapshotBytes: number;
   readonly openStreams: number;
   readonly registered: number;
   readonly refused: Record<string, number>;
@@ -32,6 +34,14 @@ const metrics = createMetrics();
 const limits = JSON.parse(process.argv[2] ?? '{}') as Record<string, number>;
 const server = await startXdsServer({ source: cache, registry, metrics, logger: silentLogger }, '127.0.0.1:0', { limits });
 
+/** The bytes of one full set of responses (every type) a node receives now. */
+function snapshotBytes(): number {
+  const snapshot = cache.snapshotFor('any-node');
+  let total = 0;
+  for (const typeUrl of snapshot.typeUrls()) for (const resource of snapshot.resourceSet(typeUrl)!.items.values()) total += resource.bytes.length;
+  return total;
+}
+
 async function status(): Promise<ChildStatus> {
   const refused = Object.fromEntries((await metrics.streamsRefused.get()).values.map((v) => [String(v.labels.reason), v.value]));
   return {
@@ -40,6 +50,7 @@ async function status(): Promise<ChildStatus> {
     registered: registry.streamCount(),
     refused,
     listenerVersion: cache.snapshotFor('any-node').version('type.googleapis.com/envoy.config.listener.v3.Listener') ?? '',
+    snapshotBytes: snapshotBytes(),
   };
 }
 
