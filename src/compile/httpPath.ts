@@ -150,7 +150,7 @@ export function httpRouteConfig(
   const forward = (name: string, patterns: string[], cluster: string): VirtualHostJson[] =>
     patterns.length === 0
       ? []
-      : [part(`vhost|${name}|${cluster}|${patterns.join(',')}`, () => ({ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }))];
+      : [part(`vhost|${name}|${cluster}|${JSON.stringify(patterns)}`, () => ({ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }))];
   return {
     name: httpChainName(sourceLabel),
     virtualHosts: [
