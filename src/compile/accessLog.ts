@@ -92,12 +92,25 @@ function customTags(tags: LogTags): Record<string, unknown>[] {
   ];
 }
 
+// Parts every logger repeats, built once and marked immutable: the encoder keeps their
+// bytes, so a cold compile encodes them once instead of once per chain.
+const grpcServices = new Map<string, Record<string, unknown>>();
+function grpcServiceOf(cluster: string): Record<string, unknown> {
+  let service = grpcServices.get(cluster);
+  if (!service) {
+    if (grpcServices.size > 64) grpcServices.clear();
+    grpcServices.set(cluster, (service = markImmutable({ envoyGrpc: { clusterName: cluster } })));
+  }
+  return service;
+}
+const FILTER_STATE_OBJECTS: readonly string[] = [SNI_FILTER_STATE_KEY];
+
 function commonConfig(tags: LogTags, options: AccessLogOptions): Record<string, unknown> {
   return {
     logName: ALS_LOG_NAME,
-    grpcService: { envoyGrpc: { clusterName: options.alsCluster ?? DEFAULT_ALS_CLUSTER } },
+    grpcService: grpcServiceOf(options.alsCluster ?? DEFAULT_ALS_CLUSTER),
     transportApiVersion: 'V3',
-    filterStateObjectsToLog: [SNI_FILTER_STATE_KEY],
+    filterStateObjectsToLog: FILTER_STATE_OBJECTS,
     customTags: customTags(tags),
   };
 }
@@ -240,6 +253,16 @@ export type ChainLogPlan =
   | { readonly kind: 'would-deny'; readonly auditPolicies: readonly string[] }
   | { readonly kind: 'forward'; readonly byName: boolean; readonly logAllPolicies: readonly string[] };
 
+// The filters every forwarding chain repeats, shared (and immutable: see grpcServiceOf).
+let filters: { limited: AccessLogFilterJson; forbiddenAddress: AccessLogFilterJson; allowed: AccessLogFilterJson; sni: TypedExtensionJson } | undefined;
+const sharedFilters = () =>
+  (filters ??= {
+    limited: markImmutable(limitedFilter()),
+    forbiddenAddress: markImmutable(forbiddenAddressFilter()),
+    allowed: markImmutable(allowedFilter()),
+    sni: markImmutable(sniFilterStateFilter()),
+  });
+
 export function chainAccessLogs(chainName: string, listener: string, plan: ChainLogPlan, options: AccessLogOptions = {}): AccessLogJson[] {
   const base = { listener, chain: chainName };
   switch (plan.kind) {
@@ -249,9 +272,9 @@ export function chainAccessLogs(chainName: string, listener: string, plan: Chain
       return [tcpGrpcAccessLog({ ...base, verdict: 'would-deny', reason: 'no-policy', policies: plan.auditPolicies }, undefined, options)];
     case 'forward':
       return [
-        tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'per-source-limit' }, limitedFilter(), options),
-        ...(plan.byName ? [tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'forbidden-address' }, forbiddenAddressFilter(), options)] : []),
-        ...(plan.logAllPolicies.length > 0 ? [tcpGrpcAccessLog({ ...base, verdict: 'allowed', policies: plan.logAllPolicies }, allowedFilter(), options)] : []),
+        tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'per-source-limit' }, sharedFilters().limited, options),
+        ...(plan.byName ? [tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: 'forbidden-address' }, sharedFilters().forbiddenAddress, options)] : []),
+        ...(plan.logAllPolicies.length > 0 ? [tcpGrpcAccessLog({ ...base, verdict: 'allowed', policies: plan.logAllPolicies }, sharedFilters().allowed, options)] : []),
       ];
   }
 }
@@ -265,7 +288,7 @@ export function withChainAccessLogs(chain: FilterChainJson, logs: readonly Acces
   const filters = chain.filters.map((filter) =>
     filter.name === TCP_PROXY_FILTER ? { ...filter, typedConfig: { ...filter.typedConfig, accessLog: [...logs] } } : filter,
   );
-  return { ...chain, filters: [sniFilterStateFilter(), ...filters] };
+  return { ...chain, filters: [sharedFilters().sni, ...filters] };
 }
 
 /** What each chain of the hardened listener logs, from its name and the policies selecting its source. */

@@ -10,6 +10,7 @@
 // listener's own port). The per-source cap and the special-address refusal happen inside
 // the forwarding chains (connection_limit; the host refusing the marked upstream socket).
 import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
+import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import { connectionLimitFilter } from './guards.js';
 import {
@@ -85,14 +86,28 @@ export function sniDynamicForwardProxyFilter(dnsCache: DnsCacheOptions): TypedEx
   };
 }
 
+// The filters every name chain repeats, built once per DNS cache config and marked
+// immutable, so the encoder encodes them once rather than once per chain.
+const sharedNameFilters = new Map<string, { port: TypedExtensionJson; dfp: TypedExtensionJson }>();
+function nameFilters(dnsCache: DnsCacheOptions): { port: TypedExtensionJson; dfp: TypedExtensionJson } {
+  const key = JSON.stringify(dnsCache);
+  let shared = sharedNameFilters.get(key);
+  if (!shared) {
+    if (sharedNameFilters.size > 64) sharedNameFilters.clear();
+    sharedNameFilters.set(key, (shared = { port: markImmutable(originalPortFilterState()), dfp: markImmutable(sniDynamicForwardProxyFilter(dnsCache)) }));
+  }
+  return shared;
+}
+
 /** Allowed by name, from one source: capped, then dialled by the name on the original port. */
 export function nameChain(sourceLabel: string, options: ChainOptions): FilterChainJson {
+  const shared = nameFilters(options.dnsCache);
   return {
     name: nameChainName(sourceLabel),
     filters: [
       connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
-      originalPortFilterState(),
-      sniDynamicForwardProxyFilter(options.dnsCache),
+      shared.port,
+      shared.dfp,
       tcpProxyFilter(NAME_UPSTREAM_CLUSTER, NAME_STAT_PREFIX),
     ],
   };

@@ -8,7 +8,7 @@ import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { markImmutable } from '../envoy/fastEncode.js';
 import { hardenedMatcher, sourceLabelOf } from './hardenedMatcher.js';
-import { httpChains, httpInspectorListenerFilter } from './httpPath.js';
+import { httpChains, httpInspectorListenerFilter, resetHttpChainCache } from './httpPath.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { EGRESS_LISTENER_NAME } from './names.js';
 import { nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
@@ -41,10 +41,11 @@ function cachedChain(kind: 'name' | 'original' | 'audit', source: string, option
 /** Forgets the chains built so far (benchmarks measure cold compiles with it). */
 export function resetChainCache(): void {
   chainCache.clear();
+  resetHttpChainCache();
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
-  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource } = hardenedMatcher(policies, options.port);
+  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource, fullBySource } = hardenedMatcher(policies, options.port);
   const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
     noPolicyRejectChain(),
@@ -55,7 +56,7 @@ export function hardenedListener(policies: readonly Policy[], options: HardenedO
   ];
   const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
   // Every source's plain HTTP to port 80 (httpPath.ts); its routes need the source's names, shared ones included.
-  chains.push(...httpChains([...bySource.keys()].map(sourceLabelOf), policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }));
+  chains.push(...httpChains([...bySource.keys()].map(sourceLabelOf), policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }, fullBySource));
   const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {}, bySource);
   const listener = egressListener(logged, options.listener);
   listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];

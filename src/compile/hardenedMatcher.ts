@@ -38,6 +38,7 @@ import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
 import { policiesBySource, sourcePlan, type SourcePlan } from './sourcePlans.js';
+import { policiesKey } from './policyIds.js';
 
 const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
 const DESTINATION_PORT = input(TypeUrl.DestinationPortInput, 'envoy.matching.inputs.destination_port');
@@ -125,26 +126,6 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   };
 }
 
-// Memo: a policy's content → a small id (policies are immutable values, so identity finds it fast).
-// Ids only grow, so a forgotten content gets a new id and can never alias an old fragment.
-const policyIds = new WeakMap<Policy, number>();
-const idsByContent = new Map<string, number>();
-let nextId = 1;
-function policyId(policy: Policy): number {
-  let id = policyIds.get(policy);
-  if (id === undefined) {
-    const content = JSON.stringify(policy);
-    id = idsByContent.get(content);
-    if (id === undefined) {
-      // Bounded: forgetting costs a rebuild, never a wrong answer.
-      if (idsByContent.size >= 200_000) idsByContent.clear();
-      idsByContent.set(content, (id = nextId++));
-    }
-    policyIds.set(policy, id);
-  }
-  return id;
-}
-
 interface CachedFragment extends SourceFragment {
   /** The source's entries of the two source_ip matchers (unused for ANY_SOURCE). */
   readonly rangeEntry: RangeEntry;
@@ -157,7 +138,7 @@ const fragments = new Map<string, CachedFragment>();
 
 /** The source's fragment, rebuilt only when the policies selecting it (or the port) changed. */
 export function cachedSourceFragment(key: string, policies: readonly Policy[], listenerPort: number): CachedFragment {
-  const memoKey = `${key}|${listenerPort}|${policies.map(policyId).join(',')}`;
+  const memoKey = `${key}|${listenerPort}|${policiesKey(policies)}`;
   let fragment = fragments.get(memoKey);
   if (fragment) {
     // Refresh its place: the map's order is the eviction order.
@@ -187,6 +168,8 @@ export interface HardenedMatcher {
   readonly auditChainSources: readonly string[];
   /** The policies selecting each source key (ANY_SOURCE included), names of the shared policies taken out. */
   readonly bySource: ReadonlyMap<string, readonly Policy[]>;
+  /** The policies selecting each source key, whole (shared names included). */
+  readonly fullBySource: ReadonlyMap<string, readonly Policy[]>;
 }
 
 /** A source-less policy that dials by name: its names go first, for every source (see the top). */
@@ -215,7 +198,10 @@ function bySourceIp(entries: RangeEntry[], anySource: OnMatchJson): OnMatchJson 
 
 export function hardenedMatcher(policies: readonly Policy[], listenerPort: number): HardenedMatcher {
   const sharedNames = sortServerNames([...new Set(policies.filter(isSharedByName).flatMap((p) => p.allow.sni))]);
-  const bySource = policiesBySource(policies.map((p) => (isSharedByName(p) ? namesTakenOut(p) : p)));
+  // Stripping names changes neither a policy's name nor its sources, so the selection is the same.
+  const fullBySource = policiesBySource(policies);
+  const bySource = new Map<string, readonly Policy[]>();
+  for (const [key, selecting] of fullBySource) bySource.set(key, selecting.map((p) => (isSharedByName(p) ? namesTakenOut(p) : p)));
   // policiesBySource lists ANY_SOURCE first, then the keys in address order.
   const keys = [...bySource.keys()];
   const fragments = keys.map((key) => cachedSourceFragment(key, bySource.get(key)!, listenerPort));
@@ -237,7 +223,7 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
     matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: { [String(listenerPort)]: to(LOOP_REJECT_FILTER_CHAIN) } } },
     onNoMatch: afterLoopGuard,
   };
-  return { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource };
+  return { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource, fullBySource };
 }
 
 /** Forgets every memoised fragment (benchmarks measure cold compiles with it). */

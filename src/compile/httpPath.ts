@@ -33,6 +33,7 @@ import { ANY_SOURCE_LABEL, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from '.
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { sortServerNames } from './serverNames.js';
 import { ANY_SOURCE, policiesBySource, serverNamesOf } from './sourcePlans.js';
+import { policiesKey } from './policyIds.js';
 
 export const HTTP_PORT = 80;
 export const HTTP_CHAIN_PREFIX = 'http';
@@ -107,25 +108,56 @@ export function hostDomains(patterns: readonly string[]): string[] {
   return sortServerNames([...patterns]).flatMap((p) => [p, `${p}:${HTTP_PORT}`]);
 }
 
-/** The route table of one source's HTTP chain. */
-export function httpRouteConfig(sourceLabel: string, serverNames: ReadonlyMap<string, PolicyUpstream>, audited = false): RouteConfigurationJson {
+// The parts of an HTTP chain that hold no names, built once per what they depend on and
+// marked immutable: a shared-policy edit rebuilds every source's route table, and the
+// encoder then re-encodes only those (the rest keeps its bytes).
+const MAX_PARTS = 20_000;
+const parts = new Map<string, unknown>();
+function part<T extends object>(key: string, build: () => T): T {
+  let value = parts.get(key) as T | undefined;
+  if (!value) {
+    if (parts.size >= MAX_PARTS) parts.clear();
+    parts.set(key, (value = markImmutable(build())));
+  }
+  return value;
+}
+
+const refusedVirtualHost = (): VirtualHostJson =>
+  part('refused', () => ({
+    name: REFUSED_VIRTUAL_HOST,
+    domains: ['*'],
+    routes: [{ name: REFUSED_VIRTUAL_HOST, match: { prefix: '/' }, directResponse: { status: 403, body: { inlineString: HTTP_REFUSAL_BODY } } }],
+  }));
+const wouldDenyVirtualHost = (): VirtualHostJson =>
+  part('would_deny', () => ({ name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }));
+
+/**
+ * The route table of one source's HTTP chain. `sharedNames`: the names of the source-less
+ * policies that dial by name (allowed to every source, always by name): they get a virtual
+ * host of their own, the same object in every source's table, so a shared edit re-encodes
+ * it once rather than once per source (Envoy picks among virtual hosts by domain alone).
+ */
+export function httpRouteConfig(
+  sourceLabel: string,
+  serverNames: ReadonlyMap<string, PolicyUpstream>,
+  audited = false,
+  sharedNames: ReadonlySet<string> = new Set(),
+): RouteConfigurationJson {
   const byName: string[] = [];
+  const shared: string[] = [];
   const byOriginal: string[] = [];
-  for (const [pattern, upstream] of serverNames) (upstream === 'name' ? byName : byOriginal).push(pattern);
+  for (const [pattern, upstream] of serverNames) (upstream === 'name' ? (sharedNames.has(pattern) ? shared : byName) : byOriginal).push(pattern);
   const forward = (name: string, patterns: string[], cluster: string): VirtualHostJson[] =>
-    patterns.length === 0 ? [] : [{ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }];
+    patterns.length === 0
+      ? []
+      : [part(`vhost|${name}|${cluster}|${JSON.stringify(patterns)}`, () => ({ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }))];
   return {
     name: httpChainName(sourceLabel),
     virtualHosts: [
       ...forward('allowed_by_name', byName, NAME_UPSTREAM_CLUSTER),
+      ...forward('allowed_shared', shared, NAME_UPSTREAM_CLUSTER),
       ...forward('allowed_original_destination', byOriginal, ORIGINAL_DST_CLUSTER),
-      audited
-        ? { name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }
-        : {
-            name: REFUSED_VIRTUAL_HOST,
-            domains: ['*'],
-            routes: [{ name: REFUSED_VIRTUAL_HOST, match: { prefix: '/' }, directResponse: { status: 403, body: { inlineString: HTTP_REFUSAL_BODY } } }],
-          },
+      audited ? wouldDenyVirtualHost() : refusedVirtualHost(),
     ],
     validateClusters: false,
   };
@@ -153,34 +185,39 @@ function httpAccessLogs(chain: string, policies: readonly Policy[], options: Htt
 }
 
 /** One source's plain-HTTP chain: capped like its other chains, then routed by Host. */
-export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
+export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions, sharedNames?: ReadonlySet<string>): FilterChainJson {
   const name = httpChainName(sourceLabel);
+  const audits = auditPolicies(policies);
+  const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
+  const dnsKey = JSON.stringify(options.dnsCache);
   return {
     name,
     filters: [
-      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
+      part(`limit|${sourceLabel}|${options.maxConnectionsPerSource}`, () => connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource)),
       {
         name: HTTP_CONNECTION_MANAGER_FILTER,
         typedConfig: {
           '@type': TypeUrl.HttpConnectionManager,
           statPrefix: HTTP_STAT_PREFIX,
           codecType: 'AUTO',
-          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), auditPolicies(policies).length > 0),
-          httpFilters: [
+          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), audits.length > 0, sharedNames ?? sharedNamesOf(policies)),
+          httpFilters: part(`filters|${dnsKey}`, () => [
             { name: 'envoy.filters.http.dynamic_forward_proxy', typedConfig: { '@type': TypeUrl.HttpDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(options.dnsCache) } },
             { name: 'envoy.filters.http.router', typedConfig: { '@type': TypeUrl.HttpRouter, suppressEnvoyHeaders: true } },
-          ],
+          ]),
           // An egress proxy adds nothing of its own to the guest's requests.
           generateRequestId: false,
-          localReplyConfig: {
+          localReplyConfig: part('localReply', () => ({
             mappers: [
               {
                 filter: { statusCodeFilter: { comparison: { op: 'EQ', value: { defaultValue: 403, runtimeKey: 'egress_xds.http_refusal_status' } } } },
                 bodyFormatOverride: { textFormatSource: { inlineString: HTTP_REFUSAL_FORMAT } },
               },
             ],
-          },
-          accessLog: httpAccessLogs(name, policies, options),
+          })),
+          accessLog: part(`logs|${name}|${options.listener}|${JSON.stringify(options.accessLog)}|${audits.join(',')}|${logAll.join(',')}`, () =>
+            httpAccessLogs(name, policies, options),
+          ),
         },
       },
     ],
@@ -192,22 +229,46 @@ export function refusalBodyFor(authority: string): string {
   return HTTP_REFUSAL_FORMAT.replace('%REQ(:AUTHORITY)%', authority).replace('%LOCAL_REPLY_BODY%', HTTP_REFUSAL_BODY);
 }
 
+/** The names every source may reach by name: those of the source-less policies that dial by name. */
+function sharedNamesOf(policies: readonly Policy[]): Set<string> {
+  const names = new Set<string>();
+  for (const policy of policies) if (policy.sources === undefined && policy.upstream !== 'original-destination') for (const name of policy.allow.sni) names.add(name);
+  return names;
+}
+
 const cachedHttpChains = new Map<string, FilterChainJson>();
 
-/** The HTTP chains of the sources given, each rebuilt only when what it says changed. */
-export function httpChains(sourceLabels: readonly string[], policies: readonly Policy[], options: HttpChainOptions): FilterChainJson[] {
+/**
+ * The HTTP chains of the sources given, each rebuilt only when what it says changed: the
+ * memo key is the source, the options and the ids of the policies selecting it (their
+ * content), so an edit rebuilds (and re-encodes) only the chains of the sources it reaches.
+ */
+export function httpChains(
+  sourceLabels: readonly string[],
+  policies: readonly Policy[],
+  options: HttpChainOptions,
+  /** policiesBySource(policies), when the caller has it already (the hardened matcher does). */
+  bySourceGiven?: ReadonlyMap<string, readonly Policy[]>,
+): FilterChainJson[] {
   if (sourceLabels.length === 0) return [];
-  const bySource = policiesBySource(policies);
+  const bySource = bySourceGiven ?? policiesBySource(policies);
+  const sharedNames = sharedNamesOf(policies);
   const common = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}|${options.listener}|${JSON.stringify(options.accessLog)}`;
   return sourceLabels.map((label) => {
     const selecting = bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
-    const key = `${label}|${common}|${JSON.stringify([...serverNamesOf(selecting)])}|${selecting.filter((p) => p.log === 'all').map((p) => p.name).join(',')}|${auditPolicies(selecting).join(',')}`;
+    const key = `${label}|${common}|${policiesKey(selecting)}`;
     let chain = cachedHttpChains.get(key);
-    if (!chain) {
-      if (cachedHttpChains.size >= 20_000) cachedHttpChains.clear();
-      chain = markImmutable(httpChain(label, selecting, options));
-      cachedHttpChains.set(key, chain);
-    }
+    if (chain) cachedHttpChains.delete(key);
+    else chain = markImmutable(httpChain(label, selecting, options, sharedNames));
+    // Refreshed on use: the map's order is the eviction order, so stale versions go first.
+    cachedHttpChains.set(key, chain);
+    if (cachedHttpChains.size > 20_000) cachedHttpChains.delete(cachedHttpChains.keys().next().value!);
     return chain;
   });
+}
+
+/** Forgets the HTTP chains built so far (benchmarks measure cold compiles with it). */
+export function resetHttpChainCache(): void {
+  cachedHttpChains.clear();
+  parts.clear();
 }

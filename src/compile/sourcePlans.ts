@@ -110,6 +110,13 @@ export function cidrGroupsOf(policies: readonly Policy[], listenerPort: number):
  * policy allowing them (those with the pattern or a wildcard above it) chose the original destination.
  */
 export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUpstream> {
+  // The usual case: no policy chose the original destination, so every pattern goes to the
+  // name (each pattern is allowed at least by its own policy); no wildcard walk needed.
+  if (!policies.some((p) => p.upstream === 'original-destination')) {
+    const patterns = new Set<string>();
+    for (const policy of policies) for (const pattern of policy.allow.sni) patterns.add(pattern);
+    return new Map([...patterns].sort().map((pattern) => [pattern, 'name' as PolicyUpstream]));
+  }
   const writers = new Map<string, Policy[]>();
   for (const policy of policies) {
     for (const pattern of policy.allow.sni) {

@@ -259,8 +259,12 @@ class Writer {
     const out = new Uint8Array(this.flushed);
     let at = 0;
     for (const segment of this.segments) {
-      out.set(segment, at);
-      at += segment.length;
+      // Most segments are a length prefix or a few bytes between nested messages: a loop
+      // copies those faster than TypedArray.set's per-call cost.
+      const n = segment.length;
+      if (n <= 32) for (let i = 0; i < n; i++) out[at + i] = segment[i]!;
+      else out.set(segment, at);
+      at += n;
     }
     return out;
   }
