@@ -65,16 +65,75 @@ interface StreamState {
   listenerAsked: boolean;
 }
 
-const sessions: ClientHttp2Session[] = [];
+// Like Envoy, a connection that fails is opened again after a jittered
+// backoff, and one that shows no sign of life is given up: Envoy detects a
+// dead xDS connection with HTTP/2 keepalive PINGs (or TCP timeouts) and
+// reconnects. Without this, a storm of 10,000 connects loses the few whose
+// handshake the kernel dropped (listen queue full: the client sees the
+// connection established, the server never accepts it) and waits forever.
+const PING_TIMEOUT_MS = 15_000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 10_000;
+
+interface Connection {
+  readonly streams: number[];
+  session?: ClientHttp2Session;
+  attempts: number;
+}
+
+const connections: Connection[] = [];
 const states: StreamState[] = [];
+const nodeIds: string[] = [];
+let address = '';
+let stopping = false;
+/** Why connections were opened again (error code or 'ping timeout' → count): the storm's casualties. */
+const reconnects = new Map<string, number>();
 let marks: number[] = [];
 let lastCpu = process.cpuUsage();
 
-function open(session: ClientHttp2Session, nodeId: string): void {
-  const state: StreamState = { listeners: 0, lastListenerAt: 0n, listenerAsked: false };
-  states.push(state);
+function reconnectLater(connection: Connection, session: ClientHttp2Session, cause: string): void {
+  if (stopping || connection.session !== session) return; // already handled for this session
+  delete connection.session;
+  session.destroy();
+  reconnects.set(cause, (reconnects.get(cause) ?? 0) + 1);
+  connection.attempts += 1;
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(connection.attempts, 10));
+  setTimeout(() => openConnection(connection), Math.random() * ceiling).unref();
+}
+
+function openConnection(connection: Connection): void {
+  if (stopping) return;
+  const session = connect(`http://${address}`);
+  connection.session = session;
+  session.on('error', (error: NodeJS.ErrnoException) => reconnectLater(connection, session, error.code ?? error.message));
+  session.on('close', () => reconnectLater(connection, session, 'closed'));
+  // A PING that the server's HTTP/2 layer never acknowledges: it never accepted the connection
+  // (the client's side is established all the same; the kernel resets it only a minute later).
+  // Sent once connected: Node cancels a PING asked for while connecting.
+  const deadline = setTimeout(() => reconnectLater(connection, session, 'ping timeout'), PING_TIMEOUT_MS).unref();
+  session.once('connect', () =>
+    session.ping((error) => {
+      if (error) return; // the session failed: its error or close handler reconnects
+      clearTimeout(deadline);
+      connection.attempts = 0;
+    }),
+  );
+  for (const index of connection.streams) open(connection, session, index);
+}
+
+function open(connection: Connection, session: ClientHttp2Session, index: number): void {
+  const state = states[index]!;
+  state.listenerAsked = false;
   const stream = session.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc', te: 'trailers' });
   stream.on('error', () => {});
+  // A stream the server ended (shed, reset) on a live connection is opened again, as Envoy's gRPC mux does.
+  stream.on('close', () => {
+    if (stopping || connection.session !== session || session.destroyed || session.closed) return;
+    reconnects.set('stream closed', (reconnects.get('stream closed') ?? 0) + 1);
+    setTimeout(() => {
+      if (connection.session === session && !session.destroyed && !session.closed) open(connection, session, index);
+    }, BACKOFF_BASE_MS * (1 + Math.random())).unref();
+  });
   let pending: Buffer = Buffer.alloc(0);
   stream.on('data', (chunk: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
@@ -92,10 +151,10 @@ function open(session: ClientHttp2Session, nodeId: string): void {
       }
     }
   });
-  stream.write(request({ nodeId, typeUrl: TypeUrl.Cluster }));
+  stream.write(request({ nodeId: nodeIds[index]!, typeUrl: TypeUrl.Cluster }));
 }
 
-function until(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+function until(predicate: () => boolean, timeoutMs: number, what: string, detail = () => ''): Promise<void> {
   return new Promise((resolve, reject) => {
     // Checking on every arrival would be O(N²); a 5 ms poll costs nothing measurable and bounds the error.
     const poll = setInterval(() => {
@@ -106,7 +165,7 @@ function until(predicate: () => boolean, timeoutMs: number, what: string): Promi
     }, 5);
     const timer = setTimeout(() => {
       clearInterval(poll);
-      reject(new Error(`${what}: timed out after ${timeoutMs} ms`));
+      reject(new Error(`${what}: timed out after ${timeoutMs} ms ${detail()}`));
     }, timeoutMs);
   });
 }
@@ -115,21 +174,23 @@ process.on('message', (command: FanoutClientCommand) => {
   void (async () => {
     try {
       if ('connect' in command) {
-        const { address, streams, perConnection } = command.connect;
+        const { streams, perConnection } = command.connect;
+        address = command.connect.address;
         const prefix = command.connect.nodePrefix ?? 'fanout-';
         for (let i = 0; i < streams; i++) {
-          if (i % perConnection === 0) {
-            const session = connect(`http://${address}`);
-            session.on('error', () => {});
-            sessions.push(session);
-          }
-          open(sessions.at(-1)!, `${prefix}${i}`);
-          // Let the event loop breathe while opening thousands of streams.
-          if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+          states.push({ listeners: 0, lastListenerAt: 0n, listenerAsked: false });
+          nodeIds.push(`${prefix}${i}`);
+          if (i % perConnection === 0) connections.push({ streams: [], attempts: 0 });
+          connections.at(-1)!.streams.push(i);
         }
-        await until(() => states.every((s) => s.listeners >= 1), 1_200_000, 'initial Listeners');
+        for (const [k, connection] of connections.entries()) {
+          openConnection(connection);
+          // Let the event loop breathe while opening thousands of streams.
+          if (k % Math.max(1, Math.floor(500 / perConnection)) === 0) await new Promise((r) => setImmediate(r));
+        }
+        await until(() => states.every((s) => s.listeners >= 1), 1_200_000, 'initial Listeners', () => `reconnects ${JSON.stringify(Object.fromEntries(reconnects))}`);
         lastCpu = process.cpuUsage();
-        process.send!({ connected: states.length });
+        process.send!({ connected: states.length, reconnects: Object.fromEntries(reconnects) });
       } else if ('await' in command) {
         const { listeners, t0, timeoutMs } = command.await;
         await until(() => states.every((s) => s.listeners >= listeners), timeoutMs, `Listener ${listeners}`);
@@ -152,7 +213,8 @@ process.on('message', (command: FanoutClientCommand) => {
         const result: AwaitResult = { arrivalsMs: indexes.map((i) => Number(states[i]!.lastListenerAt - start) / 1e6), clientCpuMicros: cpu.user + cpu.system };
         process.send!(result);
       } else {
-        for (const session of sessions) session.destroy();
+        stopping = true;
+        for (const connection of connections) connection.session?.destroy();
         process.exit(0);
       }
     } catch (error) {

@@ -43,8 +43,10 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
   const adminPort = hello.adminPort as number;
   try {
     const c0 = performance.now();
-    await load.ask({ connect: { address: `127.0.0.1:${String(hello.xdsPort)}`, streams: hosts, perConnection: 1, nodePrefix: 'host-' } });
+    const connected = await load.ask<{ reconnects: Record<string, number> }>({ connect: { address: `127.0.0.1:${String(hello.xdsPort)}`, streams: hosts, perConnection: 1, nodePrefix: 'host-' } });
     const connectS = (performance.now() - c0) / 1000;
+    // Connections the load client had to open again during the connect storm (see fanoutClient.ts), by cause.
+    console.error(`fleet ${hosts}: all connected in ${connectS.toFixed(1)} s; reopened: ${JSON.stringify(connected.reconnects)}`);
     await srv.ask({ idle: true });
 
     const putMs: number[] = [];
