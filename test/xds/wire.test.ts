@@ -32,3 +32,52 @@ test('the hand-written SotW response is byte for byte what the reflective encode
     assert.equal(decoded.versionInfo, set.version);
   }
 });
+
+test('the ACK fast path decodes every DiscoveryRequest exactly as the reflective decoder does (and fails where it fails)', async () => {
+  const fc = (await import('fast-check')).default;
+  const { BinaryWriter, WireType } = await import('@bufbuild/protobuf/wire');
+  const { DiscoveryRequestSchema } = await import('../../src/gen/envoy/service/discovery/v3/discovery_pb.js');
+  const { decodeDiscoveryRequest } = await import('../../src/xds/wire.js');
+  const same = (bytes: Uint8Array) => {
+    let expected: unknown;
+    try {
+      expected = fromBinary(DiscoveryRequestSchema, bytes);
+    } catch {
+      assert.throws(() => decodeDiscoveryRequest(bytes));
+      return;
+    }
+    assert.deepStrictEqual(decodeDiscoveryRequest(bytes), expected);
+  };
+  // ACK-shaped: fields 1, 4, 5 in any order, repeated, any text.
+  const ackField = fc.tuple(fc.constantFrom(1, 4, 5), fc.string({ unit: 'grapheme', maxLength: 40 }));
+  fc.assert(
+    fc.property(fc.array(ackField, { maxLength: 6 }), (fields) => {
+      const w = new BinaryWriter();
+      for (const [field, text] of fields) w.tag(field, WireType.LengthDelimited).string(text);
+      same(w.finish());
+    }),
+    { numRuns: 500 },
+  );
+  // Whole requests (node, names, error detail): the reflective decoder's answer.
+  fc.assert(
+    fc.property(
+      fc.record({ versionInfo: fc.string(), typeUrl: fc.string(), responseNonce: fc.string(), resourceNames: fc.array(fc.string(), { maxLength: 3 }), nodeId: fc.option(fc.string()), nack: fc.option(fc.string()) }),
+      (r) => {
+        const message = create(DiscoveryRequestSchema, {
+          versionInfo: r.versionInfo,
+          typeUrl: r.typeUrl,
+          responseNonce: r.responseNonce,
+          resourceNames: r.resourceNames,
+          ...(r.nodeId !== null ? { node: { id: r.nodeId } } : {}),
+          ...(r.nack !== null ? { errorDetail: { code: 3, message: r.nack } } : {}),
+        });
+        same(toBinary(DiscoveryRequestSchema, message));
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // Arbitrary bytes, truncations and invalid UTF-8 included.
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), same), { numRuns: 2000 });
+  same(new Uint8Array([0x0a, 0x02, 0xff, 0xfe])); // invalid UTF-8 in version_info
+  same(new Uint8Array([0x22, 0x05, 0x61])); // truncated type_url
+});
