@@ -4,9 +4,9 @@
 // this test is skipped with the reason.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -16,32 +16,12 @@ import { silentLogger } from '../../src/log.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
 import { DEFAULT_NODE_IDENTITY_PREFIX } from '../../src/xds/nodeIdentity.js';
 import { makePki, type Pki } from '../support/pki.js';
+import { freePort, spawnEnvoy, stopEnvoy, until } from './envoyProcess.js';
 
 const envoyBin = process.env.ENVOY_BIN;
 const skip = envoyBin ? false : 'ENVOY_BIN is not set: no Envoy binary can be installed on this machine (set ENVOY_BIN=/path/to/envoy to run it)';
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 /** A minimal TLS 1.2 ClientHello carrying one SNI: enough for tls_inspector. */
 function clientHello(serverName: string): Buffer {
@@ -76,16 +56,11 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     envoyAdmin = await freePort();
     const bootstrap = join(dir, 'bootstrap.yaml');
     await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-it', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
-    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
-    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy = spawnEnvoy(envoyBin!, bootstrap, undefined, (text) => (envoyLog += text));
   });
 
   after(async () => {
-    if (envoy?.pid && envoy.exitCode === null) {
-      envoy.kill('SIGTERM');
-      await new Promise((r) => envoy!.once('exit', r));
-    }
+    await stopEnvoy(envoy);
     await cp?.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -186,9 +161,7 @@ describe('a real Envoy over mTLS with node identity (ENVOY_BIN)', { skip }, () =
     const bootstrap = join(dir, `${nodeId}-${adminPort}.yaml`);
     const tls = { caFile: pki.files.ca, certFile: cert.cert, keyFile: cert.key };
     await writeFile(bootstrap, stringify(buildBootstrap({ nodeId, cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort, tls })));
-    const envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(adminPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
-    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    const envoy = spawnEnvoy(envoyBin!, bootstrap, adminPort, (text) => (envoyLog += text));
     envoys.push(envoy);
     return adminPort;
   }
@@ -211,10 +184,7 @@ describe('a real Envoy over mTLS with node identity (ENVOY_BIN)', { skip }, () =
 
   after(async () => {
     for (const envoy of envoys) {
-      if (envoy.pid && envoy.exitCode === null) {
-        envoy.kill('SIGTERM');
-        await new Promise((r) => envoy.once('exit', r));
-      }
+      await stopEnvoy(envoy);
     }
     await cp?.close();
     await pki?.remove();
@@ -303,16 +273,11 @@ describe('a real Envoy: the DNS listener and the plain-HTTP path (ENVOY_BIN, roo
     envoyAdmin = await freePort();
     const bootstrap = join(dir, 'bootstrap.yaml');
     await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-dns', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
-    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(envoyAdmin)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
-    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy = spawnEnvoy(envoyBin!, bootstrap, envoyAdmin, (text) => (envoyLog += text));
   });
 
   after(async () => {
-    if (envoy?.pid && envoy.exitCode === null) {
-      envoy.kill('SIGTERM');
-      await new Promise((r) => envoy!.once('exit', r));
-    }
+    await stopEnvoy(envoy);
     await cp?.close();
     await rm(dir, { recursive: true, force: true });
   });

@@ -7,12 +7,12 @@
 // connect_config).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -21,32 +21,12 @@ import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { silentLogger } from '../../src/log.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
 import { makePki, type Pki } from '../support/pki.js';
+import { freePort, spawnEnvoy, stopEnvoy, until } from './envoyProcess.js';
 
 const envoyBin = process.env.ENVOY_BIN;
 const skip = envoyBin ? false : 'ENVOY_BIN is not set: no Envoy binary can be installed on this machine (set ENVOY_BIN=/path/to/envoy to run it)';
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 const curl = (args: string[], env: Record<string, string>) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
@@ -89,16 +69,11 @@ describe('a real Envoy as the forward proxy (ENVOY_BIN)', { skip }, () => {
     envoyAdmin = await freePort();
     const bootstrap = join(dir, 'bootstrap.yaml');
     await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-forward', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
-    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(envoyAdmin)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
-    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy = spawnEnvoy(envoyBin!, bootstrap, envoyAdmin, (text) => (envoyLog += text));
   });
 
   after(async () => {
-    if (envoy?.pid && envoy.exitCode === null) {
-      envoy.kill('SIGTERM');
-      await new Promise((r) => envoy!.once('exit', r));
-    }
+    await stopEnvoy(envoy);
     await cp?.close();
     await new Promise((r) => upstream?.close(r));
     await pki?.remove();
@@ -214,16 +189,11 @@ describe('a real Envoy checking the SNI inside CONNECT (ENVOY_BIN)', { skip }, (
       bootstrap,
       stringify(buildBootstrap({ nodeId: 'envoy-inspect', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin, internalListeners: true })),
     );
-    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info', '--base-id', String(envoyAdmin)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
-    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy = spawnEnvoy(envoyBin!, bootstrap, envoyAdmin, (text) => (envoyLog += text));
   });
 
   after(async () => {
-    if (envoy?.pid && envoy.exitCode === null) {
-      envoy.kill('SIGTERM');
-      await new Promise((r) => envoy!.once('exit', r));
-    }
+    await stopEnvoy(envoy);
     await cp?.close();
     await new Promise((r) => upstream?.close(r));
     await pki?.remove();

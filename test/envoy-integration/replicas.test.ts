@@ -4,7 +4,7 @@
 // ENVOY_BIN (no Envoy binary can be installed on the CI machines) or etcd.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { buildBootstrap } from '../../src/bootstrap/envoyBootstrap.js';
 import type { ControlPlane } from '../../src/server/controlPlane.js';
 import { etcdAvailable, freePort, startEtcd, type EtcdCluster } from '../support/etcdCluster.js';
 import { api, startReplica, until } from '../cluster/support.js';
+import { spawnEnvoy, stopEnvoy } from './envoyProcess.js';
 
 const envoyBin = process.env.ENVOY_BIN;
 const skip = !envoyBin
@@ -40,16 +41,11 @@ describe('a real Envoy fails over between replicas on etcd (ENVOY_BIN)', { skip 
     const bootstrap = join(dir, 'bootstrap.yaml');
     const addresses = replicas.map((r) => ({ host: '127.0.0.1', port: r.xdsPort }));
     await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-it', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: addresses[0]!.port, xdsAddresses: addresses, delta: false, adminPort: envoyAdmin })));
-    envoy = spawn(envoyBin!, ['-c', bootstrap, '--disable-hot-restart', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    envoy.stdout!.on('data', (d: Buffer) => (envoyLog += d.toString()));
-    envoy.stderr!.on('data', (d: Buffer) => (envoyLog += d.toString()));
+    envoy = spawnEnvoy(envoyBin!, bootstrap, undefined, (text) => (envoyLog += text));
   });
 
   after(async () => {
-    if (envoy?.pid && envoy.exitCode === null) {
-      envoy.kill('SIGTERM');
-      await new Promise((r) => envoy!.once('exit', r));
-    }
+    await stopEnvoy(envoy);
     for (const replica of replicas) await replica.close();
     await etcd?.close();
     await rm(dir, { recursive: true, force: true });
