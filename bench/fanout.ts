@@ -74,6 +74,8 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
   const profile = process.env.FANOUT_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FANOUT_CPU_PROF}`] : [];
   // FANOUT_GC=1 (diagnosis): the server collects garbage before each usage report, so RSS and heap say what is retained.
   if (process.env.FANOUT_GC === '1') profile.push('--expose-gc');
+  // FANOUT_SERVER_FLAGS="--flag ...": V8/Node flags for the server process (GC tuning experiments).
+  if (process.env.FANOUT_SERVER_FLAGS) profile.push(...process.env.FANOUT_SERVER_FLAGS.split(' ').filter(Boolean));
   const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server], profile);
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   try {
