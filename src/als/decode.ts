@@ -105,7 +105,7 @@ function forwardFacts(common: Obj): ForwardEntryFacts {
  * entry is neither a denial nor an allowed connection a policy asked to log (a forwarding
  * chain's logger also sends failures that are neither), and is not recorded.
  */
-function verdictAndReason(tags: Map<string, string>, common: Obj, where: string, tcp: boolean): { verdict: Verdict; reason?: DenialReason } | undefined {
+function verdictAndReason(tags: Map<string, string>, common: Obj, where: string, tcp: boolean): { verdict: Verdict; reason?: DenialReason; refusedAllowed?: true } | undefined {
   const verdict = tags.get(TAG.verdict);
   if (verdict !== undefined && !isVerdict(verdict)) throw new AlsInputError(`${where}.custom_tags["${TAG.verdict}"]: "${verdict}" is not one of denied, would-deny, allowed`);
   const reason = tags.get(TAG.reason);
@@ -121,9 +121,9 @@ function verdictAndReason(tags: Map<string, string>, common: Obj, where: string,
     // refuses marked sockets to special addresses: a "log": "all" logger sees both.
     const flags = (common.responseFlags ?? {}) as Obj;
     const details = String(common.connectionTerminationDetails ?? '');
-    if (flags.upstreamOverflow === true || /connection_limit/i.test(details)) return { verdict: 'denied', reason: 'per-source-limit' };
+    if (flags.upstreamOverflow === true || /connection_limit/i.test(details)) return { verdict: 'denied', reason: 'per-source-limit', refusedAllowed: true };
     const classified = tcp ? classifyForwardEntry(forwardFacts(common)) : undefined;
-    return classified ? { verdict: 'denied', reason: classified } : { verdict };
+    return classified ? { verdict: 'denied', reason: classified, refusedAllowed: true } : { verdict };
   }
   if (reason === undefined) throw new AlsInputError(`${where}.custom_tags: "${TAG.reason}" is required when the verdict is ${verdict}`);
   return { verdict, reason };
@@ -141,7 +141,8 @@ function commonRecord(common: Obj | undefined, where: string, now: () => number,
   const destination = addressOf(common.downstreamLocalAddress as Obj | undefined, 'downstream_local_address');
   if (!judged) return undefined;
   const { verdict, reason } = judged;
-  const policy = tags.get(TAG.policy);
+  // The policies of a "log": "all" logger asked for the log; they are not why it was refused.
+  const policy = judged.refusedAllowed ? undefined : tags.get(TAG.policy);
   const chain = tags.get(TAG.chain);
   const revision = tags.get(TAG.revision);
   return {
