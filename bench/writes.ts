@@ -88,7 +88,10 @@ const cpuMicros = (usage: NodeJS.CpuUsage) => usage.user + usage.system;
 export async function writesWithFleet(options: WritesOptions): Promise<WritesResult> {
   const { hosts, writers } = options;
   const diskSamples = await fsyncLatency(200);
-  const { child: srv, hello } = await Child.start<WritesServerCommand>('./writesServer.js', [], [], 120_000);
+  // WRITES_SERVER_ARGS: node flags for the server (e.g. --perf-basic-prof, to read it with perf).
+  const serverArgs = process.env.WRITES_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
+  const { child: srv, hello } = await Child.start<WritesServerCommand>('./writesServer.js', [], serverArgs, 120_000);
+  if (serverArgs.length > 0) console.error(`writes: server pid ${String(hello.pid)}`);
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   const adminPort = hello.adminPort as number;
   const dataDir = hello.dataDir as string;
