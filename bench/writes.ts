@@ -34,11 +34,17 @@ export interface WritesOptions {
 
 interface PhaseResult {
   readonly writes: number;
+  /** From the first PUT to the last 200. */
   readonly seconds: number;
   readonly perSecond: number;
+  /** Writes per second from the first PUT until every written host had its Listener and the server was idle. */
+  readonly pushedPerSecond: number;
   readonly putMs: ReturnType<typeof summarize>;
-  /** CPU-seconds per second of the phase. */
+  /** PUT sent → Listener at that host (hosts written once in the phase). */
+  readonly pushMs: ReturnType<typeof summarize>;
+  /** Server CPU-seconds per second while the PUTs ran. */
   readonly serverCores: number;
+  /** Server CPU from the first PUT until idle (every push done), per write. */
   readonly serverCpuMsPerWrite: number;
   /** Of which on the event loop's thread (HTTP, store, selection, push; not the compile workers). */
   readonly loopCpuMsPerWrite: number;
@@ -55,8 +61,8 @@ export interface WritesResult {
   readonly writers: number;
   readonly disk: ReturnType<typeof summarize>;
   readonly connectS: number;
-  readonly create: PhaseResult & { readonly allHaveOwnMs: number };
-  readonly sustained: PhaseResult & { readonly pushMs: ReturnType<typeof summarize> };
+  readonly create: PhaseResult;
+  readonly sustained: PhaseResult;
   /** Absent when phase 3 was skipped (killAfterSeconds 0, for profiling). */
   readonly durability?: { readonly acked: number; readonly missing: number; readonly killedInFlight: number };
   readonly rssMiB: number;
@@ -108,15 +114,22 @@ export async function writesWithFleet(options: WritesOptions): Promise<WritesRes
 
     /**
      * W writers take write numbers from one counter until `more(k)` says stop;
-     * write k PUTs host `hostOf(k)` with tag `tagOf(k)`.
+     * write k PUTs host `hostOf(k)` with tag `tagOf(k)`. Then every host
+     * written must receive a Listener after the phase began (`hosts` of the
+     * load client's awaitMore: the stream indexes), and the server must be
+     * idle: the CPU per write counts the pushes that finished after the last
+     * 200, and "pushed/s" the rate at which the whole pipeline kept up.
      */
-    const phase = async (more: (k: number, elapsedMs: number) => boolean, hostOf: (k: number) => number, tagOf: (k: number) => string, sentAt?: Map<number, bigint[]>) => {
+    const phase = async (more: (k: number, elapsedMs: number) => boolean, hostOf: (k: number) => number, tagOf: (k: number) => string, profile?: string) => {
       const before = await srv.ask<WritesServerUsage>({ usage: true });
       await load.ask({ mark: true });
+      if (profile) await srv.ask({ profile: 'start' });
       const driver0 = process.cpuUsage();
       const latencies: number[] = [];
+      const sentAt = new Map<number, bigint[]>();
       let next = 0;
       const t0 = performance.now();
+      const h0 = process.hrtime.bigint();
       await Promise.all(Array.from({ length: writers }, async () => {
         for (;;) {
           const k = next;
@@ -126,11 +139,9 @@ export async function writesWithFleet(options: WritesOptions): Promise<WritesRes
           const tag = tagOf(k);
           const name = `host-${host}`;
           const sent = process.hrtime.bigint();
-          if (sentAt) {
-            const list = sentAt.get(host);
-            if (list) list.push(sent);
-            else sentAt.set(host, [sent]);
-          }
+          const list = sentAt.get(host);
+          if (list) list.push(sent);
+          else sentAt.set(host, [sent]);
           const started = performance.now();
           const reply = await put(agent, adminPort, name, JSON.stringify(hostSpec(host, tag)));
           latencies.push(performance.now() - started);
@@ -140,51 +151,44 @@ export async function writesWithFleet(options: WritesOptions): Promise<WritesRes
       }));
       const seconds = (performance.now() - t0) / 1000;
       const driverCpu = cpuMicros(process.cpuUsage(driver0));
+      const during = await srv.ask<WritesServerUsage>({ usage: true });
+      const written = [...sentAt.keys()];
+      const arrived = await load.ask<AwaitResult>({ awaitMore: { more: 1, t0: h0.toString(), timeoutMs: 900_000, only: written } });
+      await srv.ask({ idle: true });
+      const pushedSeconds = (performance.now() - t0) / 1000;
+      if (profile) await srv.ask({ profile });
       const after = await srv.ask<WritesServerUsage>({ usage: true });
-      const serverCpu = after.cpuMicros - before.cpuMicros;
-      const result = {
+      // PUT sent → the host's Listener, for hosts written exactly once (one written twice may show the first push).
+      const pushMs: number[] = [];
+      written.forEach((host, i) => {
+        const sends = sentAt.get(host)!;
+        if (sends.length === 1) pushMs.push(arrived.arrivalsMs[i]! - Number(sends[0]! - h0) / 1e6);
+      });
+      const result: PhaseResult = {
         writes: latencies.length,
         seconds,
         perSecond: latencies.length / seconds,
+        pushedPerSecond: latencies.length / pushedSeconds,
         putMs: summarize(latencies),
-        serverCores: serverCpu / 1e6 / seconds,
-        serverCpuMsPerWrite: serverCpu / 1000 / latencies.length,
+        pushMs: summarize(pushMs),
+        serverCores: (during.cpuMicros - before.cpuMicros) / 1e6 / seconds,
+        serverCpuMsPerWrite: (after.cpuMicros - before.cpuMicros) / 1000 / latencies.length,
         loopCpuMsPerWrite: (after.loopCpuMicros - before.loopCpuMicros) / 1000 / latencies.length,
         driverCores: driverCpu / 1e6 / seconds,
-        streamClientCores: 0,
+        streamClientCores: arrived.clientCpuMicros / 1e6 / pushedSeconds,
         ...(after.commits !== undefined && before.commits !== undefined && after.fsyncs! > before.fsyncs!
           ? { commitsPerFsync: (after.commits - before.commits) / (after.fsyncs! - before.fsyncs!) }
           : {}),
         commitsPerPush: (after.appliedCommits - before.appliedCommits) / Math.max(1, after.applies - before.applies),
       };
-      return { result, t0 };
+      return result;
     };
 
-    // 1. Create every host's own policy.
+    // 1. Create every host's own policy (each host leaves the shared group for one of its own).
     const created = await phase((k) => k < hosts, (k) => k, () => 'a');
-    const c1 = process.hrtime.bigint();
-    const allOwn = await load.ask<AwaitResult>({ awaitMore: { more: 1, t0: c1.toString(), timeoutMs: 600_000 } });
-    const createSeconds = created.result.seconds;
-    await srv.ask({ idle: true });
-
     // 2. Sustained updates for S seconds; write k updates host k mod N.
-    const sentAt = new Map<number, bigint[]>();
-    const markT0 = process.hrtime.bigint();
-    const sustainedStart = performance.now();
     // WRITES_CPU_PROF=FILE: the server's event loop profiled over this phase (node:inspector).
-    if (process.env.WRITES_CPU_PROF) await srv.ask({ profile: 'start' });
-    const sustained = await phase((_, elapsed) => elapsed < options.seconds * 1000, (k) => k % hosts, (k) => `s${k}`, sentAt);
-    if (process.env.WRITES_CPU_PROF) await srv.ask({ profile: process.env.WRITES_CPU_PROF });
-    const written = [...sentAt.keys()];
-    const arrived = await load.ask<AwaitResult>({ awaitMore: { more: 1, t0: markT0.toString(), timeoutMs: 600_000, only: written } });
-    const streamClientCores = arrived.clientCpuMicros / 1e6 / ((performance.now() - sustainedStart) / 1000);
-    // PUT sent → the host's last Listener, for hosts written exactly once (a host written twice may show the first push).
-    const pushMs: number[] = [];
-    written.forEach((host, i) => {
-      const sends = sentAt.get(host)!;
-      if (sends.length === 1) pushMs.push(arrived.arrivalsMs[i]! - Number(sends[0]! - markT0) / 1e6);
-    });
-    await srv.ask({ idle: true });
+    const sustained = await phase((_, elapsed) => elapsed < options.seconds * 1000, (k) => k % hosts, (k) => `s${k}`, process.env.WRITES_CPU_PROF);
     const rss = (await srv.ask<WritesServerUsage>({ usage: true })).rssBytes;
 
     const base = {
@@ -192,8 +196,8 @@ export async function writesWithFleet(options: WritesOptions): Promise<WritesRes
       writers,
       disk: diskSamples,
       connectS,
-      create: { ...created.result, streamClientCores: allOwn.clientCpuMicros / 1e6 / createSeconds, allHaveOwnMs: createSeconds * 1000 + Math.max(...allOwn.arrivalsMs) },
-      sustained: { ...sustained.result, streamClientCores, pushMs: summarize(pushMs) },
+      create: created,
+      sustained,
       rssMiB: rss / 2 ** 20,
     };
     // (Profiling: no kill, so the server can write its profile on a clean stop.)
@@ -250,14 +254,13 @@ export async function writesTable(runs: readonly WritesOptions[]): Promise<strin
     const r = await writesWithFleet(options);
     const f = (n: number) => n.toFixed(2);
     lines.push(`(disk just before: append + fdatasync p50 ${f(r.disk.p50)} ms, p99 ${f(r.disk.p99)} ms; ${r.hosts.toLocaleString('en')} hosts connected in ${r.connectS.toFixed(1)} s; ${r.writers} writers)`);
-    lines.push('| phase | writes | writes/s | PUT p50 / p99 | server CPU | server CPU / write (event loop) | commits / fsync | commits / push | load: streams + writers CPU |');
-    lines.push('|---|---|---|---|---|---|---|---|---|');
+    lines.push('| phase | writes | writes/s (200s) | pushed/s (all hosts have it) | PUT p50 / p99 | PUT → Listener p50 / p99 | server CPU while writing | server CPU / write, all in (event loop) | commits / fsync | commits / push | load: streams + writers CPU |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const [what, p] of [[`create ${r.hosts.toLocaleString('en')}`, r.create], [`sustained ${r.sustained.seconds.toFixed(0)} s`, r.sustained]] as const) {
-      lines.push(`| ${what} | ${p.writes} | **${p.perSecond.toFixed(0)}** | ${p.putMs.p50.toFixed(1)} / ${p.putMs.p99.toFixed(1)} ms | ${f(p.serverCores)} cores | ${f(p.serverCpuMsPerWrite)} ms (${f(p.loopCpuMsPerWrite)} ms) | ${p.commitsPerFsync?.toFixed(1) ?? '–'} | ${p.commitsPerPush.toFixed(1)} | ${f(p.streamClientCores)} + ${f(p.driverCores)} cores |`);
+      lines.push(`| ${what} | ${p.writes} | **${p.perSecond.toFixed(0)}** | ${p.pushedPerSecond.toFixed(0)} | ${p.putMs.p50.toFixed(1)} / ${p.putMs.p99.toFixed(1)} ms | ${p.pushMs.p50.toFixed(0)} / ${p.pushMs.p99.toFixed(0)} ms | ${f(p.serverCores)} cores | ${f(p.serverCpuMsPerWrite)} ms (${f(p.loopCpuMsPerWrite)} ms) | ${p.commitsPerFsync?.toFixed(1) ?? '–'} | ${p.commitsPerPush.toFixed(1)} | ${f(p.streamClientCores)} + ${f(p.driverCores)} cores |`);
     }
     lines.push('');
-    lines.push(`- create: every host had its own Listener ${(r.create.allHaveOwnMs / 1000).toFixed(1)} s after the first PUT (${r.create.seconds.toFixed(1)} s of PUTs).`);
-    lines.push(`- sustained: PUT sent → Listener at that host (hosts written once, n=${r.sustained.pushMs.count}): p50 ${r.sustained.pushMs.p50.toFixed(0)} ms, p99 ${r.sustained.pushMs.p99.toFixed(0)} ms; every written host received one. Server RSS ${r.rssMiB.toFixed(0)} MiB.`);
+    lines.push(`- every written host received a Listener after its write; server RSS ${r.rssMiB.toFixed(0)} MiB.`);
     if (r.durability) lines.push(`- durability: SIGKILL during writes (${r.durability.killedInFlight} PUTs unanswered); reopened, the data dir holds every acknowledged write: **${r.durability.missing === 0 ? 'yes' : `NO, ${r.durability.missing} missing`}** (${r.durability.acked.toLocaleString('en')} policies checked).`);
   }
   return lines;
