@@ -136,6 +136,14 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
       const match = /tcp\.rejected_loop\.downstream_cx_total: (\d+)/.exec(text);
       return match && Number(match[1]) >= 1 ? true : undefined;
     });
+    // Its record names the SNI, which Envoy (>= 1.24) puts in tls_properties.tls_sni_hostname
+    // without terminating TLS: the listener sets no filter state for it any more. Its tags
+    // carry the reason and the chain only: verdict and listener are derived by the server.
+    const record = await until('the loop record with its server name', async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; serverName?: string; listener: string; chain?: string }[] };
+      return body.denials.find((d) => d.serverName === 'allowed.example.org');
+    });
+    assert.deepEqual([record.verdict, record.reason, record.listener, record.chain], ['denied', 'loop', 'egress_tproxy', 'reject_loop']);
   });
 
   test('a policy change reaches it live', async () => {
