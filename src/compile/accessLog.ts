@@ -202,7 +202,7 @@ export function chainLogPlan(chainName: string, policiesOfSource: (label: string
 
 // Logged chains, memoised per input chain object (the hardened listener caches its chains)
 // and what the loggers say, and marked immutable so the fast encoder keeps their bytes.
-const logged = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();
+let logged = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();
 
 /** The hardened listener's chains with their access loggers. */
 export function withEgressAccessLogs(
@@ -219,17 +219,37 @@ export function withEgressAccessLogs(
     return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
   };
   return chains.map((chain) => {
-    const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
-    if (!plan) return chain;
-    const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
-    let byPlan = logged.get(chain);
-    if (!byPlan) logged.set(chain, (byPlan = new Map()));
-    let result = byPlan.get(key);
-    if (!result) {
-      if (byPlan.size > 64) byPlan.clear();
-      result = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
-      byPlan.set(key, result);
-    }
+    // The same chain object and the same policy list object (policiesBySource keeps lists of
+    // unchanged sources) as last time: the same logged chain, without building its plan.
+    const bar = chain.name === undefined ? -1 : chain.name.indexOf('|');
+    const selecting = bar < 0 ? undefined : policiesOfSource(chain.name!.slice(bar + 1));
+    const known = selecting === undefined ? undefined : loggedByList.get(chain);
+    if (known && known.policies === selecting && known.listener === listener && known.alsCluster === options.alsCluster) return known.result;
+    const result = loggedChain(chain, listener, options, policiesOfSource);
+    if (selecting !== undefined) loggedByList.set(chain, { policies: selecting, listener, alsCluster: options.alsCluster, result });
     return result;
   });
+}
+
+let loggedByList = new WeakMap<FilterChainJson, { policies: readonly Policy[]; listener: string; alsCluster: string | undefined; result: FilterChainJson }>();
+
+/** Forgets the logged chains (benchmarks measure cold compiles with it). */
+export function resetAccessLogCache(): void {
+  loggedByList = new WeakMap();
+  logged = new WeakMap();
+}
+
+function loggedChain(chain: FilterChainJson, listener: string, options: AccessLogOptions, policiesOfSource: (label: string) => readonly Policy[]): FilterChainJson {
+  const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
+  if (!plan) return chain;
+  const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
+  let byPlan = logged.get(chain);
+  if (!byPlan) logged.set(chain, (byPlan = new Map()));
+  let result = byPlan.get(key);
+  if (!result) {
+    if (byPlan.size > 64) byPlan.clear();
+    result = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
+    byPlan.set(key, result);
+  }
+  return result;
 }
