@@ -47,7 +47,7 @@ interface BatchBody {
   readonly ifMatch?: Readonly<Record<string, number | '*'>>;
 }
 
-const batchShape = compileSchema<BatchBody>(batchRequestSchema);
+export const batchShape = compileSchema<BatchBody>(batchRequestSchema);
 
 const fail = (field: string, message: string): Result<never> => ({ ok: false, error: { field, message } });
 

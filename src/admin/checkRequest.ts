@@ -70,6 +70,12 @@ export function parseDestination(text: string): { ip: string; port: number } | u
 }
 
 export function validateCheckRequest(body: unknown): Result<CheckRequest> {
+  // "listener" says which body this is, so it is judged first: with a listener
+  // this server does not know, the fields missing for a transparent check are not the news.
+  const listener = typeof body === 'object' && body !== null ? (body as Record<string, unknown>)['listener'] : undefined;
+  if (listener !== undefined && listener !== checkRequestSchema.properties.listener.const) {
+    return fail('listener', checkRequestSchema.properties.listener['x-message']);
+  }
   if (!checkShape(body)) {
     const error = checkShape.error(body);
     return fail(error.field || 'body', error.message);
