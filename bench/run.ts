@@ -57,3 +57,5 @@ for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);
 console.log('\n## Replicas on etcd: admin write on replica A → ACK of the Envoys on replica C');
 console.log('(each replica its own `serve --store etcd://` process, one local etcd member; beside one process on the file store)');
 for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);
+console.log('\n## Policy validation: one body, CPU time per call (ajv schema pass, then meaning and canonical form)');
+for (const line of await (await import('./policyValidate.js')).policyValidateTable()) console.log(line);
