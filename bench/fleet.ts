@@ -78,6 +78,8 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
       await srv.ask({ idle: true });
       await new Promise((r) => setTimeout(r, 300)); // the ACKs
       const after = await srv.ask<FanoutUsage>({ usage: true });
+      // With a profile: the change's window on the monotonic clock V8's profiles use (µs), to cut it out of them.
+      if (profile.length > 0) console.error(`fleet ${hosts}: global change ${g} profile window ${t0 / 1000n} ${process.hrtime.bigint() / 1000n}`);
       converge.push(...result.arrivalsMs);
       convergeP99s.push(summarize(result.arrivalsMs).p99);
       globalCpu.push((after.cpuMicros - before.cpuMicros) / 1000);

@@ -299,6 +299,9 @@ export function markImmutable<T extends object>(value: T): T {
   return value;
 }
 
+/** Marked with markImmutable. */
+export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && immutable.has(value);
+
 const fail = (path: string, message: string): never => {
   throw new Error(`${path}: ${message}`);
 };
@@ -306,10 +309,18 @@ const fail = (path: string, message: string): never => {
 const ANY = 'google.protobuf.Any';
 const WRAPPERS = new Set(['google.protobuf.StringValue', 'google.protobuf.BytesValue', 'google.protobuf.BoolValue', 'google.protobuf.DoubleValue', 'google.protobuf.FloatValue', 'google.protobuf.Int32Value', 'google.protobuf.Int64Value', 'google.protobuf.UInt32Value', 'google.protobuf.UInt64Value']);
 
+// Plans by type URL: protobufjs's lookup walks namespaces on every call, and every Any in
+// a listener (each filter, each access logger) asks again.
+const plansByUrl = new Map<string, TypePlan>();
+
 function typeByUrl(url: string, path: string): TypePlan {
+  const known = plansByUrl.get(url);
+  if (known) return known;
   const type = envoyRoot().lookup(messageNameOf(url));
   if (!(type instanceof protobuf.Type)) return fail(path, `unknown message type "${url}"`);
-  return planOf(type);
+  const plan = planOf(type);
+  plansByUrl.set(url, plan);
+  return plan;
 }
 
 /** Seconds and nanos of a ProtoJSON Duration ("1.5s", "-0.000000001s"). */
@@ -525,5 +536,17 @@ function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> &
 /** The bytes of `json` as the message of `typeUrl`. */
 export function fastEncodeProtoJson(typeUrl: string, json: unknown): Uint8Array {
   const plan = typeByUrl(typeUrl, messageNameOf(typeUrl));
+  // A whole resource marked immutable (the clusters every group shares) is encoded once; a
+  // copy goes out, as callers own (and may transfer) what they are given.
+  if (typeof json === 'object' && json !== null && immutable.has(json)) {
+    let byType = memo.get(json);
+    let body = byType?.get(plan);
+    if (!body) {
+      body = withWriter((w) => writeMessageBody(w, plan, json, messageNameOf(typeUrl)));
+      if (!byType) memo.set(json, (byType = new Map()));
+      byType.set(plan, body);
+    }
+    return body.slice();
+  }
   return withWriter((w) => writeMessageBody(w, plan, json, messageNameOf(typeUrl)));
 }

@@ -71,9 +71,27 @@ class CompileWorker {
   }
 }
 
+/**
+ * A stable hash of the names of a set's node-specific policies (all names when none is):
+ * the same group keeps its worker across versions of its policies.
+ */
+export function affinity(set: readonly Policy[]): number {
+  let h = 0x811c9dc5;
+  let any = false;
+  for (const pass of [false, true]) {
+    for (const policy of set) {
+      if (!pass && policy.nodes === undefined) continue;
+      any = true;
+      for (let i = 0; i < policy.name.length; i++) h = Math.imul(h ^ policy.name.charCodeAt(i), 0x01000193);
+      h = Math.imul(h ^ 0x2c, 0x01000193);
+    }
+    if (any) break;
+  }
+  return h >>> 0;
+}
+
 export class CompilePool {
   private readonly workers: CompileWorker[];
-  private turn = 0;
 
   constructor(options: CompileOptions = {}, size = defaultCompileWorkers()) {
     if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`compile workers must be a positive integer, not ${String(size)}`);
@@ -84,14 +102,29 @@ export class CompilePool {
     return this.workers.length;
   }
 
-  /** Compiles and encodes each set; results in the order of the sets. */
+  /**
+   * Compiles and encodes each set; results in the order of the sets. Each set goes to the
+   * worker its node-specific policies' names hash to, so the next compile of that group (a
+   * global change, an edit of its own policy) finds the group's fragments memoised in the
+   * worker that built them, and each worker holds only its share of the fleet's fragments.
+   */
   readonly build: GroupBuilder = async (sets) => {
-    const chunks: Promise<EncodedResource[][]>[] = [];
-    for (let i = 0; i < sets.length; i += CHUNK) {
-      const worker = this.workers[this.turn++ % this.workers.length]!;
-      chunks.push(worker.compile(sets.slice(i, i + CHUNK)));
-    }
-    return (await Promise.all(chunks)).flat();
+    const byWorker: number[][] = this.workers.map(() => []);
+    for (let i = 0; i < sets.length; i++) byWorker[affinity(sets[i]!) % this.workers.length]!.push(i);
+    const results: EncodedResource[][] = new Array<EncodedResource[]>(sets.length);
+    const chunks: Promise<void>[] = [];
+    byWorker.forEach((indices, w) => {
+      for (let i = 0; i < indices.length; i += CHUNK) {
+        const part = indices.slice(i, i + CHUNK);
+        chunks.push(
+          this.workers[w]!.compile(part.map((k) => sets[k]!)).then((built) => {
+            part.forEach((k, j) => (results[k] = built[j]!));
+          }),
+        );
+      }
+    });
+    await Promise.all(chunks);
+    return results;
   };
 
   async close(): Promise<void> {
