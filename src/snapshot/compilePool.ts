@@ -21,11 +21,39 @@ interface Pending {
   readonly reject: (error: Error) => void;
 }
 
+// Ids of the policy objects sent to workers (the cache keeps one object per policy version).
+const policyIds = new WeakMap<Policy, number>();
+let lastPolicyId = 0;
+
+// Small resources (the clusters every group shares) arrive once per chunk as copies of one
+// another: kept once, so 10,000 groups hold one copy of each, not 10,000.
+const MAX_INTERNED = 4096;
+const INTERN_MAX_BYTES = 2048;
+const interned = new Map<string, EncodedResource>();
+function intern(resource: EncodedResource): EncodedResource {
+  if (resource.bytes.length > INTERN_MAX_BYTES) return resource;
+  const key = `${resource.typeUrl}\u0000${resource.name}\u0000${resource.version}`;
+  const known = interned.get(key);
+  if (known) return known;
+  if (interned.size >= MAX_INTERNED) interned.clear();
+  interned.set(key, resource);
+  return resource;
+}
+
 class CompileWorker {
   private worker: Worker;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
   private static lastId = 0;
+  /**
+   * The policies this worker holds: each policy version is sent to a worker once, then
+   * named by its id, so the worker compiles the same object again (its memos are keyed by
+   * policy object) and a set costs a few numbers to send, not a structured clone of its
+   * policies. Ids of policies the cache has let go are forgotten with the next request.
+   */
+  private known = new WeakSet<Policy>();
+  private forgotten: number[] = [];
+  private readonly collected = new FinalizationRegistry<number>((id) => this.forgotten.push(id));
 
   constructor(private readonly options: CompileOptions) {
     this.worker = this.start();
@@ -34,12 +62,13 @@ class CompileWorker {
   private start(): Worker {
     const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData: { options: this.options } });
     worker.unref();
+    this.known = new WeakSet();
     worker.on('message', (reply: CompileReply) => {
       const pending = this.pending.get(reply.id);
       if (!pending) return;
       this.pending.delete(reply.id);
       if ('error' in reply) pending.reject(new Error(`compile worker: ${reply.error}`));
-      else pending.resolve(reply.results);
+      else pending.resolve(reply.results.map((resources) => resources.map(intern)));
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
@@ -56,9 +85,23 @@ class CompileWorker {
 
   compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
     const id = ++CompileWorker.lastId;
+    const policies: [number, Policy][] = [];
+    const ids = sets.map((set) =>
+      set.map((policy) => {
+        let policyId = policyIds.get(policy);
+        if (policyId === undefined) policyIds.set(policy, (policyId = ++lastPolicyId));
+        if (!this.known.has(policy)) {
+          this.known.add(policy);
+          this.collected.register(policy, policyId);
+          policies.push([policyId, policy]);
+        }
+        return policyId;
+      }),
+    );
+    const forget = this.forgotten.splice(0);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const request: CompileRequest = { id, sets };
+      const request: CompileRequest = { id, policies, sets: ids, forget };
       this.worker.postMessage(request);
     });
   }

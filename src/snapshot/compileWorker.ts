@@ -10,7 +10,12 @@ import { encodeResource, type EncodedResource } from './encodedResource.js';
 
 export interface CompileRequest {
   readonly id: number;
-  readonly sets: readonly (readonly Policy[])[];
+  /** Policies this worker has not been sent before, by id. */
+  readonly policies: readonly (readonly [number, Policy])[];
+  /** Each set as policy ids. */
+  readonly sets: readonly (readonly number[])[];
+  /** Ids of policies no longer in use. */
+  readonly forget: readonly number[];
 }
 
 export type CompileReply = { readonly id: number; readonly results: EncodedResource[][] } | { readonly id: number; readonly error: string };
@@ -25,10 +30,20 @@ try {
   // A real compile reports its own error.
 }
 
-parentPort!.on('message', ({ id, sets }: CompileRequest) => {
+// The policies sent so far, by id: the same object each time a group is compiled again.
+const policies = new Map<number, Policy>();
+const policyById = (id: number): Policy => {
+  const policy = policies.get(id);
+  if (!policy) throw new Error(`compile worker: no policy with id ${id}`);
+  return policy;
+};
+
+parentPort!.on('message', ({ id, policies: added, sets, forget }: CompileRequest) => {
+  for (const gone of forget) policies.delete(gone);
+  for (const [policyId, policy] of added) policies.set(policyId, policy);
   let reply: CompileReply;
   try {
-    reply = { id, results: sets.map((policies) => compile(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json))) };
+    reply = { id, results: sets.map((ids) => compile(ids.map(policyById)).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json))) };
   } catch (error) {
     reply = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
   }
