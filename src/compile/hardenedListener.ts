@@ -1,7 +1,7 @@
 // The hardened egress listener (profile "hardened", the default): the seed's transparent
 // listener (original_dst, tls_inspector) whose chains are chosen by filter_chain_matcher.
 import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
-import { withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
+import { resetAccessLogCache, withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
 import { auditChain } from './audit.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
@@ -47,6 +47,7 @@ const rejectChains = () => (refusals ??= [markImmutable(noPolicyRejectChain()), 
 export function resetChainCache(): void {
   chainCache.clear();
   resetHttpChainCache();
+  resetAccessLogCache();
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {

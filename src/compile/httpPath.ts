@@ -256,19 +256,32 @@ export function httpChains(
   const common = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}|${options.listener}|${JSON.stringify(options.accessLog)}`;
   return sourceLabels.map((label) => {
     const selecting = bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
-    const key = `${label}|${common}|${policiesKey(selecting)}`;
-    let chain = cachedHttpChains.get(key);
-    if (chain) cachedHttpChains.delete(key);
-    else chain = markImmutable(httpChain(label, selecting, options, sharedNames));
-    // Refreshed on use: the map's order is the eviction order, so stale versions go first.
-    cachedHttpChains.set(key, chain);
-    if (cachedHttpChains.size > 20_000) cachedHttpChains.delete(cachedHttpChains.keys().next().value!);
+    // The same list object as last time (policiesBySource keeps the lists of unchanged
+    // sources) and the same options: the same chain, without building its memo key.
+    const known = httpChainsByList.get(selecting);
+    if (known && known.label === label && known.common === common) return known.chain;
+    const chain = httpChainByContent(label, selecting, common, options, sharedNames);
+    httpChainsByList.set(selecting, { label, common, chain });
     return chain;
   });
+}
+
+let httpChainsByList = new WeakMap<readonly Policy[], { label: string; common: string; chain: FilterChainJson }>();
+
+function httpChainByContent(label: string, selecting: readonly Policy[], common: string, options: HttpChainOptions, sharedNames: ReadonlySet<string>): FilterChainJson {
+  const key = `${label}|${common}|${policiesKey(selecting)}`;
+  let chain = cachedHttpChains.get(key);
+  if (chain) cachedHttpChains.delete(key);
+  else chain = markImmutable(httpChain(label, selecting, options, sharedNames));
+  // Refreshed on use: the map's order is the eviction order, so stale versions go first.
+  cachedHttpChains.set(key, chain);
+  if (cachedHttpChains.size > 20_000) cachedHttpChains.delete(cachedHttpChains.keys().next().value!);
+  return chain;
 }
 
 /** Forgets the HTTP chains built so far (benchmarks measure cold compiles with it). */
 export function resetHttpChainCache(): void {
   cachedHttpChains.clear();
+  httpChainsByList = new WeakMap();
   parts.clear();
 }
