@@ -30,6 +30,22 @@ try {
   // A real compile reports its own error.
 }
 
+/**
+ * The large buffers of `results` that are theirs alone (not a slice of a shared pool), once
+ * each. Transferred buffers are detached here: nothing in this thread may keep them (the
+ * encoder's memo keeps its own copies of fragments, never the resource's bytes).
+ */
+function transferList(results: readonly (readonly EncodedResource[])[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const resources of results) {
+    for (const { bytes } of resources) {
+      const buffer = bytes.buffer;
+      if (buffer instanceof ArrayBuffer && bytes.byteLength >= 64 * 1024 && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) buffers.add(buffer);
+    }
+  }
+  return [...buffers];
+}
+
 // The policies sent so far, by id: the same object each time a group is compiled again.
 const policies = new Map<number, Policy>();
 const policyById = (id: number): Policy => {
@@ -47,5 +63,7 @@ parentPort!.on('message', ({ id, policies: added, sets, forget }: CompileRequest
   } catch (error) {
     reply = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
   }
-  parentPort!.postMessage(reply);
+  // The resources' bytes are moved to the main thread, not copied: a host's listener is
+  // megabytes, and a structured clone copies it on the receiving event loop.
+  parentPort!.postMessage(reply, 'results' in reply ? transferList(reply.results) : []);
 });

@@ -32,6 +32,9 @@ export function encodeResource(typeUrl: string, name: string, json: ProtoJson): 
   let encoded = byKey?.get(key);
   if (!encoded) {
     encoded = encodeNow(typeUrl, name, json);
+    // Kept only when small: a compile worker transfers (detaches) the buffers of large
+    // resources it sends, which a memo must never hold.
+    if (encoded.bytes.byteLength >= 16 * 1024) return encoded;
     if (!byKey) encodedOnce.set(json, (byKey = new Map()));
     byKey.set(key, encoded);
   }
