@@ -95,7 +95,11 @@ export const APPLY_SLICE = 128;
 
 /** New nodes whose groups may be compiled on the event loop per window; more wait for the workers. */
 export const FIRST_COMPILES_HERE_PER_WINDOW = 8;
-const FIRST_COMPILE_WINDOW_MS = 100;
+// A second, not less: at 100 ms, a fleet reconnecting at 100 nodes a second had 80% of its
+// groups compiled here, so the workers' memos were cold for the next global change (each
+// group is compiled by the worker its policies hash to, which keeps its fragments) and the
+// event loop's heap held the fragments of thousands of hosts.
+const FIRST_COMPILE_WINDOW_MS = 1000;
 /** Rules (names, address rules, source ranges) of a group beyond which a first compile goes to the workers: ~25 µs each cold. */
 export const MAX_RULES_COMPILED_HERE = 1_000;
 
