@@ -351,6 +351,7 @@ export const openApiDocument = {
           listener: { enum: ['transparent', 'forward-http', 'forward-tls'], description: 'Which listener to ask about; default "transparent". The forward-proxy listeners exist with `serve --forward-proxy`.' },
           destination: { type: 'string', description: 'transparent: "IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
           sni: { type: 'string', description: 'transparent, forward-tls: TLS server name; absent for plain TCP / no SNI.' },
+          host: { type: 'string', description: 'transparent: the Host header of a plain-HTTP request on the connection ("github.com", "github.com:80"); the answer then follows the source\'s HTTP route table (RDS). Not with sni.' },
           authority: { type: 'string', description: 'forward-http: the CONNECT target or the Host of an absolute-form request, "HOST[:PORT]" ("github.com:443", "10.1.2.3:8080", "[2001:db8::1]:443").' },
           method: { type: 'string', description: 'forward-http: "CONNECT" (default) or the method of an absolute-form request ("GET").' },
           innerSni: {
@@ -368,9 +369,9 @@ export const openApiDocument = {
           policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
           filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
           listener: { enum: ['forward-http', 'forward-tls'], description: 'Present when the request asked about a forward-proxy listener.' },
-          route: { type: 'string', description: 'forward-http: the virtual host and route taken, "VIRTUAL HOST / ROUTE".' },
-          status: { type: 'integer', description: 'forward-http: the status Envoy answers itself with (403 refused; 404 no route).' },
-          body: { type: 'string', description: 'forward-http: that answer\'s body, naming the host, the client and the policy field that would allow it.' },
+          route: { type: 'string', description: 'forward-http, or transparent with host: the virtual host and route taken, "VIRTUAL HOST / ROUTE".' },
+          status: { type: 'integer', description: 'forward-http, or transparent with host: the status Envoy answers itself with (403 refused; 404 no route).' },
+          body: { type: 'string', description: 'forward-http, or transparent with host: that answer\'s body, naming the host and the policy field that would allow it.' },
           logs: {
             type: 'array',
             items: { type: 'object', additionalProperties: { type: 'string' } },
