@@ -71,15 +71,15 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   let hostCheck: HostCheck | undefined;
 
   // Keep the gauges on the store, whoever writes to it (API or policy file).
-  metrics.policyCount.set(store.list().length);
+  metrics.policyCount.set(store.count());
   metrics.configRevision.set(store.revision);
-  // The count needs the whole list: taken once per burst of commits, not per commit.
+  // Taken once per burst of commits, not per commit.
   let countPending: NodeJS.Immediate | undefined;
   const unsubscribe = store.onChange((change) => {
     metrics.configRevision.set(change.revision);
     countPending ??= setImmediate(() => {
       countPending = undefined;
-      metrics.policyCount.set(store.list().length);
+      metrics.policyCount.set(store.count());
     });
   });
   const stopWatching = () => {

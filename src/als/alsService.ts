@@ -123,6 +123,8 @@ export function accessLogService(deps: AccessLogDependencies): ExtraService {
           }));
           deps.ingest(records);
           if (records.length > 0) metrics.alsRecords.inc({ type: records[0]!.http ? 'http' : 'tcp' }, records.length);
+          // A forwarding chain's logger also sends failures that are not denials (accessLogContract.ts).
+          if (decoded.ignored > 0) metrics.alsRecords.inc({ type: 'not-a-denial' }, decoded.ignored);
         });
         call.on('end', () => finish());
         // The peer went away: nothing to answer.

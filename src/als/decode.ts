@@ -5,6 +5,7 @@
 import { decodeStrict } from '../envoy/codec.js';
 import { envoyType } from '../envoy/protos.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
+import { classifyForwardEntry, DEFAULT_LOGGED_LISTENER, type ForwardEntryFacts } from '../compile/accessLogContract.js';
 import {
   ALS_LOG_NAME,
   SNI_FILTER_STATE_KEY,
@@ -35,6 +36,8 @@ export interface DecodedMessage {
   readonly identifier?: AlsIdentifier;
   /** Records without node, revision and listenerVersion (the stream knows those). */
   readonly records: readonly Omit<DenialRecord, 'node'>[];
+  /** Entries that are neither a denial nor a logged allowed connection (accessLogContract.ts classifyForwardEntry): not recorded. */
+  readonly ignored: number;
 }
 
 type Obj = Record<string, any>;
@@ -85,36 +88,67 @@ function stringValueOf(any: Obj | undefined): string | undefined {
   return (stringValueType.decode(any.value as Uint8Array) as unknown as { value?: string }).value;
 }
 
-function verdictAndReason(tags: Map<string, string>, common: Obj, where: string): { verdict: Verdict; reason?: DenialReason } {
+/** What classifyForwardEntry reads, from the entry's common properties. */
+function forwardFacts(common: Obj): ForwardEntryFacts {
+  const flags = (common.responseFlags ?? {}) as Obj;
+  const upstreamIp = ((common.upstreamRemoteAddress as Obj | undefined)?.socketAddress as Obj | undefined)?.address;
+  return {
+    ...(typeof upstreamIp === 'string' && upstreamIp !== '' && { upstreamIp }),
+    ...(typeof common.upstreamCluster === 'string' && common.upstreamCluster !== '' && { upstreamCluster: common.upstreamCluster }),
+    anyFlag: Object.values(flags).some((value) => value === true || (typeof value === 'object' && value !== null)),
+    upstreamConnectionFailure: flags.upstreamConnectionFailure === true,
+  };
+}
+
+/**
+ * The verdict and reason: from the tags, or derived (accessLogContract.ts). undefined: the
+ * entry is neither a denial nor an allowed connection a policy asked to log (a forwarding
+ * chain's logger also sends failures that are neither), and is not recorded.
+ */
+function verdictAndReason(tags: Map<string, string>, common: Obj, where: string, tcp: boolean): { verdict: Verdict; reason?: DenialReason; refusedAllowed?: true } | undefined {
   const verdict = tags.get(TAG.verdict);
-  if (verdict === undefined) throw new AlsInputError(`${where}.custom_tags: "${TAG.verdict}" is missing`);
-  if (!isVerdict(verdict)) throw new AlsInputError(`${where}.custom_tags["${TAG.verdict}"]: "${verdict}" is not one of denied, would-deny, allowed`);
+  if (verdict !== undefined && !isVerdict(verdict)) throw new AlsInputError(`${where}.custom_tags["${TAG.verdict}"]: "${verdict}" is not one of denied, would-deny, allowed`);
   const reason = tags.get(TAG.reason);
   if (reason !== undefined && !isDenialReason(reason)) throw new AlsInputError(`${where}.custom_tags["${TAG.reason}"]: unknown reason "${reason}"`);
+  if (verdict === undefined) {
+    if (reason !== undefined) return { verdict: 'denied', reason };
+    if (!tcp) throw new AlsInputError(`${where}.custom_tags: "${TAG.verdict}" or "${TAG.reason}" is required on an HTTP entry`);
+    const classified = classifyForwardEntry(forwardFacts(common));
+    return classified ? { verdict: 'denied', reason: classified } : undefined;
+  }
   if (verdict === 'allowed') {
-    // The connection_limit filter closes the connection before tcp_proxy dials: logged with the chain's "allowed" tags.
+    // The connection_limit filter closes the connection before tcp_proxy dials, and the host
+    // refuses marked sockets to special addresses: a "log": "all" logger sees both.
     const flags = (common.responseFlags ?? {}) as Obj;
     const details = String(common.connectionTerminationDetails ?? '');
-    if (flags.upstreamOverflow === true || /connection_limit/i.test(details)) return { verdict: 'denied', reason: 'per-source-limit' };
-    return { verdict };
+    if (flags.upstreamOverflow === true || /connection_limit/i.test(details)) return { verdict: 'denied', reason: 'per-source-limit', refusedAllowed: true };
+    const classified = tcp ? classifyForwardEntry(forwardFacts(common)) : undefined;
+    return classified ? { verdict: 'denied', reason: classified, refusedAllowed: true } : { verdict };
   }
   if (reason === undefined) throw new AlsInputError(`${where}.custom_tags: "${TAG.reason}" is required when the verdict is ${verdict}`);
   return { verdict, reason };
 }
 
-function commonRecord(common: Obj | undefined, where: string, now: () => number) {
+function commonRecord(common: Obj | undefined, where: string, now: () => number, tcp: boolean) {
   if (!common) throw new AlsInputError(`${where}.common_properties is missing`);
   const tags = tagsOf(common, `${where}.common_properties`);
-  const listener = tags.get(TAG.listener);
-  if (!listener) throw new AlsInputError(`${where}.common_properties.custom_tags: "${TAG.listener}" is missing`);
-  const { verdict, reason } = verdictAndReason(tags, common, `${where}.common_properties`);
-  const policy = tags.get(TAG.policy);
+  const listener = tags.get(TAG.listener) ?? DEFAULT_LOGGED_LISTENER;
+  if (listener === '') throw new AlsInputError(`${where}.common_properties.custom_tags: "${TAG.listener}" is empty`);
+  const judged = verdictAndReason(tags, common, `${where}.common_properties`, tcp);
+  // Addresses and time are checked on every entry, recorded or not.
+  const time = timeOf(common.startTime as Obj | undefined, now);
+  const source = addressOf(common.downstreamRemoteAddress as Obj | undefined, 'downstream_remote_address');
+  const destination = addressOf(common.downstreamLocalAddress as Obj | undefined, 'downstream_local_address');
+  if (!judged) return undefined;
+  const { verdict, reason } = judged;
+  // The policies of a "log": "all" logger asked for the log; they are not why it was refused.
+  const policy = judged.refusedAllowed ? undefined : tags.get(TAG.policy);
   const chain = tags.get(TAG.chain);
   const revision = tags.get(TAG.revision);
   return {
-    time: timeOf(common.startTime as Obj | undefined, now),
-    source: addressOf(common.downstreamRemoteAddress as Obj | undefined, 'downstream_remote_address'),
-    destination: addressOf(common.downstreamLocalAddress as Obj | undefined, 'downstream_local_address'),
+    time,
+    source,
+    destination,
     verdict,
     ...(reason !== undefined ? { reason } : {}),
     ...(policy ? { policy } : {}),
@@ -124,9 +158,10 @@ function commonRecord(common: Obj | undefined, where: string, now: () => number)
   };
 }
 
-function tcpRecord(entry: Obj, where: string, now: () => number): Omit<DenialRecord, 'node'> {
+function tcpRecord(entry: Obj, where: string, now: () => number): Omit<DenialRecord, 'node'> | undefined {
   const common = entry.commonProperties as Obj | undefined;
-  const base = commonRecord(common, where, now);
+  const base = commonRecord(common, where, now, true);
+  if (!base) return undefined;
   const sni =
     stringValueOf((common!.filterStateObjects as Record<string, Obj> | undefined)?.[SNI_FILTER_STATE_KEY]) ||
     ((common!.tlsProperties as Obj | undefined)?.tlsSniHostname as string | undefined) ||
@@ -135,7 +170,7 @@ function tcpRecord(entry: Obj, where: string, now: () => number): Omit<DenialRec
 }
 
 function httpRecord(entry: Obj, where: string, now: () => number): Omit<DenialRecord, 'node'> {
-  const base = commonRecord(entry.commonProperties as Obj | undefined, where, now);
+  const base = commonRecord(entry.commonProperties as Obj | undefined, where, now, false)!;
   const request = (entry.request ?? {}) as Obj;
   const response = (entry.response ?? {}) as Obj;
   // Host may carry a port ("example.com:80", "[::1]:80"): the name is what a policy allows.
@@ -195,8 +230,14 @@ export function decodeAccessLogsMessage(bytes: Uint8Array, options: { first?: bo
   if (options.first && !identifier) throw new AlsInputError('the first StreamAccessLogsMessage of a stream must carry identifier.node');
   const tcp = (message.tcpLogs as Obj | undefined)?.logEntry as Obj[] | undefined;
   const http = (message.httpLogs as Obj | undefined)?.logEntry as Obj[] | undefined;
-  const records = tcp
-    ? tcp.map((entry, i) => tcpRecord(entry, `tcp_logs.log_entry[${i}]`, now))
-    : (http ?? []).map((entry, i) => httpRecord(entry, `http_logs.log_entry[${i}]`, now));
-  return { ...(identifier ? { identifier } : {}), records };
+  const records: Omit<DenialRecord, 'node'>[] = [];
+  let ignored = 0;
+  if (tcp) {
+    tcp.forEach((entry, i) => {
+      const record = tcpRecord(entry, `tcp_logs.log_entry[${i}]`, now);
+      if (record) records.push(record);
+      else ignored += 1;
+    });
+  } else (http ?? []).forEach((entry, i) => records.push(httpRecord(entry, `http_logs.log_entry[${i}]`, now)));
+  return { ...(identifier ? { identifier } : {}), records, ignored };
 }

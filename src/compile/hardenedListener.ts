@@ -2,7 +2,7 @@
 // listener (original_dst, tls_inspector) whose chains are chosen by filter_chain_matcher.
 import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
-import { withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
+import { resetAccessLogCache, withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
 import { auditChain } from './audit.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
@@ -43,6 +43,7 @@ function cachedChain(kind: 'name' | 'original' | 'audit', source: string, option
 export function resetChainCache(): void {
   chainCache.clear();
   resetHttpChainCache();
+  resetAccessLogCache();
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {

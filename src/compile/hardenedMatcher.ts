@@ -51,7 +51,7 @@ import { HTTP_PORT, httpChainName } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
-import { policiesBySource, sourcePlan, type SourcePlan } from './sourcePlans.js';
+import { policiesBySource, resetSourcePlanCache, sourcePlan, type SourcePlan } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
 
 const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
@@ -168,7 +168,17 @@ const MAX_FRAGMENTS = 50_000;
 const fragments = new Map<string, CachedFragment>();
 
 /** The source's fragment, rebuilt only when the policies selecting it (or the port) changed. */
+let fragmentsByList = new WeakMap<readonly Policy[], { key: string; port: number; fragment: CachedFragment }>();
 export function cachedSourceFragment(key: string, policies: readonly Policy[], listenerPort: number): CachedFragment {
+  // The same list object as last time: no key to build (policiesBySource keeps lists).
+  const known = fragmentsByList.get(policies);
+  if (known && known.key === key && known.port === listenerPort) return known.fragment;
+  const fragment = cachedSourceFragmentByContent(key, policies, listenerPort);
+  fragmentsByList.set(policies, { key, port: listenerPort, fragment });
+  return fragment;
+}
+
+function cachedSourceFragmentByContent(key: string, policies: readonly Policy[], listenerPort: number): CachedFragment {
   const memoKey = `${key}|${listenerPort}|${policiesKey(policies)}`;
   let fragment = fragments.get(memoKey);
   if (fragment) {
@@ -216,6 +226,29 @@ function namesTakenOut(policy: Policy): Policy {
   return stripped;
 }
 
+// The lists without shared names, kept per list object (policiesBySource hands out the same
+// list while a source's policies are unchanged) and, when a shared policy's names changed,
+// by content, so the same stripped list object comes back and the steps after this one
+// find their memo by identity.
+let strippedLists = new WeakMap<readonly Policy[], readonly Policy[]>();
+const strippedByContent = new Map<string, readonly Policy[]>();
+function strippedList(selecting: readonly Policy[]): readonly Policy[] {
+  let stripped = strippedLists.get(selecting);
+  if (stripped) return stripped;
+  if (!selecting.some(isSharedByName)) stripped = selecting;
+  else {
+    const fresh = selecting.map((p) => (isSharedByName(p) ? namesTakenOut(p) : p));
+    const key = policiesKey(fresh);
+    stripped = strippedByContent.get(key);
+    if (!stripped) {
+      if (strippedByContent.size >= MAX_FRAGMENTS) strippedByContent.clear();
+      strippedByContent.set(key, (stripped = fresh));
+    }
+  }
+  strippedLists.set(selecting, stripped);
+  return stripped;
+}
+
 function serverNameMatcher(domains: readonly string[], onMatch: OnMatchJson, onNoMatch: OnMatchJson): OnMatchJson {
   return {
     matcher: {
@@ -234,7 +267,7 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
   // Stripping names changes neither a policy's name nor its sources, so the selection is the same.
   const fullBySource = policiesBySource(policies);
   const bySource = new Map<string, readonly Policy[]>();
-  for (const [key, selecting] of fullBySource) bySource.set(key, selecting.map((p) => (isSharedByName(p) ? namesTakenOut(p) : p)));
+  for (const [key, selecting] of fullBySource) bySource.set(key, strippedList(selecting));
   // policiesBySource lists ANY_SOURCE first, then the keys in address order.
   const keys = [...bySource.keys()];
   const fragments = keys.map((key) => cachedSourceFragment(key, bySource.get(key)!, listenerPort));
@@ -281,4 +314,8 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
 /** Forgets every memoised fragment (benchmarks measure cold compiles with it). */
 export function resetCompileCaches(): void {
   fragments.clear();
+  fragmentsByList = new WeakMap();
+  strippedLists = new WeakMap();
+  strippedByContent.clear();
+  resetSourcePlanCache();
 }

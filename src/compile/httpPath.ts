@@ -235,11 +235,22 @@ export function httpChains(
   const common = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}|${options.listener}|${JSON.stringify(options.accessLog)}`;
   return sourceLabels.map((label) => {
     const selecting = selectingOf(bySource, label);
+    // The same list object as last time (policiesBySource keeps the lists of unchanged
+    // sources) and the same options: the same chain, without building its memo key.
+    const known = httpChainsByList.get(selecting);
+    if (known && known.label === label && known.key === common) return known.value;
     const audits = auditPolicies(selecting).join(',');
     const logAll = selecting.filter((p) => p.log === 'all').map((p) => p.name).sort().join(',');
-    return cached(cachedHttpChains, `${label}|${common}|${audits}|${logAll}`, () => httpChain(label, selecting, options));
+    const chain = cached(cachedHttpChains, `${label}|${common}|${audits}|${logAll}`, () => httpChain(label, selecting, options));
+    httpChainsByList.set(selecting, { label, key: common, value: chain });
+    return chain;
   });
 }
+
+/** Memo by the identity of a source's list of policies: the label and key it was built for, and what. */
+type ByList<T> = WeakMap<readonly Policy[], { label: string; key: string; value: T }>;
+let httpChainsByList: ByList<FilterChainJson> = new WeakMap();
+let routeConfigsByList: ByList<RouteConfigurationJson> = new WeakMap();
 
 /**
  * The route tables of the sources' HTTP chains, served over RDS, each rebuilt only when the
@@ -256,9 +267,15 @@ export function httpRouteConfigs(
   const sharedKey = [...sharedNames].sort().join(',');
   return sourceLabels.map((label) => {
     const selecting = selectingOf(bySource, label);
-    return cached(cachedRouteConfigs, `${label}|${sharedKey}|${policiesKey(selecting)}`, () =>
+    // The shared names are those of policies in every source's list, so an unchanged list
+    // means unchanged shared names too; the key is checked all the same.
+    const known = routeConfigsByList.get(selecting);
+    if (known && known.label === label && known.key === sharedKey) return known.value;
+    const config = cached(cachedRouteConfigs, `${label}|${sharedKey}|${policiesKey(selecting)}`, () =>
       httpRouteConfig(label, serverNamesOf(selecting), auditPolicies(selecting).length > 0, sharedNames),
     );
+    routeConfigsByList.set(selecting, { label, key: sharedKey, value: config });
+    return config;
   });
 }
 
@@ -266,5 +283,7 @@ export function httpRouteConfigs(
 export function resetHttpChainCache(): void {
   cachedHttpChains.clear();
   cachedRouteConfigs.clear();
+  httpChainsByList = new WeakMap();
+  routeConfigsByList = new WeakMap();
   parts.clear();
 }

@@ -41,31 +41,84 @@ function sourceKeys(policy: Policy): string[] | undefined {
 }
 const sourceKeysOf = new WeakMap<Policy, string[]>();
 
-/**
- * Every named source key with the policies that select all of its addresses: a key's own
- * policies and those of every key holding it (keys nest or are disjoint), plus the
- * source-less ones. ANY_SOURCE gets the source-less ones alone.
- */
-export function policiesBySource(unsorted: readonly Policy[]): Map<string, Policy[]> {
-  const policies = [...unsorted].sort(byName);
-  const everywhere = policies.filter((p) => p.sources === undefined);
-  const named = new Map<string, Set<Policy>>();
-  for (const policy of policies) {
-    for (const key of sourceKeys(policy) ?? []) {
-      let set = named.get(key);
-      if (!set) named.set(key, (set = new Set()));
-      set.add(policy);
+/** Which policies select each key, as indices into the name-sorted policy list. */
+interface Layout {
+  /** Per policy (name-sorted): its name and source keys; a new layout when any differs. */
+  readonly tokens: readonly string[];
+  readonly keys: readonly string[];
+  readonly indices: readonly (readonly number[])[];
+}
+
+function layoutOf(policies: readonly Policy[], tokens: readonly string[]): Layout {
+  const everywhere: number[] = [];
+  const named = new Map<string, number[]>();
+  policies.forEach((policy, i) => {
+    const keys = sourceKeys(policy);
+    if (keys === undefined) everywhere.push(i);
+    for (const key of keys ?? []) {
+      let list = named.get(key);
+      if (!list) named.set(key, (list = []));
+      if (list[list.length - 1] !== i) list.push(i);
     }
-  }
-  const result = new Map<string, Policy[]>([[ANY_SOURCE, everywhere]]);
-  const stack: { cidr: Cidr; policies: Set<Policy> }[] = [];
+  });
+  const keys: string[] = [ANY_SOURCE];
+  const indices: number[][] = [everywhere];
+  const stack: { cidr: Cidr; policies: Set<number> }[] = [];
   const sorted = [...named.keys()].map((key) => ({ key, cidr: cidrOfKey(key) })).sort((a, b) => compareCidrs(a.cidr, b.cidr));
   for (const { key, cidr } of sorted) {
     while (stack.length > 0 && !cidrContains(stack[stack.length - 1]!.cidr, cidr)) stack.pop();
     const inherited = new Set([...(stack[stack.length - 1]?.policies ?? []), ...named.get(key)!]);
     stack.push({ cidr, policies: inherited });
-    result.set(key, [...new Set([...everywhere, ...inherited])].sort(byName));
+    keys.push(key);
+    // Indices into the name-sorted list: numeric order is name order.
+    indices.push([...new Set([...everywhere, ...inherited])].sort((a, b) => a - b));
   }
+  return { tokens, keys, indices };
+}
+
+/** What of a policy decides where it sits in policiesBySource: its name and sources. */
+const tokenOf = (policy: Policy): string => {
+  let token = tokens.get(policy);
+  if (token === undefined) tokens.set(policy, (token = `${policy.name}\u0000${sourceKeys(policy)?.join(',') ?? '*'}`));
+  return token;
+};
+const tokens = new WeakMap<Policy, string>();
+
+// The last call's answer: a compile after an edit gets the same array objects for every key
+// whose policies are the same objects, so later steps can tell unchanged sources by identity.
+let last: { layout: Layout; policies: readonly Policy[]; lists: readonly Policy[][] } | undefined;
+
+/** Forgets the last answer (benchmarks measure cold compiles with it). */
+export function resetSourcePlanCache(): void {
+  last = undefined;
+}
+
+const sortedByName = (policies: readonly Policy[]): readonly Policy[] => {
+  for (let i = 1; i < policies.length; i++) if (byName(policies[i - 1]!, policies[i]!) > 0) return [...policies].sort(byName);
+  return policies;
+};
+
+/**
+ * Every named source key with the policies that select all of its addresses: a key's own
+ * policies and those of every key holding it (keys nest or are disjoint), plus the
+ * source-less ones. ANY_SOURCE gets the source-less ones alone. Keys in address order
+ * (ANY_SOURCE first), each list sorted by name. The lists may be shared with the previous
+ * call's answer: never change them.
+ */
+export function policiesBySource(unsorted: readonly Policy[]): Map<string, Policy[]> {
+  const policies = sortedByName(unsorted);
+  const policyTokens = policies.map(tokenOf);
+  const previous = last;
+  const sameLayout =
+    previous !== undefined && previous.layout.tokens.length === policyTokens.length && policyTokens.every((token, i) => token === previous.layout.tokens[i]);
+  const layout = sameLayout ? previous.layout : layoutOf(policies, policyTokens);
+  const changed = sameLayout ? policies.map((policy, i) => policy !== previous.policies[i]) : undefined;
+  const lists = layout.indices.map((indices, k) =>
+    changed && !indices.some((i) => changed[i]) ? previous!.lists[k]! : indices.map((i) => policies[i]!),
+  );
+  last = { layout, policies, lists };
+  const result = new Map<string, Policy[]>();
+  layout.keys.forEach((key, k) => result.set(key, lists[k]!));
   return result;
 }
 

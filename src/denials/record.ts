@@ -20,9 +20,12 @@
 // What each access logger is configured with
 //   * custom_tags: LITERAL tags (CustomTag.literal), fixed per access logger,
 //     i.e. per filter chain / route / listener:
-//       egress.verdict   REQUIRED  "denied" | "would-deny" | "allowed"
-//       egress.reason    REQUIRED unless verdict is "allowed": one of DENIAL_REASONS
-//       egress.listener  REQUIRED  the listener's name (e.g. "egress_tproxy")
+//       egress.verdict   "denied" | "would-deny" | "allowed"; absent: "denied" when
+//                        egress.reason is there, else (TCP only) derived, see below
+//       egress.reason    REQUIRED when the verdict is "denied" or "would-deny" by tag:
+//                        one of DENIAL_REASONS
+//       egress.listener  the listener's name; absent: "egress_tproxy" (the compiler
+//                        leaves it out only on the transparent listener of that name)
 //       egress.chain     optional  the filter chain name (or route name on HTTP)
 //       egress.policy    optional  the policy (or policies, comma-separated) the
 //                                  verdict comes from: the audit policy that let a
@@ -35,12 +38,21 @@
 //                                  when the record arrives (see `revision` below).
 //     Unknown tags starting with "egress." are refused as bad input; other tags
 //     are ignored (an operator may add their own).
-//   * filter_state_objects_to_log: ["egress.sni"] where a set_filter_state
-//     network filter (on_new_connection, factory_key "envoy.string") sets
-//     egress.sni = %REQUESTED_SERVER_NAME% before tcp_proxy: Envoy's gRPC
-//     access log fills tls_properties only when it terminates TLS itself,
-//     which a passthrough listener never does. Serialized by Envoy as
-//     google.protobuf.StringValue in common_properties.filter_state_objects.
+//   * No filter state: Envoy >= 1.24 (envoyproxy/envoy#22523) fills
+//     tls_properties.tls_sni_hostname from the requested server name also when
+//     it does not terminate TLS. (Listeners of earlier versions of egress-xds set
+//     filter state "egress.sni" with set_filter_state and logged it; such
+//     entries are still read.)
+//   * A forwarding chain (name|S, original_dst|S, forward_tls|S) without a
+//     "log": "all" policy has ONE logger, tagged with the chain only, whose
+//     filter passes connections without an upstream host or with a response
+//     flag. The server classifies each entry (classifyForwardEntry in
+//     src/compile/accessLogContract.ts): no upstream host and no flag is
+//     "per-source-limit"; UF of dynamic_forward_proxy_cluster to a special
+//     address is "forbidden-address"; anything else is not a denial and is
+//     not recorded (counted in egress_xds_als_records_total{type="not-a-denial"}).
+//     With "log": "all" the one logger has no filter and is tagged "allowed";
+//     the same classification turns its refusals into denials.
 //
 // How a record is derived (decodeTcpEntry / decodeHttpEntry in src/als/decode.ts)
 //   time         common_properties.start_time (the server's clock if absent)
@@ -52,14 +64,14 @@
 //   serverName   HTTP: request.authority (the Host header, port stripped);
 //                TCP: filter_state_objects["egress.sni"], else
 //                tls_properties.tls_sni_hostname, else absent
-//   reason       tag egress.reason; except that an entry tagged "allowed"
-//                whose response_flags say upstream_overflow, or whose
-//                connection_termination_details names connection_limit, is
-//                a "per-source-limit" denial (the connection_limit filter
-//                closes it before tcp_proxy dials)
-//   verdict      tag egress.verdict (with the rule above)
+//   reason       tag egress.reason; else the classification above; and an
+//                entry tagged "allowed" that the classification calls a
+//                refusal (or whose response_flags say upstream_overflow, or
+//                whose connection_termination_details names connection_limit)
+//                is that denial
+//   verdict      tag egress.verdict, else derived (the rules above)
 //   policy       tag egress.policy
-//   listener     tag egress.listener
+//   listener     tag egress.listener, else "egress_tproxy"
 //   chain        tag egress.chain
 //   revision     tag egress.revision, else the store revision whose state the
 //                node had acknowledged when the record arrived (as GET

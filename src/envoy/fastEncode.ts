@@ -115,66 +115,47 @@ function planOf(type: protobuf.Type): TypePlan {
 
 const snakeCase = (camel: string): string => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-// ---- the writer: small writes go to a scratch buffer; the output is a rope of segments
-// (scratch slices, memoised bodies copied by reference, length prefixes filled in when a
-// nested message closes), joined once at the end. So a megabyte listener made of cached
-// fragments costs one copy, whatever its depth.
-const EMPTY = new Uint8Array(0);
-
+// ---- the writer: one contiguous buffer, kept between encodes (it grows to the largest
+// resource and stays). A nested message's length goes in front of its body when it closes:
+// one byte is reserved, and the rare body of 128 bytes or more is moved up by the extra
+// bytes its length needs (a memmove, cheap beside the walk). Memoised bodies are copied in
+// with one TypedArray.set. Earlier versions kept a rope of segments and small length
+// arrays joined at the end: at a megabyte listener, those allocations and the join were
+// most of an edit's encode.
 interface Fork {
-  readonly index: number;
   readonly start: number;
 }
 
 class Writer {
-  buf = new Uint8Array(1 << 12);
+  buf = new Uint8Array(1 << 16);
   pos = 0;
-  private segStart = 0;
-  private segments: Uint8Array[] = [];
-  private flushed = 0;
 
   reset(): void {
     this.pos = 0;
-    this.segStart = 0;
-    this.segments = [];
-    this.flushed = 0;
   }
 
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    // Earlier segments keep pointing into the old buffer, which stays valid.
-    this.cut();
     let size = this.buf.length * 2;
-    while (size < n) size *= 2;
-    this.buf = new Uint8Array(size);
-    this.pos = 0;
-    this.segStart = 0;
-  }
-
-  private cut(): void {
-    if (this.pos > this.segStart) {
-      this.segments.push(this.buf.subarray(this.segStart, this.pos));
-      this.flushed += this.pos - this.segStart;
-      this.segStart = this.pos;
-    }
-  }
-
-  private logical(): number {
-    return this.flushed + this.pos - this.segStart;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
   }
 
   varint(value: number): void {
-    this.ensure(10);
-    let v = value >>> 0;
     if (value > 0xffffffff || value < 0) {
       this.bigVarint(BigInt(value));
       return;
     }
+    this.ensure(5);
+    const buf = this.buf;
+    let v = value >>> 0;
     while (v > 127) {
-      this.buf[this.pos++] = (v & 127) | 128;
+      buf[this.pos++] = (v & 127) | 128;
       v >>>= 7;
     }
-    this.buf[this.pos++] = v;
+    buf[this.pos++] = v;
   }
 
   bigVarint(value: bigint): void {
@@ -205,72 +186,70 @@ class Writer {
       return;
     }
     this.ensure(n + 1);
-    this.buf[this.pos++] = n;
-    for (let i = 0; i < n; i++) this.buf[this.pos++] = text.charCodeAt(i);
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = n;
+    for (let i = 0; i < n; i++) buf[pos++] = text.charCodeAt(i);
+    this.pos = pos;
   }
 
-  /** Appends bytes: small ones are copied, large ones (memoised bodies) joined by reference. */
   raw(data: Uint8Array): void {
-    if (data.length < 64) {
-      this.ensure(data.length);
-      this.buf.set(data, this.pos);
-      this.pos += data.length;
+    const n = data.length;
+    this.ensure(n);
+    if (n <= 32) {
+      const buf = this.buf;
+      let pos = this.pos;
+      for (let i = 0; i < n; i++) buf[pos++] = data[i]!;
+      this.pos = pos;
       return;
     }
-    this.cut();
-    this.segments.push(data);
-    this.flushed += data.length;
+    this.buf.set(data, this.pos);
+    this.pos += n;
   }
 
   /** Starts a nested message's body (its tag already written); its length goes in at ldelim. */
   fork(): Fork {
-    this.cut();
-    const index = this.segments.length;
-    this.segments.push(EMPTY);
-    return { index, start: this.logical() };
+    this.ensure(1);
+    this.pos += 1;
+    return { start: this.pos };
   }
 
   /** Ends the body begun at `fork`; returns its length. `dropEmpty`: an empty body loses its one-byte tag too. */
   ldelim(fork: Fork, dropEmpty = false): number {
-    const length = this.logical() - fork.start;
+    const start = fork.start;
+    const length = this.pos - start;
     if (length === 0 && dropEmpty) {
-      const before = this.segments[fork.index - 1]!;
-      this.segments[fork.index - 1] = before.subarray(0, before.length - 1);
-      this.flushed -= 1;
+      this.pos = start - 2;
       return 0;
+    }
+    if (length < 128) {
+      this.buf[start - 1] = length;
+      return length;
     }
     let size = 1;
     for (let v = length; v > 127; v >>>= 7) size++;
-    const prefix = new Uint8Array(size);
+    this.ensure(size - 1);
+    const buf = this.buf;
+    buf.copyWithin(start + size - 1, start, this.pos);
+    this.pos += size - 1;
     let v = length;
-    let p = 0;
+    let p = start - 1;
     while (v > 127) {
-      prefix[p++] = (v & 127) | 128;
+      buf[p++] = (v & 127) | 128;
       v >>>= 7;
     }
-    prefix[p] = v;
-    this.segments[fork.index] = prefix;
-    this.flushed += size;
+    buf[p] = v;
     return length;
   }
 
-  finish(): Uint8Array {
-    this.cut();
-    const out = new Uint8Array(this.flushed);
-    let at = 0;
-    for (const segment of this.segments) {
-      // Most segments are a length prefix or a few bytes between nested messages: a loop
-      // copies those faster than TypedArray.set's per-call cost.
-      const n = segment.length;
-      if (n <= 32) for (let i = 0; i < n; i++) out[at + i] = segment[i]!;
-      else out.set(segment, at);
-      at += n;
-    }
-    return out;
+  /** A copy of the bytes from `start` to here. */
+  copyFrom(start: number): Uint8Array {
+    return this.buf.slice(start, this.pos);
   }
 }
 
-// Writers by nesting depth of memoised values (each is encoded alone, then joined).
+// One writer per nesting of top-level encodes (fastEncodeProtoJson is not re-entered
+// today, but a throw must never leave a half-written buffer to the next call).
 const writers: Writer[] = [];
 let depth = 0;
 function withWriter(run: (w: Writer) => void): Uint8Array {
@@ -279,15 +258,17 @@ function withWriter(run: (w: Writer) => void): Uint8Array {
   depth++;
   try {
     run(w);
-    return w.finish();
+    return w.copyFrom(0);
   } finally {
     depth--;
+    // A writer grown for one huge resource is not kept forever at that size.
+    if (w.buf.length > 1 << 26) writers[depth] = new Writer();
   }
 }
 
 // ---- memo of immutable subtrees: object → (message type → body bytes).
-const immutable = new WeakSet<object>();
-const memo = new WeakMap<object, Map<TypePlan, Uint8Array>>();
+// One lookup per nested object: present (null until first encoded) means immutable.
+const memo = new WeakMap<object, Map<TypePlan, Uint8Array> | null>();
 
 /**
  * Promises that `value` (and everything it holds) is never changed again, so its bytes may
@@ -295,27 +276,49 @@ const memo = new WeakMap<object, Map<TypePlan, Uint8Array>>();
  * fragments); marking is cheap, a wrongly marked value would give stale bytes.
  */
 export function markImmutable<T extends object>(value: T): T {
-  immutable.add(value);
+  if (!memo.has(value)) memo.set(value, null);
   return value;
 }
 
-const fail = (path: string, message: string): never => {
-  throw new Error(`${path}: ${message}`);
+// Paths are for errors only: the walk does not build them (a string per field was a good
+// part of the encode); a failure collects them on its way out, innermost first.
+class EncodeError extends Error {
+  readonly where: string[] = [];
+  constructor(readonly detail: string) {
+    super(detail);
+  }
+}
+const fail = (message: string): never => {
+  throw new EncodeError(message);
 };
+/** Adds `segment` to the path of an encode error passing through. */
+function at(error: unknown, segment: string): unknown {
+  if (error instanceof EncodeError) error.where.push(segment);
+  return error;
+}
 
 const ANY = 'google.protobuf.Any';
 const WRAPPERS = new Set(['google.protobuf.StringValue', 'google.protobuf.BytesValue', 'google.protobuf.BoolValue', 'google.protobuf.DoubleValue', 'google.protobuf.FloatValue', 'google.protobuf.Int32Value', 'google.protobuf.Int64Value', 'google.protobuf.UInt32Value', 'google.protobuf.UInt64Value']);
 
-function typeByUrl(url: string, path: string): TypePlan {
+// Type URLs → plans: every Any looks its type up, and the protobufjs lookup walks namespaces.
+const plansByUrl = new Map<string, TypePlan>();
+function typeByUrl(url: string): TypePlan {
+  const known = plansByUrl.get(url);
+  if (known) return known;
+  const plan = lookupTypeByUrl(url);
+  plansByUrl.set(url, plan);
+  return plan;
+}
+function lookupTypeByUrl(url: string): TypePlan {
   const type = envoyRoot().lookup(messageNameOf(url));
-  if (!(type instanceof protobuf.Type)) return fail(path, `unknown message type "${url}"`);
+  if (!(type instanceof protobuf.Type)) return fail(`unknown message type "${url}"`);
   return planOf(type);
 }
 
 /** Seconds and nanos of a ProtoJSON Duration ("1.5s", "-0.000000001s"). */
-function durationParts(text: unknown, path: string): [bigint, number] {
+function durationParts(text: unknown): [bigint, number] {
   const m = typeof text === 'string' ? /^(-)?(\d+)(?:\.(\d{1,9}))?s$/.exec(text) : null;
-  if (!m) return fail(path, `not a Duration: ${JSON.stringify(text)}`);
+  if (!m) return fail(`not a Duration: ${JSON.stringify(text)}`);
   const sign = m[1] ? -1 : 1;
   const seconds = BigInt(m[2]!) * BigInt(sign);
   const nanos = m[3] ? Number(m[3].padEnd(9, '0')) * sign : 0;
@@ -325,11 +328,11 @@ function durationParts(text: unknown, path: string): [bigint, number] {
 /** Well-known types whose ProtoJSON is not their fields: left to the generic encoder. */
 const UNSUPPORTED = new Set(['google.protobuf.Struct', 'google.protobuf.Value', 'google.protobuf.ListValue', 'google.protobuf.Timestamp', 'google.protobuf.FieldMask', 'google.protobuf.NullValue']);
 
-function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, path: string): void {
-  if (plan.fullName === ANY) return writeAny(w, value, path);
-  if (UNSUPPORTED.has(plan.fullName)) return fail(path, `${plan.fullName} is not supported by the fast encoder`);
+function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = false): void {
+  if (plan.fullName === ANY) return writeAny(w, value);
+  if (UNSUPPORTED.has(plan.fullName)) return fail(`${plan.fullName} is not supported by the fast encoder`);
   if (plan.fullName === 'google.protobuf.Duration') {
-    const [seconds, nanos] = durationParts(value, path);
+    const [seconds, nanos] = durationParts(value);
     if (seconds !== 0n) {
       w.tag(1, 0);
       w.bigVarint(seconds);
@@ -341,42 +344,58 @@ function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, path: strin
     return;
   }
   if (WRAPPERS.has(plan.fullName) && (typeof value !== 'object' || value === null)) {
-    writeField(w, plan.fields[0]!, value, path);
+    writeField(w, plan.fields[0]!, value);
     return;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(path, `expected an object for ${plan.fullName}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(`expected an object for ${plan.fullName}`);
   const record = value as Record<string, unknown>;
   let seen = 0;
-  for (const field of plan.fields) {
+  const fields = plan.fields;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
     let v = record[field.name];
     if (v === undefined && field.protoName !== field.name) v = record[field.protoName];
     if (v === undefined) continue;
     seen++;
     if (v === null) continue;
-    writeField(w, field, v, `${path}.${field.name}`);
+    try {
+      writeField(w, field, v);
+    } catch (error) {
+      throw at(error, `.${field.name}`);
+    }
   }
+  // Every key must be a field (an Any's body also holds its "@type"). Counting keys is
+  // cheap; only a mismatch looks closer (a key whose value is undefined counts as absent).
   let keys = 0;
-  for (const key in record) if (record[key] !== undefined) keys++;
+  for (const _ in record) keys++;
+  if (keys === seen + (inAny ? 1 : 0)) return;
+  keys = 0;
+  for (const key in record) if (record[key] !== undefined && !(inAny && key === '@type')) keys++;
   if (keys !== seen) {
-    const unknown = Object.keys(record).filter((k) => record[k] !== undefined && !plan.byKey.has(k));
-    fail(path, `unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')} for ${plan.fullName}`);
+    const unknown = Object.keys(record).filter((k) => record[k] !== undefined && !plan.byKey.has(k) && !(inAny && k === '@type'));
+    fail(`unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')} for ${plan.fullName}`);
   }
 }
 
-function writeAny(w: Writer, value: unknown, path: string): void {
-  if (typeof value !== 'object' || value === null) return fail(path, 'expected an object for google.protobuf.Any');
-  const { '@type': url, ...rest } = value as Record<string, unknown>;
-  if (typeof url !== 'string' || url === '') return fail(path, 'google.protobuf.Any without "@type"');
-  const inner = typeByUrl(url, path);
+function writeAny(w: Writer, value: unknown): void {
+  if (typeof value !== 'object' || value === null) return fail('expected an object for google.protobuf.Any');
+  const record = value as Record<string, unknown>;
+  const url = record['@type'];
+  if (typeof url !== 'string' || url === '') return fail('google.protobuf.Any without "@type"');
+  const inner = typeByUrl(url);
   w.tag(1, 2);
   w.string(url);
   // Well-known types carry their JSON form in "value".
   const special = inner.fullName === 'google.protobuf.Duration' || WRAPPERS.has(inner.fullName);
-  const body = special ? rest['value'] : rest;
-  if (special && Object.keys(rest).some((k) => k !== 'value')) fail(path, `unexpected fields beside "value" in ${inner.fullName}`);
+  if (special && Object.keys(record).some((k) => k !== 'value' && k !== '@type')) fail(`unexpected fields beside "value" in ${inner.fullName}`);
   w.tag(2, 2);
   const fork = w.fork();
-  writeMessageBody(w, inner, body, `${path}<${inner.fullName}>`);
+  try {
+    if (special) writeMessageBody(w, inner, record['value']);
+    else writeMessageBody(w, inner, record, true);
+  } catch (error) {
+    throw at(error, `<${inner.fullName}>`);
+  }
   // Any.value is a proto3 bytes field: an empty message leaves it out.
   w.ldelim(fork, true);
 }
@@ -387,23 +406,28 @@ function beginNested(w: Writer, id: number): Fork {
   return w.fork();
 }
 
-function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown, path: string): void {
-  if (typeof value === 'object' && value !== null && immutable.has(value)) {
-    let byType = memo.get(value);
-    const cached = byType?.get(plan);
-    w.tag(id, 2);
-    if (cached) {
-      w.bytes(cached);
+function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown): void {
+  if (typeof value === 'object' && value !== null) {
+    const byType = memo.get(value);
+    if (byType !== undefined) {
+      const cached = byType?.get(plan);
+      w.tag(id, 2);
+      if (cached) {
+        w.bytes(cached);
+        return;
+      }
+      // Encoded in place; its body is kept for the next time.
+      const start = w.fork();
+      writeMessageBody(w, plan, value);
+      const body = w.copyFrom(start.start);
+      w.ldelim(start);
+      if (byType === null) memo.set(value, new Map([[plan, body]]));
+      else byType.set(plan, body);
       return;
     }
-    const body = withWriter((inner) => writeMessageBody(inner, plan, value, path));
-    if (!byType) memo.set(value, (byType = new Map()));
-    byType.set(plan, body);
-    w.bytes(body);
-    return;
   }
   const start = beginNested(w, id);
-  writeMessageBody(w, plan, value, path);
+  writeMessageBody(w, plan, value);
   w.ldelim(start);
 }
 
@@ -423,67 +447,76 @@ function isDefault(field: FieldPlan, value: unknown): boolean {
   }
 }
 
-function writeField(w: Writer, field: FieldPlan, value: unknown, path: string): void {
+function writeField(w: Writer, field: FieldPlan, value: unknown): void {
   if (field.map) {
-    if (typeof value !== 'object' || value === null) return fail(path, 'expected an object (map)');
+    if (typeof value !== 'object' || value === null) return fail('expected an object (map)');
     const valueField: FieldPlan = { ...field, id: 2, repeated: false, packed: false, skipDefault: false };
     for (const key of Object.keys(value)) {
-      const start = beginNested(w, field.id);
-      writeScalar(w, { kind: field.map.keyKind, signed: field.map.keySigned, id: 1 }, field.map.keyKind === 'string' ? key : key, `${path}[${key}]`);
-      writeSingle(w, valueField, (value as Record<string, unknown>)[key], `${path}[${key}]`);
-      w.ldelim(start);
+      try {
+        const start = beginNested(w, field.id);
+        writeScalar(w, { kind: field.map.keyKind, signed: field.map.keySigned, id: 1 }, key);
+        writeSingle(w, valueField, (value as Record<string, unknown>)[key]);
+        w.ldelim(start);
+      } catch (error) {
+        throw at(error, `[${key}]`);
+      }
     }
     return;
   }
   if (field.repeated) {
-    if (!Array.isArray(value)) return fail(path, 'expected an array');
+    if (!Array.isArray(value)) return fail('expected an array');
     if (value.length === 0) return;
-    if (field.packed) {
-      const start = beginNested(w, field.id);
-      for (let i = 0; i < value.length; i++) writeScalarValue(w, field, value[i], `${path}[${i}]`);
-      w.ldelim(start);
-      return;
+    let i = 0;
+    try {
+      if (field.packed) {
+        const start = beginNested(w, field.id);
+        for (; i < value.length; i++) writeScalarValue(w, field, value[i]);
+        w.ldelim(start);
+        return;
+      }
+      for (; i < value.length; i++) writeSingle(w, field, value[i]);
+    } catch (error) {
+      throw at(error, `[${i}]`);
     }
-    for (let i = 0; i < value.length; i++) writeSingle(w, field, value[i], `${path}[${i}]`);
     return;
   }
   if (field.skipDefault && isDefault(field, value)) return;
-  writeSingle(w, field, value, path);
+  writeSingle(w, field, value);
 }
 
-function writeSingle(w: Writer, field: FieldPlan, value: unknown, path: string): void {
-  if (field.kind === 'message') return writeNestedMessage(w, field.id, field.type!, value, path);
-  writeScalar(w, field, value, path);
+function writeSingle(w: Writer, field: FieldPlan, value: unknown): void {
+  if (field.kind === 'message') return writeNestedMessage(w, field.id, field.type!, value);
+  writeScalar(w, field, value);
 }
 
-function writeScalar(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed' | 'id'> & { enumValues?: Readonly<Record<string, number>> }, value: unknown, path: string): void {
+function writeScalar(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed' | 'id'> & { enumValues?: Readonly<Record<string, number>> }, value: unknown): void {
   w.tag(field.id, WIRE[field.kind]);
-  writeScalarValue(w, field, value, path);
+  writeScalarValue(w, field, value);
 }
 
-const intOf = (value: unknown, path: string): bigint => {
+const intOf = (value: unknown): bigint => {
   if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
   if (typeof value === 'string' && /^-?\d+$/.test(value)) return BigInt(value);
-  return fail(path, `not an integer: ${JSON.stringify(value)}`);
+  return fail(`not an integer: ${JSON.stringify(value)}`);
 };
 
-function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> & { enumValues?: Readonly<Record<string, number>> }, value: unknown, path: string): void {
+function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> & { enumValues?: Readonly<Record<string, number>> }, value: unknown): void {
   switch (field.kind) {
     case 'string':
-      if (typeof value !== 'string') return fail(path, 'expected a string');
+      if (typeof value !== 'string') return fail('expected a string');
       w.string(value);
       return;
     case 'bytes':
-      if (typeof value !== 'string') return fail(path, 'expected base64 bytes');
+      if (typeof value !== 'string') return fail('expected base64 bytes');
       w.bytes(Buffer.from(value, 'base64'));
       return;
     case 'bool':
-      if (typeof value !== 'boolean') return fail(path, 'expected a boolean');
+      if (typeof value !== 'boolean') return fail('expected a boolean');
       w.varint(value ? 1 : 0);
       return;
     case 'enum': {
       const number = typeof value === 'number' ? value : typeof value === 'string' ? field.enumValues![value] : undefined;
-      if (number === undefined) return fail(path, `unknown enum value ${JSON.stringify(value)}`);
+      if (number === undefined) return fail(`unknown enum value ${JSON.stringify(value)}`);
       w.varint(number);
       return;
     }
@@ -492,11 +525,11 @@ function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> &
         w.varint(value);
         return;
       }
-      w.bigVarint(intOf(value, path));
+      w.bigVarint(intOf(value));
       return;
     }
     case 'sint': {
-      const v = intOf(value, path);
+      const v = intOf(value);
       w.bigVarint(v >= 0n ? v << 1n : (-v << 1n) - 1n);
       return;
     }
@@ -511,19 +544,24 @@ function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> &
       const view = new DataView(w.buf.buffer, w.buf.byteOffset + w.pos, size);
       if (field.kind === 'double') view.setFloat64(0, Number(value), true);
       else if (field.kind === 'float') view.setFloat32(0, Number(value), true);
-      else if (size === 8) view.setBigUint64(0, BigInt.asUintN(64, intOf(value, path)), true);
-      else view.setUint32(0, Number(BigInt.asUintN(32, intOf(value, path))), true);
+      else if (size === 8) view.setBigUint64(0, BigInt.asUintN(64, intOf(value)), true);
+      else view.setUint32(0, Number(BigInt.asUintN(32, intOf(value))), true);
       w.pos += size;
       return;
     }
     default:
-      fail(path, `cannot encode ${field.kind}`);
+      fail(`cannot encode ${field.kind}`);
   }
 }
 
-
 /** The bytes of `json` as the message of `typeUrl`. */
 export function fastEncodeProtoJson(typeUrl: string, json: unknown): Uint8Array {
-  const plan = typeByUrl(typeUrl, messageNameOf(typeUrl));
-  return withWriter((w) => writeMessageBody(w, plan, json, messageNameOf(typeUrl)));
+  const root = messageNameOf(typeUrl);
+  try {
+    const plan = typeByUrl(typeUrl);
+    return withWriter((w) => writeMessageBody(w, plan, json));
+  } catch (error) {
+    if (!(error instanceof EncodeError)) throw error;
+    throw new Error(`${root}${error.where.reverse().join('')}: ${error.detail}`);
+  }
 }

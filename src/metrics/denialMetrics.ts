@@ -12,7 +12,7 @@ export function denialMetrics(registers: Registry[]) {
     }),
     alsRecords: new Counter({
       name: 'egress_xds_als_records_total',
-      help: 'Access log entries received over the Access Log Service and stored, by entry type',
+      help: 'Access log entries received over the Access Log Service, by entry type: tcp and http are stored, not-a-denial entries (failures a forwarding chain reports that are not refusals) are not',
       labelNames: ['type'] as const,
       registers,
     }),

@@ -181,11 +181,22 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     const affected = this.affectedNodes(real);
     const hashOf = (name: string) => (real.has(name) ? hashes.get(name)! : this.policies.get(name)!.hash);
     const policyOf = (name: string) => (real.has(name) ? real.get(name)! : this.policies.get(name)!.policy);
+    // Which changed policies may select a node: the global and wildcard ones, and those naming it.
+    // Not every change for every affected node: a window of 1,000 writes to 1,000 hosts' own
+    // policies would be 1,000,000 glob matches.
+    const broad: string[] = [];
+    const byNodeId = new Map<string, string[]>();
+    for (const [name, policy] of real) {
+      if (!policy) continue;
+      if (policy.nodes === undefined || !policy.nodes.every(isLiteralGlob)) broad.push(name);
+      else for (const id of new Set(policy.nodes)) byNodeId.set(id, [...(byNodeId.get(id) ?? []), name]);
+    }
     const next = new Map<NodeEntry<C>, { selected: string[]; key: string }>();
     const missing = new Map<string, Policy[]>();
     for (const entry of affected) {
       const kept = entry.selected.filter((name) => !real.has(name));
-      for (const [name, policy] of real) if (policy && policySelectsNode(policy, entry.id)) kept.push(name);
+      for (const name of broad) if (policySelectsNode(real.get(name)!, entry.id)) kept.push(name);
+      for (const name of byNodeId.get(entry.id) ?? []) kept.push(name);
       kept.sort(byName);
       const key = groupKey(kept, hashOf);
       next.set(entry, { selected: kept, key });

@@ -469,6 +469,7 @@ export async function openEtcdPolicyStore(options: EtcdStoreOptions): Promise<Et
         : { ok: false, reason: etcdReason ?? (recovering ? `reloading from etcd at ${location}` : `the watch on etcd at ${location} is not connected`) },
     reload: () => recover('asked to reload'),
     list: () => [...policies.values()].map((h) => h.policy).sort(byName),
+    count: () => policies.size,
     get: (name) => policies.get(name)?.policy,
     put: (name, spec, options) => single(name, () => planPut(view, name, spec, options), options.client),
     delete: (name, options) => single(name, () => planDelete(view, name, options), options.client),

@@ -107,6 +107,8 @@ export interface FilePolicyStore extends PolicyStore {
   readonly dataDir: string;
   /** Seals the active log, checkpoints, and drops expired history; resolves when durable. */
   compact(): Promise<void>;
+  /** Group commit at work: commits made durable, and the appends + fsyncs that did it (one per group). */
+  groupCommit(): { readonly commits: number; readonly fsyncs: number; readonly largestGroup: number };
 }
 
 export interface OpenOptions extends StoreTuning {
@@ -263,6 +265,7 @@ function createStore(parts: {
   let flushing: Promise<void> | undefined;
   let compactWanted: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   let checkpointing: Promise<void> | undefined;
+  const stats = { commits: 0, fsyncs: 0, largestGroup: 0 };
 
   const view: PolicyView = {
     get: (name) => (overlay.has(name) ? overlay.get(name) ?? undefined : state.policies.get(name)),
@@ -365,6 +368,9 @@ function createStore(parts: {
       }
       const done = inFlight;
       inFlight = [];
+      stats.commits += done.length;
+      stats.fsyncs += 1;
+      stats.largestGroup = Math.max(stats.largestGroup, done.length);
       activeFirst ??= records[0]!.revision;
       for (const { record } of done) {
         applyCommit(state, record);
@@ -527,6 +533,7 @@ function createStore(parts: {
       return state.revision;
     },
     list: () => [...state.policies.values()].sort(byName),
+    count: () => state.policies.size,
     get: (name) => state.policies.get(name),
 
     put: async (name, spec, options) => {
@@ -574,6 +581,8 @@ function createStore(parts: {
     },
 
     claimSource: (source) => claimed.claim(source),
+
+    groupCommit: () => ({ ...stats }),
 
     compact: () => (closed ? Promise.reject(new StoreError('the store is closed', dataDir)) : compactSoon()),
 

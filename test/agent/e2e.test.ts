@@ -10,25 +10,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type Listener, dial, startListener, startUdpServer, udpDial } from './support/listener.js';
-import { Netns, netnsSkipReason } from './support/netns.js';
+import { Netns, tproxySkipReason } from './support/netns.js';
 
 const UPSTREAM = '10.250.3.1';
-
-/** Why TPROXY cannot be tested here (kernel without xt_TPROXY / nft_tproxy in a netns), or undefined. */
-async function tproxySkipReason(): Promise<string | undefined> {
-  const base = await netnsSkipReason(['iptables', 'nft', 'python3']);
-  if (base) return base;
-  const ns = await Netns.create();
-  try {
-    const ipt = await ns.exec('iptables', '-t', 'mangle', '-A', 'PREROUTING', '-p', 'tcp', '-j', 'TPROXY', '--on-port', '15001', '--tproxy-mark', '0x1/0x1');
-    if (ipt.exitCode !== 0) return `this kernel has no iptables TPROXY in a network namespace (xt_TPROXY): ${ipt.stderr.trim()}`;
-    const nft = await ns.exec('nft', 'add table inet egx_probe; add chain inet egx_probe p { type filter hook prerouting priority mangle; }; add rule inet egx_probe p meta l4proto tcp tproxy ip to :15001');
-    if (nft.exitCode !== 0) return `this kernel has no nft tproxy in a network namespace (nft_tproxy): ${nft.stderr.trim()}`;
-    return undefined;
-  } finally {
-    await ns.delete();
-  }
-}
 
 const skip = await tproxySkipReason();
 

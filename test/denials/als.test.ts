@@ -191,6 +191,41 @@ describe('Access Log Service → denial log', () => {
     assert.match(printed, /it adds: nothing new/);
   });
 
+  test("today's listeners' entries (tags derived, SNI in tls_properties, forwarding chains classified here) give the same records", async () => {
+    const stream = openAlsStream(target, 'host-derived');
+    const upstream = (ip: string, cluster: string) => ({ upstream_remote_address: { socket_address: { address: ip, port_value: 443 } }, upstream_cluster: cluster });
+    const tls = { sniVia: 'tls' as const, source: '172.31.7.5:40000', destination: '93.184.216.34:443' };
+    stream.sendTcp([
+      // reject: the reason, the chain; verdict and listener derived.
+      { ...tls, sni: 'Blocked.Example.com', tags: { [TAG.reason]: 'no-policy', [TAG.chain]: 'reject' } },
+      // A name chain's one logger: the per-source cap closed it (no upstream host, no flag).
+      { ...tls, sni: 'github.com', tags: { [TAG.chain]: 'name|172.31.7.0/24' }, extra: { upstream_cluster: '', response_flags: {} } },
+      // The host refused the name's address: UF of the name cluster to the metadata service.
+      { ...tls, sni: 'evil.example.com', tags: { [TAG.chain]: 'name|172.31.7.0/24' }, extra: { ...upstream('169.254.169.254', 'dynamic_forward_proxy_cluster'), response_flags: { upstream_connection_failure: true } } },
+      // Failures that are not refusals are not recorded: DNS failed; a public upstream refused; an address rule's own upstream.
+      { ...tls, sni: 'nxdomain.example.com', tags: { [TAG.chain]: 'name|172.31.7.0/24' }, extra: { upstream_cluster: '', response_flags: { dns_resolution_failure: true } } },
+      { ...tls, sni: 'down.example.com', tags: { [TAG.chain]: 'name|172.31.7.0/24' }, extra: { ...upstream('8.8.8.8', 'dynamic_forward_proxy_cluster'), response_flags: { upstream_connection_failure: true } } },
+      { ...tls, sni: undefined, tags: { [TAG.chain]: 'original_dst|172.31.7.0/24' }, extra: { ...upstream('10.9.0.1', 'original_dst_cluster'), response_flags: { upstream_connection_failure: true } } },
+      // "log": "all": allowed, with the policy, unless it was a refusal.
+      { ...tls, sni: 'ok.example.com', tags: { [TAG.verdict]: 'allowed', [TAG.chain]: 'name|172.31.8.0/24', [TAG.policy]: 'logged' }, extra: { ...upstream('93.184.216.34', 'dynamic_forward_proxy_cluster'), response_flags: {} } },
+      { ...tls, sni: 'capped.example.com', tags: { [TAG.verdict]: 'allowed', [TAG.chain]: 'name|172.31.8.0/24', [TAG.policy]: 'logged' }, extra: { upstream_cluster: '', response_flags: {} } },
+    ]);
+    stream.sendHttp([{ source: '172.31.7.5:40002', destination: '93.184.216.34:80', host: 'plain.example.org', path: '/x', tags: { [TAG.reason]: 'http-host', [TAG.chain]: 'http|172.31.7.0/24' } }]);
+    assert.equal(await stream.finish(), null);
+    const { body } = await get('/v1/denials?node=host-derived&limit=100&verdict=denied,would-deny,allowed');
+    const records = (body.denials as any[]).map((d) => [d.serverName ?? null, d.verdict, d.reason ?? null, d.listener, d.chain, d.policy ?? null, d.revision === String(cp.store.revision)]).sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    assert.deepEqual(records, [
+      ['blocked.example.com', 'denied', 'no-policy', 'egress_tproxy', 'reject', null, true],
+      ['capped.example.com', 'denied', 'per-source-limit', 'egress_tproxy', 'name|172.31.8.0/24', null, true],
+      ['evil.example.com', 'denied', 'forbidden-address', 'egress_tproxy', 'name|172.31.7.0/24', null, true],
+      ['github.com', 'denied', 'per-source-limit', 'egress_tproxy', 'name|172.31.7.0/24', null, true],
+      ['ok.example.com', 'allowed', null, 'egress_tproxy', 'name|172.31.8.0/24', 'logged', true],
+      ['plain.example.org', 'denied', 'http-host', 'egress_tproxy', 'http|172.31.7.0/24', null, true],
+    ]);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /egress_xds_als_records_total\{type="not-a-denial"\} 3/);
+  });
+
   test('bad input ends the stream with INVALID_ARGUMENT naming the problem, and stores nothing', async () => {
     const cases: { name: string; send: (s: ReturnType<typeof openAlsStream>) => void; error: RegExp }[] = [
       { name: 'garbage bytes', send: (s) => s.sendRaw(Buffer.from([0xff, 0xff, 0xff])), error: /not a valid StreamAccessLogsMessage/ },
@@ -201,7 +236,8 @@ describe('Access Log Service → denial log', () => {
       { name: 'an unknown egress tag', send: (s) => s.sendTcp([denied({ tags: { ...denied().tags, 'egress.bogus': 'x' } })]), error: /unknown tag "egress\.bogus"/ },
       { name: 'a bad verdict', send: (s) => s.sendTcp([denied({ tags: { ...denied().tags, [TAG.verdict]: 'maybe' } })]), error: /egress\.verdict/ },
       { name: 'a bad reason', send: (s) => s.sendTcp([denied({ tags: { ...denied().tags, [TAG.reason]: 'because' } })]), error: /unknown reason "because"/ },
-      { name: 'no listener tag', send: (s) => s.sendTcp([{ ...denied(), tags: { [TAG.verdict]: 'denied', [TAG.reason]: 'loop' } }]), error: /egress\.listener/ },
+      { name: 'an HTTP entry with neither verdict nor reason', send: (s) => s.sendHttp([{ source: '172.31.0.5:40002', destination: '93.184.216.34:80', host: 'x.example.org', tags: { [TAG.chain]: 'http|*' } }]), error: /"egress\.verdict" or "egress\.reason" is required/ },
+      { name: 'an empty listener tag', send: (s) => s.sendTcp([{ ...denied(), tags: { ...denied().tags, [TAG.listener]: '' } }]), error: /egress\.listener/ },
       { name: 'a good entry beside a bad one', send: (s) => s.sendTcp([denied(), denied({ tags: { ...denied().tags, [TAG.reason]: 'because' } })]), error: /log_entry\[1\]/ },
     ];
     const before = cp.denials.buffer.size();

@@ -2,7 +2,10 @@
 // commits still being written, and each is answered only once durable.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { openPolicyStore } from '../../src/store/policyStore.js';
+import { readFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HISTORY_FILE, openPolicyStore } from '../../src/store/policyStore.js';
 import { allHistory, spec, tempDir } from './helpers.js';
 
 const client = 'test';
@@ -69,6 +72,80 @@ test('a batch queued behind single writes is planned against them, all or nothin
     assert.deepEqual(store.list().map((p) => p.name), ['b']);
     assert.equal(store.revision, 2);
   } finally {
+    await store.close();
+    await dir.remove();
+  }
+});
+
+/**
+ * Watches every fdatasync of this process: the size of the file it covers (taken
+ * as it starts) once it has completed. Slowed by `delayMs`, like a busy disk, so
+ * that writers pile up behind it. Restores the original on `restore()`.
+ */
+async function watchDatasyncs(probeDir: string, delayMs: number) {
+  const probe = await open(join(probeDir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { datasync: (this: FileHandle) => Promise<void> };
+  await probe.close();
+  const original = proto.datasync;
+  const durable = new Map<number, number>(); // fd → bytes covered by a completed fdatasync
+  let calls = 0;
+  proto.datasync = async function (this: FileHandle) {
+    calls += 1;
+    const covered = (await this.stat()).size;
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await original.call(this);
+    durable.set(this.fd, Math.max(durable.get(this.fd) ?? 0, covered));
+  };
+  return {
+    calls: () => calls,
+    /** The history's bytes made durable by completed fdatasyncs (any fd of that file). */
+    durableBytes: () => Math.max(0, ...durable.values()),
+    restore: () => {
+      proto.datasync = original;
+    },
+  };
+}
+
+test('every write is answered only after the fdatasync that covers its line; concurrent writers share fsyncs', async () => {
+  const dir = await tempDir();
+  const store = await openPolicyStore(dir.path);
+  const syncs = await watchDatasyncs(dir.path, 5);
+  try {
+    const history = join(dir.path, HISTORY_FILE);
+    const answeredEarly: number[] = [];
+    const check = (storeRevision: number) => {
+      // At the moment of the answer: the commit's line must lie in the durable prefix.
+      const durable = readFileSync(history).subarray(0, syncs.durableBytes()).toString('utf8');
+      if (!durable.split('\n').some((line) => line.startsWith(`{"revision":${storeRevision},`))) answeredEarly.push(storeRevision);
+    };
+    // One writer at a time: each its own fsync.
+    for (let i = 0; i < 5; i++) {
+      const r = await store.put(`solo-${i}`, spec(`solo${i}.example.com`), { client });
+      assert.ok(r.ok);
+      check(r.value.storeRevision);
+    }
+    const soloSyncs = syncs.calls();
+    assert.equal(store.groupCommit().fsyncs, 5);
+    // 200 writers at once: they queue behind the fsync in progress and share the next ones.
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        store.put(`p${i % 50}`, spec(`n${i}.example.com`), { client }).then((r) => {
+          assert.ok(r.ok);
+          check(r.value.storeRevision);
+          return r;
+        }),
+      ),
+    );
+    assert.equal(results.length, 200);
+    assert.deepEqual(answeredEarly, [], 'answered before their line was fsynced');
+    const { commits, fsyncs, largestGroup } = store.groupCommit();
+    assert.equal(commits, 205);
+    // The concurrent writes took a handful of fsyncs, not 200: the group follows the writers in flight.
+    assert.ok(fsyncs - 5 <= 10, `${fsyncs - 5} fsyncs for 200 concurrent writes`);
+    assert.ok(largestGroup >= 100, `largest group ${largestGroup}`);
+    assert.ok(syncs.calls() - soloSyncs <= 10);
+  } finally {
+    syncs.restore();
     await store.close();
     await dir.remove();
   }

@@ -30,6 +30,12 @@ export interface TcpEntry {
   source: string; // "ip:port"
   destination: string;
   sni?: string;
+  /**
+   * Where the SNI goes: tls_properties.tls_sni_hostname (what Envoy >= 1.24 fills for a TLS
+   * passthrough, what today's listeners rely on), or the "egress.sni" filter state that
+   * listeners of earlier versions set (the default here, to keep reading those).
+   */
+  sniVia?: 'tls' | 'filter-state';
   tags: Record<string, string>;
   startMs?: number;
   /** Extra common_properties fields, as proto-loader objects. */
@@ -50,7 +56,7 @@ const address = (text: string) => {
 
 const timestamp = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 });
 
-function common(entry: TcpEntry | HttpEntry, sni?: string) {
+function common(entry: TcpEntry | HttpEntry, sni?: string, sniVia: 'tls' | 'filter-state' = 'filter-state') {
   return {
     downstream_remote_address: address(entry.source),
     downstream_local_address: address(entry.destination),
@@ -59,13 +65,14 @@ function common(entry: TcpEntry | HttpEntry, sni?: string) {
     upstream_cluster: 'reject_cluster',
     response_flags: { upstream_connection_failure: false },
     custom_tags: entry.tags,
-    ...(sni ? { filter_state_objects: { [SNI_FILTER_STATE_KEY]: { type_url: 'type.googleapis.com/google.protobuf.StringValue', value: Buffer.from(stringValue.encode({ value: sni }).finish()) } } } : {}),
+    ...(sni && sniVia === 'tls' ? { tls_properties: { tls_sni_hostname: sni } } : {}),
+    ...(sni && sniVia === 'filter-state' ? { filter_state_objects: { [SNI_FILTER_STATE_KEY]: { type_url: 'type.googleapis.com/google.protobuf.StringValue', value: Buffer.from(stringValue.encode({ value: sni }).finish()) } } } : {}),
     access_log_type: 'TcpConnectionEnd',
     ...entry.extra,
   };
 }
 
-export const tcpEntry = (entry: TcpEntry) => ({ common_properties: common(entry, entry.sni), connection_properties: { received_bytes: '517', sent_bytes: '0' } });
+export const tcpEntry = (entry: TcpEntry) => ({ common_properties: common(entry, entry.sni, entry.sniVia), connection_properties: { received_bytes: '517', sent_bytes: '0' } });
 
 export const httpEntry = (entry: HttpEntry) => ({
   common_properties: { ...common(entry), access_log_type: 'DownstreamEnd' },

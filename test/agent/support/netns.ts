@@ -172,3 +172,19 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs: numbe
   }
   return check();
 }
+
+/** Why TPROXY cannot be tested here (kernel without xt_TPROXY / nft_tproxy in a netns), or undefined. */
+export async function tproxySkipReason(): Promise<string | undefined> {
+  const base = await netnsSkipReason(['iptables', 'nft', 'python3']);
+  if (base) return base;
+  const ns = await Netns.create();
+  try {
+    const ipt = await ns.exec('iptables', '-t', 'mangle', '-A', 'PREROUTING', '-p', 'tcp', '-j', 'TPROXY', '--on-port', '15001', '--tproxy-mark', '0x1/0x1');
+    if (ipt.exitCode !== 0) return `this kernel has no iptables TPROXY in a network namespace (xt_TPROXY): ${ipt.stderr.trim()}`;
+    const nft = await ns.exec('nft', 'add table inet egx_probe; add chain inet egx_probe p { type filter hook prerouting priority mangle; }; add rule inet egx_probe p meta l4proto tcp tproxy ip to :15001');
+    if (nft.exitCode !== 0) return `this kernel has no nft tproxy in a network namespace (nft_tproxy): ${nft.stderr.trim()}`;
+    return undefined;
+  } finally {
+    await ns.delete();
+  }
+}
