@@ -221,6 +221,12 @@ export class FakeEnvoy {
   private routeNonce = '';
   private routesRequested = false;
 
+  /** True once it holds a listener and every route table its listeners name (what Envoy needs to serve). */
+  configured(): boolean {
+    const held = this.state.get(TypeUrl.RouteConfiguration);
+    return this.state.has(TypeUrl.Listener) && [...this.routeNames].every((name) => held?.has(name) === true);
+  }
+
   /** What a SotW request of the type names: nothing for the wildcard types, the subscribed route names for RDS. */
   private namesOf(typeUrl: string): string[] {
     return typeUrl === TypeUrl.RouteConfiguration ? [...this.routeNames].sort() : [];
