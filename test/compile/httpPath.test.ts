@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { compileEgress, type CompiledEgress } from '../../src/compile/compileEgress.js';
 import { TAG } from '../../src/compile/accessLog.js';
 import { AUDIT_CLUSTER } from '../../src/compile/audit.js';
-import { refusalBodyFor } from '../../src/compile/httpPath.js';
+import { PLAIN_HTTP_PROTOCOLS, refusalBodyFor } from '../../src/compile/httpPath.js';
 import { EGRESS_LISTENER_PORT, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from '../../src/compile/names.js';
 import { intendedRoute } from '../../src/compile/route.js';
 import { tcpProxyCluster } from '../../src/compile/tcpProxy.js';
@@ -157,6 +157,17 @@ describe('plain HTTP on port 80, examples', () => {
     const tags = logs.map((l) => Object.fromEntries(l.typedConfig.commonConfig.customTags.map((t) => [t.tag, t.literal.value])));
     // The listener's default name is left out (src/denials/record.ts).
     assert.deepEqual(tags[0], { [TAG.verdict]: 'would-deny', [TAG.reason]: 'http-host', [TAG.chain]: 'http|10.0.0.0/24', [TAG.policy]: 'web' });
+  });
+
+  it('the matcher sends every protocol http_inspector sets, and only plain HTTP to port 80, to the HTTP chain', () => {
+    for (const protocol of PLAIN_HTTP_PROTOCOLS) {
+      assert.equal(selectByMatcher(listener, { ...from, applicationProtocols: [protocol] }).chain?.name, 'http|10.0.0.0/24', protocol);
+    }
+    // TLS whose ALPN says http/1.1 (tls_inspector sets it too): the TLS branch, refused by SNI.
+    assert.equal(selectByMatcher(listener, { ...from, serverName: 'evil.com', transportProtocol: 'tls', applicationProtocols: ['http/1.1'] }).chain?.name, 'reject');
+    // Plain HTTP to another port, and raw TCP to port 80: refused.
+    assert.equal(selectByMatcher(listener, { ...from, destinationPort: 8080, applicationProtocols: ['http/1.1'] }).chain?.name, 'reject');
+    assert.equal(selectByMatcher(listener, from).chain?.name, 'reject');
   });
 
   it('the TLS path is unchanged: SNI still decides on port 80', () => {
