@@ -71,6 +71,13 @@ class CompileWorker {
   }
 }
 
+/** A worker index from the set's policy names (not their content, which an edit changes). */
+function affinity(set: readonly Policy[], workers: number): number {
+  let hash = 0;
+  for (const policy of set) for (let i = 0; i < policy.name.length; i++) hash = (Math.imul(hash, 31) + policy.name.charCodeAt(i)) | 0;
+  return (hash >>> 0) % workers;
+}
+
 export class CompilePool {
   private readonly workers: CompileWorker[];
   private turn = 0;
@@ -86,6 +93,10 @@ export class CompilePool {
 
   /** Compiles and encodes each set; results in the order of the sets. */
   readonly build: GroupBuilder = async (sets) => {
+    // A few sets (one host's edit): each to the worker its policy names hash to, so the same
+    // group goes to the same worker edit after edit and finds its memoised fragments there
+    // (a round-robin turn would send it to a worker whose memo holds an older version).
+    if (sets.length < CHUNK) return Promise.all(sets.map((set) => this.workers[affinity(set, this.workers.length)]!.compile([set]).then((r) => r[0]!)));
     const chunks: Promise<EncodedResource[][]>[] = [];
     for (let i = 0; i < sets.length; i += CHUNK) {
       const worker = this.workers[this.turn++ % this.workers.length]!;
