@@ -16,6 +16,19 @@ const CHUNK = 32;
 /** The default: one thread per core beyond the one the event loop uses, at least one, at most four. */
 export const defaultCompileWorkers = (): number => Math.max(1, Math.min(4, availableParallelism() - 1));
 
+/** Policies a worker keeps (every version it was sent) before it is told to start over. */
+const MAX_HELD_POLICIES = 100_000;
+
+// Policy objects are immutable values (the snapshot cache keeps one per stored version), so
+// an object's id names its content for the life of the process.
+const policyIds = new WeakMap<Policy, number>();
+let lastPolicyId = 0;
+function policyIdOf(policy: Policy): number {
+  let id = policyIds.get(policy);
+  if (id === undefined) policyIds.set(policy, (id = ++lastPolicyId));
+  return id;
+}
+
 interface Pending {
   readonly resolve: (results: EncodedResource[][]) => void;
   readonly reject: (error: Error) => void;
@@ -43,6 +56,8 @@ class CompileWorker {
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
+      // A new worker holds no policies.
+      this.held.clear();
       for (const pending of this.pending.values()) pending.reject(error);
       this.pending.clear();
       if (this.worker === worker) this.worker = this.start();
@@ -54,11 +69,28 @@ class CompileWorker {
     return worker;
   }
 
+  /** Ids of the policies this worker holds (compileWorker.ts). */
+  private readonly held = new Set<number>();
+
   compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
     const id = ++CompileWorker.lastId;
+    // Bounded: past the limit the worker forgets everything and is sent this request's policies.
+    const reset = this.held.size > MAX_HELD_POLICIES;
+    if (reset) this.held.clear();
+    const policies: [number, Policy][] = [];
+    const idSets = sets.map((set) =>
+      set.map((policy) => {
+        const policyId = policyIdOf(policy);
+        if (!this.held.has(policyId)) {
+          this.held.add(policyId);
+          policies.push([policyId, policy]);
+        }
+        return policyId;
+      }),
+    );
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const request: CompileRequest = { id, sets };
+      const request: CompileRequest = { id, sets: idSets, policies, ...(reset && { reset }) };
       this.worker.postMessage(request);
     });
   }
