@@ -45,6 +45,8 @@ for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line)
 
 console.log('\n## Writes: the store, the admin API, start-up with a long history');
 await storeBenchmarks({ policies: 10_000, oneByOne: 10_000, seconds: 5, concurrency: 256, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
+console.log('\n## Writes with a fleet connected: 10,000 hosts, each host\'s own policy created then updated over HTTP (issue 8 (c))');
+for (const line of await (await import('./writes.js')).writesTable([{ hosts: 10_000, writers: 64, seconds: 10, killAfterSeconds: 1 }])) console.log(line);
 console.log('\n## Fleet: N hosts, each with its own policy, plus one global policy');
 console.log('(one SotW stream per host on its own connection; server, load client and driver in three processes)');
 for (const line of await fleetTable([10000], 10, 2)) console.log(line);
@@ -58,3 +60,5 @@ for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);
 console.log('\n## Replicas on etcd: admin write on replica A → ACK of the Envoys on replica C');
 console.log('(each replica its own `serve --store etcd://` process, one local etcd member; beside one process on the file store)');
 for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);
+console.log('\n## Policy validation: one body, CPU time per call (ajv schema pass, then meaning and canonical form)');
+for (const line of await (await import('./policyValidate.js')).policyValidateTable()) console.log(line);

@@ -1,52 +1,79 @@
 // POST /v1/policies:batch's body: {"put": {NAME: SPEC}?, "delete": [NAME]?,
-// "ifMatch": {NAME: REVISION | "*"}?}. Every name and spec is checked as a
-// single PUT/DELETE would check it, before the store sees anything, and the
-// first problem names its place ("put.web.allow.sni[0]", "delete[2]").
+// "ifMatch": {NAME: REVISION | "*"}?}. Its shape is batchRequestSchema (the
+// OpenAPI document's BatchRequest; every put item is the PolicySpec schema,
+// every name the PolicyName schema); then every spec's meaning is checked as a
+// single PUT checks it, and the names across put/delete/ifMatch, before the
+// store sees anything. The first problem names its place ("put.web.allow.sni[0]",
+// "delete[2]").
 import type { PolicySpec, Result } from '../policy/model.js';
-import { validatePolicyName, validatePolicySpec } from '../policy/validate.js';
+import { policyNameSchema, policySpecSchema, type PolicySpecBody } from '../policy/policySchema.js';
+import { joinField, normalisePolicySpec } from '../policy/validate.js';
+import { compileSchema } from '../schema/validator.js';
 import type { BatchRequest } from '../store/store.js';
 
+export const batchRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  'x-message': { type: 'must be a JSON object: {"put": {NAME: POLICY}, "delete": [NAME], "ifMatch": {NAME: REVISION}}' },
+  properties: {
+    put: {
+      type: 'object',
+      propertyNames: policyNameSchema,
+      additionalProperties: policySpecSchema,
+      'x-message': { type: 'must be an object of policy name to policy' },
+      description: 'Policies to create or replace, by name.',
+    },
+    delete: {
+      type: 'array',
+      items: policyNameSchema,
+      'x-message': { type: 'must be an array of policy names' },
+      description: 'Policies to delete; each must exist. A name may be put or deleted once per batch.',
+    },
+    ifMatch: {
+      type: 'object',
+      additionalProperties: {
+        anyOf: [{ type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, { const: '*' }],
+        'x-message': 'must be a revision (a whole number, as in the ETag) or "*" (exists at all)',
+      },
+      'x-message': { type: 'must be an object of policy name to revision (or "*")' },
+      description: 'Per policy of this batch: only if it is at this revision ("*": exists at all), as If-Match on a single write.',
+    },
+  },
+} as const;
+
+interface BatchBody {
+  readonly put?: Readonly<Record<string, PolicySpecBody>>;
+  readonly delete?: readonly string[];
+  readonly ifMatch?: Readonly<Record<string, number | '*'>>;
+}
+
+export const batchShape = compileSchema<BatchBody>(batchRequestSchema);
+
 const fail = (field: string, message: string): Result<never> => ({ ok: false, error: { field, message } });
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 export function validateBatchRequest(body: unknown): Result<BatchRequest> {
-  if (!isObject(body)) return fail('body', 'must be a JSON object: {"put": {NAME: POLICY}, "delete": [NAME], "ifMatch": {NAME: REVISION}}');
-  const unknown = Object.keys(body).find((key) => key !== 'put' && key !== 'delete' && key !== 'ifMatch');
-  if (unknown !== undefined) return fail(unknown, 'unknown field; expected put, delete, ifMatch');
+  if (!batchShape(body)) {
+    const error = batchShape.error(body);
+    return fail(error.field || 'body', error.message);
+  }
   const seen = new Set<string>();
   const put: Record<string, PolicySpec> = {};
-  if (body.put !== undefined) {
-    if (!isObject(body.put)) return fail('put', 'must be an object of policy name to policy');
-    for (const [key, value] of Object.entries(body.put)) {
-      const name = validatePolicyName(key);
-      if (!name.ok) return fail(`put.${key}`, name.error.message);
-      const spec = validatePolicySpec(value);
-      if (!spec.ok) return fail(`put.${key}${spec.error.field ? `.${spec.error.field}` : ''}`, spec.error.message);
-      put[name.value] = spec.value;
-      seen.add(name.value);
-    }
+  for (const [name, value] of Object.entries(body.put ?? {})) {
+    const spec = normalisePolicySpec(value);
+    if (!spec.ok) return fail(joinField(`put.${name}`, spec.error.field), spec.error.message);
+    put[name] = spec.value;
+    seen.add(name);
   }
   const deletes: string[] = [];
-  if (body.delete !== undefined) {
-    if (!Array.isArray(body.delete)) return fail('delete', 'must be an array of policy names');
-    for (const [i, value] of body.delete.entries()) {
-      const name = validatePolicyName(value);
-      if (!name.ok) return fail(`delete[${i}]`, name.error.message);
-      if (seen.has(name.value)) return fail(`delete[${i}]`, `policy "${name.value}" appears twice in the batch; a name may be put or deleted once`);
-      seen.add(name.value);
-      deletes.push(name.value);
-    }
+  for (const [i, name] of (body.delete ?? []).entries()) {
+    if (seen.has(name)) return fail(`delete[${i}]`, `policy "${name}" appears twice in the batch; a name may be put or deleted once`);
+    seen.add(name);
+    deletes.push(name);
   }
   const ifMatch: Record<string, number | '*'> = {};
-  if (body.ifMatch !== undefined) {
-    if (!isObject(body.ifMatch)) return fail('ifMatch', 'must be an object of policy name to revision (or "*")');
-    for (const [name, value] of Object.entries(body.ifMatch)) {
-      if (!seen.has(name)) return fail(`ifMatch.${name}`, 'names no policy put or deleted in this batch');
-      if (value !== '*' && !(Number.isSafeInteger(value) && (value as number) >= 0)) {
-        return fail(`ifMatch.${name}`, 'must be a revision (a whole number, as in the ETag) or "*" (exists at all)');
-      }
-      ifMatch[name] = value as number | '*';
-    }
+  for (const [name, value] of Object.entries(body.ifMatch ?? {})) {
+    if (!seen.has(name)) return fail(`ifMatch.${name}`, 'names no policy put or deleted in this batch');
+    ifMatch[name] = value;
   }
   return {
     ok: true,

@@ -1,12 +1,59 @@
 // POST /v1/check's body: which node, and one connection as Envoy would see it.
 // {"node": ID, "source": IP, "destination": "IP:PORT" | "[IPv6]:PORT", "sni"?: NAME}
+// Its shape is checkRequestSchema (the OpenAPI document's CheckRequest); the
+// addresses' meaning is checked after it. forwardCheckRequest.ts takes the
+// forward-proxy listeners' bodies.
 import { isIP } from 'node:net';
 import type { Connection, Result } from '../policy/model.js';
+import { compileSchema } from '../schema/validator.js';
 
 export interface CheckRequest {
   readonly nodeId: string;
   readonly connection: Connection;
 }
+
+const NODE_ID_HINT = 'is required: the Envoy node id';
+/** The Envoy node id a check asks about (shared by the forward-proxy bodies). */
+export const checkNodeSchema = { type: 'string', minLength: 1, 'x-message': NODE_ID_HINT, 'x-required': NODE_ID_HINT, description: 'Envoy node id.' } as const;
+/** A TLS server name as a client sends it (shared by the forward-tls body). */
+export const checkSniSchema = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^\\S+$',
+  'x-message': 'must be the server name a client sends: non-empty, no spaces, at most 253 characters',
+  description: 'TLS server name; absent for plain TCP / no SNI.',
+} as const;
+const SOURCE_HINT = "must be an IPv4 or IPv6 address (the microVM's)";
+const DESTINATION_HINT = 'is required: "IP:PORT", IPv6 as "[::1]:443"';
+
+export const checkRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['node', 'source', 'destination'],
+  description: 'A connection on the transparent listener, the default. "listener": "forward-http" / "forward-tls" ask about the forward proxy instead.',
+  'x-message': { type: 'must be a JSON object' },
+  properties: {
+    node: checkNodeSchema,
+    source: { type: 'string', 'x-message': SOURCE_HINT, 'x-required': SOURCE_HINT, description: 'Source IP address (the microVM).' },
+    listener: {
+      const: 'transparent',
+      'x-message': 'must be "transparent" (the default), "forward-http" or "forward-tls"',
+      description: 'Which listener to ask about; default "transparent".',
+    },
+    destination: { type: 'string', 'x-message': DESTINATION_HINT, 'x-required': DESTINATION_HINT, description: '"IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
+    sni: checkSniSchema,
+  },
+} as const;
+
+interface CheckBody {
+  readonly node: string;
+  readonly source: string;
+  readonly destination: string;
+  readonly sni?: string;
+}
+
+export const checkShape = compileSchema<CheckBody>(checkRequestSchema);
 
 const fail = (field: string, message: string): Result<never> => ({ ok: false, error: { field, message } });
 
@@ -23,23 +70,20 @@ export function parseDestination(text: string): { ip: string; port: number } | u
 }
 
 export function validateCheckRequest(body: unknown): Result<CheckRequest> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail('body', 'must be a JSON object');
-  const record = body as Record<string, unknown>;
-  const unknown = Object.keys(record).find((key) => !['node', 'source', 'destination', 'sni', 'listener'].includes(key));
-  if (unknown !== undefined) return fail(unknown, 'unknown field; expected node, source, destination, sni, listener');
-  // forwardCheckRequest.ts takes the forward-proxy listeners' bodies.
-  if (record['listener'] !== undefined && record['listener'] !== 'transparent') return fail('listener', 'must be "transparent" (the default), "forward-http" or "forward-tls"');
-  const { node, source, destination, sni } = record;
-  if (typeof node !== 'string' || node === '') return fail('node', 'is required: the Envoy node id');
-  if (typeof source !== 'string' || isIP(source) === 0) return fail('source', 'must be an IPv4 or IPv6 address (the microVM\'s)');
-  if (typeof destination !== 'string') return fail('destination', 'is required: "IP:PORT", IPv6 as "[::1]:443"');
+  // "listener" says which body this is, so it is judged first: with a listener
+  // this server does not know, the fields missing for a transparent check are not the news.
+  const listener = typeof body === 'object' && body !== null ? (body as Record<string, unknown>)['listener'] : undefined;
+  if (listener !== undefined && listener !== checkRequestSchema.properties.listener.const) {
+    return fail('listener', checkRequestSchema.properties.listener['x-message']);
+  }
+  if (!checkShape(body)) {
+    const error = checkShape.error(body);
+    return fail(error.field || 'body', error.message);
+  }
+  const { node, source, destination, sni } = body;
+  if (isIP(source) === 0) return fail('source', SOURCE_HINT);
   const parsed = parseDestination(destination);
   if (!parsed) return fail('destination', `"${destination}" must be "IP:PORT" with a port 1 to 65535, IPv6 as "[2001:db8::1]:443"`);
-  if (sni !== undefined) {
-    if (typeof sni !== 'string' || sni === '' || /\s/.test(sni) || sni.length > 253) {
-      return fail('sni', 'must be the server name a client sends: non-empty, no spaces, at most 253 characters');
-    }
-  }
   return {
     ok: true,
     value: {
@@ -48,7 +92,7 @@ export function validateCheckRequest(body: unknown): Result<CheckRequest> {
         sourceIp: source,
         destinationIp: parsed.ip,
         destinationPort: parsed.port,
-        ...(sni !== undefined ? { serverName: (sni as string).toLowerCase() } : {}),
+        ...(sni !== undefined ? { serverName: sni.toLowerCase() } : {}),
       },
     },
   };

@@ -1,8 +1,16 @@
 // The admin API described as OpenAPI 3.1, served at /openapi.json. Written by
-// hand as data; test/admin/openapi.test.ts checks that it and the server's
-// route table name the same paths and methods.
+// hand as data, except the request bodies: their schemas are the very objects
+// the server compiles (ajv) to validate them (policySchema.ts, batchRequest.ts,
+// checkRequest.ts, forwardCheckRequest.ts), so the document cannot drift from
+// what the server accepts. test/admin/openapi.test.ts checks that it and the
+// server's route table name the same paths and methods, and that each request
+// body's schema is the one its route validates with.
 
+import { allowlistSchema, cidrAllowSchema, policyNameSchema, policySpecSchema } from '../policy/policySchema.js';
+import { batchRequestSchema } from './batchRequest.js';
+import { checkRequestSchema } from './checkRequest.js';
 import { denialPaths, denialSchemas } from './denialsOpenApi.js';
+import { forwardHttpCheckRequestSchema, forwardTlsCheckRequestSchema } from './forwardCheckRequest.js';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const jsonContent = (schema: unknown) => ({ 'application/json': { schema } });
@@ -19,8 +27,8 @@ const nameParameter = {
   name: 'name',
   in: 'path',
   required: true,
-  description: 'Policy name: 1–63 of a-z 0-9 . _ -, starting and ending with a letter or digit.',
-  schema: { type: 'string', pattern: '^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$' },
+  description: policyNameSchema.description,
+  schema: ref('PolicyName'),
 };
 const ifMatch = {
   name: 'If-Match',
@@ -126,7 +134,11 @@ export const openApiDocument = {
       post: {
         operationId: 'check',
         summary: 'The verdict Envoy would give one connection from a node, as the resources that node receives decide it.',
-        requestBody: { required: true, content: jsonContent(ref('CheckRequest')) },
+        requestBody: {
+          required: true,
+          description: 'Selected by "listener": absent or "transparent", "forward-http", "forward-tls".',
+          content: jsonContent({ oneOf: [ref('CheckRequest'), ref('ForwardHttpCheckRequest'), ref('ForwardTlsCheckRequest')] }),
+        },
         responses: {
           '200': { description: 'The verdict.', content: jsonContent(ref('CheckResult')) },
           '400': errorResponse('Invalid body; "field" says where.'),
@@ -214,54 +226,10 @@ export const openApiDocument = {
           },
         },
       },
-      PolicySpec: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['allow'],
-        properties: {
-          sources: {
-            type: 'array', minItems: 1, items: { type: 'string' },
-            description: 'Source CIDRs (network form: host bits zero; a bare address is one host). Absent: every source.',
-          },
-          nodes: {
-            type: 'array', minItems: 1, items: { type: 'string', pattern: '^[A-Za-z0-9._:*?-]+$', maxLength: 253 },
-            description: 'Globs on the Envoy node id ("*" is any run of characters, "?" exactly one). Absent: every node.',
-          },
-          upstream: {
-            type: 'string', enum: ['name', 'original-destination'],
-            description: 'Where a connection allowed by server name goes: "name" (default) dials the name, resolved by Envoy; "original-destination" forwards to the address the guest dialled.',
-          },
-          mode: {
-            type: 'string', enum: ['enforce', 'audit'],
-            description: '"enforce" (default) refuses what the allowlist does not allow; "audit" forwards it and logs it as would-deny.',
-          },
-          log: {
-            type: 'string', enum: ['denied', 'all'],
-            description: '"denied" (default): Envoy logs refused and would-deny connections to the control plane; "all": also every allowed connection of the sources this policy selects.',
-          },
-          allow: ref('Allowlist'),
-        },
-      },
-      Allowlist: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          sni: {
-            type: 'array', items: { type: 'string' },
-            description: 'DNS names, or "*." + a DNS name for any subdomain. Stored lower case, without a trailing dot, sorted, unique.',
-          },
-          cidrs: { type: 'array', items: ref('CidrAllow'), description: 'Destinations allowed by address (plain TCP or TLS).' },
-        },
-      },
-      CidrAllow: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['cidr'],
-        properties: {
-          cidr: { type: 'string' },
-          ports: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1, maximum: 65535 }, description: 'Absent: every port.' },
-        },
-      },
+      PolicyName: policyNameSchema,
+      PolicySpec: policySpecSchema,
+      Allowlist: allowlistSchema,
+      CidrAllow: cidrAllowSchema,
       StoredPolicy: {
         allOf: [
           ref('PolicySpec'),
@@ -277,19 +245,7 @@ export const openApiDocument = {
           },
         ],
       },
-      BatchRequest: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          put: { type: 'object', additionalProperties: ref('PolicySpec'), description: 'Policies to create or replace, by name.' },
-          delete: { type: 'array', items: { type: 'string' }, description: 'Policies to delete; each must exist.' },
-          ifMatch: {
-            type: 'object',
-            additionalProperties: { oneOf: [{ type: 'integer', minimum: 0 }, { const: '*' }] },
-            description: 'Per policy of this batch: only if it is at this revision ("*": exists at all), as If-Match on a single write.',
-          },
-        },
-      },
+      BatchRequest: batchRequestSchema,
       BatchResult: {
         type: 'object',
         required: ['storeRevision', 'changed'],
@@ -339,27 +295,9 @@ export const openApiDocument = {
           },
         },
       },
-      CheckRequest: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['node', 'source'],
-        description:
-          'The transparent listener (default): destination required, sni optional. "listener": "forward-http": authority required, method optional. "listener": "forward-tls": sni optional (absent: no SNI).',
-        properties: {
-          node: { type: 'string', description: 'Envoy node id.' },
-          source: { type: 'string', description: 'Source IP address (the client).' },
-          listener: { enum: ['transparent', 'forward-http', 'forward-tls'], description: 'Which listener to ask about; default "transparent". The forward-proxy listeners exist with `serve --forward-proxy`.' },
-          destination: { type: 'string', description: 'transparent: "IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
-          sni: { type: 'string', description: 'transparent, forward-tls: TLS server name; absent for plain TCP / no SNI.' },
-          authority: { type: 'string', description: 'forward-http: the CONNECT target or the Host of an absolute-form request, "HOST[:PORT]" ("github.com:443", "10.1.2.3:8080", "[2001:db8::1]:443").' },
-          method: { type: 'string', description: 'forward-http: "CONNECT" (default) or the method of an absolute-form request ("GET").' },
-          innerSni: {
-            type: 'string',
-            description:
-              'forward-http, CONNECT: the TLS server name the client sends inside the tunnel ("" for none); checked against the source\'s allowlist when serve runs with --forward-proxy-inspect-connect. Default: the authority\'s host.',
-          },
-        },
-      },
+      CheckRequest: checkRequestSchema,
+      ForwardHttpCheckRequest: forwardHttpCheckRequestSchema,
+      ForwardTlsCheckRequest: forwardTlsCheckRequestSchema,
       CheckResult: {
         type: 'object',
         required: ['verdict', 'policy', 'filterChain'],
