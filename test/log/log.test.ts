@@ -117,3 +117,11 @@ for (const [how, lines, ends] of [
     assert.deepEqual([last.level, last.msg, last.how], ['error', 'last words', how]);
   });
 }
+
+test('a logger installs no process listeners: no exit hook to flush, no signal handler (the agent owns SIGTERM)', () => {
+  const events = ['exit', 'beforeExit', 'SIGTERM', 'SIGINT'] as const;
+  const before = events.map((event) => process.listenerCount(event));
+  const logger = createLogger({ level: 'error' });
+  logger.child({ component: 'x' }).debug('not written');
+  assert.deepEqual(events.map((event) => process.listenerCount(event)), before);
+});
