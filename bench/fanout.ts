@@ -24,6 +24,8 @@ export interface FanoutRow {
   readonly kbPerStream: number;
   readonly rssFirstMiB: number;
   readonly rssLastMiB: number;
+  /** After each push: RSS, V8 heap used, external (Buffers), MiB. */
+  readonly memoryPerPush: readonly { rss: number; heap: number; external: number }[];
 }
 
 export class Child<Command> {
@@ -70,6 +72,10 @@ const MiB = 1024 * 1024;
 export async function fanout(server: 'egress' | 'floor', streams: number, pushes: number): Promise<FanoutRow> {
   // FANOUT_CPU_PROF=DIR: the server writes a V8 CPU profile there (node --cpu-prof) for the push path.
   const profile = process.env.FANOUT_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FANOUT_CPU_PROF}`] : [];
+  // FANOUT_GC=1 (diagnosis): the server collects garbage before each usage report, so RSS and heap say what is retained.
+  if (process.env.FANOUT_GC === '1') profile.push('--expose-gc');
+  // FANOUT_SERVER_FLAGS="--flag ...": V8/Node flags for the server process (GC tuning experiments).
+  if (process.env.FANOUT_SERVER_FLAGS) profile.push(...process.env.FANOUT_SERVER_FLAGS.split(' ').filter(Boolean));
   const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server], profile);
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   try {
@@ -81,6 +87,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
     const clientCpu: number[] = [];
     const converge: number[] = [];
     const rss: number[] = [];
+    const memoryPerPush: { rss: number; heap: number; external: number }[] = [];
     for (let k = 1; k <= pushes; k++) {
       await srv.ask({ prepare: k });
       const before = await srv.ask<FanoutUsage>({ usage: true });
@@ -93,6 +100,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
       clientCpu.push(result.clientCpuMicros / 1000);
       converge.push(Math.max(...result.arrivalsMs));
       rss.push(after.rssBytes);
+      memoryPerPush.push({ rss: after.rssBytes / MiB, heap: (after.heapUsedBytes ?? 0) / MiB, external: (after.externalBytes ?? 0) / MiB });
     }
     return {
       server,
@@ -104,6 +112,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
       kbPerStream: (connected.rssBytes - idle.rssBytes) / streams / 1024,
       rssFirstMiB: rss[0]! / MiB,
       rssLastMiB: rss.at(-1)! / MiB,
+      memoryPerPush,
     };
   } finally {
     await load.stop();
@@ -112,15 +121,25 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
 }
 
 /** bench/run.ts's table: for each size, the floor then egress-xds, and the ratio of server CPU per push. */
-export async function fanoutTable(sizes: readonly number[], pushes: number): Promise<string[]> {
+export async function fanoutTable(sizes: readonly number[], pushes: number, detail?: (line: string) => void): Promise<string[]> {
   const lines = [
     '| streams | server | server CPU / push | ratio to floor | converge-all p50 | p99 | load client CPU / push | server RSS per stream | RSS after push 1 → last |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
+  // FANOUT_EGRESS_ONLY=1 (diagnosis): skip the floor.
+  if (process.env.FANOUT_EGRESS_ONLY === '1') {
+    for (const streams of sizes) {
+      const row = await fanout('egress', streams, pushes);
+      detail?.(`egress ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}`);
+      lines.push(`| ${row.streams} | egress | ${row.serverCpuMs.toFixed(0)} ms | – | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`);
+    }
+    return lines;
+  }
   for (const streams of sizes) {
     const floor = await fanout('floor', streams, pushes);
     const egress = await fanout('egress', streams, pushes);
     for (const row of [floor, egress]) {
+      detail?.(`${row.server} ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}`);
       const ratio = row === egress ? `${(egress.serverCpuMs / floor.serverCpuMs).toFixed(2)}×` : '1';
       lines.push(
         `| ${row.streams} | ${row.server} | ${row.serverCpuMs.toFixed(0)} ms | ${ratio} | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`,
@@ -134,5 +153,5 @@ export async function fanoutTable(sizes: readonly number[], pushes: number): Pro
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
   const pushes = Number(process.argv[3] ?? 20);
-  for (const line of await fanoutTable(sizes, pushes)) console.log(line);
+  for (const line of await fanoutTable(sizes, pushes, (line) => console.error(line))) console.log(line);
 }

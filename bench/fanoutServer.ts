@@ -25,14 +25,20 @@ export type FanoutServerCommand = { push: number } | { prepare: number } | { usa
 export interface FanoutUsage {
   readonly cpuMicros: number;
   readonly rssBytes: number;
+  /** V8 heap in use, and memory outside it (Buffers): where RSS growth comes from. */
+  readonly heapUsedBytes?: number;
+  readonly externalBytes?: number;
 }
 
 /** The policy a push changes: one more SNI per push, so only the Listener changes. */
 export const pushSpec = (k: number): PolicySpec => ({ sources: ['172.31.0.0/16'], allow: { sni: [`push-${k}.fanout.example`] } });
 
+const collect = (globalThis as { gc?: () => void }).gc;
 const usage = (): FanoutUsage => {
+  collect?.();
   const cpu = process.cpuUsage();
-  return { cpuMicros: cpu.user + cpu.system, rssBytes: process.memoryUsage.rss() };
+  const memory = process.memoryUsage();
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external };
 };
 
 /** Top-level type_url (4) and response_nonce (5) of a DiscoveryRequest, without decoding the rest. */

@@ -18,7 +18,8 @@ export type FleetServerCommand = { usage: true } | { idle: true } | { stop: true
 
 const usage = (): FanoutUsage => {
   const cpu = process.cpuUsage();
-  return { cpuMicros: cpu.user + cpu.system, rssBytes: process.memoryUsage.rss() };
+  const memory = process.memoryUsage();
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external };
 };
 
 const hosts = Number(process.argv[2] ?? 1000);

@@ -24,9 +24,13 @@ export interface HostileMixResult {
   readonly idleRssMiB: number;
   readonly peakRssMiB: number;
   readonly stuckReset: boolean;
+  /** RSS / main V8 heap used / external, MiB, idle and at the peak. */
+  readonly memory: { readonly idle: string; readonly peak: string };
   readonly driverCpuMs: number;
   readonly changes: number;
 }
+
+const breakdown = (u: FanoutUsage) => `${(u.rssBytes / MiB).toFixed(0)} / ${((u.heapUsedBytes ?? 0) / MiB).toFixed(0)} / ${((u.externalBytes ?? 0) / MiB).toFixed(0)}`;
 
 const holds = (e: FakeEnvoy, k: number) => {
   const listener = e.state.get(LDS)?.get('egress_tproxy');
@@ -50,8 +54,14 @@ export async function hostileMix(options: { healthy: number; stuck: number; chan
     if (response.status !== 200) throw new Error(`PUT mix ${k}: ${response.status}`);
   };
   let peak = 0;
+  /** At the RSS peak: the main thread's V8 heap and external memory (Buffers); the rest is native (HTTP/2, the compile worker's heap). */
+  let peakUsage: FanoutUsage | undefined;
   const sampleRss = async () => {
-    peak = Math.max(peak, (await srv.ask<FanoutUsage>({ usage: true })).rssBytes);
+    const usage = await srv.ask<FanoutUsage>({ usage: true });
+    if (usage.rssBytes > peak) {
+      peak = usage.rssBytes;
+      peakUsage = usage;
+    }
   };
   const converge = async (k: number): Promise<number> => {
     const t0 = performance.now();
@@ -67,6 +77,7 @@ export async function hostileMix(options: { healthy: number; stuck: number; chan
     const listenerKiB = (envoys[0]!.responsesOf(LDS).at(-1) ? JSON.stringify(envoys[0]!.state.get(LDS)!.get('egress_tproxy')).length : 0) / 1024;
     await sampleRss();
     const idleRss = peak;
+    const idleUsage = peakUsage!;
     const quiet: number[] = [];
     for (let i = 0; i < options.samples; i++) quiet.push(await converge(k++));
 
@@ -109,6 +120,7 @@ export async function hostileMix(options: { healthy: number; stuck: number; chan
       idleRssMiB: idleRss / MiB,
       peakRssMiB: peak / MiB,
       stuckReset: stuck.every((s) => s.status() !== 0),
+      memory: { idle: breakdown(idleUsage), peak: breakdown(peakUsage!) },
       driverCpuMs: (cpu.user + cpu.system) / 1000,
       changes: options.changes,
     };
@@ -121,6 +133,7 @@ export async function hostileMix(options: { healthy: number; stuck: number; chan
 
 export async function hostileMixTable(options = { healthy: 25, stuck: 100, changes: 1000, extraNames: 2000, samples: 10 }): Promise<string[]> {
   const r = await hostileMix(options);
+  console.error(`hostile mix: server RSS / main heap / external MiB: idle ${r.memory.idle}, at the peak ${r.memory.peak}; stuck streams reset: ${String(r.stuckReset)}`);
   return [
     '| healthy Envoys | listener (ProtoJSON) | quiet: change → all healthy, p50 / p99 | hostile: p50 / p99 | ratio of p99s | server RSS idle → peak | driver CPU (whole run) |',
     '|---|---|---|---|---|---|---|',

@@ -42,6 +42,8 @@ for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line)
 
 console.log('\n## Writes: the store, the admin API, start-up with a long history');
 await storeBenchmarks({ policies: 10_000, oneByOne: 10_000, seconds: 5, concurrency: 256, historyCommits: [100_000, 400_000] }, (line) => console.log(line));
+console.log('\n## Writes with a fleet connected: 10,000 hosts, each host\'s own policy created then updated over HTTP (issue 8 (c))');
+for (const line of await (await import('./writes.js')).writesTable([{ hosts: 10_000, writers: 64, seconds: 10, killAfterSeconds: 1 }])) console.log(line);
 console.log('\n## Fleet: N hosts, each with its own policy, plus one global policy');
 console.log('(one SotW stream per host on its own connection; server, load client and driver in three processes)');
 for (const line of await fleetTable([10000], 10, 2)) console.log(line);

@@ -218,20 +218,22 @@ export function withEgressAccessLogs(
     bySource ??= policiesBySource(policies);
     return bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
   };
+  // Everything besides the chain and the source's policies that the loggers depend on.
+  const context = `${listener}|${JSON.stringify(options)}`;
   return chains.map((chain) => {
     // The same chain object and the same policy list object (policiesBySource keeps lists of
     // unchanged sources) as last time: the same logged chain, without building its plan.
     const bar = chain.name === undefined ? -1 : chain.name.indexOf('|');
     const selecting = bar < 0 ? undefined : policiesOfSource(chain.name!.slice(bar + 1));
     const known = selecting === undefined ? undefined : loggedByList.get(chain);
-    if (known && known.policies === selecting && known.listener === listener && known.alsCluster === options.alsCluster) return known.result;
+    if (known && known.policies === selecting && known.context === context) return known.result;
     const result = loggedChain(chain, listener, options, policiesOfSource);
-    if (selecting !== undefined) loggedByList.set(chain, { policies: selecting, listener, alsCluster: options.alsCluster, result });
+    if (selecting !== undefined) loggedByList.set(chain, { policies: selecting, context, result });
     return result;
   });
 }
 
-let loggedByList = new WeakMap<FilterChainJson, { policies: readonly Policy[]; listener: string; alsCluster: string | undefined; result: FilterChainJson }>();
+let loggedByList = new WeakMap<FilterChainJson, { policies: readonly Policy[]; context: string; result: FilterChainJson }>();
 
 /** Forgets the logged chains (benchmarks measure cold compiles with it). */
 export function resetAccessLogCache(): void {

@@ -85,6 +85,8 @@ interface Plan<C extends CompiledGroup> {
 /** New nodes whose groups may be compiled on the event loop per window; more wait for the workers. */
 export const FIRST_COMPILES_HERE_PER_WINDOW = 8;
 const FIRST_COMPILE_WINDOW_MS = 100;
+/** Rules (names, address rules, source ranges) of a group beyond which a first compile goes to the workers: ~25 µs each cold. */
+export const MAX_RULES_COMPILED_HERE = 1_000;
 
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -372,7 +374,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       watchers = new Set();
       const selected = this.selectionFor(nodeId);
       const key = groupKey(selected, (name) => this.policies.get(name)!.hash);
-      if (this.builder && !this.groups.has(key) && this.lastUnwatched?.key !== key && !this.mayCompileHere()) {
+      if (this.builder && !this.groups.has(key) && this.lastUnwatched?.key !== key && (!this.smallEnoughHere(selected) || !this.mayCompileHere())) {
         this.pendingNodes.set(nodeId, { watchers, stale: 0 });
         this.scheduleFirstCompiles();
       } else this.enter(nodeId, selected, this.groupFor(selected), watchers);
@@ -402,6 +404,21 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     }
     if (this.hereInWindow >= FIRST_COMPILES_HERE_PER_WINDOW) return false;
     this.hereInWindow += 1;
+    return true;
+  }
+
+  /**
+   * A group small enough to compile on the event loop without holding it long: a host of
+   * 1,000 microVMs is tens of thousands of rules and half a second of compiling, so it
+   * goes to the workers even when it is the only node connecting.
+   */
+  private smallEnoughHere(selected: readonly string[]): boolean {
+    let rules = 0;
+    for (const name of selected) {
+      const policy = this.policies.get(name)!.policy;
+      rules += policy.allow.sni.length + (policy.allow.cidrs?.length ?? 0) + (policy.sources?.length ?? 0);
+      if (rules > MAX_RULES_COMPILED_HERE) return false;
+    }
     return true;
   }
 

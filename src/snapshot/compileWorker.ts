@@ -25,6 +25,22 @@ try {
   // A real compile reports its own error.
 }
 
+/**
+ * The large buffers of `results` that are theirs alone (not a slice of a shared pool), once
+ * each. Transferred buffers are detached here: nothing in this thread may keep them (the
+ * encoder's memo keeps its own copies of fragments, never the resource's bytes).
+ */
+function transferList(results: readonly (readonly EncodedResource[])[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const resources of results) {
+    for (const { bytes } of resources) {
+      const buffer = bytes.buffer;
+      if (buffer instanceof ArrayBuffer && bytes.byteLength >= 64 * 1024 && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) buffers.add(buffer);
+    }
+  }
+  return [...buffers];
+}
+
 parentPort!.on('message', ({ id, sets }: CompileRequest) => {
   let reply: CompileReply;
   try {
@@ -32,5 +48,7 @@ parentPort!.on('message', ({ id, sets }: CompileRequest) => {
   } catch (error) {
     reply = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
   }
-  parentPort!.postMessage(reply);
+  // The resources' bytes are moved to the main thread, not copied: a host's listener is
+  // megabytes, and a structured clone copies it on the receiving event loop.
+  parentPort!.postMessage(reply, 'results' in reply ? transferList(reply.results) : []);
 });

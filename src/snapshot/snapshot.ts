@@ -44,9 +44,12 @@ export class Snapshot {
     return this.sets.get(typeUrl)?.version;
   }
 
-  typeUrls(): string[] {
-    return [...this.sets.keys()];
+  /** The same array every call (asked on every ACK): do not modify. */
+  typeUrls(): readonly string[] {
+    return (this.typeUrlList ??= [...this.sets.keys()]);
   }
+
+  private typeUrlList?: readonly string[];
 
   /** True when every type has the same version in both. */
   sameContentAs(other: Snapshot): boolean {

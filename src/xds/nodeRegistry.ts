@@ -2,6 +2,7 @@
 // rejected. Several streams may share a node id (an Envoy reconnecting before
 // the old stream is reaped, or two Envoys misconfigured with one id).
 import type { NodeStatus, ResourceTypeStatus } from './nodeStatus.js';
+import type { Snapshot } from '../snapshot/snapshot.js';
 import type { SnapshotSource } from './snapshotSource.js';
 
 interface StreamRecord {
@@ -12,6 +13,8 @@ interface StreamRecord {
   /** The served store revision when this stream last had acknowledged its whole snapshot. */
   ackedRevision?: number;
 }
+
+type CurrentSnapshot = Pick<Snapshot, 'typeUrls' | 'version'>;
 
 /** The store revision committed last, and the one whose state the snapshots hold now. */
 export type RevisionSource = () => { readonly latest: number; readonly served: number };
@@ -49,19 +52,23 @@ export class NodeRegistry {
     if (status) status.sent = version;
   }
 
-  acked(streamId: number, typeUrl: string, version: string): void {
-    const status = this.typeStatus(streamId, typeUrl);
-    if (!status) return;
+  /** current: the node's current snapshot when the caller holds it (an ADS stream does), saving a lookup per ACK. */
+  acked(streamId: number, typeUrl: string, version: string, current?: CurrentSnapshot): void {
+    const stream = this.streams.get(streamId);
+    if (!stream) return;
+    let status = stream.resources.get(typeUrl);
+    if (!status) stream.resources.set(typeUrl, (status = {}));
     status.acked = version;
-    delete status.nack;
-    const stream = this.streams.get(streamId)!;
-    if (this.revisions && this.source && this.acknowledgesAll(stream.nodeId, stream.resources)) stream.ackedRevision = this.revisions().served;
+    if (status.nack !== undefined) delete status.nack;
+    if (this.revisions && this.source && this.acknowledgesAll(stream.nodeId, stream.resources, current)) stream.ackedRevision = this.revisions().served;
   }
 
   /** Every type of the node's current snapshot acknowledged at its latest version. */
-  private acknowledgesAll(nodeId: string, resources: ReadonlyMap<string, ResourceTypeStatus>): boolean {
-    const snapshot = this.source!.currentSnapshot(nodeId);
-    return snapshot !== undefined && snapshot.typeUrls().every((typeUrl) => resources.get(typeUrl)?.acked === snapshot.version(typeUrl));
+  private acknowledgesAll(nodeId: string, resources: ReadonlyMap<string, ResourceTypeStatus>, current?: CurrentSnapshot): boolean {
+    const snapshot = current ?? this.source!.currentSnapshot(nodeId);
+    if (snapshot === undefined) return false;
+    for (const typeUrl of snapshot.typeUrls()) if (resources.get(typeUrl)?.acked !== snapshot.version(typeUrl)) return false;
+    return true;
   }
 
   nacked(streamId: number, typeUrl: string, version: string, message: string, superseded = false): void {

@@ -75,16 +75,17 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     // Wildcard (what Envoy asks for Listeners and Clusters): the one buffer every stream is sent.
     let nonce: string;
     let bytes: Buffer;
+    let framed: Buffer | undefined;
     if (state.names) {
       nonce = this.nextNonce();
       bytes = encodeSotwResponse(typeUrl, set, nonce, state.names);
     } else {
-      ({ nonce, bytes } = sharedSotwResponse(typeUrl, set));
+      ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
     }
-    state.lastSent = { version: set.version, nonce, ...(state.names ? { names: state.names } : {}) };
+    state.lastSent = state.names ? { version: set.version, nonce, names: state.names } : { version: set.version, nonce };
     state.watchOpen = false;
     state.awaitingAnswer = true;
-    this.write(typeUrl, set.version, nonce, bytes);
+    this.write(typeUrl, set.version, nonce, bytes, framed);
   }
 
   protected override subscribed(typeUrl: string): boolean {

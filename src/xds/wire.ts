@@ -82,7 +82,7 @@ const fieldSize = (length: number): number => 1 + varintSize(length) + length;
  * each resource). test/xds/wire.test.ts holds it byte for byte to the
  * reflective encoder.
  */
-function encodeSotw(typeUrl: string, version: string, resources: Iterable<EncodedResource>, nonce?: string): Buffer {
+function encodeSotw(typeUrl: string, version: string, resources: Iterable<EncodedResource>, nonce?: string, headroom = 0): Buffer {
   const versionBytes = Buffer.byteLength(version);
   const typeUrlBytes = Buffer.byteLength(typeUrl);
   const nonceBytes = nonce === undefined ? 0 : Buffer.byteLength(nonce);
@@ -94,8 +94,8 @@ function encodeSotw(typeUrl: string, version: string, resources: Iterable<Encode
     items.push({ typeUrlBytes: itemTypeUrlBytes, anySize, resource });
     size += fieldSize(anySize);
   }
-  const out = Buffer.allocUnsafe(size);
-  let at = writeHead(out, 0, 1, versionBytes);
+  const out = Buffer.allocUnsafe(headroom + size);
+  let at = writeHead(out, headroom, 1, versionBytes);
   at += out.write(version, at, 'utf8');
   for (const { typeUrlBytes: itemTypeUrlBytes, anySize, resource } of items) {
     at = writeHead(out, at, 2, anySize);
@@ -111,7 +111,7 @@ function encodeSotw(typeUrl: string, version: string, resources: Iterable<Encode
     at = writeHead(out, at, 5, nonceBytes);
     at += out.write(nonce, at, 'utf8');
   }
-  if (at !== size) throw new Error(`DiscoveryResponse encoding wrote ${at} of ${size} bytes`);
+  if (at !== headroom + size) throw new Error(`DiscoveryResponse encoding wrote ${at - headroom} of ${size} bytes`);
   return out;
 }
 
@@ -127,19 +127,38 @@ function sotwBody(typeUrl: string, set: ResourceSet): Uint8Array {
 
 const nonceField = (nonce: string): Uint8Array => new BinaryWriter().tag(5, WireType.LengthDelimited).string(nonce).finish();
 
+/** gRPC's length-prefixed message framing: a compressed flag (0) and the length, 5 bytes. */
+export const GRPC_FRAME_HEADER_BYTES = 5;
+
+/** The message as gRPC frames it on an HTTP/2 stream: a copy behind a 5-byte prefix (for responses encoded per stream). */
+export function grpcFramed(message: Uint8Array): Buffer {
+  const framed = Buffer.allocUnsafe(GRPC_FRAME_HEADER_BYTES + message.length);
+  framed[0] = 0;
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, GRPC_FRAME_HEADER_BYTES);
+  return framed;
+}
+
 /** A whole-set response, with its nonce, shared by every stream it goes to. */
 export interface SharedResponse {
   readonly nonce: string;
+  /** The DiscoveryResponse: a view into `framed`, no copy. */
   readonly bytes: Buffer;
+  /**
+   * The same bytes behind gRPC's 5-byte message prefix, encoded in place: what
+   * goes on each HTTP/2 stream, so 10,000 streams are sent one buffer rather
+   * than each a framed copy (src/xds/responseWriter.ts).
+   */
+  readonly framed: Buffer;
 }
 
 const sharedResponses = new WeakMap<ResourceSet, SharedResponse>();
 let lastSharedNonce = 0;
 
 /**
- * The state-of-the-world response carrying a whole resource set, encoded once
- * and written as is to every stream (grpc-js copies it into its frame; a
- * per-stream nonce would cost one more copy of the whole body per stream).
+ * The state-of-the-world response carrying a whole resource set, encoded once,
+ * framed for gRPC once, and written as is to every stream (a per-stream nonce
+ * would cost a copy of the whole body per stream).
  * Its nonce is unique in this process ("s" + counter, never a per-stream
  * nonce): a nonce names one response's content, and a stream that is sent
  * the same set twice is sent the same content, so an answer to either is an
@@ -150,7 +169,10 @@ export function sharedSotwResponse(typeUrl: string, set: ResourceSet): SharedRes
   if (!shared) {
     lastSharedNonce += 1;
     const nonce = `s${lastSharedNonce}`;
-    shared = { nonce, bytes: encodeSotw(typeUrl, set.version, set.items.values(), nonce) };
+    const framed = encodeSotw(typeUrl, set.version, set.items.values(), nonce, GRPC_FRAME_HEADER_BYTES);
+    framed[0] = 0;
+    framed.writeUInt32BE(framed.length - GRPC_FRAME_HEADER_BYTES, 1);
+    shared = { nonce, bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
     sharedResponses.set(set, shared);
   }
   return shared;

@@ -92,15 +92,16 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
       return text.includes('egress_tproxy') ? true : undefined;
     });
     // Straight to the listener, no TPROXY: the original destination is the listener itself,
-    // with no SNI: refused (the loop guard or no policy), and logged.
+    // with an SNI no policy allows: refused (the loop guard or no policy), and logged with the
+    // SNI, which Envoy (>= 1.24) reports in tls_properties without terminating TLS.
     await new Promise<void>((resolve) => {
-      const socket = connect(listenerPort, '127.0.0.1', () => socket.write('not TLS, no SNI\r\n'));
+      const socket = connect(listenerPort, '127.0.0.1', () => socket.write(clientHello('refused.example.net')));
       socket.on('error', () => resolve());
       socket.on('close', () => resolve());
       socket.setTimeout(10_000, () => socket.destroy());
     });
     const record = await until('the record in /v1/denials', async () => {
-      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; destination: string; listener: string }[] };
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; destination: string; listener: string; serverName?: string }[] };
       return body.denials[0];
     }).catch((error: Error) => {
       throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
@@ -109,6 +110,7 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     assert.ok(['loop', 'no-policy'].includes(record.reason), record.reason);
     assert.equal(record.destination, `127.0.0.1:${listenerPort}`);
     assert.equal(record.listener, 'egress_tproxy');
+    assert.equal(record.serverName, 'refused.example.net');
   });
 
   // Issue 7 point 4. A connection made straight to the listener (no TPROXY redirect) has
@@ -136,6 +138,14 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
       const match = /tcp\.rejected_loop\.downstream_cx_total: (\d+)/.exec(text);
       return match && Number(match[1]) >= 1 ? true : undefined;
     });
+    // Its record names the SNI, which Envoy (>= 1.24) puts in tls_properties.tls_sni_hostname
+    // without terminating TLS: the listener sets no filter state for it any more. Its tags
+    // carry the reason and the chain only: verdict and listener are derived by the server.
+    const record = await until('the loop record with its server name', async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-it`)).json()) as { denials: { verdict: string; reason: string; serverName?: string; listener: string; chain?: string }[] };
+      return body.denials.find((d) => d.serverName === 'allowed.example.org');
+    });
+    assert.deepEqual([record.verdict, record.reason, record.listener, record.chain], ['denied', 'loop', 'egress_tproxy', 'reject_loop']);
   });
 
   test('a policy change reaches it live', async () => {

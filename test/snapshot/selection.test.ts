@@ -4,7 +4,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { FIRST_COMPILES_HERE_PER_WINDOW, SnapshotCache, type PolicyChanges } from '../../src/snapshot/cache.js';
+import { FIRST_COMPILES_HERE_PER_WINDOW, MAX_RULES_COMPILED_HERE, SnapshotCache, type PolicyChanges } from '../../src/snapshot/cache.js';
 import { CompilePool } from '../../src/snapshot/compilePool.js';
 import { egressGroupCompiler } from '../../src/snapshot/egressGroups.js';
 import { encodeResource } from '../../src/snapshot/encodedResource.js';
@@ -178,4 +178,31 @@ test('with a builder, newly connected nodes beyond the first few compile in the 
   for (let i = 0; i < 30; i++) {
     assert.equal(cache.currentSnapshot(`host-${i}`)!.version(TypeUrl.Listener), expected.snapshotFor(`host-${i}`).version(TypeUrl.Listener), `host-${i}`);
   }
+});
+
+test('a node whose group is too big to compile on the event loop waits for the workers even when it connects alone', async () => {
+  const cache = new SnapshotCache(compiler);
+  // One host of many microVMs: more rules than MAX_RULES_COMPILED_HERE in one group.
+  const microVms = Array.from({ length: 60 }, (_, i): Policy => ({
+    name: `vm-${i}`,
+    sources: [`10.1.${i}.0/30`],
+    allow: { sni: Array.from({ length: 20 }, (_, k) => `n${k}.vm${i}.example`) },
+  }));
+  assert.ok(microVms.reduce((n, p) => n + p.allow.sni.length + (p.sources?.length ?? 0), 0) > MAX_RULES_COMPILED_HERE);
+  cache.setPolicies(microVms);
+  cache.useBuilder(pool.build);
+  const told = new Promise<void>((resolve) => cache.watch('big-host', () => resolve()));
+  assert.equal(cache.currentSnapshot('big-host'), undefined, 'not compiled here, on the event loop');
+  assert.equal(cache.compiledGroups, 0);
+  await told;
+  assert.equal(cache.compiledGroups, 0, 'compiled by the workers');
+  const expected = new SnapshotCache(compiler);
+  expected.setPolicies(microVms);
+  assert.equal(cache.currentSnapshot('big-host')!.version(TypeUrl.Listener), expected.snapshotFor('big-host').version(TypeUrl.Listener));
+  // A small group connecting alone is still compiled here at once.
+  const small = new SnapshotCache(compiler);
+  small.setPolicies([global()]);
+  small.useBuilder(pool.build);
+  small.watch('small-host', () => {});
+  assert.ok(small.currentSnapshot('small-host'), 'a small group is ready at once');
 });

@@ -7,7 +7,7 @@ import { egressGroupCompiler } from '../../src/snapshot/egressGroups.js';
 import { encodeResource } from '../../src/snapshot/encodedResource.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
-import { encodeSotwResponse, sharedSotwResponse } from '../../src/xds/wire.js';
+import { encodeSotwResponse, grpcFramed, sharedSotwResponse } from '../../src/xds/wire.js';
 
 test('the hand-written SotW response is byte for byte what the reflective encoder writes, and decodes strictly', () => {
   const compiled = egressGroupCompiler()([{ name: 'p', sources: ['10.0.0.0/8'], allow: { sni: ['a.example', 'b.example'] } }]);
@@ -27,6 +27,14 @@ test('the hand-written SotW response is byte for byte what the reflective encode
     assert.deepEqual(new Uint8Array(encodeSotwResponse(typeUrl, set, '7')), expected('7'));
     const shared = sharedSotwResponse(typeUrl, set);
     assert.deepEqual(new Uint8Array(shared.bytes), expected(shared.nonce));
+    // What goes on the HTTP/2 stream: gRPC's prefix (not compressed, the length, big-endian) and the same bytes.
+    assert.equal(shared.framed[0], 0);
+    assert.equal(shared.framed.readUInt32BE(1), shared.bytes.length);
+    assert.deepEqual(new Uint8Array(shared.framed.subarray(5)), expected(shared.nonce));
+    assert.equal(shared.bytes.buffer, shared.framed.buffer, 'the message is a view into the framed buffer, not a copy');
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(expected('7').length, 1);
+    assert.deepEqual(grpcFramed(encodeSotwResponse(typeUrl, set, '7')), Buffer.concat([prefix, expected('7')]));
     const decoded = fromBinary(DiscoveryResponseSchema, shared.bytes);
     assert.equal(decoded.resources.length, set.items.size);
     assert.equal(decoded.versionInfo, set.version);

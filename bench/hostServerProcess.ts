@@ -1,0 +1,46 @@
+// The control plane of the server-path host scenario (bench/hostServer.ts), in a process
+// of its own: the host's policies stored, then its main thread's event loop watched
+// (monitorEventLoopDelay) while the benchmark connects an Envoy-like client and edits.
+// Commands on stdin, one per line: "mark" answers (one JSON line) with the longest
+// event-loop block and this process's CPU (all threads: the compile workers too) since
+// the previous mark.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { silentLogger } from '../src/log.js';
+import { startControlPlane } from '../src/server/controlPlane.js';
+import { hostPolicies } from './hostScenario.js';
+
+const microVms = Number(process.argv[2] ?? 1000);
+const workers = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
+const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-hostserver-'));
+const cp = await startControlPlane({
+  xdsAddress: '127.0.0.1:0',
+  adminHost: '127.0.0.1',
+  adminPort: 0,
+  dataDir,
+  logger: silentLogger,
+  ...(workers !== undefined && { compileWorkers: workers }),
+});
+const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));
+await cp.store.apply(changes, { client: 'bench', source: 'api' });
+await cp.push.idle();
+
+const histogram = monitorEventLoopDelay({ resolution: 1 });
+histogram.enable();
+let cpuAt = process.cpuUsage();
+process.stdout.write(`${JSON.stringify({ xds: cp.xdsPort, admin: cp.admin.port })}\n`);
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() !== 'mark') return;
+  const cpu = process.cpuUsage(cpuAt);
+  cpuAt = process.cpuUsage();
+  process.stdout.write(`${JSON.stringify({ maxBlockMs: histogram.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
+  histogram.reset();
+});
+const stop = () => {
+  void cp.close().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
+};
+process.on('SIGTERM', stop);
+process.stdin.on('end', stop);
