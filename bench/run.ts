@@ -62,3 +62,5 @@ console.log('(each replica its own `serve --store etcd://` process, one local et
 for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);
 console.log('\n## Policy validation: one body, CPU time per call (ajv schema pass, then meaning and canonical form)');
 for (const line of await (await import('./policyValidate.js')).policyValidateTable()) console.log(line);
+console.log('\n## Log lines: CPU per line (src/log.ts, pino synchronous to stderr; beside pino asynchronous)');
+for (const line of await (await import('./logLines.js')).logLinesTable()) console.log(line);
