@@ -226,7 +226,15 @@ export async function writesWithFleet(options: WritesOptions): Promise<WritesRes
       }
     }));
     clearTimeout(killer);
-    await srv.stop().catch(() => {}); // reaps the killed process
+    // Wait until it is gone (Child.stop would write to its closed IPC channel: an EPIPE 'error' event).
+    for (let i = 0; i < 200; i++) {
+      try {
+        process.kill(serverPid, 0);
+      } catch {
+        break; // ESRCH: exited and reaped
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const store = await openPolicyStore(dataDir);
     let missing = 0;
     try {
@@ -242,8 +250,9 @@ export async function writesWithFleet(options: WritesOptions): Promise<WritesRes
     return { ...base, durability: { acked: acked.size, missing, killedInFlight: inFlightAtKill.count } };
   } finally {
     agent.destroy();
-    await load.stop();
-    if (!killed) await srv.stop();
+    // A child that died already must not hide the error that ended the run.
+    await load.stop().catch(() => {});
+    if (!killed) await srv.stop().catch(() => {});
     await rm(dataDir, { recursive: true, force: true });
   }
 }
