@@ -87,7 +87,7 @@ export interface AlsStream {
   sendHttp(entries: HttpEntry[]): void;
   /** Any message, as a proto-loader object or raw bytes. */
   sendRaw(message: unknown): void;
-  /** Half-closes and waits for the server's answer (or error). */
+  /** Half-closes, waits for the server's answer (or error), and closes the client. */
   finish(): Promise<grpc.ServiceError | null>;
   /** The server's answer, whenever it comes (an error ends the stream early). */
   readonly done: Promise<grpc.ServiceError | null>;
@@ -113,7 +113,11 @@ export function openAlsStream(target: string, nodeId: string, options: { cluster
     sendRaw: (message) => void call.write(message),
     finish: async () => {
       call.end();
-      return done;
+      const answer = await done;
+      // The stream is over: release the channel too, so that a test's process can exit
+      // whatever the server does with idle connections on close.
+      client.close();
+      return answer;
     },
     done,
     close: () => {
