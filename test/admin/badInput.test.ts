@@ -47,6 +47,8 @@ const cases: Case[] = [
   ['check: bracketed IPv4', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '[1.2.3.4]:443' } }, 400, 'destination', /IP:PORT/],
   ['check: host name', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: 'github.com:443' } }, 400, 'destination', /IP:PORT/],
   ['check: sni with space', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4:443', sni: 'a b' } }, 400, 'sni', /no spaces/],
+  ['check: host with space', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4:80', host: 'a b' } }, 400, 'host', /Host header/],
+  ['check: host and sni', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4:80', host: 'a.example', sni: 'a.example' } }, 400, 'host', /plain HTTP/],
   ['check: unknown field', 'POST', '/v1/check', { body: { node: 'n', source: '10.0.0.1', destination: '1.2.3.4:443', port: 1 } }, 400, 'port', /unknown field/],
   ['check: body an array', 'POST', '/v1/check', { body: [] }, 400, 'body', /must be a JSON object/],
   ['check: empty node', 'POST', '/v1/check', { body: { node: '', source: '10.0.0.1', destination: '1.2.3.4:443' } }, 400, 'node', /is required: the Envoy node id/],
