@@ -280,7 +280,7 @@ export function markImmutable<T extends object>(value: T): T {
   return value;
 }
 
-/** Marked with markImmutable. */
+/** Whether `value` was marked immutable (its encoding may then be kept by whoever encodes it whole). */
 export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memo.has(value);
 
 // Paths are for errors only: the walk does not build them (a string per field was a good
@@ -562,18 +562,6 @@ export function fastEncodeProtoJson(typeUrl: string, json: unknown): Uint8Array 
   const root = messageNameOf(typeUrl);
   try {
     const plan = typeByUrl(typeUrl);
-    // A whole resource marked immutable (the clusters every group shares) is encoded once; a
-    // copy goes out, as callers own what they are given.
-    if (isImmutable(json)) {
-      const byType = memo.get(json as object);
-      let body = byType?.get(plan);
-      if (!body) {
-        body = withWriter((w) => writeMessageBody(w, plan, json));
-        if (!byType) memo.set(json as object, new Map([[plan, body]]));
-        else byType.set(plan, body);
-      }
-      return body.slice();
-    }
     return withWriter((w) => writeMessageBody(w, plan, json));
   } catch (error) {
     if (!(error instanceof EncodeError)) throw error;

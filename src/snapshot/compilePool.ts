@@ -16,14 +16,18 @@ const CHUNK = 32;
 /** The default: one thread per core beyond the one the event loop uses, at least one, at most four. */
 export const defaultCompileWorkers = (): number => Math.max(1, Math.min(4, availableParallelism() - 1));
 
-interface Pending {
-  readonly resolve: (results: EncodedResource[][]) => void;
-  readonly reject: (error: Error) => void;
-}
+/** Policies a worker keeps (every version it was sent) before it is told to start over. */
+const MAX_HELD_POLICIES = 100_000;
 
-// Ids of the policy objects sent to workers (the cache keeps one object per policy version).
+// Policy objects are immutable values (the snapshot cache keeps one per stored version), so
+// an object's id names its content for the life of the process.
 const policyIds = new WeakMap<Policy, number>();
 let lastPolicyId = 0;
+function policyIdOf(policy: Policy): number {
+  let id = policyIds.get(policy);
+  if (id === undefined) policyIds.set(policy, (id = ++lastPolicyId));
+  return id;
+}
 
 // Small resources (the clusters every group shares) arrive once per chunk as copies of one
 // another: kept once, so 10,000 groups hold one copy of each, not 10,000.
@@ -40,20 +44,16 @@ function intern(resource: EncodedResource): EncodedResource {
   return resource;
 }
 
+interface Pending {
+  readonly resolve: (results: EncodedResource[][]) => void;
+  readonly reject: (error: Error) => void;
+}
+
 class CompileWorker {
   private worker: Worker;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
   private static lastId = 0;
-  /**
-   * The policies this worker holds: each policy version is sent to a worker once, then
-   * named by its id, so the worker compiles the same object again (its memos are keyed by
-   * policy object) and a set costs a few numbers to send, not a structured clone of its
-   * policies. Ids of policies the cache has let go are forgotten with the next request.
-   */
-  private known = new WeakSet<Policy>();
-  private forgotten: number[] = [];
-  private readonly collected = new FinalizationRegistry<number>((id) => this.forgotten.push(id));
 
   constructor(private readonly options: CompileOptions) {
     this.worker = this.start();
@@ -62,16 +62,17 @@ class CompileWorker {
   private start(): Worker {
     const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData: { options: this.options } });
     worker.unref();
-    this.known = new WeakSet();
     worker.on('message', (reply: CompileReply) => {
       const pending = this.pending.get(reply.id);
       if (!pending) return;
       this.pending.delete(reply.id);
       if ('error' in reply) pending.reject(new Error(`compile worker: ${reply.error}`));
-      else pending.resolve(reply.results.map((resources) => resources.map(intern)));
+      else pending.resolve(reply.results);
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
+      // A new worker holds no policies.
+      this.held.clear();
       for (const pending of this.pending.values()) pending.reject(error);
       this.pending.clear();
       if (this.worker === worker) this.worker = this.start();
@@ -83,25 +84,28 @@ class CompileWorker {
     return worker;
   }
 
+  /** Ids of the policies this worker holds (compileWorker.ts). */
+  private readonly held = new Set<number>();
+
   compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
     const id = ++CompileWorker.lastId;
+    // Bounded: past the limit the worker forgets everything and is sent this request's policies.
+    const reset = this.held.size > MAX_HELD_POLICIES;
+    if (reset) this.held.clear();
     const policies: [number, Policy][] = [];
-    const ids = sets.map((set) =>
+    const idSets = sets.map((set) =>
       set.map((policy) => {
-        let policyId = policyIds.get(policy);
-        if (policyId === undefined) policyIds.set(policy, (policyId = ++lastPolicyId));
-        if (!this.known.has(policy)) {
-          this.known.add(policy);
-          this.collected.register(policy, policyId);
+        const policyId = policyIdOf(policy);
+        if (!this.held.has(policyId)) {
+          this.held.add(policyId);
           policies.push([policyId, policy]);
         }
         return policyId;
       }),
     );
-    const forget = this.forgotten.splice(0);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const request: CompileRequest = { id, policies, sets: ids, forget };
+      const request: CompileRequest = { id, sets: idSets, policies, ...(reset && { reset }) };
       this.worker.postMessage(request);
     });
   }
@@ -114,23 +118,11 @@ class CompileWorker {
   }
 }
 
-/**
- * A stable hash of the names of a set's node-specific policies (all names when none is):
- * the same group keeps its worker across versions of its policies.
- */
-export function affinity(set: readonly Policy[]): number {
-  let h = 0x811c9dc5;
-  let any = false;
-  for (const pass of [false, true]) {
-    for (const policy of set) {
-      if (!pass && policy.nodes === undefined) continue;
-      any = true;
-      for (let i = 0; i < policy.name.length; i++) h = Math.imul(h ^ policy.name.charCodeAt(i), 0x01000193);
-      h = Math.imul(h ^ 0x2c, 0x01000193);
-    }
-    if (any) break;
-  }
-  return h >>> 0;
+/** A worker index from the set's policy names (not their content, which an edit changes). */
+function affinity(set: readonly Policy[], workers: number): number {
+  let hash = 0;
+  for (const policy of set) for (let i = 0; i < policy.name.length; i++) hash = (Math.imul(hash, 31) + policy.name.charCodeAt(i)) | 0;
+  return (hash >>> 0) % workers;
 }
 
 export class CompilePool {
@@ -146,14 +138,16 @@ export class CompilePool {
   }
 
   /**
-   * Compiles and encodes each set; results in the order of the sets. Each set goes to the
-   * worker its node-specific policies' names hash to, so the next compile of that group (a
-   * global change, an edit of its own policy) finds the group's fragments memoised in the
-   * worker that built them, and each worker holds only its share of the fleet's fragments.
+   * Compiles and encodes each set; results in the order of the sets. Every set goes to the
+   * worker its policy names hash to, a few or ten thousand: the same group goes to the same
+   * worker edit after edit, and a global change finds each group's fragments (and their
+   * bytes) memoised in the worker that built them, each worker holding only its share of
+   * the fleet's (a round-robin turn would send it to a worker whose memo holds an older
+   * version, or none).
    */
   readonly build: GroupBuilder = async (sets) => {
     const byWorker: number[][] = this.workers.map(() => []);
-    for (let i = 0; i < sets.length; i++) byWorker[affinity(sets[i]!) % this.workers.length]!.push(i);
+    for (let i = 0; i < sets.length; i++) byWorker[affinity(sets[i]!, this.workers.length)]!.push(i);
     const results: EncodedResource[][] = new Array<EncodedResource[]>(sets.length);
     const chunks: Promise<void>[] = [];
     byWorker.forEach((indices, w) => {
@@ -161,7 +155,7 @@ export class CompilePool {
         const part = indices.slice(i, i + CHUNK);
         chunks.push(
           this.workers[w]!.compile(part.map((k) => sets[k]!)).then((built) => {
-            part.forEach((k, j) => (results[k] = built[j]!));
+            part.forEach((k, j) => (results[k] = built[j]!.map(intern)));
           }),
         );
       }

@@ -21,27 +21,22 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: string | Uint8Arra
 export const shortHash = (data: string | Uint8Array): string =>
   (oneShot ? oneShot('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex')).slice(0, 16);
 
-// Resources whose ProtoJSON is marked immutable (the clusters every group shares): encoded
-// and hashed once per object.
-const encodedOnce = new WeakMap<object, Map<string, EncodedResource>>();
+// Resources the compiler marked immutable and hands out again unchanged (the port-80 route
+// tables of the sources an edit did not reach: a thousand per host) keep their encoding: no
+// re-encode, no re-hash.
+const encodedOnce = new WeakMap<object, EncodedResource>();
 
 export function encodeResource(typeUrl: string, name: string, json: ProtoJson): EncodedResource {
-  if (!isImmutable(json)) return encodeNow(typeUrl, name, json);
-  let byKey = encodedOnce.get(json);
-  const key = `${typeUrl}\u0000${name}`;
-  let encoded = byKey?.get(key);
-  if (!encoded) {
-    encoded = encodeNow(typeUrl, name, json);
-    // Kept only when small: a compile worker transfers (detaches) the buffers of large
-    // resources it sends, which a memo must never hold.
-    if (encoded.bytes.byteLength >= 16 * 1024) return encoded;
-    if (!byKey) encodedOnce.set(json, (byKey = new Map()));
-    byKey.set(key, encoded);
-  }
+  const known = encodedOnce.get(json);
+  if (known && known.typeUrl === typeUrl && known.name === name) return known;
+  const encoded = encodeFresh(typeUrl, name, json);
+  // Not a large one: a compile worker transfers (detaches) the buffers of large resources
+  // it sends (compileWorker.ts transferList), which a memo must never hold.
+  if (isImmutable(json) && encoded.bytes.byteLength < 64 * 1024) encodedOnce.set(json, encoded);
   return encoded;
 }
 
-function encodeNow(typeUrl: string, name: string, json: ProtoJson): EncodedResource {
+function encodeFresh(typeUrl: string, name: string, json: ProtoJson): EncodedResource {
   // The fast encoder gives the generic encoder's bytes (test/envoy/fastEncode.test.ts) in a
   // fraction of the time; what it does not support (or refuses), the generic path encodes
   // or explains.

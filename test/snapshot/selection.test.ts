@@ -228,3 +228,22 @@ test('a node whose group is too big to compile on the event loop waits for the w
   small.watch('small-host', () => {});
   assert.ok(small.currentSnapshot('small-host'), 'a small group is ready at once');
 });
+
+test('the compile pool sends each policy once and then its id: a sequence of edits compiles to what the event loop compiles', async () => {
+  const one = new CompilePool({}, 1);
+  try {
+    let policies: Policy[] = [global(), ...Array.from({ length: 8 }, (_, i) => hostPolicy(i))];
+    const here = (set: readonly Policy[]) => compiler(set).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json).version);
+    for (let step = 0; step < 6; step++) {
+      // Two sets sharing most policy objects, as two groups of one change do.
+      const sets = [policies, policies.slice(0, 4)];
+      const results = await one.build(sets);
+      results.forEach((resources, k) => assert.deepEqual(resources.map((r) => r.version), here(sets[k]!), `step ${step}, set ${k}`));
+      // The next change: one policy replaced by a new object (the others are the same objects).
+      const i = step % policies.length;
+      policies = policies.map((p, k) => (k === i ? { ...p, allow: { sni: [...p.allow.sni, `step${step}.example`] } } : p));
+    }
+  } finally {
+    await one.close();
+  }
+});
