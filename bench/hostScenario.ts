@@ -14,6 +14,8 @@ import type { FilterChainJson, ListenerJson } from '../src/envoy/resources.js';
 import { TYPE_PREFIX, TypeUrl } from '../src/envoy/typeUrls.js';
 import type { Connection, Policy } from '../src/policy/model.js';
 import { summarize } from './stats.js';
+import { encodeResource } from '../src/snapshot/encodedResource.js';
+import { formatBreakdown, listenerBreakdown } from './listenerBreakdown.js';
 
 const CATALOGUE_SIZE = 400;
 // Realistic lengths (registries, CDNs, APIs: 10 to 30 characters); every 8th a wildcard.
@@ -56,8 +58,8 @@ export function withExtraName(policies: readonly Policy[], name: string, serverN
   return policies.map((p) => (p.name === name ? { ...p, allow: { ...p.allow, sni: [...p.allow.sni, serverName].sort() } } : p));
 }
 
-/** Connections a microVM makes: its own names, the shared ones, an address rule, a refused name. */
-export function sampleConnections(policies: readonly Policy[], i: number): Connection[] {
+/** Connections a microVM makes: its own names, the shared ones, an address rule, a refused name, plain HTTP to port 80. */
+export function sampleConnections(policies: readonly Policy[], i: number): (Connection & { applicationProtocols?: string[] })[] {
   const own = policies.find((p) => p.name === `vm-${String(i).padStart(5, '0')}`)!;
   const shared = policies.find((p) => p.name === SHARED)!;
   const sourceIp = microVmIp(i);
@@ -68,10 +70,12 @@ export function sampleConnections(policies: readonly Policy[], i: number): Conne
     { sourceIp, destinationIp: '203.0.113.9', destinationPort: 443, serverName: 'new.common.dev' },
     { sourceIp, destinationIp: '203.0.113.9', destinationPort: 443, serverName: 'not-allowed.example' },
     { sourceIp, destinationIp: `192.0.2.${i % 256}`, destinationPort: 5432 },
+    // A long-lived plain-HTTP connection: routed by Host per request (RDS), the chain must stay.
+    { sourceIp, destinationIp: '203.0.113.80', destinationPort: 80, applicationProtocols: ['http/1.1'] },
   ];
 }
 
-function chainOf(listener: ListenerJson, connection: Connection): FilterChainJson | undefined {
+function chainOf(listener: ListenerJson, connection: Connection & { applicationProtocols?: string[] }): FilterChainJson | undefined {
   return listener.filterChainMatcher ? selectByMatcher(listener, connection).chain : selectFilterChain(listener, connection);
 }
 const allows = (chain: FilterChainJson | undefined) => chain !== undefined && !chain.name?.startsWith('reject');
@@ -124,6 +128,11 @@ export interface HostScenarioResult {
   chains: number;
   matcherBytes: number;
   listenerBytes: number;
+  /** The RouteConfigurations served beside the listener over RDS: count and bytes. */
+  routeTables: number;
+  routeBytes: number;
+  /** Where the listener's bytes go, by chain kind (listenerBreakdown.ts). */
+  breakdown: string;
   cold: ReturnType<typeof summarize>;
   ownEdit: ReturnType<typeof summarize>;
   sharedEdit: ReturnType<typeof summarize>;
@@ -144,9 +153,12 @@ const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export async function hostScenario(microVms: number, rounds: number, options: CompileOptions & { encoder?: 'generic' | 'fast' } = {}): Promise<HostScenarioResult> {
   const encode: Encoder = options.encoder === 'generic' ? genericEncoder : encodeListener;
-  const compileAndEncode = (policies: readonly Policy[]): { compiled: CompiledEgress; bytes: Uint8Array } => {
+  // The port-80 route tables (RDS) are encoded as the snapshot encodes them (unchanged ones keep their bytes).
+  const compileAndEncode = (policies: readonly Policy[]): { compiled: CompiledEgress; bytes: Uint8Array; routeBytes: number } => {
     const compiled = compileEgress(policies, options);
-    return { compiled, bytes: encode(compiled.listeners[0]!) };
+    let routeBytes = 0;
+    for (const route of compiled.routes ?? []) routeBytes += encodeResource(TypeUrl.RouteConfiguration, route.name!, route as unknown as Record<string, unknown>).bytes.length;
+    return { compiled, bytes: encode(compiled.listeners[0]!), routeBytes };
   };
   const base = hostPolicies(microVms);
   const cold: number[] = [];
@@ -156,7 +168,7 @@ export async function hostScenario(microVms: number, rounds: number, options: Co
   const ownCpu: number[] = [];
   const sharedCpu: number[] = [];
   const editHistogram = monitorEventLoopDelay({ resolution: 1 });
-  let first: { compiled: CompiledEgress; bytes: Uint8Array } | undefined;
+  let first: { compiled: CompiledEgress; bytes: Uint8Array; routeBytes: number } | undefined;
   let ownAfter: CompiledEgress | undefined;
   let sharedAfter: CompiledEgress | undefined;
   // Each compile runs from a timer, as the server runs it from a store event; the
@@ -200,6 +212,9 @@ export async function hostScenario(microVms: number, rounds: number, options: Co
     chains: before.filterChains.length,
     matcherBytes,
     listenerBytes: first!.bytes.length,
+    routeTables: first!.compiled.routes?.length ?? 0,
+    routeBytes: first!.routeBytes,
+    breakdown: formatBreakdown(listenerBreakdown(first!.compiled)),
     cold: summarize(cold),
     ownEdit: summarize(own),
     sharedEdit: summarize(shared),
@@ -216,15 +231,17 @@ export async function hostScenario(microVms: number, rounds: number, options: Co
 /** The BENCHMARKS.md table of the host scenarios. */
 export async function hostScenarioTable(sizes: readonly number[], rounds: number, options: CompileOptions = {}): Promise<string[]> {
   const lines = [
-    '| microVMs | filter chains | matcher bytes | listener bytes | compile + encode, cold: wall / CPU | one name added to one microVM: wall / CPU | one name added to the shared policy: wall / CPU | microVMs disturbed: own edit / shared edit | max event-loop block: edits / any |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| microVMs | filter chains | matcher bytes | listener bytes | compile + encode, cold: wall / CPU | one name added to one microVM: wall / CPU | one name added to the shared policy: wall / CPU | microVMs disturbed: own edit / shared edit | max event-loop block: edits / any | route tables (RDS): count / bytes |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   const f = (v: number) => v.toFixed(1);
+  const breakdowns: string[] = [];
   for (const n of sizes) {
     const r = await hostScenario(n, rounds, options);
     lines.push(
-      `| ${n} | ${r.chains} | ${r.matcherBytes} | ${r.listenerBytes} | ${f(r.cold.p50)} / ${f(r.coldCpu.p50)} ms | ${f(r.ownEdit.p50)} / ${f(r.ownEditCpu.p50)} ms | ${f(r.sharedEdit.p50)} / ${f(r.sharedEditCpu.p50)} ms | ${r.ownDisturbed} / ${r.sharedDisturbed} | ${f(r.maxEditBlockMs)} / ${f(r.maxBlockMs)} ms |`,
+      `| ${n} | ${r.chains} | ${r.matcherBytes} | ${r.listenerBytes} | ${f(r.cold.p50)} / ${f(r.coldCpu.p50)} ms | ${f(r.ownEdit.p50)} / ${f(r.ownEditCpu.p50)} ms | ${f(r.sharedEdit.p50)} / ${f(r.sharedEditCpu.p50)} ms | ${r.ownDisturbed} / ${r.sharedDisturbed} | ${f(r.maxEditBlockMs)} / ${f(r.maxBlockMs)} ms | ${r.routeTables} / ${r.routeBytes} |`,
     );
+    breakdowns.push(`${n} microVMs: ${r.breakdown}`);
   }
-  return lines;
+  return [...lines, '', 'Bytes by part (protobuf, first round):', '', ...breakdowns.map((b) => `- ${b}`)];
 }

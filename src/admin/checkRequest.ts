@@ -1,15 +1,17 @@
 // POST /v1/check's body: which node, and one connection as Envoy would see it.
-// {"node": ID, "source": IP, "destination": "IP:PORT" | "[IPv6]:PORT", "sni"?: NAME}
+// {"node": ID, "source": IP, "destination": "IP:PORT" | "[IPv6]:PORT", "sni"?: NAME, "host"?: HOST}
+// "host": the Host header of a plain-HTTP request on the connection (port 80's HTTP path).
 // Its shape is checkRequestSchema (the OpenAPI document's CheckRequest); the
 // addresses' meaning is checked after it. forwardCheckRequest.ts takes the
 // forward-proxy listeners' bodies.
 import { isIP } from 'node:net';
-import type { Connection, Result } from '../policy/model.js';
+import type { CheckConnection } from '../compile/check.js';
+import type { Result } from '../policy/model.js';
 import { compileSchema } from '../schema/validator.js';
 
 export interface CheckRequest {
   readonly nodeId: string;
-  readonly connection: Connection;
+  readonly connection: CheckConnection;
 }
 
 const NODE_ID_HINT = 'is required: the Envoy node id';
@@ -43,6 +45,14 @@ export const checkRequestSchema = {
     },
     destination: { type: 'string', 'x-message': DESTINATION_HINT, 'x-required': DESTINATION_HINT, description: '"IP:PORT"; IPv6 as "[2001:db8::1]:443".' },
     sni: checkSniSchema,
+    host: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 261,
+      pattern: '^[^\\s/@]+$',
+      'x-message': 'must be the Host header of a plain-HTTP request: "NAME" or "NAME:PORT", no spaces, at most 261 characters',
+      description: 'The Host header of a plain-HTTP request on the connection ("github.com", "github.com:80"); the answer then follows the source\'s HTTP route table (RDS). Not with sni.',
+    },
   },
 } as const;
 
@@ -51,6 +61,7 @@ interface CheckBody {
   readonly source: string;
   readonly destination: string;
   readonly sni?: string;
+  readonly host?: string;
 }
 
 export const checkShape = compileSchema<CheckBody>(checkRequestSchema);
@@ -80,10 +91,11 @@ export function validateCheckRequest(body: unknown): Result<CheckRequest> {
     const error = checkShape.error(body);
     return fail(error.field || 'body', error.message);
   }
-  const { node, source, destination, sni } = body;
+  const { node, source, destination, sni, host } = body;
   if (isIP(source) === 0) return fail('source', SOURCE_HINT);
   const parsed = parseDestination(destination);
   if (!parsed) return fail('destination', `"${destination}" must be "IP:PORT" with a port 1 to 65535, IPv6 as "[2001:db8::1]:443"`);
+  if (host !== undefined && sni !== undefined) return fail('host', 'is for plain HTTP (no TLS); a TLS connection is checked by its sni');
   return {
     ok: true,
     value: {
@@ -93,6 +105,7 @@ export function validateCheckRequest(body: unknown): Result<CheckRequest> {
         destinationIp: parsed.ip,
         destinationPort: parsed.port,
         ...(sni !== undefined ? { serverName: sni.toLowerCase() } : {}),
+        ...(host !== undefined ? { httpHost: host } : {}),
       },
     },
   };

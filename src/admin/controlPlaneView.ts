@@ -15,16 +15,16 @@ export interface CheckResult {
   readonly path?: readonly string[];
   /** Where an allowed connection goes: dialled by name, or to the original destination. */
   readonly upstream?: { readonly kind: 'name' | 'original-destination'; readonly address: string };
+  /** forward-http, or a plain-HTTP request (a Host given): "VIRTUAL HOST / ROUTE", the route taken. */
+  readonly route?: string;
+  /** The same: the status Envoy answers itself with (403 refused). */
+  readonly status?: number;
+  /** The same: that answer's body. */
+  readonly body?: string;
 }
 
 export interface ForwardCheckResult extends CheckResult {
   readonly listener: 'forward-http' | 'forward-tls';
-  /** forward-http: "VIRTUAL HOST / ROUTE", the route taken. */
-  readonly route?: string;
-  /** forward-http: the status Envoy answers itself with (403 refused). */
-  readonly status?: number;
-  /** forward-http: that answer's body. */
-  readonly body?: string;
   /** The access-log entries Envoy would send (each firing logger's literal tags). */
   readonly logs?: readonly Readonly<Record<string, string>>[];
 }
@@ -32,7 +32,8 @@ export interface ForwardCheckResult extends CheckResult {
 export interface ControlPlaneView {
   nodes(): NodeStatus[];
   /** Evaluates against the resources the node receives (or would receive, if not connected). */
-  check(nodeId: string, connection: Connection): CheckResult;
+  /** `httpHost`: a plain-HTTP request with that Host header on the connection. */
+  check(nodeId: string, connection: Connection & { readonly httpHost?: string }): CheckResult;
   /** The same for a request to the forward proxy's listeners; absent when the control plane cannot answer it. */
   checkForward?(request: ForwardCheckRequest): ForwardCheckResult;
   /** True once the served state reflects the store. */

@@ -306,9 +306,9 @@ export const openApiDocument = {
           policy: { type: ['string', 'null'], description: 'The policy that allows it; null on deny.' },
           filterChain: { type: 'string', description: 'The filter chain Envoy would select.' },
           listener: { enum: ['forward-http', 'forward-tls'], description: 'Present when the request asked about a forward-proxy listener.' },
-          route: { type: 'string', description: 'forward-http: the virtual host and route taken, "VIRTUAL HOST / ROUTE".' },
-          status: { type: 'integer', description: 'forward-http: the status Envoy answers itself with (403 refused; 404 no route).' },
-          body: { type: 'string', description: 'forward-http: that answer\'s body, naming the host, the client and the policy field that would allow it.' },
+          route: { type: 'string', description: 'forward-http, or transparent with host: the virtual host and route taken, "VIRTUAL HOST / ROUTE".' },
+          status: { type: 'integer', description: 'forward-http, or transparent with host: the status Envoy answers itself with (403 refused; 404 no route).' },
+          body: { type: 'string', description: 'forward-http, or transparent with host: that answer\'s body, naming the host and the policy field that would allow it.' },
           logs: {
             type: 'array',
             items: { type: 'object', additionalProperties: { type: 'string' } },

@@ -163,6 +163,9 @@ export function createRoutes({ store, view, metrics, denials }: RouteDependencie
             filterChain: result.filterChain,
             path: result.path ?? [],
             upstream: result.upstream ?? null,
+            ...(result.route !== undefined && { route: result.route }),
+            ...(result.status !== undefined && { status: result.status }),
+            ...(result.body !== undefined && { body: result.body }),
           });
         },
       },

@@ -2,6 +2,7 @@
 // the same policies (in any order) give byte-identical resources, so versions are stable.
 // (The hardened layout memoises per-source fragments; that changes speed, never output.)
 import type { ClusterJson, ListenerJson } from '../envoy/resources.js';
+import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
 import type { Policy } from '../policy/model.js';
 import { buildAllowlistTree } from './allowlistTree.js';
 import { loopRejectChain } from './chains.js';
@@ -11,7 +12,7 @@ import type { AccessLogOptions } from './accessLog.js';
 import { withAuditCluster } from './audit.js';
 import { dnsAnswerClusters, dnsListener, dnsPlan, dnsServerNames, type DnsListenerOptions } from './dns.js';
 import { withRaisedCircuitBreakers } from './guards.js';
-import { hardenedClusters, hardenedListener } from './hardenedListener.js';
+import { hardenedClusters, hardenedListenerAndRoutes } from './hardenedListener.js';
 import { withForwardProxy, type ForwardProxyOptions } from './forwardProxy.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_SOURCE, EGRESS_LISTENER_PORT } from './names.js';
@@ -61,6 +62,8 @@ export interface CompiledEgress {
   readonly listeners: ListenerJson[];
   /** Sorted by name. */
   readonly clusters: ClusterJson[];
+  /** The route tables the listeners' HTTP connection managers name (RDS), sorted by name; none in profile seed. */
+  readonly routes?: RouteConfigurationJson[];
 }
 
 /** Seed 002's cidr rules minus the listener's own port: the loop chain owns that port branch. */
@@ -88,7 +91,7 @@ function withDnsListener(egress: CompiledEgress, policies: readonly Policy[], op
   if (!options.dns || options.dns.port === 0) return egress;
   const plan = dnsPlan(dnsServerNames(policies, options.profile ?? 'hardened'));
   const clusters = [...egress.clusters, ...dnsAnswerClusters(plan)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { listeners: [...egress.listeners, dnsListener(plan, { ...(options.ipv6 !== undefined && { ipv6: options.ipv6 }), ...options.dns })], clusters };
+  return { ...egress, listeners: [...egress.listeners, dnsListener(plan, { ...(options.ipv6 !== undefined && { ipv6: options.ipv6 }), ...options.dns })], clusters };
 }
 
 function compileEgressListeners(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
@@ -96,13 +99,14 @@ function compileEgressListeners(policies: readonly Policy[], options: CompileOpt
   if (!options.forwardProxy) return transparent;
   // The DNS listener's port is one the forward proxy's loop guard refuses.
   const forward = options.forwardProxy.dnsPort === undefined && options.dns ? { ...options.forwardProxy, dnsPort: options.dns.port } : options.forwardProxy;
-  return withForwardProxy(transparent, policies, forward, {
+  const withForward = withForwardProxy(transparent, policies, forward, {
     dnsCache: options.dnsCache ?? {},
     maxConnectionsPerSource: options.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
     upstreamMark: options.upstreamMark ?? DEFAULT_UPSTREAM_MARK,
     ...(options.transparent !== false && { transparentPort: options.port ?? EGRESS_LISTENER_PORT }),
     ...(options.accessLog !== undefined && { accessLog: options.accessLog }),
   });
+  return transparent.routes ? { ...withForward, routes: transparent.routes } : withForward;
 }
 
 function compileTransparent(policies: readonly Policy[], options: CompileOptions): CompiledEgress {
@@ -128,7 +132,7 @@ function compileTransparent(policies: readonly Policy[], options: CompileOptions
     ...(options.originalDstConnectTimeout !== undefined && { originalDstConnectTimeout: options.originalDstConnectTimeout }),
     ...(options.rejectConnectTimeout !== undefined && { rejectConnectTimeout: options.rejectConnectTimeout }),
   };
-  const listener = hardenedListener(policies, {
+  const { listener, routes } = hardenedListenerAndRoutes(policies, {
     ...shared,
     listener: listenerOptions,
     port,
@@ -136,5 +140,5 @@ function compileTransparent(policies: readonly Policy[], options: CompileOptions
     ...(options.accessLog !== undefined && { accessLog: options.accessLog }),
   });
   const clusters = withAuditCluster(hardenedClusters(shared), listener.filterChains, shared.upstreamMark, options.originalDstConnectTimeout);
-  return { listeners: [listener], clusters };
+  return { listeners: [listener], clusters, routes };
 }

@@ -1,6 +1,7 @@
 // The hardened egress listener (profile "hardened", the default): the seed's transparent
 // listener (original_dst, tls_inspector) whose chains are chosen by filter_chain_matcher.
 import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
+import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
 import { resetAccessLogCache, withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
 import { auditChain } from './audit.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
@@ -8,7 +9,7 @@ import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { markImmutable } from '../envoy/fastEncode.js';
 import { hardenedMatcher, sourceLabelOf } from './hardenedMatcher.js';
-import { httpChains, httpInspectorListenerFilter, resetHttpChainCache } from './httpPath.js';
+import { httpChains, httpInspectorListenerFilter, httpRouteConfigs, resetHttpChainCache } from './httpPath.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { EGRESS_LISTENER_NAME } from './names.js';
 import { nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
@@ -38,6 +39,11 @@ function cachedChain(kind: 'name' | 'original' | 'audit', source: string, option
   return chain;
 }
 
+// The two refusal chains are the same in every listener: one object each, so their logged
+// versions (accessLog.ts memoises per chain object) and their bytes are built once.
+let refusals: readonly FilterChainJson[] | undefined;
+const rejectChains = () => (refusals ??= [markImmutable(noPolicyRejectChain()), markImmutable(loopRejectChain())]);
+
 /** Forgets the chains built so far (benchmarks measure cold compiles with it). */
 export function resetChainCache(): void {
   chainCache.clear();
@@ -46,32 +52,49 @@ export function resetChainCache(): void {
 }
 
 export function hardenedListener(policies: readonly Policy[], options: HardenedOptions): ListenerJson {
+  return hardenedListenerAndRoutes(policies, options).listener;
+}
+
+/** The hardened listener, and the route tables of its HTTP chains (served over RDS). */
+export function hardenedListenerAndRoutes(policies: readonly Policy[], options: HardenedOptions): { listener: ListenerJson; routes: RouteConfigurationJson[] } {
   const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource, fullBySource } = hardenedMatcher(policies, options.port);
   const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
-    noPolicyRejectChain(),
-    loopRejectChain(),
+    ...rejectChains(),
     ...nameChainSources.map((source) => cachedChain('name', source, options, optionsKey)),
     ...originalDstChainSources.map((source) => cachedChain('original', source, options, optionsKey)),
     ...auditChainSources.map((source) => cachedChain('audit', source, options, optionsKey)),
   ];
   const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
   // Every source's plain HTTP to port 80 (httpPath.ts); its routes need the source's names, shared ones included.
-  chains.push(...httpChains([...bySource.keys()].map(sourceLabelOf), policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }, fullBySource));
+  const httpSources = [...bySource.keys()].map(sourceLabelOf);
+  chains.push(...httpChains(httpSources, policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }, fullBySource));
   const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {}, bySource);
   const listener = egressListener(logged, options.listener);
   listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.
   delete listener.defaultFilterChain;
   listener.filterChainMatcher = matcher;
-  return listener;
+  const routes = httpRouteConfigs(httpSources, policies, fullBySource).sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : 0));
+  return { listener, routes };
 }
+
+// The clusters depend on the options alone: built once per options (a server has one set),
+// so every group's compile shares them and the encoder keeps their bytes.
+const clusterCache = new Map<string, readonly ClusterJson[]>();
 
 /** The clusters the hardened listener routes to, sorted by name. */
 export function hardenedClusters(options: { dnsCache: DnsCacheOptions; upstreamMark: number; originalDstConnectTimeout?: string; rejectConnectTimeout?: string }): ClusterJson[] {
-  return [
-    withUpstreamMark(withRaisedCircuitBreakers(nameUpstreamCluster(options.dnsCache)), options.upstreamMark),
-    withRaisedCircuitBreakers(originalDstCluster(options.originalDstConnectTimeout)),
-    rejectCluster(options.rejectConnectTimeout),
-  ];
+  const key = JSON.stringify([options.dnsCache, options.upstreamMark, options.originalDstConnectTimeout ?? null, options.rejectConnectTimeout ?? null]);
+  let clusters = clusterCache.get(key);
+  if (!clusters) {
+    if (clusterCache.size >= 16) clusterCache.clear();
+    clusters = [
+      withUpstreamMark(withRaisedCircuitBreakers(nameUpstreamCluster(options.dnsCache)), options.upstreamMark),
+      withRaisedCircuitBreakers(originalDstCluster(options.originalDstConnectTimeout)),
+      rejectCluster(options.rejectConnectTimeout),
+    ].map((cluster) => markImmutable(cluster));
+    clusterCache.set(key, clusters);
+  }
+  return [...clusters];
 }

@@ -1,15 +1,22 @@
 // The hardened listener's filter_chain_matcher: all the policy data, none in the chains.
 //
 //   destination_port (exact) ── the listener's own port → reject_loop
-//     └ otherwise: server_name (ServerNameMatcher: the names of the policies shared by every
-//       source that dial by name, "shared names")
-//         ├ a shared name → source_ip (IPMatcher: each source range a policy names; else "any")
-//         │    └ destination_ip (the source's address rules) → original_dst|SOURCE, else → name|SOURCE
-//         └ otherwise: source_ip (IPMatcher: each source range a policy names; else "any source")
-//             └ destination_ip (IPMatcher: ranges allowed by address, grouped by port set)
-//                 ├ every port, or destination_port (exact) in the group's ports → original_dst|SOURCE
-//                 └ otherwise: server_name (ServerNameMatcher) → name|SOURCE or original_dst|SOURCE
-//                     └ otherwise → reject
+//     └ otherwise: transport_protocol (exact)
+//         ├ "tls": server_name (ServerNameMatcher: the names of the policies shared by every
+//         │   source that dial by name, "shared names")
+//         │    ├ a shared name → source_ip (IPMatcher: each source range a policy names; else "any")
+//         │    │    └ destination_ip (the source's address rules) → original_dst|SOURCE, else → name|SOURCE
+//         │    └ otherwise: source_ip (IPMatcher: each source range a policy names; else "any source")
+//         │        └ destination_ip (IPMatcher: ranges allowed by address, grouped by port set)
+//         │            ├ every port, or destination_port (exact) in the group's ports → original_dst|SOURCE
+//         │            └ otherwise: server_name (ServerNameMatcher) → name|SOURCE or original_dst|SOURCE
+//         │                └ otherwise → the source's refusal (reject, or would_deny|SOURCE)
+//         └ otherwise (no TLS, hence no server name):
+//             destination_port 80 and application_protocol from http_inspector (plain HTTP):
+//               source_ip → destination_ip (the source's address rules for port 80) → original_dst|SOURCE
+//                          else → http|SOURCE (routed by Host, httpPath.ts)
+//             anything else: source_ip (only the sources with address rules or an audit)
+//               → destination_ip → original_dst|SOURCE, else → the source's refusal
 //
 // Each source's subtree is complete (it holds the policies of every range around it and of
 // the source-less ones) and every nested matcher has its own on_no_match, so Envoy never
@@ -21,8 +28,15 @@
 // still come first. Matching them once at the root, instead of in every source's subtree,
 // makes the listener cost (sources + shared names) rather than (sources × shared names), and
 // an edit of the shared names rebuilds the root alone.
-// Size: per source, its own rules, its address rules once more under the shared branch,
-// and two range entries.
+//
+// Why plain TCP has its own branch: without TLS there is no server name, so only the address
+// rules and plain HTTP on port 80 can decide there; deciding "port 80, plain HTTP" once at
+// that branch's root costs each source one range entry (about 60 bytes) where a test in
+// every source's refusal cost about 1 KB. A source whose plain TCP is refused outright (no
+// address rule, no audit) needs no entry in the "anything else" trie: every range around it
+// and "any source" then refuse too (a containing range's policies are a subset of its own).
+// Size: per source, its own rules, its address rules twice more (under the shared branch and
+// in plain TCP), and three range entries (two for a source without address rules or audit).
 //
 // Subtrees are memoised by (source, listener port, the exact policies selecting it, with the
 // shared names taken out): a compile after one policy's edit rebuilds only the sources that
@@ -33,7 +47,7 @@ import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy } from '../policy/model.js';
 import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
-import { plainHttpBranch } from './httpPath.js';
+import { HTTP_PORT, httpChainName } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
@@ -45,6 +59,14 @@ const DESTINATION_PORT = input(TypeUrl.DestinationPortInput, 'envoy.matching.inp
 const DESTINATION_IP = input(TypeUrl.DestinationIpInput, 'envoy.matching.inputs.destination_ip');
 const SOURCE_IP = input(TypeUrl.SourceIpInput, 'envoy.matching.inputs.source_ip');
 const SERVER_NAME = input(TypeUrl.ServerNameInput, 'envoy.matching.inputs.server_name');
+const TRANSPORT_PROTOCOL = input(TypeUrl.TransportProtocolInput, 'envoy.matching.inputs.transport_protocol');
+const APPLICATION_PROTOCOL = input(TypeUrl.ApplicationProtocolInput, 'envoy.matching.inputs.application_protocol');
+/**
+ * Without TLS, only http_inspector sets an application protocol, and only to "http/1.0",
+ * "http/1.1" or "h2c" (http_inspector.cc): one prefix, "h", recognises them all with one
+ * entry (an exact map would hold the plain-HTTP subtree once per protocol).
+ */
+const PLAIN_HTTP_PREFIX = 'h';
 
 const to = (chain: string): OnMatchJson => ({ action: chainAction(chain) });
 
@@ -52,7 +74,12 @@ const to = (chain: string): OnMatchJson => ({ action: chainAction(chain) });
 export const sourceLabelOf = (key: string): string => (key === ANY_SOURCE ? ANY_SOURCE_LABEL : key);
 
 export interface SourceFragment {
+  /** TLS: address rules, then server names, then the refusal. */
   readonly onMatch: OnMatchJson;
+  /** Plain HTTP to port 80: address rules for port 80, else the source's HTTP chain. */
+  readonly httpOnMatch: OnMatchJson;
+  /** Other plain TCP: address rules, else the refusal; undefined when that is "reject" outright. */
+  readonly rawOnMatch: OnMatchJson | undefined;
   /** Under a shared name: the source's address rules, else its name chain. */
   readonly sharedOnMatch: OnMatchJson;
   /** The per-source chains the fragment's actions name. */
@@ -98,8 +125,7 @@ function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): On
 export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
   const refusal = refusalChainName(label, plan.policies);
-  // Where the source's policies refuse: plain HTTP to port 80 is still matched by Host (httpPath.ts).
-  const refused = plainHttpBranch(label, refusal);
+  const refused = to(refusal);
   const nameDomains: string[] = [];
   const originalDomains: string[] = [];
   for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
@@ -117,8 +143,11 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
           },
         };
   const onMatch = cidrBranch(plan, label, byName);
+  const port80 = { ...plan, cidrGroups: plan.cidrGroups.filter((g) => g.ports === undefined || g.ports.includes(HTTP_PORT)) };
   return {
     onMatch,
+    httpOnMatch: cidrBranch(port80, label, to(httpChainName(label))),
+    rawOnMatch: plan.cidrGroups.length === 0 && refusal === REJECT_FILTER_CHAIN ? undefined : cidrBranch(plan, label, refused),
     sharedOnMatch: cidrBranch(plan, label, to(nameChainName(label))),
     usesNameChain: nameDomains.length > 0,
     usesOriginalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0,
@@ -127,9 +156,11 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
 }
 
 interface CachedFragment extends SourceFragment {
-  /** The source's entries of the two source_ip matchers (unused for ANY_SOURCE). */
+  /** The source's entries of the source_ip matchers (unused for ANY_SOURCE). */
   readonly rangeEntry: RangeEntry;
   readonly sharedRangeEntry: RangeEntry;
+  readonly httpRangeEntry: RangeEntry;
+  readonly rawRangeEntry: RangeEntry | undefined;
 }
 type RangeEntry = { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson };
 
@@ -163,6 +194,8 @@ function cachedSourceFragmentByContent(key: string, policies: readonly Policy[],
       sharedOnMatch: markImmutable(built.sharedOnMatch),
       rangeEntry: markImmutable({ ranges: range, onMatch: built.onMatch }),
       sharedRangeEntry: markImmutable({ ranges: range, onMatch: built.sharedOnMatch }),
+      httpRangeEntry: markImmutable({ ranges: range, onMatch: built.httpOnMatch }),
+      rawRangeEntry: built.rawOnMatch && markImmutable({ ranges: range, onMatch: built.rawOnMatch }),
     };
   }
   fragments.set(memoKey, fragment);
@@ -241,8 +274,27 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
   const anyFragment = fragments[0]!;
   const named = fragments.slice(1);
   const bySource_ = bySourceIp(named.map((f) => f.rangeEntry), anyFragment.onMatch);
-  const afterLoopGuard =
+  const tls =
     sharedNames.length === 0 ? bySource_ : serverNameMatcher(sharedNames, bySourceIp(named.map((f) => f.sharedRangeEntry), anyFragment.sharedOnMatch), bySource_);
+  const rawEntries = named.flatMap((f) => (f.rawRangeEntry ? [f.rawRangeEntry] : []));
+  const rawOther = bySourceIp(rawEntries, anyFragment.rawOnMatch ?? to(REJECT_FILTER_CHAIN));
+  const plainHttp = bySourceIp(named.map((f) => f.httpRangeEntry), anyFragment.httpOnMatch);
+  const raw: OnMatchJson = {
+    matcher: {
+      matcherTree: {
+        input: DESTINATION_PORT,
+        exactMatchMap: {
+          map: {
+            [String(HTTP_PORT)]: {
+              matcher: { matcherTree: { input: APPLICATION_PROTOCOL, prefixMatchMap: { map: { [PLAIN_HTTP_PREFIX]: plainHttp } } }, onNoMatch: rawOther },
+            },
+          },
+        },
+      },
+      onNoMatch: rawOther,
+    },
+  };
+  const afterLoopGuard: OnMatchJson = { matcher: { matcherTree: { input: TRANSPORT_PROTOCOL, exactMatchMap: { map: { tls } } }, onNoMatch: raw } };
   const nameChainSources: string[] = [];
   const originalDstChainSources: string[] = [];
   const auditChainSources: string[] = [];

@@ -1,12 +1,12 @@
 // Plain HTTP on port 80, matched by its Host header. TLS is matched by SNI; plain HTTP
 // carries the name in the Host header instead, which only an HTTP connection manager reads.
 //
-// In each source's subtree of the matcher, where a connection would be refused (no address
-// rule and no allowed server name), one more branch is tried first:
-//   destination_port 80 → transport_protocol "raw_buffer" (not TLS) →
-//   application_protocol "http/1.0" | "http/1.1" | "h2c" (set by http_inspector) → http|SOURCE
-// and everything else keeps the refusal. The chain http|SOURCE is an HTTP connection
-// manager whose route table is the source's allowlist:
+// The matcher (hardenedMatcher.ts) sends plain HTTP to port 80 (transport_protocol
+// "raw_buffer", application_protocol "http/1.0" | "http/1.1" | "h2c" set by http_inspector)
+// from each source to that source's chain http|SOURCE, unless an address rule of the source
+// allows the destination. The chain is an HTTP connection manager whose route table, the
+// source's allowlist, is not in the chain but served over RDS (over ADS), one
+// RouteConfiguration per source, named like the chain:
 //   - a virtual host per upstream kind, its domains the source's allowed names (a
 //     wildcard "*.x" as Envoy's suffix wildcard "*.x", which, like the policy, matches any
 //     depth) each also with ":80"; allowed hosts are dialled by name (dynamic forward proxy,
@@ -17,17 +17,20 @@
 // A Host with another port ("github.com:22") is refused: Envoy would dial that port.
 // For a source an audit policy selects, the "*" host is not refused but forwarded to the
 // address the guest dialled (the marked audit cluster) and logged as would-deny.
-// The chain holds policy data (its routes), so an edit of the names a source may reach
-// drains that source's open plain-HTTP connections (Envoy replaces a changed chain); TLS
-// and other sources are untouched.
+//
+// Why RDS: the chain then holds no names, so an edit of the names a source may reach (its
+// own policy's, or a shared one's) changes only that source's RouteConfiguration. Envoy
+// applies a new route table to the connections already open and drains none; a changed
+// chain would be drained (listener_impl.cc compares chains by their proto). It also keeps
+// the listener small: the route tables were most of its bytes. RDS over ADS is in every
+// Envoy v3 release (rds.config_source.ads, resource_api_version V3).
 import { markImmutable } from '../envoy/fastEncode.js';
-import type { FilterChainJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
+import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson, VirtualHostJson } from '../envoy/routeConfig.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { celFilter, httpGrpcAccessLog, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
 import { AUDIT_CLUSTER, auditPolicies } from './audit.js';
-import { chainAction } from './chains.js';
 import { connectionLimitFilter } from './guards.js';
 import { ANY_SOURCE_LABEL, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
@@ -54,53 +57,11 @@ export const HTTP_REFUSAL_BODY =
 export const HTTP_REFUSAL_FORMAT = 'egress-xds: plain HTTP to host "%REQ(:AUTHORITY)%" refused: %LOCAL_REPLY_BODY%';
 
 export const httpChainName = (sourceLabel: string): string => `${HTTP_CHAIN_PREFIX}|${sourceLabel}`;
+/** The RouteConfiguration of a source's HTTP chain: the same name ("http|SOURCE"), in RDS's own name space. */
+export const httpRouteConfigName = (sourceLabel: string): string => `${HTTP_CHAIN_PREFIX}|${sourceLabel}`;
 
 export function httpInspectorListenerFilter(): TypedExtensionJson {
   return { name: HTTP_INSPECTOR_LISTENER_FILTER, typedConfig: { '@type': TypeUrl.HttpInspector } };
-}
-
-const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
-const to = (chain: string): OnMatchJson => ({ action: chainAction(chain) });
-
-/**
- * What the source's subtree does where it would refuse: plain HTTP to port 80 goes to the
- * source's HTTP chain, the rest to `refusal` ("reject", or the source's would-deny chain).
- */
-export function plainHttpBranch(sourceLabel: string, refusal: string): OnMatchJson {
-  const toHttp = to(httpChainName(sourceLabel));
-  return {
-    matcher: {
-      matcherTree: {
-        input: input(TypeUrl.DestinationPortInput, 'envoy.matching.inputs.destination_port'),
-        exactMatchMap: {
-          map: {
-            [String(HTTP_PORT)]: {
-              matcher: {
-                matcherTree: {
-                  input: input(TypeUrl.TransportProtocolInput, 'envoy.matching.inputs.transport_protocol'),
-                  exactMatchMap: {
-                    map: {
-                      raw_buffer: {
-                        matcher: {
-                          matcherTree: {
-                            input: input(TypeUrl.ApplicationProtocolInput, 'envoy.matching.inputs.application_protocol'),
-                            exactMatchMap: { map: Object.fromEntries(PLAIN_HTTP_PROTOCOLS.map((p) => [p, toHttp])) },
-                          },
-                          onNoMatch: to(refusal),
-                        },
-                      },
-                    },
-                  },
-                },
-                onNoMatch: to(refusal),
-              },
-            },
-          },
-        },
-      },
-      onNoMatch: to(refusal),
-    },
-  };
 }
 
 /** Envoy virtual host domains for policy patterns: each bare and with the HTTP port. */
@@ -152,7 +113,7 @@ export function httpRouteConfig(
       ? []
       : [part(`vhost|${name}|${cluster}|${JSON.stringify(patterns)}`, () => ({ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }))];
   return {
-    name: httpChainName(sourceLabel),
+    name: httpRouteConfigName(sourceLabel),
     virtualHosts: [
       ...forward('allowed_by_name', byName, NAME_UPSTREAM_CLUSTER),
       ...forward('allowed_shared', shared, NAME_UPSTREAM_CLUSTER),
@@ -184,8 +145,12 @@ function httpAccessLogs(chain: string, policies: readonly Policy[], options: Htt
   ];
 }
 
-/** One source's plain-HTTP chain: capped like its other chains, then routed by Host. */
-export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions, sharedNames?: ReadonlySet<string>): FilterChainJson {
+/**
+ * One source's plain-HTTP chain: capped like its other chains, then routed by Host with the
+ * source's route table from RDS. It holds no allowed name: only the source, the options and
+ * the names of the policies that log (audit, log: all), like the source's other chains.
+ */
+export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
   const name = httpChainName(sourceLabel);
   const audits = auditPolicies(policies);
   const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
@@ -200,7 +165,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
           '@type': TypeUrl.HttpConnectionManager,
           statPrefix: HTTP_STAT_PREFIX,
           codecType: 'AUTO',
-          routeConfig: httpRouteConfig(sourceLabel, serverNamesOf(policies), audits.length > 0, sharedNames ?? sharedNamesOf(policies)),
+          rds: { configSource: { ads: {}, resourceApiVersion: 'V3' }, routeConfigName: httpRouteConfigName(sourceLabel) },
           httpFilters: part(`filters|${dnsKey}`, () => [
             { name: 'envoy.filters.http.dynamic_forward_proxy', typedConfig: { '@type': TypeUrl.HttpDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(options.dnsCache) } },
             { name: 'envoy.filters.http.router', typedConfig: { '@type': TypeUrl.HttpRouter, suppressEnvoyHeaders: true } },
@@ -237,11 +202,26 @@ function sharedNamesOf(policies: readonly Policy[]): Set<string> {
 }
 
 const cachedHttpChains = new Map<string, FilterChainJson>();
+const cachedRouteConfigs = new Map<string, RouteConfigurationJson>();
+const MAX_CACHED = 20_000;
+
+/** Refreshed on use: the map's order is the eviction order, so stale versions go first. */
+function cached<T extends object>(cache: Map<string, T>, key: string, build: () => T): T {
+  let value = cache.get(key);
+  if (value) cache.delete(key);
+  else value = markImmutable(build());
+  cache.set(key, value);
+  if (cache.size > MAX_CACHED) cache.delete(cache.keys().next().value!);
+  return value;
+}
+
+const selectingOf = (bySource: ReadonlyMap<string, readonly Policy[]>, label: string): readonly Policy[] =>
+  bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
 
 /**
- * The HTTP chains of the sources given, each rebuilt only when what it says changed: the
- * memo key is the source, the options and the ids of the policies selecting it (their
- * content), so an edit rebuilds (and re-encodes) only the chains of the sources it reaches.
+ * The HTTP chains of the sources given. The memo key is what a chain holds: the source, the
+ * options and the names of the audit and log: all policies selecting it, so a chain is the
+ * same object (and bytes) across any edit of allowed names.
  */
 export function httpChains(
   sourceLabels: readonly string[],
@@ -252,36 +232,58 @@ export function httpChains(
 ): FilterChainJson[] {
   if (sourceLabels.length === 0) return [];
   const bySource = bySourceGiven ?? policiesBySource(policies);
-  const sharedNames = sharedNamesOf(policies);
   const common = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}|${options.listener}|${JSON.stringify(options.accessLog)}`;
   return sourceLabels.map((label) => {
-    const selecting = bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];
+    const selecting = selectingOf(bySource, label);
     // The same list object as last time (policiesBySource keeps the lists of unchanged
     // sources) and the same options: the same chain, without building its memo key.
     const known = httpChainsByList.get(selecting);
-    if (known && known.label === label && known.common === common) return known.chain;
-    const chain = httpChainByContent(label, selecting, common, options, sharedNames);
-    httpChainsByList.set(selecting, { label, common, chain });
+    if (known && known.label === label && known.key === common) return known.value;
+    const audits = auditPolicies(selecting).join(',');
+    const logAll = selecting.filter((p) => p.log === 'all').map((p) => p.name).sort().join(',');
+    const chain = cached(cachedHttpChains, `${label}|${common}|${audits}|${logAll}`, () => httpChain(label, selecting, options));
+    httpChainsByList.set(selecting, { label, key: common, value: chain });
     return chain;
   });
 }
 
-let httpChainsByList = new WeakMap<readonly Policy[], { label: string; common: string; chain: FilterChainJson }>();
+/** Memo by the identity of a source's list of policies: the label and key it was built for, and what. */
+type ByList<T> = WeakMap<readonly Policy[], { label: string; key: string; value: T }>;
+let httpChainsByList: ByList<FilterChainJson> = new WeakMap();
+let routeConfigsByList: ByList<RouteConfigurationJson> = new WeakMap();
 
-function httpChainByContent(label: string, selecting: readonly Policy[], common: string, options: HttpChainOptions, sharedNames: ReadonlySet<string>): FilterChainJson {
-  const key = `${label}|${common}|${policiesKey(selecting)}`;
-  let chain = cachedHttpChains.get(key);
-  if (chain) cachedHttpChains.delete(key);
-  else chain = markImmutable(httpChain(label, selecting, options, sharedNames));
-  // Refreshed on use: the map's order is the eviction order, so stale versions go first.
-  cachedHttpChains.set(key, chain);
-  if (cachedHttpChains.size > 20_000) cachedHttpChains.delete(cachedHttpChains.keys().next().value!);
-  return chain;
+/**
+ * The route tables of the sources' HTTP chains, served over RDS, each rebuilt only when the
+ * policies selecting its source changed (the memo key holds their ids, hence their content).
+ */
+export function httpRouteConfigs(
+  sourceLabels: readonly string[],
+  policies: readonly Policy[],
+  bySourceGiven?: ReadonlyMap<string, readonly Policy[]>,
+): RouteConfigurationJson[] {
+  if (sourceLabels.length === 0) return [];
+  const bySource = bySourceGiven ?? policiesBySource(policies);
+  const sharedNames = sharedNamesOf(policies);
+  const sharedKey = [...sharedNames].sort().join(',');
+  return sourceLabels.map((label) => {
+    const selecting = selectingOf(bySource, label);
+    // The shared names are those of policies in every source's list, so an unchanged list
+    // means unchanged shared names too; the key is checked all the same.
+    const known = routeConfigsByList.get(selecting);
+    if (known && known.label === label && known.key === sharedKey) return known.value;
+    const config = cached(cachedRouteConfigs, `${label}|${sharedKey}|${policiesKey(selecting)}`, () =>
+      httpRouteConfig(label, serverNamesOf(selecting), auditPolicies(selecting).length > 0, sharedNames),
+    );
+    routeConfigsByList.set(selecting, { label, key: sharedKey, value: config });
+    return config;
+  });
 }
 
-/** Forgets the HTTP chains built so far (benchmarks measure cold compiles with it). */
+/** Forgets the HTTP chains and route tables built so far (benchmarks measure cold compiles with it). */
 export function resetHttpChainCache(): void {
   cachedHttpChains.clear();
+  cachedRouteConfigs.clear();
   httpChainsByList = new WeakMap();
+  routeConfigsByList = new WeakMap();
   parts.clear();
 }

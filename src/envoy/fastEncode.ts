@@ -280,6 +280,9 @@ export function markImmutable<T extends object>(value: T): T {
   return value;
 }
 
+/** Whether `value` was marked immutable (its encoding may then be kept by whoever encodes it whole). */
+export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memo.has(value);
+
 // Paths are for errors only: the walk does not build them (a string per field was a good
 // part of the encode); a failure collects them on its way out, innermost first.
 class EncodeError extends Error {

@@ -287,3 +287,26 @@ export function selectRoute(config: RouteConfigurationJson, request: HttpRequest
   const connect = !isConnect(request.method) ? 'none' : entry?.connectConfig !== undefined ? 'terminated' : 'proxied';
   return { ...base, outcome: { kind: 'cluster', cluster: action.cluster, connect } };
 }
+
+/** An HttpConnectionManager's route_specifier, as ProtoJSON: inline, or by name over RDS. */
+export interface RouteSpecifierJson {
+  readonly routeConfig?: RouteConfigurationJson;
+  readonly rds?: { readonly routeConfigName: string };
+}
+
+const rdsIndexes = new WeakMap<readonly RouteConfigurationJson[], Map<string, RouteConfigurationJson>>();
+
+/**
+ * The route table a connection manager routes with (http_connection_manager config.cc,
+ * route_specifier): its inline route_config, or with `rds` the RouteConfiguration of
+ * route_config_name among those Envoy received over RDS. Undefined when RDS has not
+ * delivered that name: Envoy then keeps a new listener warming until it arrives (or its
+ * initial_fetch_timeout passes, after which every request gets a 404, no route).
+ */
+export function routeConfigOf(hcm: RouteSpecifierJson, rdsRoutes: readonly RouteConfigurationJson[] = []): RouteConfigurationJson | undefined {
+  if (hcm.routeConfig) return hcm.routeConfig;
+  if (!hcm.rds) return undefined;
+  let index = rdsIndexes.get(rdsRoutes);
+  if (!index) rdsIndexes.set(rdsRoutes, (index = new Map(rdsRoutes.map((r) => [r.name ?? '', r]))));
+  return index.get(hcm.rds.routeConfigName);
+}

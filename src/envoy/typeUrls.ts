@@ -4,6 +4,8 @@ export const TYPE_PREFIX = 'type.googleapis.com/';
 export const TypeUrl = {
   Listener: `${TYPE_PREFIX}envoy.config.listener.v3.Listener`,
   Cluster: `${TYPE_PREFIX}envoy.config.cluster.v3.Cluster`,
+  /** The port-80 route tables, one per source, served over RDS (compile/httpPath.ts). */
+  RouteConfiguration: `${TYPE_PREFIX}envoy.config.route.v3.RouteConfiguration`,
   TcpProxy: `${TYPE_PREFIX}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
   OriginalDst: `${TYPE_PREFIX}envoy.extensions.filters.listener.original_dst.v3.OriginalDst`,
   InternalListenerBootstrap: `${TYPE_PREFIX}envoy.extensions.bootstrap.internal_listener.v3.InternalListener`,
@@ -38,10 +40,22 @@ export const TypeUrl = {
   ApplicationProtocolInput: `${TYPE_PREFIX}envoy.extensions.matching.common_inputs.network.v3.ApplicationProtocolInput`,
 } as const;
 
-export type ResourceTypeUrl = typeof TypeUrl.Listener | typeof TypeUrl.Cluster;
+export type ResourceTypeUrl = typeof TypeUrl.Listener | typeof TypeUrl.Cluster | typeof TypeUrl.RouteConfiguration;
 
-/** Resource types served over ADS, in the order Envoy needs them: clusters before the listener that uses them. */
-export const RESOURCE_TYPE_ORDER: readonly ResourceTypeUrl[] = [TypeUrl.Cluster, TypeUrl.Listener];
+/**
+ * Resource types served over ADS, in the order Envoy needs them (the xDS protocol's
+ * make-before-break order, CDS, EDS, LDS, RDS): clusters before the listener that uses them,
+ * route tables after the listener that names them (Envoy asks for those names once it has it).
+ */
+export const RESOURCE_TYPE_ORDER: readonly ResourceTypeUrl[] = [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration];
+
+/**
+ * The types with a wildcard subscription (xDS protocol, "How the client specifies what
+ * resources to return"): a first request naming nothing asks for all of them. For the
+ * others (RouteConfiguration) a request names what it wants, and naming nothing means
+ * wanting nothing.
+ */
+export const isWildcardResourceType = (typeUrl: string): boolean => typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.Cluster;
 
 export const messageNameOf = (typeUrl: string): string =>
   typeUrl.startsWith(TYPE_PREFIX) ? typeUrl.slice(TYPE_PREFIX.length) : typeUrl;

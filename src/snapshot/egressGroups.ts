@@ -1,5 +1,5 @@
 // The compiler the snapshot cache runs per node group: the egress compiler's
-// Listener and Clusters, as typed resources ready to encode.
+// Listeners, Clusters and route tables (RDS), as typed resources ready to encode.
 import { compileEgress, type CompileOptions, type CompiledEgress } from '../compile/index.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import type { ProtoJson } from '../envoy/codec.js';
@@ -15,6 +15,7 @@ export function egressGroupCompiler(options: CompileOptions = {}): GroupCompiler
       resources: [
         ...compiled.clusters.map((json) => ({ typeUrl: TypeUrl.Cluster, name: json.name, json: json as unknown as ProtoJson })),
         ...compiled.listeners.map((json) => ({ typeUrl: TypeUrl.Listener, name: json.name, json: json as unknown as ProtoJson })),
+        ...(compiled.routes ?? []).map((json) => ({ typeUrl: TypeUrl.RouteConfiguration, name: json.name!, json: json as unknown as ProtoJson })),
       ],
     };
   };

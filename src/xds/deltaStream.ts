@@ -14,6 +14,7 @@
 // - a NACK of a superseded response is recorded like any NACK.
 import type { DeltaDiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { EncodedResource } from '../snapshot/encodedResource.js';
+import { isWildcardResourceType } from '../envoy/typeUrls.js';
 import { AdsStream } from './adsStream.js';
 import { encodeDeltaResponse } from './wire.js';
 
@@ -42,8 +43,9 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
     if (!state) {
       const subscribe = request.resourceNamesSubscribe;
       state = {
-        // Legacy wildcard: a first request naming nothing subscribes to everything.
-        wildcard: subscribe.length === 0 || subscribe.includes('*'),
+        // Legacy wildcard: a first request naming nothing subscribes to everything, for the
+        // types that have a wildcard (Listeners, Clusters); route tables are asked for by name.
+        wildcard: subscribe.includes('*') || (subscribe.length === 0 && isWildcardResourceType(typeUrl)),
         names: new Set(subscribe.filter((n) => n !== '*')),
         clientVersions: new Map(Object.entries(request.initialResourceVersions)),
         resend: new Set(),

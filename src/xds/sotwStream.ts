@@ -6,11 +6,15 @@
 // nonce changes nothing, a repeated request costs nothing, and a rejected
 // version is never re-sent: only a newer version goes out.
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
+import { isWildcardResourceType } from '../envoy/typeUrls.js';
 import { AdsStream } from './adsStream.js';
-import { encodeSotwResponse, sharedSotwResponse } from './wire.js';
+import { coversSet, encodeSotwResponse, sharedSotwResponse } from './wire.js';
 
 interface TypeState {
-  /** undefined: wildcard (every resource of the type), as Envoy asks for Listeners and Clusters. */
+  /**
+   * undefined: wildcard (every resource of the type), as Envoy asks for Listeners and
+   * Clusters. Route tables are never wildcard: Envoy names the ones its listeners use.
+   */
   names?: ReadonlySet<string>;
   watchOpen: boolean;
   lastSent?: { readonly version: string; readonly nonce: string; readonly names?: ReadonlySet<string> };
@@ -20,13 +24,24 @@ interface TypeState {
 const sameNames = (a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean =>
   a === b || (a !== undefined && b !== undefined && a.size === b.size && [...a].every((n) => b.has(n)));
 
+/**
+ * The names a request subscribes to; undefined for a wildcard subscription. Only Listeners
+ * and Clusters have one (a request naming nothing, or "*"); for route tables a request
+ * naming nothing unsubscribes from all of them (xDS protocol: "If the list of resource names
+ * becomes empty, that means that the client is no longer interested in any resources").
+ */
+function subscribedNames(typeUrl: string, requested: readonly string[]): ReadonlySet<string> | undefined {
+  if (isWildcardResourceType(typeUrl) && (requested.length === 0 || requested.includes('*'))) return undefined;
+  return new Set(requested);
+}
+
 export class SotwStream extends AdsStream<DiscoveryRequest> {
   private readonly types = new Map<string, TypeState>();
 
   protected override onRequest(request: DiscoveryRequest): void {
     const typeUrl = request.typeUrl;
     if (!this.serves(typeUrl)) return;
-    const names = request.resourceNames.length === 0 || request.resourceNames.includes('*') ? undefined : new Set(request.resourceNames);
+    const names = subscribedNames(typeUrl, request.resourceNames);
     const state = this.types.get(typeUrl);
     if (!state) {
       // A first request: it is owed the current state at once.
@@ -72,11 +87,16 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const last = state.lastSent;
     if (last && last.version === set.version && sameNames(last.names, state.names)) return;
     if (this.mustWaitForClusters(typeUrl)) return;
-    // Wildcard (what Envoy asks for Listeners and Clusters): the one buffer every stream is sent.
+    // Named resources none of which exist (or no names at all): nothing to send. The watch
+    // stays open, so a named resource that appears later is sent (xDS protocol, "Knowing
+    // When a Requested Resource Does Not Exist"); Envoy's warming timeout covers the rest.
+    if (state.names && ![...state.names].some((name) => set.items.has(name))) return;
+    // Wildcard (what Envoy asks for Listeners and Clusters), or names covering the whole set
+    // (what Envoy asks for the route tables its listener names): the one buffer every stream is sent.
     let nonce: string;
     let bytes: Buffer;
     let framed: Buffer | undefined;
-    if (state.names) {
+    if (state.names && !coversSet(state.names, set)) {
       nonce = this.nextNonce();
       bytes = encodeSotwResponse(typeUrl, set, nonce, state.names);
     } else {

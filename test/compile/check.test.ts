@@ -59,6 +59,7 @@ describe('checkConnection, profile hardened', () => {
         filterChain: 'name|172.31.0.0/16',
         path: [
           'destination_port=8443: no entry',
+          'transport_protocol=tls',
           'source_ip 172.31.0.2 in 172.31.0.0/16',
           'destination_ip=192.0.2.66: no entry',
           'server_name github.com = github.com',
@@ -84,5 +85,26 @@ describe('checkConnection, profile hardened', () => {
     assert.equal(none.upstream, undefined);
     const loop = checkConnection(hardened, policies, { sourceIp: '172.31.0.2', destinationIp: '172.31.0.1', destinationPort: 15001, serverName: 'github.com' });
     assert.deepEqual(loop, { verdict: 'deny', filterChain: 'reject_loop', path: ['destination_port=15001', '→ reject_loop'] });
+  });
+
+  it('a plain-HTTP request on port 80: the chain, then the route table it names over RDS, then the route', () => {
+    const from = { sourceIp: '172.31.0.2', destinationIp: '93.184.216.34', destinationPort: 80 };
+    const allowed = checkConnection(hardened, policies, { ...from, httpHost: 'www.github.com' });
+    assert.equal(allowed.verdict, 'allow');
+    assert.equal(allowed.policy, 'github');
+    assert.equal(allowed.filterChain, 'http|172.31.0.0/16');
+    assert.deepEqual(allowed.upstream, { kind: 'name', address: 'www.github.com:80' });
+    assert.equal(allowed.route, 'allowed_by_name / allowed_by_name');
+    assert.match(allowed.path.at(-1)!, /^route table "http\|172\.31\.0\.0\/16" \(RDS\) → virtual host allowed_by_name \(exact www\.github\.com\) → route allowed_by_name$/);
+    assert.ok(allowed.path.includes('destination_port=80'), allowed.path.join(' | '));
+
+    const refused = checkConnection(hardened, policies, { ...from, httpHost: 'evil.example' });
+    assert.deepEqual([refused.verdict, refused.status, refused.route, refused.upstream], ['deny', 403, 'refused / refused', undefined]);
+    assert.match(refused.body!, /"evil\.example".*allow\.sni/);
+    // Another port in the Host: Envoy would dial it, so it is refused.
+    assert.equal(checkConnection(hardened, policies, { ...from, httpHost: 'github.com:22' }).status, 403);
+    // Without a Host the connection is still the HTTP chain's; the answer says what is missing.
+    const noHost = checkConnection(hardened, policies, { ...from, applicationProtocols: ['http/1.1'] } as typeof from);
+    assert.equal(noHost.verdict, 'deny');
   });
 });

@@ -24,9 +24,10 @@ const verdictOf = (listener: ListenerJson, connection: Connection): 'allow' | 'd
 };
 
 /** Every resource the compiler makes keeps Envoy's protoc-gen-validate rules (Envoy NACKs otherwise). */
-function expectValid({ listeners, clusters }: Pick<ReturnType<typeof compileEgress>, 'listeners' | 'clusters'>): void {
+function expectValid({ listeners, clusters, routes = [] }: Pick<ReturnType<typeof compileEgress>, 'listeners' | 'clusters' | 'routes'>): void {
   for (const l of listeners) assert.deepEqual(validateResource(TypeUrl.Listener, l as unknown as Record<string, unknown>).map(formatViolation), []);
   for (const c of clusters) assert.deepEqual(validateResource(TypeUrl.Cluster, c as unknown as Record<string, unknown>).map(formatViolation), []);
+  for (const r of routes) assert.deepEqual(validateResource(TypeUrl.RouteConfiguration, r as unknown as Record<string, unknown>).map(formatViolation), []);
 }
 
 /** Asserts Envoy's verdict and the intended one agree with `expected` for each connection. */

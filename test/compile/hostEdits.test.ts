@@ -3,6 +3,8 @@
 // not change: Envoy keeps a connection only on a chain whose configuration is byte-identical
 // (listener_impl.cc: chains are compared by their proto; filter_chain_matcher-only changes
 // drain nothing), so this is what keeps long-lived connections alive across edits.
+// Plain HTTP on port 80 too: its chain names its route table (RDS), so an edit of names
+// changes that RouteConfiguration, which Envoy applies to open connections, and no chain.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compileEgress, type CompileProfile } from '../../src/compile/compileEgress.js';
@@ -12,9 +14,10 @@ import { encodeProtoJson, type ProtoJson } from '../../src/envoy/codec.js';
 import { selectByMatcher } from '../../src/envoy/filterChainMatcher.js';
 import { selectFilterChain } from '../../src/envoy/filterChainMatch.js';
 import type { FilterChainJson, ListenerJson } from '../../src/envoy/resources.js';
-import { TYPE_PREFIX } from '../../src/envoy/typeUrls.js';
+import type { RouteConfigurationJson } from '../../src/envoy/routeConfig.js';
+import { TYPE_PREFIX, TypeUrl } from '../../src/envoy/typeUrls.js';
 import type { Policy } from '../../src/policy/model.js';
-import { SHARED_POLICY, connectionsOf, hostPolicies, vmName, withExtraName } from './hosts.js';
+import { SHARED_POLICY, connectionsOf, hostPolicies, vmIp, vmName, vmSource, withExtraName } from './hosts.js';
 
 const MICROVMS = 200;
 const chainBytes = (chain: FilterChainJson | undefined): string =>
@@ -28,15 +31,29 @@ interface EditOutcome {
   readonly disturbed: Set<number>;
   readonly verdictChanged: number;
   readonly unchanged: number;
+  /** Plain-HTTP connections to port 80 (one per microVM) whose chain's bytes changed, by microVM. */
+  readonly httpDisturbed: Set<number>;
+  /** Route tables (RDS) whose bytes changed, by name. */
+  readonly routesChanged: string[];
 }
 
+const routeBytes = (routes: readonly RouteConfigurationJson[] | undefined): Map<string, string> =>
+  new Map((routes ?? []).map((r) => [r.name!, Buffer.from(encodeProtoJson(TypeUrl.RouteConfiguration, r as unknown as ProtoJson)).toString('base64')]));
+
 function compareEdit(before: readonly Policy[], after: readonly Policy[], profile: CompileProfile, extraNames: string[]): EditOutcome {
-  const listenerBefore = compileEgress(before, { profile }).listeners[0]!;
-  const listenerAfter = compileEgress(after, { profile }).listeners[0]!;
+  const compiledBefore = compileEgress(before, { profile });
+  const compiledAfter = compileEgress(after, { profile });
+  const listenerBefore = compiledBefore.listeners[0]!;
+  const listenerAfter = compiledAfter.listeners[0]!;
   const disturbed = new Set<number>();
+  const httpDisturbed = new Set<number>();
   let verdictChanged = 0;
   let unchanged = 0;
   for (let i = 0; i < MICROVMS; i++) {
+    // A long-lived plain-HTTP connection (keep-alive, websockets): its verdict is per request,
+    // by Host, so whatever an edit allows, the connection itself must stay.
+    const http = { sourceIp: vmIp(i), destinationIp: '203.0.113.80', destinationPort: 80, applicationProtocols: ['http/1.1'] };
+    if (chainBytes(chainOf(listenerBefore, http)) !== chainBytes(chainOf(listenerAfter, http))) httpDisturbed.add(i);
     for (const connection of connectionsOf(before, i, extraNames)) {
       if (verdictOf(before, connection) !== verdictOf(after, connection)) {
         verdictChanged++;
@@ -46,7 +63,10 @@ function compareEdit(before: readonly Policy[], after: readonly Policy[], profil
       if (chainBytes(chainOf(listenerBefore, connection)) !== chainBytes(chainOf(listenerAfter, connection))) disturbed.add(i);
     }
   }
-  return { disturbed, verdictChanged, unchanged };
+  const routesBefore = routeBytes(compiledBefore.routes);
+  const routesAfter = routeBytes(compiledAfter.routes);
+  const routesChanged = [...new Set([...routesBefore.keys(), ...routesAfter.keys()])].filter((name) => routesBefore.get(name) !== routesAfter.get(name));
+  return { disturbed, verdictChanged, unchanged, httpDisturbed, routesChanged };
 }
 
 describe('a host of 200 microVMs: edits drain no connection whose verdict stays', () => {
@@ -64,24 +84,25 @@ describe('a host of 200 microVMs: edits drain no connection whose verdict stays'
     assert.deepEqual([...shared.disturbed], []);
   });
 
-  it('the edits did change what Envoy receives (the test can fail)', () => {
-    for (const [a, b] of [[base, ownEdit], [ownEdit, sharedEdit]] as const) {
-      const before = compileEgress(a).listeners[0]!;
-      const after = compileEgress(b).listeners[0]!;
-      assert.notDeepEqual(before.filterChainMatcher, after.filterChainMatcher);
-      // The plain-HTTP chains (httpPath.ts) carry their source's names in their route table:
-      // a name edit replaces (drains) them, and only them; see the next test.
-      const tcp = (chains: FilterChainJson[]) => chains.filter((c) => !c.name?.startsWith('http|'));
-      assert.deepEqual(tcp(after.filterChains), tcp(before.filterChains), 'the chains themselves are untouched');
-    }
+  it('profile hardened, plain HTTP on port 80: no edit changes a chain; the edit lands in the route tables (RDS) of the microVMs it concerns', () => {
+    const own = compareEdit(base, ownEdit, 'hardened', ['newly-allowed.example.org']);
+    assert.deepEqual([...own.httpDisturbed], []);
+    assert.deepEqual(own.routesChanged, [`http|${vmSource(7)}`], "only microVM 7's route table");
+    const shared = compareEdit(ownEdit, sharedEdit, 'hardened', ['pkg2.common.dev']);
+    assert.deepEqual([...shared.httpDisturbed], []);
+    // Every source's table gains the shared name (the "*" source's too).
+    assert.equal(shared.routesChanged.length, MICROVMS + 1);
   });
 
-  it("plain HTTP: one microVM's own edit replaces its HTTP chain alone", () => {
-    const before = compileEgress(base).listeners[0]!.filterChains.filter((c) => c.name?.startsWith('http|'));
-    const after = compileEgress(ownEdit).listeners[0]!.filterChains.filter((c) => c.name?.startsWith('http|'));
-    assert.equal(after.length, before.length);
-    const changed = after.filter((c, i) => JSON.stringify(c) !== JSON.stringify(before[i])).map((c) => c.name);
-    assert.equal(changed.length, 1, changed.join(', '));
+  it('the edits did change what Envoy receives (the test can fail)', () => {
+    for (const [a, b] of [[base, ownEdit], [ownEdit, sharedEdit]] as const) {
+      const before = compileEgress(a);
+      const after = compileEgress(b);
+      assert.notDeepEqual(before.listeners[0]!.filterChainMatcher, after.listeners[0]!.filterChainMatcher);
+      assert.notDeepEqual(before.routes, after.routes);
+      // The chains themselves, the plain-HTTP ones included, are untouched.
+      assert.deepEqual(after.listeners[0]!.filterChains, before.listeners[0]!.filterChains);
+    }
   });
 
   it('profile seed (for comparison, not a guarantee): the shared edit does disturb microVMs there', () => {

@@ -6,18 +6,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { compileEgress } from '../../src/compile/compileEgress.js';
+import { compileEgress, type CompiledEgress } from '../../src/compile/compileEgress.js';
 import { TAG } from '../../src/compile/accessLog.js';
 import { AUDIT_CLUSTER } from '../../src/compile/audit.js';
-import { refusalBodyFor } from '../../src/compile/httpPath.js';
+import { PLAIN_HTTP_PROTOCOLS, refusalBodyFor } from '../../src/compile/httpPath.js';
 import { EGRESS_LISTENER_PORT, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from '../../src/compile/names.js';
 import { intendedRoute } from '../../src/compile/route.js';
 import { tcpProxyCluster } from '../../src/compile/tcpProxy.js';
 import { encodeProtoJson, decodeStrictToJson } from '../../src/envoy/codec.js';
 import { selectByMatcher } from '../../src/envoy/filterChainMatcher.js';
 import type { FilterChainJson, ListenerJson } from '../../src/envoy/resources.js';
-import type { RouteConfigurationJson } from '../../src/envoy/routeConfig.js';
-import { findRouteConfigProblems, selectRoute } from '../../src/envoy/routeMatch.js';
+import { findRouteConfigProblems, routeConfigOf, selectRoute, type RouteSpecifierJson } from '../../src/envoy/routeMatch.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { formatViolation, validateResource } from '../../src/envoy/validateRules.js';
 import { cidrContainsIp, mustParseCidr, parseIp } from '../../src/net/ip.js';
@@ -30,13 +29,17 @@ const RUNS = Math.ceil(Number(process.env['PROPERTY_RUNS'] ?? 600) / 4);
 const hcmOf = (chain: FilterChainJson): Record<string, unknown> | undefined =>
   chain.filters.find((f) => f.typedConfig['@type'] === TypeUrl.HttpConnectionManager)?.typedConfig;
 
-/** What Envoy does with one plain-HTTP request on port 80: the chain, then the route. */
-function envoyHttp(listener: ListenerJson, connection: Connection, host: string): { chain: string; outcome: 'name' | 'original-destination' | '403' | 'would-deny' | 'tcp'; body?: string } {
+/** What Envoy does with one plain-HTTP request on port 80: the chain, then the route (from RDS). */
+function envoyHttp(compiled: CompiledEgress, connection: Connection, host: string): { chain: string; outcome: 'name' | 'original-destination' | '403' | 'would-deny' | 'tcp'; body?: string } {
+  const listener = compiled.listeners[0]!;
   const { chain } = selectByMatcher(listener, { ...connection, applicationProtocols: ['http/1.1'] });
   assert.ok(chain);
   const hcm = hcmOf(chain);
   if (!hcm) return { chain: chain.name!, outcome: 'tcp' };
-  const config = hcm['routeConfig'] as RouteConfigurationJson;
+  // The chain names its route table; Envoy gets it over RDS, never inline.
+  assert.equal(hcm['routeConfig'], undefined);
+  const config = routeConfigOf(hcm as RouteSpecifierJson, compiled.routes);
+  assert.ok(config, `RouteConfiguration ${JSON.stringify(hcm['rds'])} is served`);
   assert.deepEqual(findRouteConfigProblems(config), []);
   const { outcome } = selectRoute(config, { method: 'GET', authority: host, path: '/' });
   if (outcome.kind === 'direct-response') {
@@ -61,7 +64,8 @@ describe('plain HTTP on port 80, property', () => {
   it('an allowed Host is forwarded as the policies say, any other gets a 403 naming it; address rules and audit keep their chains', () => {
     fc.assert(
       fc.property(httpCase, ([policies, connections]) => {
-        const listener = compileEgress(policies).listeners[0]!;
+        const compiled = compileEgress(policies);
+        const listener = compiled.listeners[0]!;
         for (const c of connections) {
           const host = c.serverName!.toLowerCase();
           const plain: Connection = { sourceIp: c.sourceIp, destinationIp: c.destinationIp, destinationPort: 80 };
@@ -69,7 +73,7 @@ describe('plain HTTP on port 80, property', () => {
           const byAddress = intendedRoute(policies, plain, EGRESS_LISTENER_PORT);
           const byHost = intendedRoute(policies, { ...plain, serverName: host }, EGRESS_LISTENER_PORT);
           const audited = policies.some((p) => p.mode === 'audit' && selects(p, c.sourceIp));
-          const got = envoyHttp(listener, plain, host);
+          const got = envoyHttp(compiled, plain, host);
           if (byAddress.verdict === 'allow') assert.equal(got.outcome, 'tcp', `address rules win: ${at}`);
           else if (byHost.verdict === 'allow') assert.equal(got.outcome, byHost.upstream, at);
           else if (audited) assert.equal(got.outcome, 'would-deny', at);
@@ -86,13 +90,22 @@ describe('plain HTTP on port 80, property', () => {
     );
   });
 
-  it("the listener with HTTP chains keeps Envoy's protos and rules", () => {
+  it("the listener with HTTP chains, and every route table served over RDS, keep Envoy's protos and rules", () => {
     fc.assert(
       fc.property(policySet, (policies) => {
-        const listener = compileEgress(policies).listeners[0]!;
-        const bytes = encodeProtoJson(TypeUrl.Listener, listener as unknown as Record<string, unknown>);
-        decodeStrictToJson(TypeUrl.Listener, bytes);
-        assert.deepEqual(validateResource(TypeUrl.Listener, bytes).map(formatViolation), []);
+        const compiled = compileEgress(policies);
+        const resources = [[TypeUrl.Listener, compiled.listeners[0]!] as const, ...(compiled.routes ?? []).map((r) => [TypeUrl.RouteConfiguration, r] as const)];
+        for (const [typeUrl, resource] of resources) {
+          const bytes = encodeProtoJson(typeUrl, resource as unknown as Record<string, unknown>);
+          decodeStrictToJson(typeUrl, bytes);
+          assert.deepEqual(validateResource(typeUrl, bytes).map(formatViolation), [], typeUrl);
+        }
+        // Every route table a chain names is served, and only those.
+        const named = compiled.listeners[0]!.filterChains.flatMap((c) => {
+          const rds = hcmOf(c)?.['rds'] as { routeConfigName: string } | undefined;
+          return rds ? [rds.routeConfigName] : [];
+        });
+        assert.deepEqual((compiled.routes ?? []).map((r) => r.name), named.sort());
       }),
       { seed: SEED + 1, numRuns: Math.ceil(RUNS / 4) },
     );
@@ -104,21 +117,22 @@ describe('plain HTTP on port 80, examples', () => {
     { name: 'web', sources: ['10.0.0.0/24'], log: 'all', allow: { sni: ['github.com', '*.example.com'] } },
     { name: 'legacy', sources: ['10.0.0.0/24'], upstream: 'original-destination', allow: { sni: ['old.net'] } },
   ];
-  const listener = compileEgress(policies).listeners[0]!;
+  const compiled = compileEgress(policies);
+  const listener = compiled.listeners[0]!;
   const from = { sourceIp: '10.0.0.7', destinationIp: '93.184.216.34', destinationPort: 80 };
 
   it('routes by Host: exact, wildcard at any depth, port 80 only, original destination, else 403', () => {
-    assert.deepEqual(envoyHttp(listener, from, 'github.com'), { chain: 'http|10.0.0.0/24', outcome: 'name' });
-    assert.equal(envoyHttp(listener, from, 'GitHub.com:80').outcome, 'name');
-    assert.equal(envoyHttp(listener, from, 'a.b.example.com').outcome, 'name');
-    assert.equal(envoyHttp(listener, from, 'example.com').outcome, '403');
-    assert.equal(envoyHttp(listener, from, 'github.com:22').outcome, '403', 'another port in Host would make Envoy dial it');
-    assert.equal(envoyHttp(listener, from, 'old.net').outcome, 'original-destination');
-    const refused = envoyHttp(listener, from, 'evil.com');
+    assert.deepEqual(envoyHttp(compiled, from, 'github.com'), { chain: 'http|10.0.0.0/24', outcome: 'name' });
+    assert.equal(envoyHttp(compiled, from, 'GitHub.com:80').outcome, 'name');
+    assert.equal(envoyHttp(compiled, from, 'a.b.example.com').outcome, 'name');
+    assert.equal(envoyHttp(compiled, from, 'example.com').outcome, '403');
+    assert.equal(envoyHttp(compiled, from, 'github.com:22').outcome, '403', 'another port in Host would make Envoy dial it');
+    assert.equal(envoyHttp(compiled, from, 'old.net').outcome, 'original-destination');
+    const refused = envoyHttp(compiled, from, 'evil.com');
     assert.equal(refused.outcome, '403');
     assert.equal(refused.body, refusalBodyFor('evil.com'));
     // Sources no policy names: refused with the explanation too.
-    assert.equal(envoyHttp(listener, { ...from, sourceIp: '10.9.9.9' }, 'github.com').outcome, '403');
+    assert.equal(envoyHttp(compiled, { ...from, sourceIp: '10.9.9.9' }, 'github.com').outcome, '403');
   });
 
   it('http_inspector runs after the TLS inspector, and the connection manager logs refusals (and, with log: all, the rest)', () => {
@@ -134,14 +148,26 @@ describe('plain HTTP on port 80, examples', () => {
   });
 
   it('an audited source: allowed hosts as usual, others forwarded to the original destination and logged as would-deny', () => {
-    const audit = compileEgress([{ ...policies[0]!, mode: 'audit' }]).listeners[0]!;
-    assert.equal(envoyHttp(audit, from, 'github.com').outcome, 'name');
-    assert.equal(envoyHttp(audit, from, 'evil.com').outcome, 'would-deny');
+    const auditCompiled = compileEgress([{ ...policies[0]!, mode: 'audit' }]);
+    const audit = auditCompiled.listeners[0]!;
+    assert.equal(envoyHttp(auditCompiled, from, 'github.com').outcome, 'name');
+    assert.equal(envoyHttp(auditCompiled, from, 'evil.com').outcome, 'would-deny');
     const chain = audit.filterChains.find((c) => c.name === 'http|10.0.0.0/24')!;
     const logs = hcmOf(chain)!['accessLog'] as { typedConfig: { commonConfig: { customTags: { tag: string; literal: { value: string } }[] } } }[];
     const tags = logs.map((l) => Object.fromEntries(l.typedConfig.commonConfig.customTags.map((t) => [t.tag, t.literal.value])));
     // The listener's default name is left out (src/denials/record.ts).
     assert.deepEqual(tags[0], { [TAG.verdict]: 'would-deny', [TAG.reason]: 'http-host', [TAG.chain]: 'http|10.0.0.0/24', [TAG.policy]: 'web' });
+  });
+
+  it('the matcher sends every protocol http_inspector sets, and only plain HTTP to port 80, to the HTTP chain', () => {
+    for (const protocol of PLAIN_HTTP_PROTOCOLS) {
+      assert.equal(selectByMatcher(listener, { ...from, applicationProtocols: [protocol] }).chain?.name, 'http|10.0.0.0/24', protocol);
+    }
+    // TLS whose ALPN says http/1.1 (tls_inspector sets it too): the TLS branch, refused by SNI.
+    assert.equal(selectByMatcher(listener, { ...from, serverName: 'evil.com', transportProtocol: 'tls', applicationProtocols: ['http/1.1'] }).chain?.name, 'reject');
+    // Plain HTTP to another port, and raw TCP to port 80: refused.
+    assert.equal(selectByMatcher(listener, { ...from, destinationPort: 8080, applicationProtocols: ['http/1.1'] }).chain?.name, 'reject');
+    assert.equal(selectByMatcher(listener, from).chain?.name, 'reject');
   });
 
   it('the TLS path is unchanged: SNI still decides on port 80', () => {

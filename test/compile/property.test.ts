@@ -81,8 +81,14 @@ for (const profile of ['hardened', 'seed'] as const satisfies readonly CompilePr
     it("every resource encodes strictly against Envoy's protos, decodes back to the same bytes and keeps their PGV rules", () => {
       fc.assert(
         fc.property(policySet, (policies) => {
-          const { listeners, clusters } = compileEgress(policies, { profile });
-          const resources = [...listeners.map((r) => [TypeUrl.Listener, r] as const), ...clusters.map((r) => [TypeUrl.Cluster, r] as const)];
+          const { listeners, clusters, routes = [] } = compileEgress(policies, { profile });
+          const resources = [
+            ...listeners.map((r) => [TypeUrl.Listener, r] as const),
+            ...clusters.map((r) => [TypeUrl.Cluster, r] as const),
+            // The port-80 route tables, served over RDS.
+            ...routes.map((r) => [TypeUrl.RouteConfiguration, r] as const),
+          ];
+          if (profile === 'hardened') assert.ok(routes.length > 0);
           for (const [typeUrl, resource] of resources) {
             const bytes = encodeProtoJson(typeUrl, resource as unknown as Record<string, unknown>);
             const decoded = decodeStrictToJson(typeUrl, bytes);

@@ -264,7 +264,7 @@ async function askDns(port: number, name: string): Promise<{ rcode: number; addr
   }
 }
 
-describe('a real Envoy: the DNS listener and the plain-HTTP path (ENVOY_BIN, root)', { skip: skip || (process.getuid?.() === 0 ? false : 'the transparent listeners need CAP_NET_ADMIN (run as root)') }, () => {
+describe('a real Envoy: the DNS listener and the plain-HTTP path over RDS (ENVOY_BIN, root)', { skip: skip || (process.getuid?.() === 0 ? false : 'the transparent listeners need CAP_NET_ADMIN (run as root)') }, () => {
   let dir: string;
   let cp: ControlPlane;
   let envoy: ChildProcess | undefined;
@@ -304,6 +304,31 @@ describe('a real Envoy: the DNS listener and the plain-HTTP path (ENVOY_BIN, roo
     for (const what of ['egress_dns', 'envoy.filters.udp.dns_filter', 'envoy.filters.listener.http_inspector', 'envoy.filters.network.http_connection_manager', 'envoy.access_loggers.tcp_grpc']) {
       assert.ok(dump.includes(what), `${what} in /config_dump`);
     }
+  });
+
+  // Port 80 over RDS: the HTTP chains name their route tables (http|SOURCE); Envoy asks for
+  // them on the ADS stream, ACKs them, and an edit of allowed names changes only a route
+  // table, which Envoy applies without draining a filter chain.
+  test('Envoy asks for the port-80 route tables by name over ADS, ACKs them, and a name edit drains no filter chain', async () => {
+    const rdsAcked = () => {
+      const rds = cp.registry.list().find((n) => n.id === 'envoy-dns')?.resources[TypeUrl.RouteConfiguration];
+      return rds?.acked && rds.acked === rds.sent ? rds.acked : undefined;
+    };
+    const first = await until('the ACK of the route tables', async () => rdsAcked()).catch((error: Error) => {
+      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+    });
+    const routes = async () => (await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump?resource=dynamic_route_configs`)).text());
+    assert.match(await routes(), /"name": "http\|\*"/);
+    const draining = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${envoyAdmin}/stats?filter=total_filter_chains_draining`)).text();
+      return Number(/total_filter_chains_draining: (\d+)/.exec(text)?.[1] ?? 'NaN');
+    };
+    assert.equal(await draining(), 0);
+    await cp.store.put('it-http', { allow: { sni: ['plain-http.example.org'] } }, { client: 'test' });
+    await until('the new name in the route tables Envoy holds', async () => ((await routes()).includes('plain-http.example.org') ? true : undefined));
+    await until('the new route tables ACKed', async () => (rdsAcked() !== undefined && rdsAcked() !== first ? true : undefined));
+    // The listener changed only in its matcher; no chain was replaced, none drains (drain time: 600 s by default).
+    assert.equal(await draining(), 0);
   });
 
   test('the DNS listener answers an allowed name with the synthetic address and refuses another', async () => {

@@ -106,7 +106,8 @@ describe('control plane end to end', () => {
 
   test('a policy for other nodes does not disturb this one; POST /v1/check follows node selection', async () => {
     const e = connect('web-1');
-    await e.waitFor('listener', () => e.state.has(LDS));
+    // The listener, then the port-80 route tables it names (RDS): all it is sent.
+    await e.waitFor('listener and route tables', () => e.configured());
     const count = e.responses.length;
     assert.equal((await api('PUT', '/v1/policies/builders', { nodes: ['build-*'], allow: { sni: ['registry.npmjs.org'] } })).status, 200);
     await settle(300);
@@ -127,7 +128,8 @@ describe('control plane end to end', () => {
 
   test('an invalid PUT changes nothing: no push, no new revision', async () => {
     const e = connect('host-5');
-    await e.waitFor('listener', () => e.state.has(LDS));
+    // The listener, then the port-80 route tables it names (RDS): all it is sent.
+    await e.waitFor('listener and route tables', () => e.configured());
     const count = e.responses.length;
     const before = (await api('GET', '/v1/policies')).body;
     const bad = await api('PUT', '/v1/policies/bad', { allow: { sni: ['*.*.example.com'] } });

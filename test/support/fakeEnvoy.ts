@@ -1,5 +1,7 @@
 // A grpc-js ADS client that behaves like Envoy: it subscribes to Clusters,
-// then to Listeners once Clusters arrived; ACKs every response (or NACKs the
+// then to Listeners once Clusters arrived, then to the route tables (RDS) its
+// listeners' HTTP connection managers name, by name, following every listener
+// update (as Envoy's RdsRouteConfigSubscription does); ACKs every response (or NACKs the
 // ones it is told to reject), echoing nonces; and decodes every response and
 // resource strictly with Envoy's protos: an unknown field fails the test.
 // Its decoding path (proto-loader/protobufjs) is independent of the server's.
@@ -194,13 +196,17 @@ export class FakeEnvoy {
       if (delta) this.send({ node: this.node, type_url: raw.type_url, response_nonce: raw.nonce, error_detail: errorDetail });
       else this.send({ node: this.node, type_url: raw.type_url, version_info: this.acceptedVersions.get(raw.type_url) ?? '', resource_names: [], response_nonce: raw.nonce, error_detail: errorDetail });
     } else {
-      const held = delta ? new Map(this.state.get(raw.type_url) ?? []) : new Map<string, ProtoJson>();
-      for (const [name, json] of resources) held.set(name, json);
+      // Route tables are kept one by one (SotW too: a response without one does not delete it).
+      const routes = raw.type_url === TypeUrl.RouteConfiguration;
+      const held = delta || routes ? new Map(this.state.get(raw.type_url) ?? []) : new Map<string, ProtoJson>();
+      for (const [name, json] of resources) if (!routes || this.routeNames.has(name)) held.set(name, json);
       for (const name of response.removed) held.delete(name);
       this.state.set(raw.type_url, held);
       this.acceptedVersions.set(raw.type_url, version);
+      if (routes) this.routeNonce = raw.nonce;
       if (delta) this.send({ node: this.node, type_url: raw.type_url, response_nonce: raw.nonce });
-      else this.send({ node: this.node, type_url: raw.type_url, version_info: version, resource_names: [], response_nonce: raw.nonce });
+      else this.send({ node: this.node, type_url: raw.type_url, version_info: version, resource_names: this.namesOf(raw.type_url), response_nonce: raw.nonce });
+      if (raw.type_url === TypeUrl.Listener) this.followRouteNames();
       // Envoy asks for Listeners once its Clusters are in.
       if (raw.type_url === TypeUrl.Cluster && !this.state.has(TypeUrl.Listener) && !this.listenerRequested) {
         this.listenerRequested = true;
@@ -210,6 +216,43 @@ export class FakeEnvoy {
   }
 
   private listenerRequested = false;
+  /** The route tables subscribed to (RDS): those the held listeners name. */
+  readonly routeNames = new Set<string>();
+  private routeNonce = '';
+  private routesRequested = false;
+
+  /** True once it holds a listener and every route table its listeners name (what Envoy needs to serve). */
+  configured(): boolean {
+    const held = this.state.get(TypeUrl.RouteConfiguration);
+    return this.state.has(TypeUrl.Listener) && [...this.routeNames].every((name) => held?.has(name) === true);
+  }
+
+  /** What a SotW request of the type names: nothing for the wildcard types, the subscribed route names for RDS. */
+  private namesOf(typeUrl: string): string[] {
+    return typeUrl === TypeUrl.RouteConfiguration ? [...this.routeNames].sort() : [];
+  }
+
+  /** Subscribes to the route tables the held listeners name, and unsubscribes from the others. */
+  private followRouteNames(): void {
+    const wanted = new Set<string>();
+    for (const listener of this.state.get(TypeUrl.Listener)?.values() ?? []) for (const name of rdsNamesOf(listener)) wanted.add(name);
+    const added = [...wanted].filter((n) => !this.routeNames.has(n)).sort();
+    const removed = [...this.routeNames].filter((n) => !wanted.has(n)).sort();
+    if (added.length === 0 && removed.length === 0) return;
+    for (const name of removed) {
+      this.routeNames.delete(name);
+      this.state.get(TypeUrl.RouteConfiguration)?.delete(name);
+    }
+    for (const name of added) this.routeNames.add(name);
+    const first = !this.routesRequested;
+    this.routesRequested = true;
+    if (this.options.variant === 'delta') {
+      this.send({ node: this.node, type_url: TypeUrl.RouteConfiguration, resource_names_subscribe: added, resource_names_unsubscribe: first ? [] : removed });
+    } else {
+      const t = TypeUrl.RouteConfiguration;
+      this.send({ node: this.node, type_url: t, version_info: this.acceptedVersions.get(t) ?? '', resource_names: this.namesOf(t), response_nonce: this.routeNonce });
+    }
+  }
 
   private notify(): void {
     for (const waiter of [...this.waiters]) waiter();
@@ -246,6 +289,22 @@ export class FakeEnvoy {
     this.stream?.cancel();
     this.client.close();
   }
+}
+
+/** The route_config_name of every HTTP connection manager with rds in a listener (ProtoJSON, Any values decoded). */
+export function rdsNamesOf(listener: ProtoJson): string[] {
+  const names: string[] = [];
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) for (const v of value) visit(v);
+    else if (typeof value === 'object' && value !== null) {
+      const record = value as Record<string, unknown>;
+      const rds = record['rds'] as { routeConfigName?: string } | undefined;
+      if (record['@type'] === TypeUrl.HttpConnectionManager && rds?.routeConfigName) names.push(rds.routeConfigName);
+      for (const v of Object.values(record)) visit(v);
+    }
+  };
+  visit(listener);
+  return names;
 }
 
 /** Resolves after ms; for proving that nothing more arrives in a quiet period. */

@@ -10,21 +10,28 @@ import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { encodeSotwResponse, grpcFramed, sharedSotwResponse } from '../../src/xds/wire.js';
 
 test('the hand-written SotW response is byte for byte what the reflective encoder writes, and decodes strictly', () => {
-  const compiled = egressGroupCompiler()([{ name: 'p', sources: ['10.0.0.0/8'], allow: { sni: ['a.example', 'b.example'] } }]);
+  // Two sources, so two route tables (and the "*" source's).
+  const compiled = egressGroupCompiler()([
+    { name: 'p', sources: ['10.0.0.0/8'], allow: { sni: ['a.example', 'b.example'] } },
+    { name: 'q', sources: ['192.168.0.0/16'], allow: { sni: ['c.example'] } },
+  ]);
   const snapshot = new Snapshot(compiled.resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)), 0n);
-  for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener]) {
+  for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration]) {
     const set = snapshot.resourceSet(typeUrl)!;
-    const expected = (nonce: string) =>
+    const expected = (nonce: string, names?: ReadonlySet<string>) =>
       toBinary(
         DiscoveryResponseSchema,
         create(DiscoveryResponseSchema, {
           versionInfo: set.version,
           typeUrl,
           nonce,
-          resources: [...set.items.values()].map((r) => create(AnySchema, { typeUrl: r.typeUrl, value: r.bytes })),
+          resources: [...set.items.values()].filter((r) => !names || names.has(r.name)).map((r) => create(AnySchema, { typeUrl: r.typeUrl, value: r.bytes })),
         }),
       );
     assert.deepEqual(new Uint8Array(encodeSotwResponse(typeUrl, set, '7')), expected('7'));
+    // Only the names asked for (route tables are asked for by name), in the set's order.
+    const some = new Set([[...set.items.keys()][0]!, 'not-in-the-set']);
+    assert.deepEqual(new Uint8Array(encodeSotwResponse(typeUrl, set, '8', some)), expected('8', some));
     const shared = sharedSotwResponse(typeUrl, set);
     assert.deepEqual(new Uint8Array(shared.bytes), expected(shared.nonce));
     // What goes on the HTTP/2 stream: gRPC's prefix (not compressed, the length, big-endian) and the same bytes.
