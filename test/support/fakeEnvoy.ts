@@ -259,7 +259,9 @@ export class FakeEnvoy {
   }
 
   /** Resolves when the predicate holds (checked on every event and every 10 ms, for server-side state); rejects after the timeout. */
-  waitFor(description: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+  // The default bound is generous: it only ends a wait for what must happen (no test expects a
+  // timeout), and a loaded machine (CI beside other jobs) can take seconds to start a server.
+  waitFor(description: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
     if (predicate()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const check = () => {
