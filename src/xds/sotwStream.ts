@@ -178,7 +178,14 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       // A version the client rejected goes out again only beside something it has not seen.
       if (rejected.get(name) !== resource.version) anythingNew = true;
     }
-    if (!anythingNew) return;
+    // Nothing new for this stream, but the type's version moved on (a table it does not hold
+    // changed, appeared or went): a response with no table carries the new version, so the
+    // node's acknowledged version still says it runs the latest state (what the registry and
+    // its callers compare). Envoy takes it as an update of no subscription and ACKs it (its
+    // GrpcMuxImpl calls no RDS watch for it). Not before the first response: names none of
+    // which exist wait for their tables.
+    const versionMoved = state.lastSent !== undefined && state.lastSent.version !== set.version;
+    if (!anythingNew && !versionMoved) return;
     let nonce: string;
     let bytes: Buffer;
     let framed: Buffer | undefined;
