@@ -38,6 +38,8 @@ async function put(adminPort: number, name: string, spec: unknown): Promise<numb
 export async function fleet(hosts: number, hostChanges: number, globalChanges: number): Promise<FleetResult> {
   // FLEET_CPU_PROF=DIR: the server writes a V8 CPU profile there (node --cpu-prof).
   const profile = process.env.FLEET_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEET_CPU_PROF}`] : [];
+  // FLEET_NODE_ARGS: more node flags for the server (e.g. --trace-gc).
+  profile.push(...(process.env.FLEET_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''));
   const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)], profile, 600_000);
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   const adminPort = hello.adminPort as number;
@@ -78,12 +80,15 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
       await srv.ask({ idle: true });
       await new Promise((r) => setTimeout(r, 300)); // the ACKs
       const after = await srv.ask<FanoutUsage>({ usage: true });
+      // With a profile: the change's window on the monotonic clock V8's profiles use (µs), to cut it out of them.
+      if (process.env.FLEET_CPU_PROF) console.error(`fleet ${hosts}: global change ${g} profile window ${t0 / 1000n} ${process.hrtime.bigint() / 1000n}`);
       converge.push(...result.arrivalsMs);
       convergeP99s.push(summarize(result.arrivalsMs).p99);
       globalCpu.push((after.cpuMicros - before.cpuMicros) / 1000);
       globalClient.push(result.clientCpuMicros / 1000);
     }
-    const last = await srv.ask<FanoutUsage>({ usage: true });
+    const last = await srv.ask<FanoutUsage & { heapUsedBytes: number; externalBytes: number }>({ usage: true });
+    console.error(`fleet ${hosts}: server main thread heap ${(last.heapUsedBytes / 2 ** 20).toFixed(0)} MiB, external ${(last.externalBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(last.rssBytes / 2 ** 20).toFixed(0)} MiB`);
     return {
       hosts,
       connectS,

@@ -16,7 +16,7 @@ import { globalSpec, hostSpec } from './fleetSpecs.js';
 
 export type FleetServerCommand = { usage: true } | { idle: true } | { stop: true };
 
-const usage = (): FanoutUsage => {
+const usage = (): FanoutUsage & { heapUsedBytes: number; externalBytes: number } => {
   const cpu = process.cpuUsage();
   const memory = process.memoryUsage();
   return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external };

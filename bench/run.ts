@@ -3,6 +3,7 @@ import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
 import { hostScenarioTable } from './hostScenario.js';
+import { hostServerTable } from './hostServer.js';
 import { fleetTable } from './fleet.js';
 import { hostileMixTable } from './hostileMix.js';
 import { forwardTable } from './forward.js';
@@ -26,6 +27,8 @@ console.log('\n## Host scenarios (issue 7): N microVMs × 20 names + one shared 
 for (const line of await hostScenarioTable([50, 200, 1000], 5)) console.log(line);
 console.log('\nthe same without access logs (accessLog: false):');
 for (const line of await hostScenarioTable([50, 200, 1000], 5, { accessLog: false })) console.log(line);
+console.log('\nthrough the server (compile workers, snapshot, ADS): the main thread\'s longest event-loop block:');
+for (const line of await hostServerTable([1000], 3)) console.log(line);
 
 console.log('\n## Push latency: admin API 200 → new Listener received');
 console.log('| Envoys | changes | p50 | p90 | p99 | max | all Envoys done, p99 | arrived before the 200 | server: commit → written, p99 ≤ | server RSS |');
@@ -59,3 +62,5 @@ console.log('(each replica its own `serve --store etcd://` process, one local et
 for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);
 console.log('\n## Policy validation: one body, CPU time per call (ajv schema pass, then meaning and canonical form)');
 for (const line of await (await import('./policyValidate.js')).policyValidateTable()) console.log(line);
+console.log('\n## Log lines: CPU per line (src/log.ts, pino synchronous to stderr; beside pino asynchronous)');
+for (const line of await (await import('./logLines.js')).logLinesTable()) console.log(line);

@@ -4,7 +4,8 @@
 // driver creates the hosts' own policies over HTTP. Driven over IPC:
 // {usage} (CPU µs, RSS, the store's commit counters), {idle} (every commit
 // pushed), {stop}. The driver may also SIGKILL it (pid in the hello) to check
-// that every acknowledged write is on disk. argv[2]: xDS limits as JSON.
+// that every acknowledged write is on disk. argv[2]: xDS limits as JSON;
+// WRITES_COMPILE_WORKERS in the environment: the compile threads.
 import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
@@ -38,6 +39,8 @@ const cp = await startControlPlane({
   dataDir,
   logger: silentLogger,
   xdsLimits: { maxStreams: 100_000, ...limits },
+  // WRITES_COMPILE_WORKERS: serve's --compile-workers (default: cores - 1, so one on two cores).
+  ...(process.env.WRITES_COMPILE_WORKERS ? { compileWorkers: Number(process.env.WRITES_COMPILE_WORKERS) } : {}),
 });
 const loaded = await cp.store.put('global', globalSpec('a'), { client: 'bench' });
 if (!loaded.ok) throw new Error(`storing the global policy: ${loaded.error.message}`);

@@ -99,5 +99,6 @@ export function createLogger(
   return wrap(options.fields ? instance.child(plainFields(options.fields)) : instance);
 }
 
-/** A logger that drops everything: for tests and benchmarks. pino's "silent" level makes every call a no-op. */
-export const silentLogger: Logger = wrap(pino({ level: 'silent' }));
+/** A logger that drops everything: for tests and benchmarks. pino's "silent" level makes every call a no-op; the
+ * destination is one too, so importing this module opens no stream on stdout. */
+export const silentLogger: Logger = wrap(pino({ level: 'silent' }, { write: () => {} }));

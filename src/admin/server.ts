@@ -73,6 +73,16 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   // Keep the gauges on the store, whoever writes to it (API or policy file).
   metrics.policyCount.set(store.count());
   metrics.configRevision.set(store.revision);
+  // The store's group-commit totals, as counters: increments since the last look.
+  let synced = { commits: 0, fsyncs: 0 };
+  const syncGroupCommit = () => {
+    const now = store.groupCommit?.();
+    if (!now) return;
+    metrics.storeCommits.inc(now.commits - synced.commits);
+    metrics.storeFsyncs.inc(now.fsyncs - synced.fsyncs);
+    synced = now;
+  };
+  syncGroupCommit();
   // Taken once per burst of commits, not per commit.
   let countPending: NodeJS.Immediate | undefined;
   const unsubscribe = store.onChange((change) => {
@@ -80,6 +90,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
     countPending ??= setImmediate(() => {
       countPending = undefined;
       metrics.policyCount.set(store.count());
+      syncGroupCommit();
     });
   });
   const stopWatching = () => {

@@ -39,6 +39,11 @@ function cachedChain(kind: 'name' | 'original' | 'audit', source: string, option
   return chain;
 }
 
+// The two refusal chains are the same in every listener: one object each, so their logged
+// versions (accessLog.ts memoises per chain object) and their bytes are built once.
+let refusals: readonly FilterChainJson[] | undefined;
+const rejectChains = () => (refusals ??= [markImmutable(noPolicyRejectChain()), markImmutable(loopRejectChain())]);
+
 /** Forgets the chains built so far (benchmarks measure cold compiles with it). */
 export function resetChainCache(): void {
   chainCache.clear();
@@ -55,8 +60,7 @@ export function hardenedListenerAndRoutes(policies: readonly Policy[], options: 
   const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource, fullBySource } = hardenedMatcher(policies, options.port);
   const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
-    noPolicyRejectChain(),
-    loopRejectChain(),
+    ...rejectChains(),
     ...nameChainSources.map((source) => cachedChain('name', source, options, optionsKey)),
     ...originalDstChainSources.map((source) => cachedChain('original', source, options, optionsKey)),
     ...auditChainSources.map((source) => cachedChain('audit', source, options, optionsKey)),
@@ -75,11 +79,22 @@ export function hardenedListenerAndRoutes(policies: readonly Policy[], options: 
   return { listener, routes };
 }
 
+// The clusters depend on the options alone: built once per options (a server has one set),
+// so every group's compile shares them and the encoder keeps their bytes.
+const clusterCache = new Map<string, readonly ClusterJson[]>();
+
 /** The clusters the hardened listener routes to, sorted by name. */
 export function hardenedClusters(options: { dnsCache: DnsCacheOptions; upstreamMark: number; originalDstConnectTimeout?: string; rejectConnectTimeout?: string }): ClusterJson[] {
-  return [
-    withUpstreamMark(withRaisedCircuitBreakers(nameUpstreamCluster(options.dnsCache)), options.upstreamMark),
-    withRaisedCircuitBreakers(originalDstCluster(options.originalDstConnectTimeout)),
-    rejectCluster(options.rejectConnectTimeout),
-  ];
+  const key = JSON.stringify([options.dnsCache, options.upstreamMark, options.originalDstConnectTimeout ?? null, options.rejectConnectTimeout ?? null]);
+  let clusters = clusterCache.get(key);
+  if (!clusters) {
+    if (clusterCache.size >= 16) clusterCache.clear();
+    clusters = [
+      withUpstreamMark(withRaisedCircuitBreakers(nameUpstreamCluster(options.dnsCache)), options.upstreamMark),
+      withRaisedCircuitBreakers(originalDstCluster(options.originalDstConnectTimeout)),
+      rejectCluster(options.rejectConnectTimeout),
+    ].map((cluster) => markImmutable(cluster));
+    clusterCache.set(key, clusters);
+  }
+  return [...clusters];
 }

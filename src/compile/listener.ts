@@ -1,5 +1,6 @@
 // The transparent egress listener of seed 002 §6.5-6.6.
 import type { AddressJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
+import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
 import {
   EGRESS_LISTENER_ADDRESS,
@@ -28,6 +29,12 @@ export function rejectFilterChain(): FilterChainJson {
   return { name: REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, REJECTED_STAT_PREFIX)] };
 }
 
+// The same in every listener: shared, and marked so the encoder keeps their bytes.
+const LISTENER_FILTERS = [
+  markImmutable({ name: ORIGINAL_DST_LISTENER_FILTER, typedConfig: { '@type': TypeUrl.OriginalDst } }),
+  markImmutable({ name: TLS_INSPECTOR_LISTENER_FILTER, typedConfig: { '@type': TypeUrl.TlsInspector } }),
+];
+
 export function egressListener(filterChains: FilterChainJson[], options: EgressListenerOptions = {}): ListenerJson {
   const port = options.port ?? EGRESS_LISTENER_PORT;
   const listener: ListenerJson = {
@@ -36,10 +43,7 @@ export function egressListener(filterChains: FilterChainJson[], options: EgressL
     transparent: true,
     trafficDirection: 'OUTBOUND',
     // Order matters: the original destination must be restored before chains are matched on it.
-    listenerFilters: [
-      { name: ORIGINAL_DST_LISTENER_FILTER, typedConfig: { '@type': TypeUrl.OriginalDst } },
-      { name: TLS_INSPECTOR_LISTENER_FILTER, typedConfig: { '@type': TypeUrl.TlsInspector } },
-    ],
+    listenerFilters: [...LISTENER_FILTERS],
     // A server-first protocol (SMTP, MySQL) never sends a ClientHello: after the inspector's
     // timeout, match it as plain TCP (cidr rules) instead of closing it.
     continueOnListenerFiltersTimeout: true,

@@ -55,6 +55,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
     }),
     policyCount: new Gauge({ name: 'egress_xds_policies', help: 'Policies currently stored', registers }),
+    // Group commit at work (file store): commits_total / fsyncs_total is the mean number of commits per fsync.
+    storeCommits: new Counter({ name: 'egress_xds_store_commits_total', help: 'Commits the file store made durable', registers }),
+    storeFsyncs: new Counter({ name: 'egress_xds_store_fsyncs_total', help: 'Appends + fdatasyncs of the file store log (one per group of commits)', registers }),
     storeReady: new Gauge({
       name: 'egress_xds_store_ready',
       help: '1 when the policy store takes writes and its view is current (with etcd: etcd answers and the watch runs), else 0',

@@ -50,8 +50,10 @@ function fieldOf(root: unknown, pointer: string): string {
   return field;
 }
 
-const annotation = (schema: unknown, keyword: (typeof MESSAGE_KEYWORDS)[number]): unknown =>
+/** One keyword's value in a schema (undefined when the schema is not an object). */
+const keywordOf = (schema: unknown, keyword: string): unknown =>
   schema !== null && typeof schema === 'object' ? (schema as Schema)[keyword] : undefined;
+const annotation = (schema: unknown, keyword: (typeof MESSAGE_KEYWORDS)[number]): unknown => keywordOf(schema, keyword);
 
 /** The schema's own x-message for this keyword, if it has one. */
 function customMessage(parent: unknown, keyword: string): string | undefined {
@@ -64,7 +66,7 @@ function customMessage(parent: unknown, keyword: string): string | undefined {
   return undefined;
 }
 
-const knownFields = (parent: unknown): string[] => Object.keys((annotation(parent, 'properties' as never) as Schema | undefined) ?? {});
+const knownFields = (parent: unknown): string[] => Object.keys((keywordOf(parent, 'properties') as Schema | undefined) ?? {});
 
 function genericMessage(error: ErrorObject, field: string): string {
   const { keyword, params, data, parentSchema } = error;
@@ -125,7 +127,7 @@ export function fieldError(root: unknown, errors: readonly ErrorObject[]): Schem
   } else if (error.keyword === 'required') {
     const missing = String((error.params as { missingProperty: unknown }).missingProperty);
     field = joinField(field, missing);
-    const properties = annotation(error.parentSchema, 'properties' as never) as Schema | undefined;
+    const properties = keywordOf(error.parentSchema, 'properties') as Schema | undefined;
     const hint = annotation(properties?.[missing], 'x-required');
     return { field, message: typeof hint === 'string' ? hint : 'is required' };
   } else if (error.keyword === 'additionalProperties') {

@@ -39,10 +39,13 @@ const ajv = new Ajv2020({
 // "x-" extensions in a Schema Object, and ajv must know them to stay strict.
 for (const keyword of MESSAGE_KEYWORDS) ajv.addKeyword(keyword);
 
-/** A compiled check: the first problem, or undefined when `data` has the schema's shape. */
+/** A compiled check: true when `data` has the schema's shape. */
 export interface SchemaCheck<T> {
   (data: unknown): data is T;
-  /** The first problem of the last call that returned false. */
+  /**
+   * Why the last call, on this same `data`, returned false: the field and the
+   * words. Call it right after that call (ajv keeps only the last call's errors).
+   */
   readonly error: (data: unknown) => SchemaFieldError;
   /** The schema object it was compiled from (the OpenAPI document's). */
   readonly schema: object;

@@ -16,6 +16,34 @@ const CHUNK = 32;
 /** The default: one thread per core beyond the one the event loop uses, at least one, at most four. */
 export const defaultCompileWorkers = (): number => Math.max(1, Math.min(4, availableParallelism() - 1));
 
+/** Policies a worker keeps (every version it was sent) before it is told to start over. */
+const MAX_HELD_POLICIES = 100_000;
+
+// Policy objects are immutable values (the snapshot cache keeps one per stored version), so
+// an object's id names its content for the life of the process.
+const policyIds = new WeakMap<Policy, number>();
+let lastPolicyId = 0;
+function policyIdOf(policy: Policy): number {
+  let id = policyIds.get(policy);
+  if (id === undefined) policyIds.set(policy, (id = ++lastPolicyId));
+  return id;
+}
+
+// Small resources (the clusters every group shares) arrive once per chunk as copies of one
+// another: kept once, so 10,000 groups hold one copy of each, not 10,000.
+const MAX_INTERNED = 4096;
+const INTERN_MAX_BYTES = 2048;
+const interned = new Map<string, EncodedResource>();
+function intern(resource: EncodedResource): EncodedResource {
+  if (resource.bytes.length > INTERN_MAX_BYTES) return resource;
+  const key = `${resource.typeUrl}\u0000${resource.name}\u0000${resource.version}`;
+  const known = interned.get(key);
+  if (known) return known;
+  if (interned.size >= MAX_INTERNED) interned.clear();
+  interned.set(key, resource);
+  return resource;
+}
+
 interface Pending {
   readonly resolve: (results: EncodedResource[][]) => void;
   readonly reject: (error: Error) => void;
@@ -43,6 +71,8 @@ class CompileWorker {
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
+      // A new worker holds no policies.
+      this.held.clear();
       for (const pending of this.pending.values()) pending.reject(error);
       this.pending.clear();
       if (this.worker === worker) this.worker = this.start();
@@ -54,11 +84,28 @@ class CompileWorker {
     return worker;
   }
 
+  /** Ids of the policies this worker holds (compileWorker.ts). */
+  private readonly held = new Set<number>();
+
   compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
     const id = ++CompileWorker.lastId;
+    // Bounded: past the limit the worker forgets everything and is sent this request's policies.
+    const reset = this.held.size > MAX_HELD_POLICIES;
+    if (reset) this.held.clear();
+    const policies: [number, Policy][] = [];
+    const idSets = sets.map((set) =>
+      set.map((policy) => {
+        const policyId = policyIdOf(policy);
+        if (!this.held.has(policyId)) {
+          this.held.add(policyId);
+          policies.push([policyId, policy]);
+        }
+        return policyId;
+      }),
+    );
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const request: CompileRequest = { id, sets };
+      const request: CompileRequest = { id, sets: idSets, policies, ...(reset && { reset }) };
       this.worker.postMessage(request);
     });
   }
@@ -71,9 +118,15 @@ class CompileWorker {
   }
 }
 
+/** A worker index from the set's policy names (not their content, which an edit changes). */
+function affinity(set: readonly Policy[], workers: number): number {
+  let hash = 0;
+  for (const policy of set) for (let i = 0; i < policy.name.length; i++) hash = (Math.imul(hash, 31) + policy.name.charCodeAt(i)) | 0;
+  return (hash >>> 0) % workers;
+}
+
 export class CompilePool {
   private readonly workers: CompileWorker[];
-  private turn = 0;
 
   constructor(options: CompileOptions = {}, size = defaultCompileWorkers()) {
     if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`compile workers must be a positive integer, not ${String(size)}`);
@@ -84,14 +137,31 @@ export class CompilePool {
     return this.workers.length;
   }
 
-  /** Compiles and encodes each set; results in the order of the sets. */
+  /**
+   * Compiles and encodes each set; results in the order of the sets. Every set goes to the
+   * worker its policy names hash to, a few or ten thousand: the same group goes to the same
+   * worker edit after edit, and a global change finds each group's fragments (and their
+   * bytes) memoised in the worker that built them, each worker holding only its share of
+   * the fleet's (a round-robin turn would send it to a worker whose memo holds an older
+   * version, or none).
+   */
   readonly build: GroupBuilder = async (sets) => {
-    const chunks: Promise<EncodedResource[][]>[] = [];
-    for (let i = 0; i < sets.length; i += CHUNK) {
-      const worker = this.workers[this.turn++ % this.workers.length]!;
-      chunks.push(worker.compile(sets.slice(i, i + CHUNK)));
-    }
-    return (await Promise.all(chunks)).flat();
+    const byWorker: number[][] = this.workers.map(() => []);
+    for (let i = 0; i < sets.length; i++) byWorker[affinity(sets[i]!, this.workers.length)]!.push(i);
+    const results: EncodedResource[][] = new Array<EncodedResource[]>(sets.length);
+    const chunks: Promise<void>[] = [];
+    byWorker.forEach((indices, w) => {
+      for (let i = 0; i < indices.length; i += CHUNK) {
+        const part = indices.slice(i, i + CHUNK);
+        chunks.push(
+          this.workers[w]!.compile(part.map((k) => sets[k]!)).then((built) => {
+            part.forEach((k, j) => (results[k] = built[j]!.map(intern)));
+          }),
+        );
+      }
+    });
+    await Promise.all(chunks);
+    return results;
   };
 
   async close(): Promise<void> {

@@ -8,9 +8,19 @@ import type { Policy } from '../policy/model.js';
 import { egressGroupCompiler } from './egressGroups.js';
 import { encodeResource, type EncodedResource } from './encodedResource.js';
 
+/**
+ * Sets as policy ids: a policy crosses the thread boundary once (in `policies`), then only
+ * its id. The worker keeps the policy objects, so the compiler's memos, which know a policy
+ * by its object, find it again on the next change (a structured clone would make every
+ * policy a new object on every request), and a host's edit does not clone the whole host.
+ */
 export interface CompileRequest {
   readonly id: number;
-  readonly sets: readonly (readonly Policy[])[];
+  readonly sets: readonly (readonly number[])[];
+  /** The policies of `sets` this worker has not been sent yet. */
+  readonly policies: readonly (readonly [number, Policy])[];
+  /** Forget every policy held before this request (the pool bounds what a worker keeps). */
+  readonly reset?: boolean;
 }
 
 export type CompileReply = { readonly id: number; readonly results: EncodedResource[][] } | { readonly id: number; readonly error: string };
@@ -41,10 +51,21 @@ function transferList(results: readonly (readonly EncodedResource[])[]): ArrayBu
   return [...buffers];
 }
 
-parentPort!.on('message', ({ id, sets }: CompileRequest) => {
+const held = new Map<number, Policy>();
+
+parentPort!.on('message', ({ id, sets, policies, reset }: CompileRequest) => {
   let reply: CompileReply;
   try {
-    reply = { id, results: sets.map((policies) => compile(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json))) };
+    if (reset) held.clear();
+    for (const [policyId, policy] of policies) held.set(policyId, policy);
+    const policySets = sets.map((ids) =>
+      ids.map((policyId) => {
+        const policy = held.get(policyId);
+        if (!policy) throw new Error(`policy ${policyId} was never sent to this worker`);
+        return policy;
+      }),
+    );
+    reply = { id, results: policySets.map((set) => compile(set).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json))) };
   } catch (error) {
     reply = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
   }

@@ -107,7 +107,6 @@ export interface FilePolicyStore extends PolicyStore {
   readonly dataDir: string;
   /** Seals the active log, checkpoints, and drops expired history; resolves when durable. */
   compact(): Promise<void>;
-  /** Group commit at work: commits made durable, and the appends + fsyncs that did it (one per group). */
   groupCommit(): { readonly commits: number; readonly fsyncs: number; readonly largestGroup: number };
 }
 

@@ -103,6 +103,8 @@ export interface PolicyStore {
   list(): StoredPolicy[];
   /** How many policies there are: list().length without copying and sorting them (taken per commit for the metrics). */
   count(): number;
+  /** Group commit at work (the file store): commits made durable, and the appends + fsyncs that did it. */
+  groupCommit?(): { readonly commits: number; readonly fsyncs: number; readonly largestGroup: number };
   get(name: string): StoredPolicy | undefined;
   put(name: string, spec: PolicySpec, options: WriteOptions): Promise<WriteResult>;
   delete(name: string, options: WriteOptions): Promise<WriteResult>;

@@ -67,9 +67,8 @@ export async function startXdsServer(deps: XdsDependencies, address: string, opt
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_receive_message_length': limits.maxRequestBytes,
     'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
-    // Nothing here serves channelz, and its per-call and per-message accounting showed in the
-    // fan-out profile (responses written by src/xds/responseWriter.ts would escape it anyway).
-    'grpc.enable_channelz': 0,
+    // channelz stays on although nothing here serves it: with it off, grpc-js 1.14 does not
+    // track sessions, and forceShutdown() then leaves connected clients connected.
   });
   // Shed before any state exists for the stream, as Consul does: the client backs off and retries.
   const admitted = <Request>(call: ServerDuplexStream<Request, Buffer>, make: () => { start(): void }) => {

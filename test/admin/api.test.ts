@@ -154,6 +154,9 @@ test('/metrics: request counts by route template and status, policy count, revis
     assert.match(r.text, /egress_xds_admin_requests_total\{route="unmatched",method="GET",status="404"\} 1/);
     assert.match(r.text, /^egress_xds_policies 2$/m);
     assert.match(r.text, /^egress_xds_config_revision 2$/m);
+    // Two PUTs one after the other: two commits, each its own fsync.
+    assert.match(r.text, /^egress_xds_store_commits_total 2$/m);
+    assert.match(r.text, /^egress_xds_store_fsyncs_total 2$/m);
     assert.doesNotMatch(r.text, /nowhere/);
   } finally {
     await h.close();

@@ -70,6 +70,8 @@ const cases: Case[] = [
   ['batch: delete not a list', 'POST', '/v1/policies:batch', { body: { delete: 'web' } }, 400, 'delete', /must be an array of policy names/],
   ['batch: delete bad name', 'POST', '/v1/policies:batch', { body: { delete: ['web', '-x'] } }, 400, 'delete[1]', /starting and ending with a letter or digit/],
   ['batch: ifMatch not a revision', 'POST', '/v1/policies:batch', { body: { put: { web: GITHUB }, ifMatch: { web: 'latest' } } }, 400, 'ifMatch.web', /must be a revision \(a whole number, as in the ETag\) or "\*"/],
+  ['batch: a policy named "0" is a name, not an index', 'POST', '/v1/policies:batch', { body: { put: { '0': { allow: { sni: [7] } } } } }, 400, 'put.0.allow.sni[0]', /must be a string, got a number/],
+  ['batch: "/" and "~" in a name (JSON pointer escapes)', 'POST', '/v1/policies:batch', { body: { put: { web: GITHUB }, ifMatch: { web: 1, 'a/~b': 'x' } } }, 400, 'ifMatch.a/~b', /must be a revision/],
   ['batch: ifMatch negative', 'POST', '/v1/policies:batch', { body: { put: { web: GITHUB }, ifMatch: { web: -1 } } }, 400, 'ifMatch.web', /must be a revision/],
   ['history: limit 0', 'GET', '/v1/history?limit=0', {}, 400, 'limit', /integer 1 to 1000/],
   ['history: limit text', 'GET', '/v1/history?limit=ten', {}, 400, 'limit', /integer/],

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type Listener, dial, startListener, startUdpServer, udpDial } from './support/listener.js';
-import { Netns, tproxySkipReason } from './support/netns.js';
+import { microvmHostUpstream, Netns, tproxySkipReason } from './support/netns.js';
 
 const UPSTREAM = '10.250.3.1';
 
@@ -20,29 +20,7 @@ test('TPROXY end to end: the transparent listener sees the original destination;
   const created: Netns[] = [];
   const listeners: Listener[] = [];
   try {
-    const mvm = await Netns.create();
-    created.push(mvm);
-    const host = await Netns.create();
-    created.push(host);
-    const up = await Netns.create();
-    created.push(up);
-
-    // veth pairs made inside the namespaces: nothing appears in the machine's own.
-    await mvm.must('ip', 'link', 'add', 'm0', 'type', 'veth', 'peer', 'name', 'h0', 'netns', host.name);
-    await host.must('ip', 'link', 'add', 'h1', 'type', 'veth', 'peer', 'name', 'u0', 'netns', up.name);
-    await mvm.must('ip', 'addr', 'add', '10.250.1.2/30', 'dev', 'm0');
-    await mvm.must('ip', 'link', 'set', 'm0', 'up');
-    await mvm.must('ip', 'route', 'add', 'default', 'via', '10.250.1.1');
-    await host.must('ip', 'addr', 'add', '10.250.1.1/30', 'dev', 'h0');
-    await host.must('ip', 'addr', 'add', '10.250.2.1/30', 'dev', 'h1');
-    await host.must('ip', 'link', 'set', 'h0', 'up');
-    await host.must('ip', 'link', 'set', 'h1', 'up');
-    await host.must('ip', 'route', 'add', `${UPSTREAM}/32`, 'via', '10.250.2.2');
-    await host.must('sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    await up.must('ip', 'addr', 'add', '10.250.2.2/30', 'dev', 'u0');
-    await up.must('ip', 'addr', 'add', `${UPSTREAM}/32`, 'dev', 'lo');
-    await up.must('ip', 'link', 'set', 'u0', 'up');
-    await up.must('ip', 'route', 'add', 'default', 'via', '10.250.2.1');
+    const { mvm, host, up } = await microvmHostUpstream(created, [UPSTREAM]);
 
     listeners.push(await startListener(up, 'upstream', UPSTREAM, 443, false));
     // Services on the host: microVMs may reach 8443 (--allow-host-port), not 2200.

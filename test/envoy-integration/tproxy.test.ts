@@ -25,7 +25,7 @@ import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { silentLogger } from '../../src/log.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
 import { type Listener, startListener, startPython } from '../agent/support/listener.js';
-import { Netns, tproxySkipReason } from '../agent/support/netns.js';
+import { microvmHostUpstream, type Netns, tproxySkipReason } from '../agent/support/netns.js';
 import { stopEnvoy, until } from './envoyProcess.js';
 
 const envoyBin = process.env.ENVOY_BIN;
@@ -119,28 +119,9 @@ describe('a real Envoy behind TPROXY dials the allowed name, not the address the
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-tproxy-'));
-    mvm = await Netns.create();
-    namespaces.push(mvm);
-    const host = await Netns.create();
-    namespaces.push(host);
-    const up = await Netns.create();
-    namespaces.push(up);
-    await mvm.must('ip', 'link', 'add', 'm0', 'type', 'veth', 'peer', 'name', 'h0', 'netns', host.name);
-    await host.must('ip', 'link', 'add', 'h1', 'type', 'veth', 'peer', 'name', 'u0', 'netns', up.name);
-    await mvm.must('ip', 'addr', 'add', '10.250.1.2/30', 'dev', 'm0');
-    await mvm.must('ip', 'link', 'set', 'm0', 'up');
-    await mvm.must('ip', 'route', 'add', 'default', 'via', '10.250.1.1');
-    await host.must('ip', 'addr', 'add', '10.250.1.1/30', 'dev', 'h0');
-    await host.must('ip', 'addr', 'add', '10.250.2.1/30', 'dev', 'h1');
-    await host.must('ip', 'link', 'set', 'h0', 'up');
-    await host.must('ip', 'link', 'set', 'h1', 'up');
-    await host.must('ip', 'route', 'add', '10.250.3.0/24', 'via', '10.250.2.2');
-    await host.must('sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    await up.must('ip', 'addr', 'add', '10.250.2.2/30', 'dev', 'u0');
-    await up.must('ip', 'addr', 'add', `${NAMED}/32`, 'dev', 'lo');
-    await up.must('ip', 'addr', 'add', `${DIALLED}/32`, 'dev', 'lo');
-    await up.must('ip', 'link', 'set', 'u0', 'up');
-    await up.must('ip', 'route', 'add', 'default', 'via', '10.250.2.1');
+    const made = await microvmHostUpstream(namespaces, [NAMED, DIALLED]);
+    mvm = made.mvm;
+    const { host, up } = made;
     listeners.push(await startListener(up, 'named', NAMED, PORT, false));
     listeners.push(await startListener(up, 'dialled', DIALLED, PORT, false));
     listeners.push(await startPython(up, 'dns', DNS_SERVER, [NAMED, `allowed.test=${NAMED}`]));

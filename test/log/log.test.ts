@@ -24,6 +24,16 @@ test('one JSON object per line: level name, ISO time, msg, the fields; errors as
   assert.deepEqual(rest, { level: 'info', msg: 'store: compaction failed', path: '/d', error: 'disk full', revision: '12', nested: { cause: 'deep' }, list: ['a', 1] });
 });
 
+test('a circular or throwing field does not throw out of a log call (the line is still written)', () => {
+  const { logger, records } = capture();
+  const loop: Record<string, unknown> = { id: 1 };
+  loop.self = loop;
+  logger.error('odd fields', { loop, toJSON: { toJSON: () => { throw new Error('no JSON for you'); } } });
+  const [record] = records();
+  assert.equal(record?.msg, 'odd fields');
+  assert.equal((record?.loop as { id: number }).id, 1);
+});
+
 test('child loggers carry their fields; a call\'s own field wins over a child\'s', () => {
   const { logger, records } = capture();
   const child = logger.child({ component: 'xds', node: 'a' }).child({ stream: 7 });
@@ -107,3 +117,11 @@ for (const [how, lines, ends] of [
     assert.deepEqual([last.level, last.msg, last.how], ['error', 'last words', how]);
   });
 }
+
+test('a logger installs no process listeners: no exit hook to flush, no signal handler (the agent owns SIGTERM)', () => {
+  const events = ['exit', 'beforeExit', 'SIGTERM', 'SIGINT'] as const;
+  const before = events.map((event) => process.listenerCount(event));
+  const logger = createLogger({ level: 'error' });
+  logger.child({ component: 'x' }).debug('not written');
+  assert.deepEqual(events.map((event) => process.listenerCount(event)), before);
+});

@@ -135,17 +135,39 @@ test('compiled in worker threads: the same versions as compiled here; the previo
   assert.equal(there.snapshotFor('newcomer').version(TypeUrl.Listener), here.snapshotFor('newcomer').version(TypeUrl.Listener));
 });
 
-test('a compile that fails in a worker rejects the apply and leaves the cache as it was', async () => {
-  const cache = new SnapshotCache(compiler);
+test('groups the workers fail to compile are compiled here: the change is applied', async () => {
+  const { cache, calls } = counting();
+  cache.setPolicies([global(), hostPolicy(1)]);
+  cache.watch('host-1', () => {});
+  cache.watch('n', () => {});
+  const before = cache.snapshotFor('n');
+  calls.length = 0;
+  const broken = async () => {
+    throw new Error('worker died');
+  };
+  await cache.applyChanges(new Map([['global', global('x.example')]]), broken);
+  assert.equal(calls.length, 2, 'both groups compiled here');
+  const expected = new SnapshotCache(compiler);
+  expected.setPolicies([global('x.example'), hostPolicy(1)]);
+  for (const id of ['n', 'host-1']) assert.equal(cache.snapshotFor(id).version(TypeUrl.Listener), expected.snapshotFor(id).version(TypeUrl.Listener), id);
+  assert.notEqual(cache.snapshotFor('n').version(TypeUrl.Listener), before.version(TypeUrl.Listener));
+});
+
+test('a compile that fails everywhere rejects the apply and leaves the cache as it was; the next apply works', async () => {
+  let refuse = true;
+  const cache = new SnapshotCache((policies) => {
+    if (refuse && policies.some((p) => p.allow.sni?.includes('x.example'))) throw new Error('compile failed');
+    return compiler(policies);
+  });
   cache.setPolicies([global()]);
   cache.watch('n', () => {});
   const before = cache.snapshotFor('n');
   const broken = async () => {
-    throw new Error('compile failed');
+    throw new Error('worker died');
   };
   await assert.rejects(cache.applyChanges(new Map([['global', global('x.example')]]), broken), /compile failed/);
   assert.equal(cache.snapshotFor('n'), before);
-  // And the next apply works.
+  refuse = false;
   await cache.applyChanges(new Map([['global', global('x.example')]]), async (sets) => sets.map((ps) => compiler(ps).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json))));
   assert.notEqual(cache.snapshotFor('n').version(TypeUrl.Listener), before.version(TypeUrl.Listener));
 });
@@ -205,4 +227,23 @@ test('a node whose group is too big to compile on the event loop waits for the w
   small.useBuilder(pool.build);
   small.watch('small-host', () => {});
   assert.ok(small.currentSnapshot('small-host'), 'a small group is ready at once');
+});
+
+test('the compile pool sends each policy once and then its id: a sequence of edits compiles to what the event loop compiles', async () => {
+  const one = new CompilePool({}, 1);
+  try {
+    let policies: Policy[] = [global(), ...Array.from({ length: 8 }, (_, i) => hostPolicy(i))];
+    const here = (set: readonly Policy[]) => compiler(set).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json).version);
+    for (let step = 0; step < 6; step++) {
+      // Two sets sharing most policy objects, as two groups of one change do.
+      const sets = [policies, policies.slice(0, 4)];
+      const results = await one.build(sets);
+      results.forEach((resources, k) => assert.deepEqual(resources.map((r) => r.version), here(sets[k]!), `step ${step}, set ${k}`));
+      // The next change: one policy replaced by a new object (the others are the same objects).
+      const i = step % policies.length;
+      policies = policies.map((p, k) => (k === i ? { ...p, allow: { sni: [...p.allow.sni, `step${step}.example`] } } : p));
+    }
+  } finally {
+    await one.close();
+  }
 });

@@ -139,6 +139,7 @@ describe('etcd store', { skip }, () => {
       await a.put('removed', spec('gone.example'), client);
       const b = await open(prefix, [`127.0.0.1:${proxy.port}`]);
       assert.equal(b.list().length, 3);
+      assert.equal(b.count(), 3);
       const seenOnB: StoreChange[] = [];
       b.onChange((change) => seenOnB.push(change));
 
@@ -158,6 +159,7 @@ describe('etcd store', { skip }, () => {
       const compactedAt = logs.findIndex((line) => line.startsWith('COMPACTED'));
       assert.ok(logs.slice(compactedAt).some((line) => line.includes('reloading the whole prefix') && line.includes('fell behind a compaction')), `B went through the reload, not a plain resume:\n${logs.join('')}`);
       assert.deepEqual(b.list(), a.list());
+      assert.equal(b.count(), a.list().length);
       const puts = seenOnB.flatMap((c) => c.puts.map((p) => p.name)).sort();
       const deletes = seenOnB.flatMap((c) => c.deletes).sort();
       assert.deepEqual(puts, ['added', 'changed'], 'the unchanged policy is not announced again');

@@ -23,11 +23,13 @@ test('put, get, list, delete with per-policy and store revisions', async () => {
     assert.ok(b.ok && b.value.revision === 2 && b.value.storeRevision === 2);
     await store.put('api', spec('api.example.com'), { client });
     assert.deepEqual(store.list().map((p) => [p.name, p.revision]), [['api', 1], ['web', 2]]);
+    assert.equal(store.count(), 2);
     assert.deepEqual(store.get('web')?.allow, { sni: ['b.example.com'] });
     assert.equal(store.get('web')?.source, 'api');
     const d = await store.delete('web', { client });
     assert.ok(d.ok && d.value.revision === 3 && d.value.storeRevision === 4);
     assert.equal(store.get('web'), undefined);
+    assert.equal(store.count(), 1);
     assert.equal(store.revision, 4);
   } finally {
     await store.close();

@@ -209,3 +209,18 @@ describe('ADS stream limits', () => {
     }
   });
 });
+
+test('closing the server disconnects the Envoys connected to it (they reconnect elsewhere; nothing is left open)', async () => {
+  // grpc-js destroys open connections on forceShutdown only while it tracks them, which it
+  // does not with channelz off: this is what keeps that option as it is in src/xds/server.ts.
+  const harness = await startHarness([policy('github', ['github.com'])]);
+  const e = new FakeEnvoy(harness.address, { nodeId: 'closing' }).connect();
+  try {
+    await e.waitFor('its configuration', () => e.state.has(LDS));
+    await harness.close();
+    await e.waitFor('the stream to end', () => e.status !== undefined, 10_000);
+    assert.notEqual(e.status!.code, grpc.status.OK);
+  } finally {
+    e.close();
+  }
+});

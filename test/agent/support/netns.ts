@@ -188,3 +188,39 @@ export async function tproxySkipReason(): Promise<string | undefined> {
     await ns.delete();
   }
 }
+
+/**
+ * The three namespaces of the end-to-end tests, joined by veth pairs made inside them
+ * (nothing appears in the machine's own namespace):
+ *
+ *   microvm  m0 10.250.1.2/30 ──veth── h0 10.250.1.1/30  host (forwards; agent, Envoy)
+ *                                      h1 10.250.2.1/30 ──veth── u0 10.250.2.2/30  upstream
+ *                                                                lo: each of `upstreamAddresses` (10.250.3.x)
+ *
+ * Each namespace is pushed onto `created` as soon as it exists, so the caller's cleanup
+ * deletes them even when a later step fails.
+ */
+export async function microvmHostUpstream(created: Netns[], upstreamAddresses: readonly string[]): Promise<{ mvm: Netns; host: Netns; up: Netns }> {
+  const mvm = await Netns.create();
+  created.push(mvm);
+  const host = await Netns.create();
+  created.push(host);
+  const up = await Netns.create();
+  created.push(up);
+  await mvm.must('ip', 'link', 'add', 'm0', 'type', 'veth', 'peer', 'name', 'h0', 'netns', host.name);
+  await host.must('ip', 'link', 'add', 'h1', 'type', 'veth', 'peer', 'name', 'u0', 'netns', up.name);
+  await mvm.must('ip', 'addr', 'add', '10.250.1.2/30', 'dev', 'm0');
+  await mvm.must('ip', 'link', 'set', 'm0', 'up');
+  await mvm.must('ip', 'route', 'add', 'default', 'via', '10.250.1.1');
+  await host.must('ip', 'addr', 'add', '10.250.1.1/30', 'dev', 'h0');
+  await host.must('ip', 'addr', 'add', '10.250.2.1/30', 'dev', 'h1');
+  await host.must('ip', 'link', 'set', 'h0', 'up');
+  await host.must('ip', 'link', 'set', 'h1', 'up');
+  await host.must('ip', 'route', 'add', '10.250.3.0/24', 'via', '10.250.2.2');
+  await host.must('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  await up.must('ip', 'addr', 'add', '10.250.2.2/30', 'dev', 'u0');
+  for (const address of upstreamAddresses) await up.must('ip', 'addr', 'add', `${address}/32`, 'dev', 'lo');
+  await up.must('ip', 'link', 'set', 'u0', 'up');
+  await up.must('ip', 'route', 'add', 'default', 'via', '10.250.2.1');
+  return { mvm, host, up };
+}
