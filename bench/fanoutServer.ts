@@ -8,18 +8,16 @@
 //   server must at least spend; the egress server's cost is read against it.
 // Driven over IPC: {prepare: k} (floor: encode ahead), {push: k}, {usage}
 // (CPU µs and RSS bytes), {stop}.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
-import { silentLogger } from '../src/log.js';
 import type { Policy, PolicySpec } from '../src/policy/model.js';
-import { EMBEDDED_DEFAULT_POLICY, startControlPlane } from '../src/server/controlPlane.js';
+import { EMBEDDED_DEFAULT_POLICY } from '../src/server/controlPlane.js';
 import { SnapshotCache } from '../src/snapshot/cache.js';
 import { egressGroupCompiler } from '../src/snapshot/egressGroups.js';
 import { encodeSotwResponse } from '../src/xds/wire.js';
+import { startBenchControlPlane } from './benchControlPlane.js';
 
 export type FanoutServerCommand = { push: number } | { prepare: number } | { usage: true } | { stop: true };
 export interface FanoutUsage {
@@ -64,14 +62,8 @@ interface Running {
 }
 
 async function startEgress(): Promise<Running> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-fanout-'));
-  const cp = await startControlPlane({
-    xdsAddress: '127.0.0.1:0',
-    adminHost: '127.0.0.1',
-    adminPort: 0,
-    dataDir,
+  const { cp, dataDir } = await startBenchControlPlane('fanout', {
     embeddedDefault: true,
-    logger: silentLogger,
     xdsLimits: { maxStreams: 100_000 },
   });
   await cp.store.put('fanout', pushSpec(0), { client: 'bench' });

@@ -5,14 +5,11 @@
 // pushed), {stop}. argv[2]: the number of hosts; argv[3]: extra server names
 // in the global policy (a large listener for bench/hostileMix.ts); argv[4]:
 // xDS limits as JSON.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { silentLogger } from '../src/log.js';
+import { rm } from 'node:fs/promises';
 import type { PolicySpec } from '../src/policy/model.js';
-import { startControlPlane } from '../src/server/controlPlane.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import { globalSpec, hostSpec } from './fleetSpecs.js';
+import { startBenchControlPlane } from './benchControlPlane.js';
 
 export type FleetServerCommand = { usage: true } | { idle: true } | { stop: true };
 
@@ -25,13 +22,7 @@ const usage = (): FanoutUsage & { heapUsedBytes: number; externalBytes: number }
 const hosts = Number(process.argv[2] ?? 1000);
 const extraNames = Number(process.argv[3] ?? 0);
 const limits = JSON.parse(process.argv[4] ?? '{}') as Record<string, number>;
-const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-fleet-'));
-const cp = await startControlPlane({
-  xdsAddress: '127.0.0.1:0',
-  adminHost: '127.0.0.1',
-  adminPort: 0,
-  dataDir,
-  logger: silentLogger,
+const { cp, dataDir } = await startBenchControlPlane('fleet', {
   xdsLimits: { maxStreams: 100_000, ...limits },
 });
 const put: Record<string, PolicySpec> = { global: globalSpec('a', extraNames) };

@@ -4,24 +4,15 @@
 // Commands on stdin, one per line: "mark" answers (one JSON line) with the longest
 // event-loop block and this process's CPU (all threads: the compile workers too) since
 // the previous mark.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { silentLogger } from '../src/log.js';
-import { startControlPlane } from '../src/server/controlPlane.js';
 import { hostPolicies } from './hostScenario.js';
+import { startBenchControlPlane } from './benchControlPlane.js';
 
 const microVms = Number(process.argv[2] ?? 1000);
 const workers = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
-const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-hostserver-'));
-const cp = await startControlPlane({
-  xdsAddress: '127.0.0.1:0',
-  adminHost: '127.0.0.1',
-  adminPort: 0,
-  dataDir,
-  logger: silentLogger,
+const { cp, dataDir } = await startBenchControlPlane('hostserver', {
   ...(workers !== undefined && { compileWorkers: workers }),
 });
 const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));

@@ -7,13 +7,10 @@
 // that every acknowledged write is on disk. argv[2]: xDS limits as JSON;
 // WRITES_COMPILE_WORKERS in the environment: the compile threads.
 import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { silentLogger } from '../src/log.js';
-import { startControlPlane } from '../src/server/controlPlane.js';
 import { globalSpec } from './fleetSpecs.js';
+import { startBenchControlPlane } from './benchControlPlane.js';
 
 export type WritesServerCommand = { usage: true } | { idle: true } | { profile: 'start' | string } | { stop: true };
 
@@ -31,13 +28,7 @@ export interface WritesServerUsage {
 }
 
 const limits = JSON.parse(process.argv[2] ?? '{}') as Record<string, number>;
-const dataDir = await mkdtemp(join(tmpdir(), 'egress-xds-writes-'));
-const cp = await startControlPlane({
-  xdsAddress: '127.0.0.1:0',
-  adminHost: '127.0.0.1',
-  adminPort: 0,
-  dataDir,
-  logger: silentLogger,
+const { cp, dataDir } = await startBenchControlPlane('writes', {
   xdsLimits: { maxStreams: 100_000, ...limits },
   // WRITES_COMPILE_WORKERS: serve's --compile-workers (default: cores - 1, so one on two cores).
   ...(process.env.WRITES_COMPILE_WORKERS ? { compileWorkers: Number(process.env.WRITES_COMPILE_WORKERS) } : {}),
