@@ -5,9 +5,18 @@
 // one (the response is built from the snapshot when it goes out), a stale
 // nonce changes nothing, a repeated request costs nothing, and a rejected
 // version is never re-sent: only a newer version goes out.
+//
+// Listeners and Clusters are state of the world: every response carries the whole
+// set (one buffer shared by every stream). Route tables are not: in SotW, RDS and EDS
+// responses are incremental (xDS protocol, "Resource types"; Envoy's GrpcMuxImpl updates
+// only the RDS watches whose resources a response carries, and an omitted table stays).
+// So a stream is sent only the subscribed tables whose content differs from what it
+// holds, plus newly subscribed ones that exist: a one-name edit of one microVM's policy
+// sends one table, not the host's thousand (2 MB at 1,000 microVMs).
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { isWildcardResourceType } from '../envoy/typeUrls.js';
 import { AdsStream } from './adsStream.js';
+import type { ResourceSet } from '../snapshot/snapshot.js';
 import { coversSet, encodeSotwResponse, sharedSotwResponse } from './wire.js';
 
 interface TypeState {
@@ -19,6 +28,32 @@ interface TypeState {
   watchOpen: boolean;
   lastSent?: { readonly version: string; readonly nonce: string; readonly names?: ReadonlySet<string> };
   awaitingAnswer: boolean;
+  /**
+   * Named types only: what the client holds, name → resource version, as far as its
+   * answers tell. A response's tables join it when it is ACKed; a NACKed response's do
+   * not, so they are sent again with the next response (Envoy may have applied some of
+   * them: re-sending an applied table is harmless, missing one is not).
+   */
+  held?: Map<string, string>;
+  /** The tables of the response in flight (name → version): held once it is ACKed. */
+  inFlight?: ReadonlyMap<string, string>;
+  /**
+   * Tables of a NACKed response, name → the rejected version: a table is not sent again at
+   * a version the client rejected unless something else goes out with it; a newer version
+   * goes out at once.
+   */
+  rejected?: Map<string, string>;
+}
+
+/**
+ * A new subscription: a named table no longer subscribed is one Envoy dropped (its RDS
+ * subscription ended), so it is no longer held, and is sent in full if asked for again.
+ */
+function setNames(state: TypeState, names: ReadonlySet<string> | undefined): void {
+  state.names = names;
+  if (!state.held || !names) return;
+  for (const name of state.held.keys()) if (!names.has(name)) state.held.delete(name);
+  for (const name of state.rejected!.keys()) if (!names.has(name)) state.rejected!.delete(name);
 }
 
 const sameNames = (a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean =>
@@ -45,7 +80,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const state = this.types.get(typeUrl);
     if (!state) {
       // A first request: it is owed the current state at once.
-      this.types.set(typeUrl, { names, watchOpen: true, awaitingAnswer: false });
+      this.types.set(typeUrl, !isWildcardResourceType(typeUrl) ? { names, watchOpen: true, awaitingAnswer: false, held: new Map(), rejected: new Map() } : { names, watchOpen: true, awaitingAnswer: false });
       this.flush(typeUrl);
       return;
     }
@@ -53,7 +88,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       // The same subscription again without a nonce (a client repeating its first request): the
       // names may change, but a response in flight stays the only one, and an unchanged
       // subscription is not answered twice (flush compares with what was sent last).
-      state.names = names;
+      setNames(state, names);
       if (!state.awaitingAnswer) this.flush(typeUrl);
       return;
     }
@@ -63,7 +98,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       else this.logger.debug('stale nonce ignored', { typeUrl, nonce: request.responseNonce });
       return;
     }
-    state.names = names;
+    setNames(state, names);
     if (!state.awaitingAnswer) {
       // The answered response answered again: only a change of names can matter.
       this.flush(typeUrl);
@@ -72,8 +107,20 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const answered = state.lastSent;
     state.awaitingAnswer = false;
     state.watchOpen = true;
-    if (request.errorDetail) this.recordNack(typeUrl, answered.version, AdsStream.nackMessage(request.errorDetail));
-    else this.recordAck(typeUrl, request.versionInfo);
+    if (request.errorDetail) {
+      if (state.inFlight && state.rejected) for (const [name, version] of state.inFlight) state.rejected.set(name, version);
+      this.recordNack(typeUrl, answered.version, AdsStream.nackMessage(request.errorDetail));
+    } else {
+      if (state.inFlight && state.held) {
+        // Only names still subscribed: a table unsubscribed meanwhile is one Envoy dropped.
+        for (const [name, version] of state.inFlight) {
+          state.rejected?.delete(name);
+          if (state.names?.has(name)) state.held.set(name, version);
+        }
+      }
+      this.recordAck(typeUrl, request.versionInfo);
+    }
+    state.inFlight = undefined;
     // Also lets a Listener held back for its Clusters go, once they are answered.
     this.flushAll();
   }
@@ -83,6 +130,10 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const set = this.snapshot?.resourceSet(typeUrl);
     // Never an empty state-of-the-world by mistake: Envoy would delete everything missing.
     if (!state || !state.watchOpen || !set || set.items.size === 0) return;
+    if (state.held) {
+      this.flushChanged(typeUrl, state, set);
+      return;
+    }
     // Also what keeps a NACKed version from being re-sent: it is the last one sent.
     const last = state.lastSent;
     if (last && last.version === set.version && sameNames(last.names, state.names)) return;
@@ -103,6 +154,52 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
     }
     state.lastSent = state.names ? { version: set.version, nonce, names: state.names } : { version: set.version, nonce };
+    state.watchOpen = false;
+    state.awaitingAnswer = true;
+    this.write(typeUrl, set.version, nonce, bytes, framed);
+  }
+
+  /**
+   * A named type (route tables): the subscribed tables whose version differs from the one the
+   * client holds, all of them in one response. version_info is the snapshot's version of the
+   * whole type, which still identifies the state: once the response is ACKed, the client holds
+   * that version of every subscribed table that exists in it (the others it already held).
+   */
+  private flushChanged(typeUrl: string, state: TypeState, set: ResourceSet): void {
+    const held = state.held!;
+    const rejected = state.rejected!;
+    const names = state.names!;
+    const changed = new Set<string>();
+    let anythingNew = false;
+    for (const name of names) {
+      const resource = set.items.get(name);
+      if (!resource || held.get(name) === resource.version) continue;
+      changed.add(name);
+      // A version the client rejected goes out again only beside something it has not seen.
+      if (rejected.get(name) !== resource.version) anythingNew = true;
+    }
+    // Nothing new for this stream, but the type's version moved on (a table it does not hold
+    // changed, appeared or went): a response with no table carries the new version, so the
+    // node's acknowledged version still says it runs the latest state (what the registry and
+    // its callers compare). Envoy takes it as an update of no subscription and ACKs it (its
+    // GrpcMuxImpl calls no RDS watch for it). Not before the first response: names none of
+    // which exist wait for their tables.
+    const versionMoved = state.lastSent !== undefined && state.lastSent.version !== set.version;
+    if (!anythingNew && !versionMoved) return;
+    let nonce: string;
+    let bytes: Buffer;
+    let framed: Buffer | undefined;
+    if (changed.size === set.items.size) {
+      // Every table of the set (a first response, a global change): the buffer every stream is sent.
+      ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
+    } else {
+      nonce = this.nextNonce();
+      bytes = encodeSotwResponse(typeUrl, set, nonce, changed);
+    }
+    const inFlight = new Map<string, string>();
+    for (const name of changed) inFlight.set(name, set.items.get(name)!.version);
+    state.inFlight = inFlight;
+    state.lastSent = { version: set.version, nonce, names };
     state.watchOpen = false;
     state.awaitingAnswer = true;
     this.write(typeUrl, set.version, nonce, bytes, framed);

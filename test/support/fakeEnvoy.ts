@@ -26,6 +26,8 @@ interface RawResponse {
   nonce: string;
   resources: ({ type_url: string; value: Buffer } | { name: string; version: string; resource: { type_url: string; value: Buffer } })[];
   removed_resources?: string[];
+  /** Set by the deserializer: the encoded DiscoveryResponse's size. */
+  byteLength?: number;
 }
 
 export interface ReceivedResponse {
@@ -36,6 +38,8 @@ export interface ReceivedResponse {
   readonly removed: readonly string[];
   /** When the response arrived (before decoding). */
   readonly at: bigint;
+  /** The encoded DiscoveryResponse's size in bytes (without gRPC's 5-byte prefix). */
+  readonly bytes: number;
 }
 
 let clientConstructor: (new (address: string, credentials: grpc.ChannelCredentials) => ServiceClient) | undefined;
@@ -61,7 +65,9 @@ function adsClientConstructor() {
       ...original,
       responseDeserialize: (bytes: Buffer) => {
         decodeStrict(responseType, bytes);
-        return lenient(bytes);
+        const raw = lenient(bytes) as RawResponse;
+        raw.byteLength = bytes.length;
+        return raw;
       },
     };
   }
@@ -179,6 +185,7 @@ export class FakeEnvoy {
       resources,
       removed: raw.removed_resources ?? [],
       at,
+      bytes: raw.byteLength ?? 0,
     };
     this.responses.push(response);
     if (this.heldTypes.has(raw.type_url)) this.heldResponses.push({ raw, response });
@@ -194,9 +201,11 @@ export class FakeEnvoy {
       this.rejectNext.delete(raw.type_url);
       const errorDetail = { code: grpc.status.INVALID_ARGUMENT, message: rejection };
       if (delta) this.send({ node: this.node, type_url: raw.type_url, response_nonce: raw.nonce, error_detail: errorDetail });
-      else this.send({ node: this.node, type_url: raw.type_url, version_info: this.acceptedVersions.get(raw.type_url) ?? '', resource_names: [], response_nonce: raw.nonce, error_detail: errorDetail });
+      else this.send({ node: this.node, type_url: raw.type_url, version_info: this.acceptedVersions.get(raw.type_url) ?? '', resource_names: this.namesOf(raw.type_url), response_nonce: raw.nonce, error_detail: errorDetail });
     } else {
       // Route tables are kept one by one (SotW too: a response without one does not delete it).
+      // As Envoy's GrpcMuxImpl: in SotW an RDS response updates only the subscriptions whose
+      // tables it carries; Listeners and Clusters are replaced whole.
       const routes = raw.type_url === TypeUrl.RouteConfiguration;
       const held = delta || routes ? new Map(this.state.get(raw.type_url) ?? []) : new Map<string, ProtoJson>();
       for (const [name, json] of resources) if (!routes || this.routeNames.has(name)) held.set(name, json);
