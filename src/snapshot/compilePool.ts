@@ -25,9 +25,21 @@ const policyIds = new WeakMap<Policy, number>();
 let lastPolicyId = 0;
 function policyIdOf(policy: Policy): number {
   let id = policyIds.get(policy);
-  if (id === undefined) policyIds.set(policy, (id = ++lastPolicyId));
+  if (id === undefined) {
+    policyIds.set(policy, (id = ++lastPolicyId));
+    collected.register(policy, id);
+  }
   return id;
 }
+
+// A policy version the main thread no longer holds (the cache let go of it: superseded or
+// deleted) can never be asked for again, so the workers holding it are told to forget it
+// with their next request. Without this a worker keeps every version it was ever sent, up
+// to MAX_HELD_POLICIES: at a thousand writes a second, a minute of superseded allowlists.
+const liveWorkers = new Set<CompileWorker>();
+const collected = new FinalizationRegistry<number>((policyId) => {
+  for (const worker of liveWorkers) worker.forget(policyId);
+});
 
 // Small resources (the clusters every group shares) arrive once per chunk as copies of one
 // another: kept once, so 10,000 groups hold one copy of each, not 10,000.
@@ -57,6 +69,7 @@ class CompileWorker {
 
   constructor(private readonly options: CompileOptions) {
     this.worker = this.start();
+    liveWorkers.add(this);
   }
 
   private start(): Worker {
@@ -73,6 +86,7 @@ class CompileWorker {
     const fail = (error: Error) => {
       // A new worker holds no policies.
       this.held.clear();
+      this.forgotten = [];
       for (const pending of this.pending.values()) pending.reject(error);
       this.pending.clear();
       if (this.worker === worker) this.worker = this.start();
@@ -86,12 +100,24 @@ class CompileWorker {
 
   /** Ids of the policies this worker holds (compileWorker.ts). */
   private readonly held = new Set<number>();
+  /** Held ids whose policy the main thread let go of: sent with the next request. */
+  private forgotten: number[] = [];
+
+  heldCount(): number {
+    return this.held.size;
+  }
+
+  forget(policyId: number): void {
+    if (this.held.delete(policyId)) this.forgotten.push(policyId);
+  }
 
   compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
     const id = ++CompileWorker.lastId;
     // Bounded: past the limit the worker forgets everything and is sent this request's policies.
     const reset = this.held.size > MAX_HELD_POLICIES;
     if (reset) this.held.clear();
+    const forget = reset ? [] : this.forgotten;
+    this.forgotten = [];
     const policies: [number, Policy][] = [];
     const idSets = sets.map((set) =>
       set.map((policy) => {
@@ -105,13 +131,14 @@ class CompileWorker {
     );
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const request: CompileRequest = { id, sets: idSets, policies, ...(reset && { reset }) };
+      const request: CompileRequest = { id, sets: idSets, policies, ...(reset && { reset }), ...(forget.length > 0 && { forget }) };
       this.worker.postMessage(request);
     });
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    liveWorkers.delete(this);
     for (const pending of this.pending.values()) pending.reject(new Error('compile pool closed'));
     this.pending.clear();
     await this.worker.terminate();
@@ -163,6 +190,11 @@ export class CompilePool {
     await Promise.all(chunks);
     return results;
   };
+
+  /** Policy versions the workers hold between them (what the main thread has not let go of). */
+  heldPolicies(): number {
+    return this.workers.reduce((sum, w) => sum + w.heldCount(), 0);
+  }
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.close()));

@@ -21,6 +21,8 @@ export interface CompileRequest {
   readonly policies: readonly (readonly [number, Policy])[];
   /** Forget every policy held before this request (the pool bounds what a worker keeps). */
   readonly reset?: boolean;
+  /** Policies the main thread let go of: never asked for again. */
+  readonly forget?: readonly number[];
 }
 
 export type CompileReply = { readonly id: number; readonly results: EncodedResource[][] } | { readonly id: number; readonly error: string };
@@ -53,10 +55,11 @@ function transferList(results: readonly (readonly EncodedResource[])[]): ArrayBu
 
 const held = new Map<number, Policy>();
 
-parentPort!.on('message', ({ id, sets, policies, reset }: CompileRequest) => {
+parentPort!.on('message', ({ id, sets, policies, reset, forget }: CompileRequest) => {
   let reply: CompileReply;
   try {
     if (reset) held.clear();
+    for (const policyId of forget ?? []) held.delete(policyId);
     for (const [policyId, policy] of policies) held.set(policyId, policy);
     const policySets = sets.map((ids) =>
       ids.map((policyId) => {
