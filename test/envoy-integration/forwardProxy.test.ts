@@ -35,94 +35,116 @@ const curl = (args: string[], env: Record<string, string>) =>
     );
   });
 
-describe('a real Envoy as the forward proxy (ENVOY_BIN)', { skip }, () => {
-  let dir: string;
-  let pki: Pki;
-  let cp: ControlPlane;
-  let upstream: Server;
-  let upstreamPort: number;
-  let httpPort: number;
-  let envoy: ChildProcess | undefined;
-  let envoyAdmin: number;
+/** What each real-Envoy forward-proxy suite runs: an HTTPS upstream on loopback, the control plane
+ * compiling only the forward listeners (allowing "localhost"), and an Envoy on its bootstrap. */
+interface ForwardFixture {
+  readonly dir: string;
+  readonly pki: Pki;
+  readonly cp: ControlPlane;
+  readonly upstream: Server;
+  readonly upstreamPort: number;
+  readonly httpPort: number;
+  readonly envoy: ChildProcess;
+  readonly envoyAdmin: number;
+  readonly nodeId: string;
+  /** Envoy's output so far, for failure messages. */
+  log(): string;
+}
+
+async function startForwardFixture(nodeId: string, inspectConnect: boolean): Promise<ForwardFixture> {
+  const dir = await mkdtemp(join(tmpdir(), `egress-xds-${nodeId}-`));
+  const pki = await makePki();
+  const upstream = createHttpsServer({ cert: await pki.read('serverCert'), key: await pki.read('serverKey') }, (_req, res) => res.end('hello from upstream\n'));
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+  const upstreamPort = (upstream.address() as AddressInfo).port;
+  const httpPort = await freePort();
+  const cp = await startControlPlane({
+    xdsAddress: '127.0.0.1:0',
+    adminHost: '127.0.0.1',
+    adminPort: 0,
+    dataDir: join(dir, 'data'),
+    logger: silentLogger,
+    compile: {
+      transparent: false,
+      upstreamMark: 0,
+      forwardProxy: { address: '127.0.0.1', httpPort, tlsPort: await freePort(), namePorts: { connect: [upstreamPort], http: [80] }, ...(inspectConnect && { inspectConnect }) },
+    },
+  });
+  await cp.store.put('local', { allow: { sni: ['localhost'] } }, { client: 'test' });
+  const envoyAdmin = await freePort();
+  const bootstrap = join(dir, 'bootstrap.yaml');
+  await writeFile(
+    bootstrap,
+    stringify(buildBootstrap({ nodeId, cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin, ...(inspectConnect && { internalListeners: true }) })),
+  );
   let envoyLog = '';
+  const envoy = spawnEnvoy(envoyBin!, bootstrap, envoyAdmin, (text) => (envoyLog += text));
+  return { dir, pki, cp, upstream, upstreamPort, httpPort, envoy, envoyAdmin, nodeId, log: () => envoyLog };
+}
 
+async function stopForwardFixture(f: ForwardFixture | undefined): Promise<void> {
+  if (!f) return;
+  await stopEnvoy(f.envoy);
+  await f.cp.close();
+  await new Promise((r) => f.upstream.close(r));
+  await f.pki.remove();
+  await rm(f.dir, { recursive: true, force: true });
+}
+
+/** Until the node ACKs its listeners (Envoy's log in the error otherwise). */
+async function listenersAcked(f: ForwardFixture): Promise<void> {
+  await until('the ACK of the listeners', async () => {
+    const lds = f.cp.registry.list().find((n) => n.id === f.nodeId)?.resources[TypeUrl.Listener];
+    return lds?.acked && lds.acked === lds.sent && !lds.nack ? true : undefined;
+  }).catch((error: Error) => {
+    throw new Error(`${error.message}\nEnvoy's log:\n${f.log().slice(-4000)}`);
+  });
+}
+
+describe('a real Envoy as the forward proxy (ENVOY_BIN)', { skip }, () => {
+  let f: ForwardFixture;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'egress-xds-forward-envoy-'));
-    pki = await makePki();
-    upstream = createHttpsServer({ cert: await pki.read('serverCert'), key: await pki.read('serverKey') }, (_req, res) => res.end('hello from upstream\n'));
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
-    upstreamPort = (upstream.address() as AddressInfo).port;
-    httpPort = await freePort();
-    cp = await startControlPlane({
-      xdsAddress: '127.0.0.1:0',
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      dataDir: join(dir, 'data'),
-      logger: silentLogger,
-      compile: {
-        transparent: false,
-        upstreamMark: 0,
-        forwardProxy: { address: '127.0.0.1', httpPort, tlsPort: await freePort(), namePorts: { connect: [upstreamPort], http: [80] } },
-      },
-    });
-    await cp.store.put('local', { allow: { sni: ['localhost'] } }, { client: 'test' });
-    envoyAdmin = await freePort();
-    const bootstrap = join(dir, 'bootstrap.yaml');
-    await writeFile(bootstrap, stringify(buildBootstrap({ nodeId: 'envoy-forward', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin })));
-    envoy = spawnEnvoy(envoyBin!, bootstrap, envoyAdmin, (text) => (envoyLog += text));
+    f = await startForwardFixture('envoy-forward', false);
   });
-
-  after(async () => {
-    await stopEnvoy(envoy);
-    await cp?.close();
-    await new Promise((r) => upstream?.close(r));
-    await pki?.remove();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => stopForwardFixture(f));
 
   test('it ACKs forward_http and forward_tls', async () => {
-    await until('the ACK of both listeners', async () => {
-      const node = cp.registry.list().find((n) => n.id === 'envoy-forward');
-      const lds = node?.resources[TypeUrl.Listener];
-      return lds?.acked && lds.acked === lds.sent && !lds.nack ? true : undefined;
-    }).catch((error: Error) => {
-      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
-    });
-    const dump = await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump`)).text();
+    await listenersAcked(f);
+    const dump = await (await fetch(`http://127.0.0.1:${f.envoyAdmin}/config_dump`)).text();
     assert.match(dump, /"forward_http"/);
     assert.match(dump, /"forward_tls"/);
   });
 
   test('curl through https_proxy: the allowed name answers, a refused one gets 403 naming allow.sni', async () => {
-    const env = { https_proxy: `http://127.0.0.1:${httpPort}`, HTTPS_PROXY: `http://127.0.0.1:${httpPort}` };
+    const env = { https_proxy: `http://127.0.0.1:${f.httpPort}`, HTTPS_PROXY: `http://127.0.0.1:${f.httpPort}` };
     const allowed = await until('the allowed name through the proxy', async () => {
-      const r = await curl(['-k', `https://localhost:${upstreamPort}/`], env);
+      const r = await curl(['-k', `https://localhost:${f.upstreamPort}/`], env);
       return r.code === 0 ? r : undefined;
     });
     assert.equal(allowed.stdout, 'hello from upstream\n');
-    const refused = await curl(['-k', '-v', `https://refused.example:${upstreamPort}/`], env);
+    const refused = await curl(['-k', '-v', `https://refused.example:${f.upstreamPort}/`], env);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /HTTP\/1\.1 403/);
-    const plain = await curl(['-x', `http://127.0.0.1:${httpPort}`, 'http://refused.example/'], {});
+    const plain = await curl(['-x', `http://127.0.0.1:${f.httpPort}`, 'http://refused.example/'], {});
     assert.match(plain.stdout, /refused\.example refused for 127\.0\.0\.1: no policy selecting this source allows this name \(allow\.sni\)/);
   });
 
   // Issue 10 on the forward proxy: the refusals above reach the ALS beside ADS as records
   // of listener forward_http; the loop guard refuses the proxy's own port on any host.
   test('the refusals reach /v1/denials as forward_http records; a CONNECT to the proxy itself is refused as a loop', async () => {
-    const looped = await curl(['-v', '-p', '-x', `http://127.0.0.1:${httpPort}`, `http://127.0.0.1:${httpPort}/`], {});
+    const looped = await curl(['-v', '-p', '-x', `http://127.0.0.1:${f.httpPort}`, `http://127.0.0.1:${f.httpPort}/`], {});
     assert.match(looped.stderr, /HTTP\/1\.1 403/);
     const records = await until('the forward_http records in /v1/denials', async () => {
-      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-forward`)).json()) as {
+      const body = (await (await fetch(`http://127.0.0.1:${f.cp.admin.port}/v1/denials?node=envoy-forward`)).json()) as {
         denials: { verdict: string; reason: string; listener: string; serverName?: string; destination: string }[];
       };
       const mine = body.denials.filter((d) => d.listener === 'forward_http');
       return mine.some((d) => d.reason === 'loop') && mine.some((d) => d.serverName === 'refused.example') ? mine : undefined;
     }).catch((error: Error) => {
-      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+      throw new Error(`${error.message}\nEnvoy's log:\n${f.log().slice(-4000)}`);
     });
     for (const record of records) assert.equal(record.verdict, 'denied');
-    assert.ok(records.some((d) => d.reason === 'loop' && d.destination === `127.0.0.1:${httpPort}`), JSON.stringify(records));
+    assert.ok(records.some((d) => d.reason === 'loop' && d.destination === `127.0.0.1:${f.httpPort}`), JSON.stringify(records));
   });
 });
 
@@ -153,78 +175,31 @@ function throughTunnel(proxyPort: number, authority: string, servername: string)
 // internal listener, which dials an allowed inner SNI and closes another (domain fronting).
 // Envoy ≥ 1.25 for internal listeners; the bootstrap carries envoy.bootstrap.internal_listener.
 describe('a real Envoy checking the SNI inside CONNECT (ENVOY_BIN)', { skip }, () => {
-  let dir: string;
-  let pki: Pki;
-  let cp: ControlPlane;
-  let upstream: Server;
-  let upstreamPort: number;
-  let httpPort: number;
-  let envoy: ChildProcess | undefined;
-  let envoyAdmin: number;
-  let envoyLog = '';
-
+  let f: ForwardFixture;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'egress-xds-inspect-envoy-'));
-    pki = await makePki();
-    upstream = createHttpsServer({ cert: await pki.read('serverCert'), key: await pki.read('serverKey') }, (_req, res) => res.end('hello from upstream\n'));
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
-    upstreamPort = (upstream.address() as AddressInfo).port;
-    httpPort = await freePort();
-    cp = await startControlPlane({
-      xdsAddress: '127.0.0.1:0',
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      dataDir: join(dir, 'data'),
-      logger: silentLogger,
-      compile: {
-        transparent: false,
-        upstreamMark: 0,
-        forwardProxy: { address: '127.0.0.1', httpPort, tlsPort: await freePort(), namePorts: { connect: [upstreamPort], http: [80] }, inspectConnect: true },
-      },
-    });
-    await cp.store.put('local', { allow: { sni: ['localhost'] } }, { client: 'test' });
-    envoyAdmin = await freePort();
-    const bootstrap = join(dir, 'bootstrap.yaml');
-    await writeFile(
-      bootstrap,
-      stringify(buildBootstrap({ nodeId: 'envoy-inspect', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: cp.xdsPort, delta: false, adminPort: envoyAdmin, internalListeners: true })),
-    );
-    envoy = spawnEnvoy(envoyBin!, bootstrap, envoyAdmin, (text) => (envoyLog += text));
+    f = await startForwardFixture('envoy-inspect', true);
   });
-
-  after(async () => {
-    await stopEnvoy(envoy);
-    await cp?.close();
-    await new Promise((r) => upstream?.close(r));
-    await pki?.remove();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => stopForwardFixture(f));
 
   test('it ACKs the internal listener; an allowed inner SNI answers, another is closed and logged denied', async () => {
-    await until('the ACK of the listeners', async () => {
-      const node = cp.registry.list().find((n) => n.id === 'envoy-inspect');
-      const lds = node?.resources[TypeUrl.Listener];
-      return lds?.acked && lds.acked === lds.sent && !lds.nack ? true : undefined;
-    }).catch((error: Error) => {
-      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
-    });
-    assert.match(await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump`)).text(), /"forward_inspect\|[0-9a-f]{16}"/);
-    const authority = `localhost:${upstreamPort}`;
+    await listenersAcked(f);
+    assert.match(await (await fetch(`http://127.0.0.1:${f.envoyAdmin}/config_dump`)).text(), /"forward_inspect\|[0-9a-f]{16}"/);
+    const authority = `localhost:${f.upstreamPort}`;
     const allowed = await until('the allowed inner SNI through the tunnel', async () => {
-      const r = await throughTunnel(httpPort, authority, 'localhost');
+      const r = await throughTunnel(f.httpPort, authority, 'localhost');
       return r.ok ? r : undefined;
     });
     assert.match(allowed.body, /hello from upstream/);
-    const fronted = await throughTunnel(httpPort, authority, 'fronted.example');
+    const fronted = await throughTunnel(f.httpPort, authority, 'fronted.example');
     assert.equal(fronted.ok, false, 'an inner SNI the allowlist does not hold is closed');
     const records = await until('the inner refusal in /v1/denials', async () => {
-      const body = (await (await fetch(`http://127.0.0.1:${cp.admin.port}/v1/denials?node=envoy-inspect`)).json()) as {
+      const body = (await (await fetch(`http://127.0.0.1:${f.cp.admin.port}/v1/denials?node=envoy-inspect`)).json()) as {
         denials: { verdict: string; reason: string; listener: string; chain?: string; serverName?: string }[];
       };
       const mine = body.denials.filter((d) => d.serverName === 'fronted.example');
       return mine.length > 0 ? mine : undefined;
     }).catch((error: Error) => {
-      throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
+      throw new Error(`${error.message}\nEnvoy's log:\n${f.log().slice(-4000)}`);
     });
     assert.equal(records[0]!.verdict, 'denied');
     assert.equal(records[0]!.reason, 'no-policy');
