@@ -12,6 +12,20 @@ import { errorReply, json, type Reply } from './httpIo.js';
 import { openApiDocument } from './openapi.js';
 import { denialRoutes, type DenialsView } from './denialRoutes.js';
 
+/** POST /v1/check's answer (the forward proxy's adds its listener and loggers around it). */
+function checkAnswer(result: ReturnType<ControlPlaneView['check']>): Record<string, unknown> {
+  return {
+    verdict: result.verdict,
+    policy: result.policy ?? null,
+    filterChain: result.filterChain,
+    path: result.path ?? [],
+    upstream: result.upstream ?? null,
+    ...(result.route !== undefined && { route: result.route }),
+    ...(result.status !== undefined && { status: result.status }),
+    ...(result.body !== undefined && { body: result.body }),
+  };
+}
+
 export type Method = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
 export interface RequestContext {
@@ -143,30 +157,13 @@ export function createRoutes({ store, view, metrics, denials }: RouteDependencie
             const result = view.checkForward(forward.value);
             return json(200, {
               listener: result.listener,
-              verdict: result.verdict,
-              policy: result.policy ?? null,
-              filterChain: result.filterChain,
-              path: result.path ?? [],
-              upstream: result.upstream ?? null,
-              ...(result.route !== undefined && { route: result.route }),
-              ...(result.status !== undefined && { status: result.status }),
-              ...(result.body !== undefined && { body: result.body }),
+              ...checkAnswer(result),
               ...(result.logs !== undefined && { logs: result.logs }),
             });
           }
           const request = validateCheckRequest(parsed.value);
           if (!request.ok) return errorReply(400, request.error.message, request.error.field);
-          const result = view.check(request.value.nodeId, request.value.connection);
-          return json(200, {
-            verdict: result.verdict,
-            policy: result.policy ?? null,
-            filterChain: result.filterChain,
-            path: result.path ?? [],
-            upstream: result.upstream ?? null,
-            ...(result.route !== undefined && { route: result.route }),
-            ...(result.status !== undefined && { status: result.status }),
-            ...(result.body !== undefined && { body: result.body }),
-          });
+          return json(200, checkAnswer(view.check(request.value.nodeId, request.value.connection)));
         },
       },
     },
