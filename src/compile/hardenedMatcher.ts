@@ -49,18 +49,19 @@ import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
 import { HTTP_PORT, httpChainName } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
-import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
+import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, MatcherInputName, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
 import { policiesBySource, resetSourcePlanCache, sourcePlan, type SourcePlan } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
 
+// Envoy builds each input from its type URL; the names are opaque and short (names.ts).
 const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
-const DESTINATION_PORT = input(TypeUrl.DestinationPortInput, 'envoy.matching.inputs.destination_port');
-const DESTINATION_IP = input(TypeUrl.DestinationIpInput, 'envoy.matching.inputs.destination_ip');
-const SOURCE_IP = input(TypeUrl.SourceIpInput, 'envoy.matching.inputs.source_ip');
-const SERVER_NAME = input(TypeUrl.ServerNameInput, 'envoy.matching.inputs.server_name');
-const TRANSPORT_PROTOCOL = input(TypeUrl.TransportProtocolInput, 'envoy.matching.inputs.transport_protocol');
-const APPLICATION_PROTOCOL = input(TypeUrl.ApplicationProtocolInput, 'envoy.matching.inputs.application_protocol');
+const DESTINATION_PORT = input(TypeUrl.DestinationPortInput, MatcherInputName.destinationPort);
+const DESTINATION_IP = input(TypeUrl.DestinationIpInput, MatcherInputName.destinationIp);
+const SOURCE_IP = input(TypeUrl.SourceIpInput, MatcherInputName.sourceIp);
+const SERVER_NAME = input(TypeUrl.ServerNameInput, MatcherInputName.serverName);
+const TRANSPORT_PROTOCOL = input(TypeUrl.TransportProtocolInput, MatcherInputName.transportProtocol);
+const APPLICATION_PROTOCOL = input(TypeUrl.ApplicationProtocolInput, MatcherInputName.applicationProtocol);
 /**
  * Without TLS, only http_inspector sets an application protocol, and only to "http/1.0",
  * "http/1.1" or "h2c" (http_inspector.cc): one prefix, "h", recognises them all with one
