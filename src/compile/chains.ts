@@ -50,9 +50,12 @@ export function noPolicyRejectChain(): FilterChainJson {
   return { name: REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, REJECTED_STAT_PREFIX, HardenedFilterName.tcpProxy)] };
 }
 
-/** To the listener's own port: closed at reject_cluster (tcp.rejected_loop.*), whatever the policies say. */
-export function loopRejectChain(): FilterChainJson {
-  return { name: LOOP_REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, LOOP_REJECTED_STAT_PREFIX, HardenedFilterName.tcpProxy)] };
+/**
+ * To the listener's own port: closed at reject_cluster (tcp.rejected_loop.*), whatever the
+ * policies say. The seed profile's loop guard passes the canonical filter name (its shape).
+ */
+export function loopRejectChain(filterName: string = HardenedFilterName.tcpProxy): FilterChainJson {
+  return { name: LOOP_REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, LOOP_REJECTED_STAT_PREFIX, filterName)] };
 }
 
 /**

@@ -94,7 +94,22 @@ function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: 
   return { name: IP_MATCHER_NAME, typedConfig: { '@type': TypeUrl.IpMatcher, rangeMatchers } };
 }
 
-/** The source's address rules (→ original_dst|SOURCE), else `otherwise`. */
+/**
+ * The source's address rules (→ original_dst|SOURCE), else `otherwise`.
+ *
+ * `otherwise` (for TLS, the source's whole server-name matcher) is written once, as the
+ * destination-IP matcher's on_no_match; a range's port map has none. When the port is not
+ * in the map, the map does not match, and Envoy's IP range matcher then tries the less
+ * specific ranges holding the address and, after them, its own on_no_match:
+ * trie_matcher.h has done so in every release since the matcher came (1.22: "Resume any
+ * subtree matching to preserve backtracking progress", evaluateMatch of the nested tree;
+ * today handleRecursionAndSkips: "No-match isn't definitive, so continue checking nodes"),
+ * unlike a map matcher, whose nested no-match went to its own on_no_match only in newer
+ * releases. The less specific ranges cannot match either: each range's group carries the
+ * ports of every range around it (sourcePlans.ts cidrGroupsOf), so their port sets are
+ * subsets of this one's and none of them allows every port. The model reports this
+ * hand-over as `backtracked`, not `fellThrough` (filterChainMatcher.ts).
+ */
 function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): OnMatchJson {
   if (plan.cidrGroups.length === 0) return otherwise;
   const toOriginal = to(originalDstChainName(label));
@@ -108,12 +123,7 @@ function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): On
             onMatch:
               group.ports === undefined
                 ? toOriginal
-                : {
-                    matcher: {
-                      matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: Object.fromEntries(group.ports.map((p) => [String(p), toOriginal])) } },
-                      onNoMatch: otherwise,
-                    },
-                  },
+                : { matcher: { matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: Object.fromEntries(group.ports.map((p) => [String(p), toOriginal])) } } } },
           })),
         ),
       },
