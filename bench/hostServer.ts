@@ -69,6 +69,8 @@ interface Phase {
   maxBlockMs: number;
   cpuMs: number;
   wallMs: number;
+  /** The server's minor page faults (fresh memory touched) in the phase. */
+  faults: number;
 }
 
 export interface HostServerResult {
@@ -101,7 +103,7 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
     }
     return queue.shift()!;
   };
-  const mark = async (): Promise<{ maxBlockMs: number; cpuMs: number }> => {
+  const mark = async (): Promise<{ maxBlockMs: number; cpuMs: number; faults: number }> => {
     child.stdin!.write('mark\n');
     return JSON.parse(await nextLine(10_000));
   };
@@ -155,11 +157,12 @@ export async function hostServerTable(sizes: readonly number[], rounds: number, 
     const wall = summarize(list.map((p) => p.wallMs));
     const cpu = summarize(list.map((p) => p.cpuMs));
     const block = summarize(list.map((p) => p.maxBlockMs));
-    return `${f(wall.p50)} / ${f(cpu.p50)} / ${f(block.p50)} ms (max block ${f(block.max)} ms)`;
+    const faults = summarize(list.map((p) => p.faults));
+    return `${f(wall.p50)} / ${f(cpu.p50)} / ${f(block.p50)} ms (max block ${f(block.max)} ms; ${faults.p50.toFixed(0)} page faults)`;
   };
   for (const n of sizes) {
     const r = await hostServer(n, rounds, workers);
-    lines.push(`| ${n} | ${r.listenerBytes} | ${f(r.cold.wallMs)} / ${f(r.cold.cpuMs)} / ${f(r.cold.maxBlockMs)} ms | ${phases(r.own)} | ${phases(r.shared)} |`);
+    lines.push(`| ${n} | ${r.listenerBytes} | ${f(r.cold.wallMs)} / ${f(r.cold.cpuMs)} / ${f(r.cold.maxBlockMs)} ms (${r.cold.faults} page faults) | ${phases(r.own)} | ${phases(r.shared)} |`);
   }
   return lines;
 }
