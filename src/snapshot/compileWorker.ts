@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { CompileOptions } from '../compile/index.js';
 import type { Policy } from '../policy/model.js';
 import { egressGroupCompiler } from './egressGroups.js';
-import { encodeResource, type EncodedResource } from './encodedResource.js';
+import { encodeResource, LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
 
 /**
  * Sets as policy ids: a policy crosses the thread boundary once (in `policies`), then only
@@ -45,9 +45,11 @@ try {
 function transferList(results: readonly (readonly EncodedResource[])[]): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>();
   for (const resources of results) {
-    for (const { bytes } of resources) {
+    for (const { bytes, roomAround } of resources) {
       const buffer = bytes.buffer;
-      if (buffer instanceof ArrayBuffer && bytes.byteLength >= 64 * 1024 && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) buffers.add(buffer);
+      // Their own buffer: exactly the bytes, or the bytes with the room around them (encodedResource.ts).
+      const own = roomAround === true || (bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength);
+      if (buffer instanceof ArrayBuffer && bytes.byteLength >= LARGE_RESOURCE_BYTES && own) buffers.add(buffer);
     }
   }
   return [...buffers];
