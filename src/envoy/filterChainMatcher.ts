@@ -219,8 +219,11 @@ function matchTree(matcher: MatcherJson, connection: FilterChainMatchInput, walk
   if (!matcher.onNoMatch) return undefined;
   // A branch was taken and did not match: Envoy's newer map matchers then take on_no_match.
   if (triedSomething) {
-    if (ipRanges) walk.backtracked = true;
-    else walk.fellThrough = true;
+    if (ipRanges) {
+      walk.backtracked = true;
+      // Say so in /v1/check's path: the ranges' subtrees did not match, on_no_match decides.
+      walk.path.push(`${tree ? inputLabel(tree.input) : 'input'}: no range's subtree matched → on_no_match`);
+    } else walk.fellThrough = true;
   }
   return onMatch(matcher.onNoMatch, connection, walk);
 }
