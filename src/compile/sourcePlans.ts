@@ -9,7 +9,7 @@
 import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { ANY_SOURCE, cidrKeysOf, cidrOfKey, splitDefaultRoute } from './cidrKeys.js';
-import { coveringPatterns } from './serverNames.js';
+import { compareServerNames, coveringPatterns, sortServerNames } from './serverNames.js';
 
 /** Allowed destination ranges sharing one port set. */
 export interface CidrGroup {
@@ -158,17 +158,51 @@ export function cidrGroupsOf(policies: readonly Policy[], listenerPort: number):
   return [...groups.values()];
 }
 
+// Each policy's patterns in output order, kept per policy object (policies are immutable
+// values): a source's names are then a merge of its few policies' lists, not a sort.
+const sortedPatterns = new WeakMap<Policy, readonly string[]>();
+function patternsOf(policy: Policy): readonly string[] {
+  let sorted = sortedPatterns.get(policy);
+  if (!sorted) sortedPatterns.set(policy, (sorted = sortServerNames(policy.allow.sni)));
+  return sorted;
+}
+
+/** Two lists in compareServerNames order, merged, without duplicates. */
+function mergePatterns(a: readonly string[], b: readonly string[]): readonly string[] {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const order = compareServerNames(a[i]!, b[j]!);
+    if (order < 0) out.push(a[i++]!);
+    else if (order > 0) out.push(b[j++]!);
+    else {
+      out.push(a[i++]!);
+      j++;
+    }
+  }
+  while (i < a.length) out.push(a[i++]!);
+  while (j < b.length) out.push(b[j++]!);
+  return out;
+}
+
 /**
  * Each pattern the policies allow, with where its connections go: the name, unless every
- * policy allowing them (those with the pattern or a wildcard above it) chose the original destination.
+ * policy allowing them (those with the pattern or a wildcard above it) chose the original
+ * destination. In compareServerNames order (DNS labels from the right), the order the
+ * matcher and the route tables emit them in.
  */
 export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUpstream> {
+  let patterns: readonly string[] = [];
+  for (const policy of policies) if (policy.allow.sni.length > 0) patterns = mergePatterns(patterns, patternsOf(policy));
+  const result = new Map<string, PolicyUpstream>();
   // The usual case: no policy chose the original destination, so every pattern goes to the
   // name (each pattern is allowed at least by its own policy); no wildcard walk needed.
   if (!policies.some((p) => p.upstream === 'original-destination')) {
-    const patterns = new Set<string>();
-    for (const policy of policies) for (const pattern of policy.allow.sni) patterns.add(pattern);
-    return new Map([...patterns].sort().map((pattern) => [pattern, 'name' as PolicyUpstream]));
+    for (const pattern of patterns) result.set(pattern, 'name');
+    return result;
   }
   const writers = new Map<string, Policy[]>();
   for (const policy of policies) {
@@ -178,8 +212,7 @@ export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUp
       else writers.set(pattern, [policy]);
     }
   }
-  const result = new Map<string, PolicyUpstream>();
-  for (const pattern of [...writers.keys()].sort()) {
+  for (const pattern of patterns) {
     const allowing = coveringPatterns(pattern).flatMap((p) => writers.get(p) ?? []);
     result.set(pattern, allowing.every((p) => p.upstream === 'original-destination') ? 'original-destination' : 'name');
   }

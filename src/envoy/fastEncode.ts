@@ -330,9 +330,31 @@ function keepRoom(n: number): Uint8Array {
   return room;
 }
 
-// ---- memo of immutable subtrees: object → (message type → body bytes).
-// One lookup per nested object: present (null until first encoded) means immutable.
-const memo = new WeakMap<object, Map<TypePlan, Uint8Array> | null>();
+// ---- memo of immutable subtrees: object → (message type → body bytes), kept on the
+// object itself under a non-enumerable symbol (present, null until first encoded, means
+// immutable). Spreads, Object.assign, structuredClone, JSON and deep equality all ignore
+// it, so a copy is never taken for the original. A WeakMap did the same, but a cold compile
+// marks some ten thousand objects, and its inserts and the GC's ephemeron work cost more
+// than the rest of the marking. Objects that cannot take a property (frozen) use one.
+type Memo = Map<TypePlan, Uint8Array> | null;
+const MEMO = Symbol('fastEncode.memo');
+const frozenMemo = new WeakMap<object, Memo>();
+let anyFrozen = false;
+
+function memoGet(value: object): Memo | undefined {
+  const own = (value as { [MEMO]?: Memo })[MEMO];
+  if (own !== undefined || !anyFrozen) return own;
+  return frozenMemo.get(value);
+}
+
+function memoSet(value: object, entry: Memo): void {
+  if (Object.prototype.hasOwnProperty.call(value, MEMO)) (value as { [MEMO]?: Memo })[MEMO] = entry;
+  else if (Object.isExtensible(value)) Object.defineProperty(value, MEMO, { value: entry, writable: true, enumerable: false, configurable: false });
+  else {
+    anyFrozen = true;
+    frozenMemo.set(value, entry);
+  }
+}
 
 /**
  * Promises that `value` (and everything it holds) is never changed again, so its bytes may
@@ -340,15 +362,15 @@ const memo = new WeakMap<object, Map<TypePlan, Uint8Array> | null>();
  * fragments); marking is cheap, a wrongly marked value would give stale bytes.
  */
 export function markImmutable<T extends object>(value: T): T {
-  if (!memo.has(value)) memo.set(value, null);
+  if (memoGet(value) === undefined) memoSet(value, null);
   return value;
 }
 
 /** Whether `value` was marked immutable (its encoding may then be kept by whoever encodes it whole). */
-export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memo.has(value);
+export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memoGet(value) !== undefined;
 
 /** Whether the encoder holds `value`'s bytes as a message of `typeUrl`. */
-export const hasBytes = (value: object, typeUrl: string): boolean => memo.get(value)?.has(typeByUrl(typeUrl)) === true;
+export const hasBytes = (value: object, typeUrl: string): boolean => memoGet(value)?.has(typeByUrl(typeUrl)) === true;
 
 // Paths are for errors only: the walk does not build them (a string per field was a good
 // part of the encode); a failure collects them on its way out, innermost first.
@@ -493,7 +515,7 @@ function beginNested(w: Writer, id: number): Fork {
 
 function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown): void {
   if (typeof value === 'object' && value !== null && w.template === undefined) {
-    const byType = memo.get(value);
+    const byType = memoGet(value);
     if (byType !== undefined) {
       const cached = byType?.get(plan);
       w.tag(id, 2);
@@ -506,7 +528,7 @@ function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknow
       writeMessageBody(w, plan, value);
       const body = keep(w.buf, start.start, w.pos);
       w.ldelim(start);
-      if (byType === null) memo.set(value, new Map([[plan, body]]));
+      if (byType === null) memoSet(value, new Map([[plan, body]]));
       else byType.set(plan, body);
       return;
     }
@@ -781,9 +803,9 @@ export function fillTemplate(template: EncodingTemplate, values: readonly string
  */
 export function primeImmutable<T extends object>(value: T, typeUrl: string, body: Uint8Array): T {
   const plan = typeByUrl(typeUrl);
-  const byType = memo.get(value);
+  const byType = memoGet(value);
   if (byType) byType.set(plan, body);
-  else memo.set(value, new Map([[plan, body]]));
+  else memoSet(value, new Map([[plan, body]]));
   return value;
 }
 
