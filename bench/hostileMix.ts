@@ -6,6 +6,7 @@
 // sampled throughout. The driver's own CPU (it decodes every response
 // strictly, as the healthy Envoys) is reported beside.
 import { Child } from './fanout.js';
+import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
@@ -38,7 +39,7 @@ const holds = (e: FakeEnvoy, k: number) => {
 };
 
 export async function hostileMix(options: { healthy: number; stuck: number; changes: number; extraNames: number; samples: number }): Promise<HostileMixResult> {
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: 10_000 })]);
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: 10_000 })], [], 30_000, shippedEnv());
   const address = `127.0.0.1:${String(hello.xdsPort)}`;
   const admin = `http://127.0.0.1:${String(hello.adminPort)}`;
   const envoys: FakeEnvoy[] = [];
@@ -143,5 +144,6 @@ export async function hostileMixTable(options = { healthy: 25, stuck: 100, chang
 
 // Alone: node dist/bench/hostileMix.js [changes]
 if (process.argv[1] === new URL(import.meta.url).pathname) {
+  console.log(`server process: ${shippedEnvLine()}`);
   for (const line of await hostileMixTable({ healthy: 25, stuck: 100, changes: Number(process.argv[2] ?? 1000), extraNames: 2000, samples: 10 })) console.log(line);
 }

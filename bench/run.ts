@@ -11,9 +11,15 @@ import { pushLatency } from './pushLatency.js';
 import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
 import { alsIngestTable } from './denials.js';
+import { rerunWithShippedEnv, shippedEnvLine } from './shippedEnv.js';
+
+// The in-process figures (compile, host scenarios) are measured under the allocator settings
+// bin/egress-xds ships (EGRESS_XDS_MALLOC=system: glibc's defaults); server processes get them too.
+rerunWithShippedEnv();
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(`machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`);
+console.log(shippedEnvLine(process.env));
 
 console.log('\n## Compile + encode the listener of one node group');
 console.log('| policies | filter chains | listener bytes | p50 | p99 |');

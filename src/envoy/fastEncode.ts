@@ -272,9 +272,14 @@ class Writer {
     return length;
   }
 
-  /** A copy of the bytes from `start` to here. */
-  copyFrom(start: number): Uint8Array {
-    return this.buf.slice(start, this.pos);
+  /** A copy of the bytes from `start` to here; with `room`, a view with that much free space before and after it in a buffer of its own. */
+  copyFrom(start: number, room?: Room): Uint8Array {
+    const [before, after] = room?.(this.pos - start) ?? [0, 0];
+    if (before === 0 && after === 0) return this.buf.slice(start, this.pos);
+    const length = this.pos - start;
+    const out = new Uint8Array(before + length + after);
+    out.set(this.buf.subarray(start, this.pos), before);
+    return out.subarray(before, before + length);
   }
 }
 
@@ -282,13 +287,13 @@ class Writer {
 // today, but a throw must never leave a half-written buffer to the next call).
 const writers: Writer[] = [];
 let depth = 0;
-function withWriter(run: (w: Writer) => void): Uint8Array {
+function withWriter(run: (w: Writer) => void, room?: Room): Uint8Array {
   const w = (writers[depth] ??= new Writer());
   w.reset();
   depth++;
   try {
     run(w);
-    return w.copyFrom(0);
+    return w.copyFrom(0, room);
   } finally {
     depth--;
     // A writer grown for one huge resource is not kept forever at that size.
@@ -661,12 +666,19 @@ function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> &
   }
 }
 
-/** The bytes of `json` as the message of `typeUrl`. */
-export function fastEncodeProtoJson(typeUrl: string, json: unknown): Uint8Array {
+/**
+ * Free bytes wanted before and after an encoding of `length` bytes (or none). The encoding
+ * is copied out of the writer once in any case; copied into a larger buffer, a caller can
+ * later write what surrounds it (a response's envelope) in place instead of copying it again.
+ */
+export type Room = (length: number) => readonly [before: number, after: number] | undefined;
+
+/** The bytes of `json` as the message of `typeUrl`; with `room`, a view into a buffer with that room around it. */
+export function fastEncodeProtoJson(typeUrl: string, json: unknown, room?: Room): Uint8Array {
   const root = messageNameOf(typeUrl);
   try {
     const plan = typeByUrl(typeUrl);
-    return withWriter((w) => writeMessageBody(w, plan, json));
+    return withWriter((w) => writeMessageBody(w, plan, json), room);
   } catch (error) {
     if (!(error instanceof EncodeError)) throw error;
     throw new Error(`${root}${error.where.reverse().join('')}: ${error.detail}`);
