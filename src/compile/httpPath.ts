@@ -66,7 +66,19 @@ export function httpInspectorListenerFilter(): TypedExtensionJson {
 
 /** Envoy virtual host domains for policy patterns: each bare and with the HTTP port. */
 export function hostDomains(patterns: readonly string[]): string[] {
-  return sortServerNames([...patterns]).flatMap((p) => [p, `${p}:${HTTP_PORT}`]);
+  const domains: string[] = [];
+  for (const p of sortServerNames(patterns)) domains.push(p, withHttpPort(p));
+  return domains;
+}
+// "name:80", one string per name shared by every source's table (bounded; names come from policies).
+const withPort = new Map<string, string>();
+function withHttpPort(pattern: string): string {
+  let domain = withPort.get(pattern);
+  if (domain === undefined) {
+    if (withPort.size >= 100_000) withPort.clear();
+    withPort.set(pattern, (domain = `${pattern}:${HTTP_PORT}`));
+  }
+  return domain;
 }
 
 // The parts of an HTTP chain that hold no names, built once per what they depend on and

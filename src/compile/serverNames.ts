@@ -32,6 +32,9 @@ function labelsFromRight(name: string): string {
   return key;
 }
 
+/** The key compareServerNames orders by (ties broken by the name itself). */
+export const serverNameSortKey = (name: string): string => labelsFromRight(name);
+
 const compareKeyed = (ka: string, a: string, kb: string, b: string): number =>
   ka < kb ? -1 : ka > kb ? 1 : a < b ? -1 : a > b ? 1 : 0;
 

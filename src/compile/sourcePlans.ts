@@ -9,7 +9,7 @@
 import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { ANY_SOURCE, cidrKeysOf, cidrOfKey, splitDefaultRoute } from './cidrKeys.js';
-import { compareServerNames, coveringPatterns, sortServerNames } from './serverNames.js';
+import { coveringPatterns, serverNameSortKey, sortServerNames } from './serverNames.js';
 
 /** Allowed destination ranges sharing one port set. */
 export interface CidrGroup {
@@ -158,34 +158,51 @@ export function cidrGroupsOf(policies: readonly Policy[], listenerPort: number):
   return [...groups.values()];
 }
 
-// Each policy's patterns in output order, kept per policy object (policies are immutable
-// values): a source's names are then a merge of its few policies' lists, not a sort.
-const sortedPatterns = new WeakMap<Policy, readonly string[]>();
-function patternsOf(policy: Policy): readonly string[] {
+// Each policy's patterns in output order with their sort keys, kept per policy object
+// (policies are immutable values): a source's names are then a merge of its few policies'
+// lists, not a sort.
+interface Sorted {
+  readonly names: readonly string[];
+  readonly keys: readonly string[];
+}
+const sortedPatterns = new WeakMap<Policy, Sorted>();
+function patternsOf(policy: Policy): Sorted {
   let sorted = sortedPatterns.get(policy);
-  if (!sorted) sortedPatterns.set(policy, (sorted = sortServerNames(policy.allow.sni)));
+  if (!sorted) {
+    const names = sortServerNames(policy.allow.sni);
+    sortedPatterns.set(policy, (sorted = { names, keys: names.map(serverNameSortKey) }));
+  }
   return sorted;
 }
 
 /** Two lists in compareServerNames order, merged, without duplicates. */
-function mergePatterns(a: readonly string[], b: readonly string[]): readonly string[] {
-  if (a.length === 0) return b;
-  if (b.length === 0) return a;
-  const out: string[] = [];
+function mergePatterns(a: Sorted, b: Sorted): Sorted {
+  if (a.names.length === 0) return b;
+  if (b.names.length === 0) return a;
+  const names: string[] = [];
+  const keys: string[] = [];
   let i = 0;
   let j = 0;
-  while (i < a.length && j < b.length) {
-    const order = compareServerNames(a[i]!, b[j]!);
-    if (order < 0) out.push(a[i++]!);
-    else if (order > 0) out.push(b[j++]!);
-    else {
-      out.push(a[i++]!);
+  while (i < a.names.length && j < b.names.length) {
+    const ka = a.keys[i]!;
+    const kb = b.keys[j]!;
+    const na = a.names[i]!;
+    const nb = b.names[j]!;
+    const order = ka < kb ? -1 : ka > kb ? 1 : na < nb ? -1 : na > nb ? 1 : 0;
+    if (order <= 0) {
+      names.push(na);
+      keys.push(ka);
+      i++;
+      if (order === 0) j++;
+    } else {
+      names.push(nb);
+      keys.push(kb);
       j++;
     }
   }
-  while (i < a.length) out.push(a[i++]!);
-  while (j < b.length) out.push(b[j++]!);
-  return out;
+  for (; i < a.names.length; i++) names.push(a.names[i]!), keys.push(a.keys[i]!);
+  for (; j < b.names.length; j++) names.push(b.names[j]!), keys.push(b.keys[j]!);
+  return { names, keys };
 }
 
 /**
@@ -195,8 +212,9 @@ function mergePatterns(a: readonly string[], b: readonly string[]): readonly str
  * matcher and the route tables emit them in.
  */
 export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUpstream> {
-  let patterns: readonly string[] = [];
-  for (const policy of policies) if (policy.allow.sni.length > 0) patterns = mergePatterns(patterns, patternsOf(policy));
+  let merged: Sorted = { names: [], keys: [] };
+  for (const policy of policies) if (policy.allow.sni.length > 0) merged = mergePatterns(merged, patternsOf(policy));
+  const patterns = merged.names;
   const result = new Map<string, PolicyUpstream>();
   // The usual case: no policy chose the original destination, so every pattern goes to the
   // name (each pattern is allowed at least by its own policy); no wildcard walk needed.
