@@ -164,13 +164,13 @@ function httpAccessLogs(chain: string, policies: readonly Policy[], options: Htt
  */
 export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
   const name = httpChainName(sourceLabel);
-  const audits = auditPolicies(policies);
-  const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
   const dnsKey = JSON.stringify(options.dnsCache);
   return {
     name,
     filters: [
-      part(`limit|${sourceLabel}|${options.maxConnectionsPerSource}`, () => connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource)),
+      // Per source: built with the chain, which is memoised whole (httpChains) and whose bytes
+      // come from its kind's template (chainTemplates.ts); a memo of its own would be unused.
+      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
       {
         name: HTTP_CONNECTION_MANAGER_FILTER,
         typedConfig: {
@@ -192,9 +192,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
               },
             ],
           })),
-          accessLog: part(`logs|${name}|${options.listener}|${JSON.stringify(options.accessLog)}|${audits.join(',')}|${logAll.join(',')}`, () =>
-            httpAccessLogs(name, policies, options),
-          ),
+          accessLog: httpAccessLogs(name, policies, options),
         },
       },
     ],

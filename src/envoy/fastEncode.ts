@@ -335,30 +335,24 @@ function keepRoom(n: number): Uint8Array {
   return room;
 }
 
-// ---- memo of immutable subtrees: object → (message type → body bytes), kept on the
-// object itself under a non-enumerable symbol (present, null until first encoded, means
-// immutable). Spreads, Object.assign, structuredClone, JSON and deep equality all ignore
-// it, so a copy is never taken for the original. A WeakMap did the same, but a cold compile
-// marks some ten thousand objects, and its inserts and the GC's ephemeron work cost more
-// than the rest of the marking. Objects that cannot take a property (frozen) use one.
-type Memo = Map<TypePlan, Uint8Array> | null;
-const MEMO = Symbol('fastEncode.memo');
-const frozenMemo = new WeakMap<object, Memo>();
-let anyFrozen = false;
-
-function memoGet(value: object): Memo | undefined {
-  const own = (value as { [MEMO]?: Memo })[MEMO];
-  if (own !== undefined || !anyFrozen) return own;
-  return frozenMemo.get(value);
+// ---- memo of immutable subtrees: object → its body bytes per message type. Present
+// (null until first encoded) means immutable. An object is almost always encoded as one
+// type, so the bytes hang in a short chain of entries rather than a Map per object (a cold
+// compile memoises some ten thousand).
+interface MemoEntry {
+  readonly plan: TypePlan;
+  readonly body: Uint8Array;
+  readonly next: MemoEntry | null;
 }
-
-function memoSet(value: object, entry: Memo): void {
-  if (Object.prototype.hasOwnProperty.call(value, MEMO)) (value as { [MEMO]?: Memo })[MEMO] = entry;
-  else if (Object.isExtensible(value)) Object.defineProperty(value, MEMO, { value: entry, writable: true, enumerable: false, configurable: false });
-  else {
-    anyFrozen = true;
-    frozenMemo.set(value, entry);
-  }
+type Memo = MemoEntry | null;
+const memo = new WeakMap<object, Memo>();
+const memoGet = (value: object): Memo | undefined => memo.get(value);
+function memoBody(entry: Memo | undefined, plan: TypePlan): Uint8Array | undefined {
+  for (let e = entry; e; e = e.next) if (e.plan === plan) return e.body;
+  return undefined;
+}
+function memoAdd(value: object, entry: Memo | undefined, plan: TypePlan, body: Uint8Array): void {
+  memo.set(value, { plan, body, next: entry ?? null });
 }
 
 /**
@@ -367,15 +361,15 @@ function memoSet(value: object, entry: Memo): void {
  * fragments); marking is cheap, a wrongly marked value would give stale bytes.
  */
 export function markImmutable<T extends object>(value: T): T {
-  if (memoGet(value) === undefined) memoSet(value, null);
+  if (!memo.has(value)) memo.set(value, null);
   return value;
 }
 
 /** Whether `value` was marked immutable (its encoding may then be kept by whoever encodes it whole). */
-export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memoGet(value) !== undefined;
+export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memo.has(value);
 
 /** Whether the encoder holds `value`'s bytes as a message of `typeUrl`. */
-export const hasBytes = (value: object, typeUrl: string): boolean => memoGet(value)?.has(typeByUrl(typeUrl)) === true;
+export const hasBytes = (value: object, typeUrl: string): boolean => memoBody(memoGet(value), typeByUrl(typeUrl)) !== undefined;
 
 // Paths are for errors only: the walk does not build them (a string per field was a good
 // part of the encode); a failure collects them on its way out, innermost first.
@@ -520,9 +514,9 @@ function beginNested(w: Writer, id: number): Fork {
 
 function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown): void {
   if (typeof value === 'object' && value !== null && w.template === undefined) {
-    const byType = memoGet(value);
-    if (byType !== undefined) {
-      const cached = byType?.get(plan);
+    const entry = memoGet(value);
+    if (entry !== undefined) {
+      const cached = memoBody(entry, plan);
       w.tag(id, 2);
       if (cached) {
         w.bytes(cached);
@@ -533,8 +527,7 @@ function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknow
       writeMessageBody(w, plan, value);
       const body = keep(w.buf, start.start, w.pos);
       w.ldelim(start);
-      if (byType === null) memoSet(value, new Map([[plan, body]]));
-      else byType.set(plan, body);
+      memoAdd(value, entry, plan, body);
       return;
     }
   }
@@ -814,10 +807,7 @@ export function fillTemplate(template: EncodingTemplate, values: readonly string
  * template that the caller checked), so the encoder copies them instead of walking it.
  */
 export function primeImmutable<T extends object>(value: T, typeUrl: string, body: Uint8Array): T {
-  const plan = typeByUrl(typeUrl);
-  const byType = memoGet(value);
-  if (byType) byType.set(plan, body);
-  else memoSet(value, new Map([[plan, body]]));
+  memoAdd(value, memoGet(value), typeByUrl(typeUrl), body);
   return value;
 }
 
