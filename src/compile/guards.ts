@@ -30,8 +30,17 @@ export function withUpstreamMark(cluster: ClusterJson, mark: number): ClusterJso
 
 /** A stat prefix Envoy's stat names accept, for one source range ("10.0.0.4/30" → "src_10_0_0_4_30"). */
 export function sourceStatPrefix(sourceLabel: string): string {
-  return `src_${sourceLabel === '*' ? 'any' : sourceLabel.replace(/[^0-9A-Za-z]+/g, '_').replace(/_+$/, '')}`;
+  let prefix = statPrefixes.get(sourceLabel);
+  if (prefix === undefined) {
+    // Bounded: labels come from policies; forgetting costs a regex, never a wrong answer.
+    if (statPrefixes.size >= 100_000) statPrefixes.clear();
+    prefix = `src_${sourceLabel === '*' ? 'any' : sourceLabel.replace(/[^0-9A-Za-z]+/g, '_').replace(/_+$/, '')}`;
+    statPrefixes.set(sourceLabel, prefix);
+  }
+  return prefix;
 }
+// A compile derives each source's prefix for three chains and their templates.
+const statPrefixes = new Map<string, string>();
 
 /**
  * envoy.filters.network.connection_limit: its counter belongs to the filter chain it sits in

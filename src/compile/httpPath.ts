@@ -65,7 +65,19 @@ export function httpInspectorListenerFilter(): TypedExtensionJson {
 
 /** Envoy virtual host domains for policy patterns: each bare and with the HTTP port. */
 export function hostDomains(patterns: readonly string[]): string[] {
-  return sortServerNames([...patterns]).flatMap((p) => [p, `${p}:${HTTP_PORT}`]);
+  const domains: string[] = [];
+  for (const p of sortServerNames(patterns)) domains.push(p, withHttpPort(p));
+  return domains;
+}
+// "name:80", one string per name shared by every source's table (bounded; names come from policies).
+const withPort = new Map<string, string>();
+function withHttpPort(pattern: string): string {
+  let domain = withPort.get(pattern);
+  if (domain === undefined) {
+    if (withPort.size >= 100_000) withPort.clear();
+    withPort.set(pattern, (domain = `${pattern}:${HTTP_PORT}`));
+  }
+  return domain;
 }
 
 // The parts of an HTTP chain that hold no names, built once per what they depend on and
@@ -151,13 +163,13 @@ function httpAccessLogs(chain: string, policies: readonly Policy[], options: Htt
  */
 export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
   const name = httpChainName(sourceLabel);
-  const audits = auditPolicies(policies);
-  const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
   const dnsKey = JSON.stringify(options.dnsCache);
   return {
     name,
     filters: [
-      part(`limit|${sourceLabel}|${options.maxConnectionsPerSource}`, () => connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource)),
+      // Per source: built with the chain, which is memoised whole (httpChains) and whose bytes
+      // come from its kind's template (chainTemplates.ts); a memo of its own would be unused.
+      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
       {
         name: HardenedFilterName.httpConnectionManager,
         typedConfig: {
@@ -181,9 +193,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
               },
             ],
           })),
-          accessLog: part(`logs|${name}|${options.listener}|${JSON.stringify(options.accessLog)}|${audits.join(',')}|${logAll.join(',')}`, () =>
-            httpAccessLogs(name, policies, options),
-          ),
+          accessLog: httpAccessLogs(name, policies, options),
         },
       },
     ],
