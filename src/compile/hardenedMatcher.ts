@@ -115,9 +115,10 @@ function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: 
  * destination-IP matcher's on_no_match; a range's port map has none. When the port is not
  * in the map, the map does not match, and Envoy's IP range matcher then tries the less
  * specific ranges holding the address and, after them, its own on_no_match:
- * trie_matcher.h has done so in every release since the matcher came (1.22: "Resume any
- * subtree matching to preserve backtracking progress", evaluateMatch of the nested tree;
- * today handleRecursionAndSkips: "No-match isn't definitive, so continue checking nodes"),
+ * source/extensions/common/matcher/trie_matcher.h (ip_range_matcher.h since its rename) has
+ * done so in every release since the matcher came (1.22: "Resume any subtree matching to
+ * preserve backtracking progress", evaluateMatch of the nested tree; today
+ * handleRecursionAndSkips: "No-match isn't definitive, so continue checking nodes"),
  * unlike a map matcher, whose nested no-match went to its own on_no_match only in newer
  * releases. The less specific ranges cannot match either: each range's group carries the
  * ports of every range around it (sourcePlans.ts cidrGroupsOf), so their port sets are

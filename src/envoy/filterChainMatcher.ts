@@ -24,7 +24,7 @@
 // egress compiler never relies on it: evaluateMatcher reports it (`fellThrough`) and tests
 // assert no generated tree depends on one. The IP range matcher's hand-over (a nested
 // no-match → the next, less specific range → its on_no_match) is the same in every release
-// since 1.22 (trie_matcher.h: evaluateMatch of the nested tree then, handleRecursionAndSkips
+// since 1.22 (trie_matcher.h, now ip_range_matcher.h: evaluateMatch of the nested tree then, handleRecursionAndSkips
 // now, both going on to the next node and then on_no_match), so the compiler may rely on
 // it; it is reported apart (`backtracked`). Inputs, custom matchers and actions are told
 // apart by their typed_config's type URL, as Envoy's factories are found
