@@ -56,7 +56,8 @@ export const CONNECTION_LIMIT_FILTER = 'envoy.filters.network.connection_limit';
 // (MatchInputFactory::createDataInputBase, Config::Utility::getFactory), custom matcher and
 // action (Config::Utility::getAndCheckFactory) from the factory registered for the
 // typed_config's type URL, and so does the listener for its network filters
-// (getAndCheckFactory<NamedNetworkFilterConfigFactory>); source/common/config/utility.h
+// (source/common/listener_manager/listener_manager_impl.cc, createNetworkFilterFactoryListImpl:
+// getAndCheckFactory<NamedNetworkFilterConfigFactory>); source/common/config/utility.h
 // consults the name only when no factory has that type, and not at all with
 // envoy.reloadable_features.no_extension_lookup_by_name (on since Envoy 1.22, the
 // 1.22.0 release notes: "type URL is used to lookup extensions regardless of the name
