@@ -66,6 +66,8 @@ for (const line of forwardTable([200, 1000], 20, 3)) console.log(line);
 console.log('\n## Replicas on etcd: admin write on replica A → ACK of the Envoys on replica C');
 console.log('(each replica its own `serve --store etcd://` process, one local etcd member; beside one process on the file store)');
 for (const line of await (await import('./replicaPush.js')).replicaPushTable(100, 30)) console.log(line);
+console.log('\n## Allocator settings (bin/egress-xds): a one-name edit\'s listener encode at 1,000 microVMs × 20 names, each way in a fresh process');
+for (const line of (await import('./allocator.js')).allocatorTable(1000, 40)) console.log(line);
 console.log('\n## Policy validation: one body, CPU time per call (ajv schema pass, then meaning and canonical form)');
 for (const line of await (await import('./policyValidate.js')).policyValidateTable()) console.log(line);
 console.log('\n## Log lines: CPU per line (src/log.ts, pino synchronous to stderr; beside pino asynchronous)');
