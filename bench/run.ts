@@ -31,9 +31,9 @@ for (const [count, rounds] of [[10, 50], [100, 20], [1000, 3]] as const) {
 }
 
 console.log('\n## Host scenarios (issue 7): N microVMs × 20 names + one shared policy, profile hardened');
-for (const line of await hostScenarioTable([50, 200, 1000], 5)) console.log(line);
+for (const line of await hostScenarioTable([50, 200, 1000], 8)) console.log(line);
 console.log('\nthe same without access logs (accessLog: false):');
-for (const line of await hostScenarioTable([50, 200, 1000], 5, { accessLog: false })) console.log(line);
+for (const line of await hostScenarioTable([50, 200, 1000], 8, { accessLog: false })) console.log(line);
 console.log('\nthrough the server (compile workers, snapshot, ADS): the main thread\'s longest event-loop block:');
 for (const line of await hostServerTable([1000], 3)) console.log(line);
 console.log('\none edit through the snapshot layer in process (cache, compile worker, shared response; no HTTP, store or gRPC):');
