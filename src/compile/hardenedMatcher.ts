@@ -137,9 +137,8 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
   const refusal = refusalChainName(label, plan.policies);
   const refused = to(refusal);
-  const nameDomains: string[] = [];
-  const originalDomains: string[] = [];
-  for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
+  const nameDomains = plan.serverNames.byName;
+  const originalDomains = plan.serverNames.byOriginal;
   const domainMatchers = [
     ...(nameDomains.length > 0 ? [{ domains: sortServerNames(nameDomains), onMatch: to(nameChainName(label)) }] : []),
     ...(originalDomains.length > 0 ? [{ domains: sortServerNames(originalDomains), onMatch: to(originalDstChainName(label)) }] : []),
