@@ -3,7 +3,7 @@
 // guest lock out all others), and a per-source cap on concurrent connections.
 import type { CircuitBreakerThresholdsJson, ClusterJson, TypedExtensionJson } from '../envoy/resources.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
-import { CONNECTION_LIMIT_FILTER } from './names.js';
+import { HardenedFilterName } from './names.js';
 import { upstreamMarkSocketOption } from './specialAddresses.js';
 
 /**
@@ -51,7 +51,7 @@ const statPrefixes = new Map<string, string>();
  */
 export function connectionLimitFilter(sourceLabel: string, maxConnections: number): TypedExtensionJson {
   return {
-    name: CONNECTION_LIMIT_FILTER,
+    name: HardenedFilterName.connectionLimit,
     typedConfig: { '@type': TypeUrl.ConnectionLimit, statPrefix: sourceStatPrefix(sourceLabel), maxConnections: String(maxConnections) },
   };
 }

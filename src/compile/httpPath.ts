@@ -32,7 +32,7 @@ import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { celFilter, httpGrpcAccessLog, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
 import { AUDIT_CLUSTER, auditPolicies } from './audit.js';
 import { connectionLimitFilter } from './guards.js';
-import { ANY_SOURCE_LABEL, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
+import { ANY_SOURCE_LABEL, HardenedFilterName, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { sortServerNames } from './serverNames.js';
 import { ANY_SOURCE, policiesBySource, serverNameLists, type ServerNameLists } from './sourcePlans.js';
@@ -41,7 +41,6 @@ import { policiesKey } from './policyIds.js';
 export const HTTP_PORT = 80;
 export const HTTP_CHAIN_PREFIX = 'http';
 export const HTTP_INSPECTOR_LISTENER_FILTER = 'envoy.filters.listener.http_inspector';
-export const HTTP_CONNECTION_MANAGER_FILTER = 'envoy.filters.network.http_connection_manager';
 export const HTTP_STAT_PREFIX = 'egress_http';
 /** What http_inspector sets as the application protocol of plain HTTP (http_inspector.cc). */
 export const PLAIN_HTTP_PROTOCOLS = ['h2c', 'http/1.0', 'http/1.1'] as const;
@@ -193,7 +192,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
       // come from its kind's template (chainTemplates.ts); a memo of its own would be unused.
       connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
       {
-        name: HTTP_CONNECTION_MANAGER_FILTER,
+        name: HardenedFilterName.httpConnectionManager,
         typedConfig: {
           '@type': TypeUrl.HttpConnectionManager,
           statPrefix: HTTP_STAT_PREFIX,
