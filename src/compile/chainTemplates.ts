@@ -42,7 +42,8 @@ interface Entry {
  * depends on, as a string; undefined leaves the chain to the walk.
  */
 export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (sourceLabel: string) => string | undefined): { filled: number; walked: number } {
-  const templates = new Map<string, Entry>();
+  // By kind and family, then by context: no key string built per chain.
+  const templates = new Map<string, Map<string, Entry>>();
   let filled = 0;
   let walked = 0;
   for (const chain of chains) {
@@ -55,9 +56,11 @@ export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (
     const context = contextOf(label);
     if (context === undefined) continue;
     // The address family too: nothing should differ by it, but nothing is assumed.
-    const key = `${kind}|${label === '*' ? '*' : label.includes(':') ? 6 : 4}|${context}`;
+    const kindKey = `${kind}|${label === '*' ? '*' : label.includes(':') ? 6 : 4}`;
+    let byContext = templates.get(kindKey);
+    if (byContext === undefined) templates.set(kindKey, (byContext = new Map()));
     const slots = chainSlots(kind, label);
-    let entry = templates.get(key);
+    let entry = byContext.get(context);
     if (entry === undefined) {
       // The exemplar's own bytes are the template filled with its own strings.
       let template: EncodingTemplate | undefined;
@@ -66,7 +69,7 @@ export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (
       } catch {
         template = undefined;
       }
-      templates.set(key, (entry = { template, checked: CHECKED_FILLS }));
+      byContext.set(context, (entry = { template, checked: CHECKED_FILLS }));
       if (template === undefined) continue;
       primeImmutable(chain, FILTER_CHAIN_TYPE, fillTemplate(template, slots));
       filled++;
@@ -83,7 +86,7 @@ export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (
         walkedBytes = undefined;
       }
       if (walkedBytes === undefined || !sameBytes(walkedBytes, body)) {
-        templates.set(key, { template: undefined, checked: 0 });
+        byContext.set(context, { template: undefined, checked: 0 });
         continue;
       }
       entry.checked--;

@@ -76,11 +76,17 @@ export function hardenedListenerAndRoutes(policies: readonly Policy[], options: 
   // chain holds besides its source's strings is the options, the listener, the access-log
   // settings and the names of the audit and log-all policies selecting the source.
   const common = `${optionsKey}|${listenerName}|${JSON.stringify(options.accessLog ?? {})}`;
+  // A source's chains share their context; most sources share one.
+  const contexts = new Map<readonly Policy[], string>();
   primeChainBytes(logged, (label) => {
     const selecting = fullBySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label);
     if (selecting === undefined) return undefined;
-    const logAll = selecting.filter((p) => p.log === 'all').map((p) => p.name).sort();
-    return `${common}|${auditPolicies(selecting).join(',')}|${logAll.join(',')}`;
+    let context = contexts.get(selecting);
+    if (context === undefined) {
+      const logAll = selecting.filter((p) => p.log === 'all').map((p) => p.name).sort();
+      contexts.set(selecting, (context = `${common}|${auditPolicies(selecting).join(',')}|${logAll.join(',')}`));
+    }
+    return context;
   });
   const listener = egressListener(logged, options.listener);
   listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];
