@@ -17,7 +17,7 @@
 // differs is dropped (its chains are then walked as before). Templates live for one
 // compile: nothing stale crosses compiles. test/compile/chainTemplates.test.ts holds the
 // filled bytes to the generic encoder's for random sources, IPv6 included.
-import { encodingTemplate, fillTemplate, hasBytes, isImmutable, primeImmutable, walkEncode, type EncodingTemplate } from '../envoy/fastEncode.js';
+import { encodingTemplate, fillTemplate, memoState, primeImmutable, walkEncode, type EncodingTemplate } from '../envoy/fastEncode.js';
 import type { FilterChainJson } from '../envoy/resources.js';
 import { TYPE_PREFIX } from '../envoy/typeUrls.js';
 import { sourceStatPrefix } from './guards.js';
@@ -48,7 +48,7 @@ export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (
   let walked = 0;
   for (const chain of chains) {
     const name = chain.name;
-    if (name === undefined || !isImmutable(chain) || hasBytes(chain, FILTER_CHAIN_TYPE)) continue;
+    if (name === undefined || memoState(chain, FILTER_CHAIN_TYPE) !== 1) continue;
     const bar = name.indexOf('|');
     if (bar < 0) continue;
     const kind = name.slice(0, bar);

@@ -369,6 +369,13 @@ export function markImmutable<T extends object>(value: T): T {
 /** Whether `value` was marked immutable (its encoding may then be kept by whoever encodes it whole). */
 export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memo.has(value);
 
+/** Per object: 0 not marked immutable, 1 immutable without bytes as a message of `typeUrl`, 2 with them. */
+export function memoState(value: object, typeUrl: string): 0 | 1 | 2 {
+  const entry = memo.get(value);
+  if (entry === undefined) return 0;
+  return memoBody(entry, typeByUrl(typeUrl)) === undefined ? 1 : 2;
+}
+
 /** Whether the encoder holds `value`'s bytes as a message of `typeUrl`. */
 export const hasBytes = (value: object, typeUrl: string): boolean => memoBody(memoGet(value), typeByUrl(typeUrl)) !== undefined;
 
