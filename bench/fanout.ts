@@ -27,6 +27,8 @@ export interface FanoutRow {
   readonly rssLastMiB: number;
   /** After each push: RSS, V8 heap used, external (Buffers), MiB. */
   readonly memoryPerPush: readonly { rss: number; heap: number; external: number }[];
+  /** V8 heap bytes allocated per push (garbage included), MiB: median over the pushes. */
+  readonly allocatedMiB: number;
 }
 
 export class Child<Command> {
@@ -90,6 +92,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
     const converge: number[] = [];
     const rss: number[] = [];
     const memoryPerPush: { rss: number; heap: number; external: number }[] = [];
+    const allocated: number[] = [];
     for (let k = 1; k <= pushes; k++) {
       await srv.ask({ prepare: k });
       const before = await srv.ask<FanoutUsage>({ usage: true });
@@ -99,6 +102,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
       await pause(200);
       const after = await srv.ask<FanoutUsage>({ usage: true });
       cpu.push((after.cpuMicros - before.cpuMicros) / 1000);
+      allocated.push(((after.allocatedBytes ?? 0) - (before.allocatedBytes ?? 0)) / MiB);
       clientCpu.push(result.clientCpuMicros / 1000);
       converge.push(Math.max(...result.arrivalsMs));
       rss.push(after.rssBytes);
@@ -115,6 +119,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
       rssFirstMiB: rss[0]! / MiB,
       rssLastMiB: rss.at(-1)! / MiB,
       memoryPerPush,
+      allocatedMiB: median(allocated),
     };
   } finally {
     await load.stop();
@@ -132,7 +137,7 @@ export async function fanoutTable(sizes: readonly number[], pushes: number, deta
   if (process.env.FANOUT_EGRESS_ONLY === '1') {
     for (const streams of sizes) {
       const row = await fanout('egress', streams, pushes);
-      detail?.(`egress ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}`);
+      detail?.(`egress ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB`);
       lines.push(`| ${row.streams} | egress | ${row.serverCpuMs.toFixed(0)} ms | – | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`);
     }
     return lines;
@@ -141,7 +146,7 @@ export async function fanoutTable(sizes: readonly number[], pushes: number, deta
     const floor = await fanout('floor', streams, pushes);
     const egress = await fanout('egress', streams, pushes);
     for (const row of [floor, egress]) {
-      detail?.(`${row.server} ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}`);
+      detail?.(`${row.server} ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB`);
       const ratio = row === egress ? `${(egress.serverCpuMs / floor.serverCpuMs).toFixed(2)}×` : '1';
       lines.push(
         `| ${row.streams} | ${row.server} | ${row.serverCpuMs.toFixed(0)} ms | ${ratio} | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`,

@@ -8,7 +8,9 @@
 //   server must at least spend; the egress server's cost is read against it.
 // Driven over IPC: {prepare: k} (floor: encode ahead), {push: k}, {usage}
 // (CPU µs and RSS bytes), {stop}.
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
+import { GCProfiler } from 'node:v8';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
@@ -26,18 +28,53 @@ export interface FanoutUsage {
   /** V8 heap in use, and memory outside it (Buffers): where RSS growth comes from. */
   readonly heapUsedBytes?: number;
   readonly externalBytes?: number;
+  /**
+   * Bytes the V8 heap allocated since the process started (in use now plus all
+   * that garbage collections freed): the difference between two readings is what
+   * the work between them allocated, garbage included.
+   */
+  readonly allocatedBytes?: number;
 }
 
 /** The policy a push changes: one more SNI per push, so only the Listener changes. */
 export const pushSpec = (k: number): PolicySpec => ({ sources: ['172.31.0.0/16'], allow: { sni: [`push-${k}.fanout.example`] } });
 
 const collect = (globalThis as { gc?: () => void }).gc;
+// Every collection's before/after sizes, read at each usage report: what was freed.
+let gcProfiler = new GCProfiler();
+gcProfiler.start();
+let freedBytes = 0;
+function readFreed(): void {
+  const data = gcProfiler.stop();
+  for (const gc of data?.statistics ?? []) freedBytes += gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize;
+  gcProfiler = new GCProfiler();
+  gcProfiler.start();
+}
 const usage = (): FanoutUsage => {
-  collect?.();
   const cpu = process.cpuUsage();
+  readFreed();
+  const allocatedBytes = process.memoryUsage().heapUsed + freedBytes;
+  collect?.();
+  readFreed();
   const memory = process.memoryUsage();
-  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external };
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external, allocatedBytes };
 };
+
+// FANOUT_HEAP_SAMPLE=FILE (diagnosis): V8's sampling heap profiler, garbage included, from the
+// first {prepare} (streams connected) until {stop}; open FILE (.heapprofile) in Chrome DevTools.
+const heapSampleFile = process.env.FANOUT_HEAP_SAMPLE;
+let heapSession: Session | undefined;
+async function startHeapSample(): Promise<void> {
+  if (!heapSampleFile || heapSession) return;
+  heapSession = new Session();
+  heapSession.connect();
+  await heapSession.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+}
+async function stopHeapSample(): Promise<void> {
+  if (!heapSession) return;
+  const { profile } = await heapSession.post('HeapProfiler.stopSampling');
+  await writeFile(heapSampleFile!, JSON.stringify(profile));
+}
 
 /** Top-level type_url (4) and response_nonce (5) of a DiscoveryRequest, without decoding the rest. */
 function requestHead(bytes: Uint8Array): { typeUrl: string; nonce: string } {
@@ -146,11 +183,13 @@ process.on('message', (command: FanoutServerCommand) => {
         await running.push(command.push);
         process.send!({ pushed: command.push });
       } else if ('prepare' in command) {
+        await startHeapSample();
         running.prepare?.(command.prepare);
         process.send!({ prepared: command.prepare });
       } else if ('usage' in command) {
         process.send!(usage());
       } else {
+        await stopHeapSample();
         await running.stop();
         process.exit(0);
       }

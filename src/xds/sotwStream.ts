@@ -26,7 +26,8 @@ interface TypeState {
    */
   names?: ReadonlySet<string>;
   watchOpen: boolean;
-  lastSent?: { readonly version: string; readonly nonce: string; readonly names?: ReadonlySet<string> };
+  /** Filled in place at each response (not an object per response: a push writes one per stream). */
+  lastSent?: { version: string; nonce: string; names: ReadonlySet<string> | undefined };
   awaitingAnswer: boolean;
   /**
    * Named types only: what the client holds, name → resource version, as far as its
@@ -54,6 +55,17 @@ function setNames(state: TypeState, names: ReadonlySet<string> | undefined): voi
   if (!state.held || !names) return;
   for (const name of state.held.keys()) if (!names.has(name)) state.held.delete(name);
   for (const name of state.rejected!.keys()) if (!names.has(name)) state.rejected!.delete(name);
+}
+
+function sent(state: TypeState, version: string, nonce: string, names: ReadonlySet<string> | undefined): void {
+  const last = state.lastSent;
+  if (!last) {
+    state.lastSent = { version, nonce, names };
+    return;
+  }
+  last.version = version;
+  last.nonce = nonce;
+  last.names = names;
 }
 
 const sameNames = (a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean =>
@@ -153,7 +165,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     } else {
       ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
     }
-    state.lastSent = state.names ? { version: set.version, nonce, names: state.names } : { version: set.version, nonce };
+    sent(state, set.version, nonce, state.names);
     state.watchOpen = false;
     state.awaitingAnswer = true;
     this.write(typeUrl, set.version, nonce, bytes, framed);
@@ -199,7 +211,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const inFlight = new Map<string, string>();
     for (const name of changed) inFlight.set(name, set.items.get(name)!.version);
     state.inFlight = inFlight;
-    state.lastSent = { version: set.version, nonce, names };
+    sent(state, set.version, nonce, names);
     state.watchOpen = false;
     state.awaitingAnswer = true;
     this.write(typeUrl, set.version, nonce, bytes, framed);

@@ -22,14 +22,18 @@ export class Stall {
   since = 0;
   /** progress() when the sweep last looked; NaN before it has. */
   marker = NaN;
-  /** In the guard's set of streams with unwritten data. */
-  listed = false;
+  /** Where the stream is in the guard's list of streams with unwritten data; -1 when not in it. */
+  at = -1;
 }
 
 export class StreamGuard {
   private open = 0;
-  /** Streams with a response not yet taken by the client (each one's Stall says since when). */
-  private readonly unwritten = new Set<GuardedStream>();
+  /**
+   * Streams with a response not yet taken by the client (each one's Stall says since when and
+   * where it is in here). An array whose entries know their place, not a Set: a push adds
+   * and removes every stream once, and a Set's table grew and shrank (allocated) with it.
+   */
+  private readonly unwritten: GuardedStream[] = [];
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -50,9 +54,15 @@ export class StreamGuard {
   }
 
   private unlist(stream: GuardedStream): void {
-    if (!stream.stall.listed) return;
-    stream.stall.listed = false;
-    this.unwritten.delete(stream);
+    const at = stream.stall.at;
+    if (at < 0) return;
+    stream.stall.at = -1;
+    // The last one takes the leaving one's place.
+    const last = this.unwritten.pop()!;
+    if (last !== stream) {
+      this.unwritten[at] = last;
+      last.stall.at = at;
+    }
   }
 
   openStreams(): number {
@@ -64,10 +74,10 @@ export class StreamGuard {
     // The marker is read by the sweep, not here: writes are the hot path, sweeps are rare.
     const stall = stream.stall;
     stall.since = now;
-    if (!stall.listed) {
-      stall.listed = true;
+    if (stall.at < 0) {
+      stall.at = this.unwritten.length;
       stall.marker = NaN;
-      this.unwritten.add(stream);
+      this.unwritten.push(stream);
     }
     this.timer ??= setInterval(() => this.sweep(), Math.max(10, Math.min(1000, Math.floor(this.stuckWriteMs / 4)))).unref();
   }
@@ -75,7 +85,7 @@ export class StreamGuard {
   /** Everything the stream wrote was taken. */
   written(stream: GuardedStream): void {
     this.unlist(stream);
-    if (this.unwritten.size === 0 && this.timer) {
+    if (this.unwritten.length === 0 && this.timer) {
       clearInterval(this.timer);
       delete this.timer;
     }
@@ -83,8 +93,10 @@ export class StreamGuard {
 
   /** A large response to a slow link is not a stuck client: any byte taken restarts the clock. */
   sweep(now = Date.now()): void {
-    // Deleting the entry being visited is safe while iterating a Set.
-    for (const stream of this.unwritten) {
+    // From the end: a stream unlisted here is replaced by the last one, which was visited already.
+    for (let i = this.unwritten.length - 1; i >= 0; i--) {
+      const stream = this.unwritten[i];
+      if (stream === undefined) continue; // the list shrank under us (abortStuck closing others)
       const stall = stream.stall;
       const marker = stream.progress();
       if (marker !== stall.marker) {
@@ -96,7 +108,7 @@ export class StreamGuard {
       this.unlist(stream);
       stream.abortStuck(now - stall.since);
     }
-    if (this.unwritten.size === 0 && this.timer) {
+    if (this.unwritten.length === 0 && this.timer) {
       clearInterval(this.timer);
       delete this.timer;
     }
@@ -105,7 +117,7 @@ export class StreamGuard {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     delete this.timer;
-    for (const stream of this.unwritten) stream.stall.listed = false;
-    this.unwritten.clear();
+    for (const stream of this.unwritten) stream.stall.at = -1;
+    this.unwritten.length = 0;
   }
 }

@@ -16,17 +16,114 @@ import {
 } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { EncodedResource } from '../snapshot/encodedResource.js';
 import type { ResourceSet } from '../snapshot/snapshot.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
 
 /**
  * Every push is answered by one ACK per stream (10,000 per push at fleet
  * scale): version_info, type_url and response_nonce, nothing else. Those are
- * read here by hand (0.5 µs, half what the reflective decoder takes);
- * a request with any other field (node, resource names, error detail, an
- * unknown field) or another wire type goes through the reflective decoder (so
- * does a malformed one, for its error; UTF-8 is checked as it checks it). The
- * result is the message fromBinary makes (test/xds/wire.test.ts compares them).
+ * read here by hand; a request with any other field (node, resource names,
+ * error detail, an unknown field) or another wire type goes through the
+ * reflective decoder (so does a malformed one, for its error; UTF-8 is checked
+ * as it checks it). The result is the message fromBinary makes
+ * (test/xds/wire.test.ts compares them).
  */
 export function decodeDiscoveryRequest(bytes: Uint8Array): DiscoveryRequest {
+  return decodeAck(bytes) ?? decodeAckReader(bytes);
+}
+
+/**
+ * An ACK's strings, without allocating for them: a push's ACKs all carry the
+ * same version and the same (shared) nonce, and one of a few type URLs. Each
+ * field's last value is kept (bytes and string) and returned again when the
+ * bytes are the same; type URLs come back as the constants of typeUrls.ts.
+ * Besides sparing 3 strings, 3 views, a reader and its DataView per ACK (the
+ * largest items of the server's own garbage per push in the fan-out heap
+ * profile, BENCHMARKS.md), the strings are then the ones the streams' maps and
+ * comparisons already hold. ASCII only: anything else is left to the reader.
+ */
+class LastString {
+  private bytes = Buffer.alloc(0);
+  private text = '';
+
+  /** The string of bytes[start, end) when all of it is ASCII; undefined otherwise. */
+  read(bytes: Buffer, start: number, end: number): string | undefined {
+    const length = end - start;
+    const last = this.bytes;
+    if (last.length === length) {
+      let i = 0;
+      while (i < length && last[i] === bytes[start + i]) i++;
+      if (i === length) return this.text;
+    }
+    for (let i = start; i < end; i++) if (bytes[i]! >= 0x80) return undefined;
+    const text = bytes.toString('latin1', start, end);
+    // Only short values are kept (versions, nonces): a long one would be compared on every ACK.
+    if (length <= 128) {
+      this.bytes = Buffer.from(bytes.subarray(start, end));
+      this.text = text;
+    }
+    return text;
+  }
+}
+
+/** Known type URLs, as bytes and as the constants every map holds them by. */
+const KNOWN_TYPE_URLS = Object.values(TypeUrl).map((text) => ({ text, bytes: Buffer.from(text, 'latin1') }));
+
+function knownTypeUrl(bytes: Buffer, start: number, end: number): string | undefined {
+  const length = end - start;
+  for (const known of KNOWN_TYPE_URLS) {
+    if (known.bytes.length !== length) continue;
+    // From the end: the URLs share their "type.googleapis.com/envoy." beginning.
+    let i = length - 1;
+    while (i >= 0 && known.bytes[i] === bytes[start + i]) i--;
+    if (i < 0) return known.text;
+  }
+  return undefined;
+}
+
+const lastVersion = new LastString();
+const lastTypeUrl = new LastString();
+const lastNonce = new LastString();
+/** Shared by every fast-path request: nothing reads them but to iterate (frozen, so nothing can write them). */
+const NO_NAMES: string[] = Object.freeze([]) as unknown as string[];
+const NO_LOCATORS: DiscoveryRequest['resourceLocators'] = Object.freeze([]) as unknown as DiscoveryRequest['resourceLocators'];
+
+/** The fast path: fields 1, 4, 5 with one-byte tags and ASCII values; undefined for anything else. */
+function decodeAck(input: Uint8Array): DiscoveryRequest | undefined {
+  const bytes = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  let versionInfo = '';
+  let typeUrl = '';
+  let responseNonce = '';
+  const length = bytes.length;
+  let at = 0;
+  while (at < length) {
+    const tag = bytes[at++]!;
+    // 0x0a, 0x22, 0x2a: fields 1, 4, 5, length-delimited.
+    if (tag !== 0x0a && tag !== 0x22 && tag !== 0x2a) return undefined;
+    let size = 0;
+    let shift = 0;
+    for (;;) {
+      if (at >= length || shift > 21) return undefined;
+      const b = bytes[at++]!;
+      size += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+      shift += 7;
+    }
+    const end = at + size;
+    if (end > length) return undefined;
+    let text: string | undefined;
+    if (tag === 0x22) text = knownTypeUrl(bytes, at, end) ?? lastTypeUrl.read(bytes, at, end);
+    else text = (tag === 0x0a ? lastVersion : lastNonce).read(bytes, at, end);
+    if (text === undefined) return undefined;
+    if (tag === 0x0a) versionInfo = text;
+    else if (tag === 0x22) typeUrl = text;
+    else responseNonce = text;
+    at = end;
+  }
+  return { $typeName: 'envoy.service.discovery.v3.DiscoveryRequest', versionInfo, resourceNames: NO_NAMES, resourceLocators: NO_LOCATORS, typeUrl, responseNonce };
+}
+
+/** The general hand-read path: any UTF-8 in fields 1, 4, 5; anything else to the reflective decoder. */
+function decodeAckReader(bytes: Uint8Array): DiscoveryRequest {
   let versionInfo = '';
   let typeUrl = '';
   let responseNonce = '';
