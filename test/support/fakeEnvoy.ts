@@ -267,10 +267,16 @@ export class FakeEnvoy {
     for (const waiter of [...this.waiters]) waiter();
   }
 
-  /** Resolves when the predicate holds (checked on every event and every 10 ms, for server-side state); rejects after the timeout. */
+  /**
+   * Resolves when the predicate holds (checked on every event and every 10 ms, for server-side
+   * state); rejects after the timeout. With `{ poll: false }` it is checked on this Envoy's
+   * events only (a response, an error, the status, released answers): for a predicate on what
+   * the Envoy holds, which nothing else changes, that is exact, and a costly predicate is not
+   * run 100 times a second (bench/hostileMix.ts waits on ten Envoys at once).
+   */
   // The default bound is generous: it only ends a wait for what must happen (no test expects a
   // timeout), and a loaded machine (CI beside other jobs) can take seconds to start a server.
-  waitFor(description: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
+  waitFor(description: string, predicate: () => boolean, timeoutMs = 20_000, options: { readonly poll?: boolean } = {}): Promise<void> {
     if (predicate()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const check = () => {
@@ -282,10 +288,10 @@ export class FakeEnvoy {
         cleanup();
         reject(new Error(`timed out after ${timeoutMs} ms waiting for ${description}; responses: ${this.responses.map((r) => `${r.typeUrl.split('.').pop()}@${r.version}`).join(', ')}; errors: ${this.errors.map((e) => e.message).join('; ')}`));
       }, timeoutMs);
-      const poll = setInterval(check, 10);
+      const poll = options.poll === false ? undefined : setInterval(check, 10);
       const cleanup = () => {
         clearTimeout(timer);
-        clearInterval(poll);
+        if (poll) clearInterval(poll);
         this.waiters.delete(check);
       };
       this.waiters.add(check);
