@@ -1,4 +1,5 @@
-// The hostile clients of bench/hostileMix.ts: 100 streams that never read,
+// The hostile clients of bench/hostileMix.ts: 100 streams that never read
+// (each holding a listener in the server's HTTP/2 buffers until reset),
 // clients that repeat their first request 1,500 times, Delta clients that
 // toggle a subscription 1,000 times. In a fleet these are other machines: their
 // CPU is not the control plane's, nor the healthy Envoys'. So by default they
@@ -44,8 +45,12 @@ export class HostileClients {
       const connection = new RawAdsConnection(address);
       this.connections.push(connection);
       const s = connection.open('sotw', { read: false });
-      s.stream.write(sotwRequest({ node: { id: `stuck-${i}` }, typeUrl: CDS }));
+      // Listeners first: the server sends the listener at once (nothing to wait for), larger
+      // than HTTP/2's 64 KiB window, so it stays in the server's buffers, then the clusters
+      // behind it. Asked the other way round (as Envoy asks), the small cluster response fits
+      // in the window and the listener waits for its ACK: nothing stuck, nothing held.
       s.stream.write(sotwRequest({ node: { id: `stuck-${i}` }, typeUrl: LDS }));
+      s.stream.write(sotwRequest({ node: { id: `stuck-${i}` }, typeUrl: CDS }));
       this.stuck.push(s);
       void s.ended.then(() => (this.ended += 1));
     }

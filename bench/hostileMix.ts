@@ -23,6 +23,7 @@ import { summarize } from './stats.js';
 
 const LDS = TypeUrl.Listener;
 const MiB = 2 ** 20;
+const STUCK_WRITE_MS = 10_000;
 
 export interface HostileMixResult {
   readonly listenerKiB: number;
@@ -73,6 +74,8 @@ interface Sample {
   /** Server CPU (all its threads) and driver CPU during the sample, ms. */
   readonly serverCpuMs: number;
   readonly driverCpuMs: number;
+  /** The most listener responses one healthy Envoy received until it held the change (1: only its own). */
+  readonly listenerResponses: number;
 }
 
 export interface HostileMixOptions {
@@ -88,7 +91,7 @@ export interface HostileMixOptions {
 export async function hostileMix(options: HostileMixOptions): Promise<HostileMixResult> {
   const hostileIn = options.hostileIn ?? 'child';
   const load0 = loadavg()[0]!;
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: 10_000 })]);
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: STUCK_WRITE_MS })]);
   const address = `127.0.0.1:${String(hello.xdsPort)}`;
   const admin = `http://127.0.0.1:${String(hello.adminPort)}`;
   const envoys: FakeEnvoy[] = [];
@@ -118,12 +121,15 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
   const converge = async (k: number): Promise<Sample> => {
     const s0 = await serverCpu();
     const d0 = cpuMicros();
+    const listeners0 = envoys.map((e) => e.responses.length);
     const t0 = performance.now();
     await put(k);
     await Promise.all(envoys.map((e) => e.waitFor(`change ${k}`, () => holds(e, k), 120_000, { poll: false })));
     const ms = performance.now() - t0;
     const driverCpuMs = (cpuMicros() - d0) / 1000;
-    return { ms, serverCpuMs: ((await serverCpu()) - s0) / 1000, driverCpuMs };
+    // Listener responses an Envoy took until it held change k: 1 is k's own; more are older versions it had to decode and ACK first.
+    const listenerResponses = Math.max(...envoys.map((e, i) => e.responses.slice(listeners0[i]).filter((r) => r.typeUrl === LDS).length));
+    return { ms, serverCpuMs: ((await serverCpu()) - s0) / 1000, driverCpuMs, listenerResponses };
   };
   const cpu0 = process.cpuUsage();
   const server0 = hello.usage as FanoutUsage;
@@ -152,6 +158,14 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
       if (i % every === 0) hostile.push(await converge(k++));
       else await put(k++);
       if (i % 50 === 0) await sampleRss();
+    }
+    // The stuck streams are reset stuckWriteMs (10 s) after their last progress: the run
+    // waits for it (bounded), still sampling RSS, so the report says whether they were.
+    const resetBy = performance.now() + STUCK_WRITE_MS + 20_000;
+    const stuckReset = async () => (hostileChild ? (await hostileChild.ask<HostileClientsStatus>({ status: true })).stuckReset : hostileHere!.stuckReset());
+    while (!(await stuckReset()) && performance.now() < resetBy) {
+      await sampleRss();
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
     await sampleRss();
     const end = await srv.ask<FanoutUsage & { applies: number }>({ usage: true });
@@ -184,7 +198,7 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
   }
 }
 
-const perSample = (samples: readonly Sample[]) => samples.map((x) => `${x.ms.toFixed(0)} ms (server ${x.serverCpuMs.toFixed(0)}, driver ${x.driverCpuMs.toFixed(0)} ms CPU)`).join(', ');
+const perSample = (samples: readonly Sample[]) => samples.map((x) => `${x.ms.toFixed(0)} ms (server ${x.serverCpuMs.toFixed(0)}, driver ${x.driverCpuMs.toFixed(0)} ms CPU; ${x.listenerResponses} LDS)`).join(', ');
 
 export async function hostileMixTable(options: HostileMixOptions = { healthy: 25, stuck: 100, changes: 1000, extraNames: 2000, samples: 10 }): Promise<string[]> {
   const r = await hostileMix(options);

@@ -1,0 +1,16 @@
+import { Child } from './dist/bench/fanout.js';
+const mode = process.argv[2];
+const { child: srv, hello } = await Child.start('./fleetServer.js', ['0', '2000', JSON.stringify({ stuckWriteMs: 10_000 })], ['--cpu-prof', '--cpu-prof-dir=/tmp/hostile/prof-' + mode]);
+const address = `127.0.0.1:${hello.xdsPort}`;
+const cpu = async () => (await srv.ask({ usage: true })).cpuMicros / 1000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+await sleep(1000);
+const spec = mode === 'flood' ? { stuck: 0, flooders: 5, floodRequests: 10000, toggles: 0 } : { stuck: 0, flooders: 5, floodRequests: 1, toggles: 10000 };
+const c0 = await cpu();
+const { child } = await Child.start('./hostileClients.js', []);
+await child.ask({ start: { address, ...spec } });
+await sleep(4000);
+const c1 = await cpu();
+console.log(mode, 'server CPU ms', (c1 - c0).toFixed(0));
+await child.stop();
+await srv.stop();
