@@ -45,6 +45,8 @@ export interface HostileMixResult {
   readonly hostileSamples: readonly Sample[];
   /** Pushes (applies) the server made for the hostile phase's changes. */
   readonly hostileApplies: number;
+  /** Compiles the server gave up in the hostile phase, overtaken by a newer change (src/snapshot/pushScheduler.ts). */
+  readonly hostileSuperseded: number;
   readonly loadAverage: { readonly start: number; readonly end: number };
 }
 
@@ -151,7 +153,7 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
       ({ child: hostileChild } = await Child.start<HostileClientsCommand>('./hostileClients.js', []));
       await hostileChild.ask({ start: spec });
     }
-    const appliesBefore = (await srv.ask<{ applies: number }>({ usage: true })).applies;
+    const before = await srv.ask<{ applies: number; superseded: number }>({ usage: true });
     const hostile: Sample[] = [];
     const every = Math.max(1, Math.floor(options.changes / options.samples));
     for (let i = 1; i <= options.changes; i++) {
@@ -168,7 +170,7 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     await sampleRss();
-    const end = await srv.ask<FanoutUsage & { applies: number }>({ usage: true });
+    const end = await srv.ask<FanoutUsage & { applies: number; superseded: number }>({ usage: true });
     const cpu = process.cpuUsage(cpu0);
     const hostileStatus = hostileChild ? await hostileChild.ask<HostileClientsStatus>({ status: true }) : { stuckReset: hostileHere!.stuckReset(), cpuMicros: 0 };
     const ms = (samples: Sample[]) => samples.map((x) => x.ms);
@@ -187,7 +189,8 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
       hostileIn,
       quietSamples: quiet,
       hostileSamples: hostile,
-      hostileApplies: end.applies - appliesBefore,
+      hostileApplies: end.applies - before.applies,
+      hostileSuperseded: end.superseded - before.superseded,
       loadAverage: { start: load0, end: loadavg()[0]! },
     };
   } finally {
@@ -205,7 +208,7 @@ export async function hostileMixTable(options: HostileMixOptions = { healthy: 25
   console.error(`hostile mix (hostile clients in ${r.hostileIn}): server RSS / main heap / external MiB: idle ${r.memory.idle}, at the peak ${r.memory.peak}; stuck streams reset: ${String(r.stuckReset)}`);
   console.error(`  quiet samples: ${perSample(r.quietSamples)}`);
   console.error(`  hostile samples: ${perSample(r.hostileSamples)}`);
-  console.error(`  hostile phase: ${r.changes} changes in ${r.hostileApplies} pushes; server CPU whole run ${(r.serverCpuMs / 1000).toFixed(1)} s; hostile clients' CPU ${(r.hostileCpuMs / 1000).toFixed(1)} s; load average ${r.loadAverage.start.toFixed(2)} → ${r.loadAverage.end.toFixed(2)}`);
+  console.error(`  hostile phase: ${r.changes} changes in ${r.hostileApplies} pushes (${r.hostileSuperseded} compiles superseded, not pushed); server CPU whole run ${(r.serverCpuMs / 1000).toFixed(1)} s; hostile clients' CPU ${(r.hostileCpuMs / 1000).toFixed(1)} s; load average ${r.loadAverage.start.toFixed(2)} → ${r.loadAverage.end.toFixed(2)}`);
   const median = (samples: readonly Sample[], key: 'serverCpuMs' | 'driverCpuMs') => [...samples.map((x) => x[key])].sort((a, b) => a - b)[Math.floor(samples.length / 2)]!;
   return [
     '| healthy Envoys | hostile clients in | listener (ProtoJSON) | quiet: change → all healthy, p50 / p99 | hostile: p50 / p99 | ratio of p99s | server CPU per measured change, median quiet / hostile | server RSS idle → peak | driver CPU (whole run) | hostile clients CPU | server CPU (whole run) |',
