@@ -40,7 +40,7 @@ export interface HostileMixResult {
   /** Server CPU of the whole run, ms. */
   readonly serverCpuMs: number;
   readonly changes: number;
-  readonly hostileIn: 'child' | 'driver';
+  readonly hostileIn: 'child' | 'driver' | 'none';
   readonly quietSamples: readonly Sample[];
   readonly hostileSamples: readonly Sample[];
   /** Pushes (applies) the server made for the hostile phase's changes. */
@@ -86,8 +86,12 @@ export interface HostileMixOptions {
   readonly changes: number;
   readonly extraNames: number;
   readonly samples: number;
-  /** Where the hostile clients run: a child process at lower priority (default), or the driver (as before). */
-  readonly hostileIn?: 'child' | 'driver';
+  /**
+   * Where the hostile clients run: a child process at lower priority (default), or the driver
+   * (as before); 'none': the hostile phase is its changes alone, to tell what the stream of
+   * changes costs the healthy Envoys from what the hostile clients add.
+   */
+  readonly hostileIn?: 'child' | 'driver' | 'none';
 }
 
 export async function hostileMix(options: HostileMixOptions): Promise<HostileMixResult> {
@@ -149,7 +153,7 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
     // The hostile clients.
     const spec = { address, stuck: options.stuck, flooders: 5, floodRequests: 1500, toggles: 1000 };
     if (hostileIn === 'driver') hostileHere = new HostileClients(spec);
-    else {
+    else if (hostileIn === 'child') {
       ({ child: hostileChild } = await Child.start<HostileClientsCommand>('./hostileClients.js', []));
       await hostileChild.ask({ start: spec });
     }
@@ -164,7 +168,7 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
     // The stuck streams are reset stuckWriteMs (10 s) after their last progress: the run
     // waits for it (bounded), still sampling RSS, so the report says whether they were.
     const resetBy = performance.now() + STUCK_WRITE_MS + 20_000;
-    const stuckReset = async () => (hostileChild ? (await hostileChild.ask<HostileClientsStatus>({ status: true })).stuckReset : hostileHere!.stuckReset());
+    const stuckReset = async () => (hostileChild ? (await hostileChild.ask<HostileClientsStatus>({ status: true })).stuckReset : (hostileHere?.stuckReset() ?? true));
     while (!(await stuckReset()) && performance.now() < resetBy) {
       await sampleRss();
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -172,7 +176,7 @@ export async function hostileMix(options: HostileMixOptions): Promise<HostileMix
     await sampleRss();
     const end = await srv.ask<FanoutUsage & { applies: number; superseded: number }>({ usage: true });
     const cpu = process.cpuUsage(cpu0);
-    const hostileStatus = hostileChild ? await hostileChild.ask<HostileClientsStatus>({ status: true }) : { stuckReset: hostileHere!.stuckReset(), cpuMicros: 0 };
+    const hostileStatus = hostileChild ? await hostileChild.ask<HostileClientsStatus>({ status: true }) : { stuckReset: hostileHere?.stuckReset() ?? true, cpuMicros: 0 };
     const ms = (samples: Sample[]) => samples.map((x) => x.ms);
     return {
       listenerKiB,
@@ -213,12 +217,12 @@ export async function hostileMixTable(options: HostileMixOptions = { healthy: 25
   return [
     '| healthy Envoys | hostile clients in | listener (ProtoJSON) | quiet: change → all healthy, p50 / p99 | hostile: p50 / p99 | ratio of p99s | server CPU per measured change, median quiet / hostile | server RSS idle → peak | driver CPU (whole run) | hostile clients CPU | server CPU (whole run) |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
-    `| ${options.healthy} (1 in 5 Delta) | ${r.hostileIn === 'child' ? 'a child, nice +10' : 'the driver'} | ${r.listenerKiB.toFixed(0)} KiB | ${r.quiet.p50.toFixed(0)} / ${r.quiet.p99.toFixed(0)} ms | ${r.hostile.p50.toFixed(0)} / ${r.hostile.p99.toFixed(0)} ms | ${(r.hostile.p99 / r.quiet.p99).toFixed(2)} | ${median(r.quietSamples, 'serverCpuMs').toFixed(0)} / ${median(r.hostileSamples, 'serverCpuMs').toFixed(0)} ms | ${r.idleRssMiB.toFixed(0)} → ${r.peakRssMiB.toFixed(0)} MiB (+${(r.peakRssMiB - r.idleRssMiB).toFixed(0)}) | ${(r.driverCpuMs / 1000).toFixed(1)} s | ${(r.hostileCpuMs / 1000).toFixed(1)} s | ${(r.serverCpuMs / 1000).toFixed(1)} s |`,
+    `| ${options.healthy} (1 in 5 Delta) | ${{ child: 'a child, nice +10', driver: 'the driver', none: 'none (changes only)' }[r.hostileIn]} | ${r.listenerKiB.toFixed(0)} KiB | ${r.quiet.p50.toFixed(0)} / ${r.quiet.p99.toFixed(0)} ms | ${r.hostile.p50.toFixed(0)} / ${r.hostile.p99.toFixed(0)} ms | ${(r.hostile.p99 / r.quiet.p99).toFixed(2)} | ${median(r.quietSamples, 'serverCpuMs').toFixed(0)} / ${median(r.hostileSamples, 'serverCpuMs').toFixed(0)} ms | ${r.idleRssMiB.toFixed(0)} → ${r.peakRssMiB.toFixed(0)} MiB (+${(r.peakRssMiB - r.idleRssMiB).toFixed(0)}) | ${(r.driverCpuMs / 1000).toFixed(1)} s | ${(r.hostileCpuMs / 1000).toFixed(1)} s | ${(r.serverCpuMs / 1000).toFixed(1)} s |`,
   ];
 }
 
-// Alone: node dist/bench/hostileMix.js [changes] [child|driver]
+// Alone: node dist/bench/hostileMix.js [changes] [child|driver|none]
 if (process.argv[1] === new URL(import.meta.url).pathname) {
-  const hostileIn = process.argv[3] === 'driver' ? 'driver' : 'child';
+  const hostileIn = process.argv[3] === 'driver' || process.argv[3] === 'none' ? process.argv[3] : 'child';
   for (const line of await hostileMixTable({ healthy: 25, stuck: 100, changes: Number(process.argv[2] ?? 1000), extraNames: 2000, samples: 10, hostileIn })) console.log(line);
 }
