@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { AwaitResult, FanoutClientCommand } from './fanoutClient.js';
 import type { FanoutServerCommand, FanoutUsage } from './fanoutServer.js';
 import { summarize } from './stats.js';
+import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
 
 export interface FanoutRow {
   readonly server: 'egress' | 'floor';
@@ -31,8 +32,9 @@ export interface FanoutRow {
 export class Child<Command> {
   private constructor(private readonly process: ChildProcess) {}
 
-  static async start<Command>(script: string, args: string[], execArgv: string[] = [], startMs = 30_000): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {
-    const process_ = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  /** env: shippedEnv() for a process that stands in for the server; the load client keeps this process's. */
+  static async start<Command>(script: string, args: string[], execArgv: string[] = [], startMs = 30_000, env: NodeJS.ProcessEnv = process.env): Promise<{ child: Child<Command>; hello: Record<string, unknown> }> {
+    const process_ = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env });
     const child = new Child<Command>(process_);
     const hello = await child.next(startMs);
     return { child, hello };
@@ -76,7 +78,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
   if (process.env.FANOUT_GC === '1') profile.push('--expose-gc');
   // FANOUT_SERVER_FLAGS="--flag ...": V8/Node flags for the server process (GC tuning experiments).
   if (process.env.FANOUT_SERVER_FLAGS) profile.push(...process.env.FANOUT_SERVER_FLAGS.split(' ').filter(Boolean));
-  const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server], profile);
+  const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server], profile, 30_000, shippedEnv());
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   try {
     const idle = hello.usage as FanoutUsage;
@@ -153,5 +155,6 @@ export async function fanoutTable(sizes: readonly number[], pushes: number, deta
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
   const pushes = Number(process.argv[3] ?? 20);
+  console.log(`server processes: ${shippedEnvLine()}`);
   for (const line of await fanoutTable(sizes, pushes, (line) => console.error(line))) console.log(line);
 }

@@ -91,7 +91,7 @@ async function startFloor(): Promise<Running> {
   const prepare = (k: number) => {
     cache.setPolicies(policies(k));
     const snapshot = cache.snapshotFor('floor');
-    for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener]) responses.set(typeUrl, encodeSotwResponse(typeUrl, snapshot.resourceSet(typeUrl)!, `floor-${k}`));
+    for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener]) responses.set(typeUrl, encodeSotwResponse(typeUrl, snapshot.resourceSet(typeUrl)!, `floor-${k}`).bytes);
   };
   prepare(0);
   const listening = new Set<ServerDuplexStream<Buffer, Buffer>>();

@@ -5,6 +5,7 @@
 // (every host's Listener: converge p99; server CPU). Server, load client and
 // this driver are three processes; the load client's CPU is reported beside.
 import { Child } from './fanout.js';
+import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
 import type { AwaitResult, FanoutClientCommand } from './fanoutClient.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
@@ -40,7 +41,7 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
   const profile = process.env.FLEET_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEET_CPU_PROF}`] : [];
   // FLEET_NODE_ARGS: more node flags for the server (e.g. --trace-gc).
   profile.push(...(process.env.FLEET_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''));
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)], profile, 600_000);
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)], profile, 600_000, shippedEnv());
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   const adminPort = hello.adminPort as number;
   try {
@@ -124,5 +125,6 @@ export async function fleetTable(sizes: readonly number[], hostChanges = 20, glo
 // Alone: node dist/bench/fleet.js [sizes, comma-separated] [host changes] [global changes]
 if (process.argv[1] === new URL(import.meta.url).pathname) {
   const sizes = (process.argv[2] ?? '10000').split(',').map(Number);
+  console.log(`server process: ${shippedEnvLine()}`);
   for (const line of await fleetTable(sizes, Number(process.argv[3] ?? 20), Number(process.argv[4] ?? 3))) console.log(line);
 }

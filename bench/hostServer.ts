@@ -8,6 +8,7 @@
 //   own:    one microVM's policy gains a name
 //   shared: the policy shared by every microVM gains a name
 import { spawn } from 'node:child_process';
+import { shippedEnv } from './shippedEnv.js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -68,6 +69,8 @@ interface Phase {
   maxBlockMs: number;
   cpuMs: number;
   wallMs: number;
+  /** The server's minor page faults (fresh memory touched) in the phase. */
+  faults: number;
 }
 
 export interface HostServerResult {
@@ -81,7 +84,7 @@ export interface HostServerResult {
 export async function hostServer(microVms: number, rounds: number, workers?: number): Promise<HostServerResult> {
   const args = [fileURLToPath(new URL('./hostServerProcess.js', import.meta.url)), String(microVms), ...(workers === undefined ? [] : [String(workers)])];
   const nodeArgs = process.env['HOST_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env: shippedEnv() });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];
   let wake: (() => void) | undefined;
@@ -100,7 +103,7 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
     }
     return queue.shift()!;
   };
-  const mark = async (): Promise<{ maxBlockMs: number; cpuMs: number }> => {
+  const mark = async (): Promise<{ maxBlockMs: number; cpuMs: number; faults: number }> => {
     child.stdin!.write('mark\n');
     return JSON.parse(await nextLine(10_000));
   };
@@ -154,11 +157,12 @@ export async function hostServerTable(sizes: readonly number[], rounds: number, 
     const wall = summarize(list.map((p) => p.wallMs));
     const cpu = summarize(list.map((p) => p.cpuMs));
     const block = summarize(list.map((p) => p.maxBlockMs));
-    return `${f(wall.p50)} / ${f(cpu.p50)} / ${f(block.p50)} ms (max block ${f(block.max)} ms)`;
+    const faults = summarize(list.map((p) => p.faults));
+    return `${f(wall.p50)} / ${f(cpu.p50)} / ${f(block.p50)} ms (max block ${f(block.max)} ms; ${faults.p50.toFixed(0)} page faults)`;
   };
   for (const n of sizes) {
     const r = await hostServer(n, rounds, workers);
-    lines.push(`| ${n} | ${r.listenerBytes} | ${f(r.cold.wallMs)} / ${f(r.cold.cpuMs)} / ${f(r.cold.maxBlockMs)} ms | ${phases(r.own)} | ${phases(r.shared)} |`);
+    lines.push(`| ${n} | ${r.listenerBytes} | ${f(r.cold.wallMs)} / ${f(r.cold.cpuMs)} / ${f(r.cold.maxBlockMs)} ms (${r.cold.faults} page faults) | ${phases(r.own)} | ${phases(r.shared)} |`);
   }
   return lines;
 }

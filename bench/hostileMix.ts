@@ -14,6 +14,7 @@
 // and looks at each received listener once: it measures the server, not itself.
 import { loadavg } from 'node:os';
 import { Child } from './fanout.js';
+import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
@@ -97,7 +98,7 @@ export interface HostileMixOptions {
 export async function hostileMix(options: HostileMixOptions): Promise<HostileMixResult> {
   const hostileIn = options.hostileIn ?? 'child';
   const load0 = loadavg()[0]!;
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: STUCK_WRITE_MS })]);
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: STUCK_WRITE_MS })], [], 30_000, shippedEnv());
   const address = `127.0.0.1:${String(hello.xdsPort)}`;
   const admin = `http://127.0.0.1:${String(hello.adminPort)}`;
   const envoys: FakeEnvoy[] = [];
@@ -223,6 +224,7 @@ export async function hostileMixTable(options: HostileMixOptions = { healthy: 25
 
 // Alone: node dist/bench/hostileMix.js [changes] [child|driver|none]
 if (process.argv[1] === new URL(import.meta.url).pathname) {
+  console.log(`server process: ${shippedEnvLine()}`);
   const hostileIn = process.argv[3] === 'driver' || process.argv[3] === 'none' ? process.argv[3] : 'child';
   for (const line of await hostileMixTable({ healthy: 25, stuck: 100, changes: Number(process.argv[2] ?? 1000), extraNames: 2000, samples: 10, hostileIn })) console.log(line);
 }

@@ -11,9 +11,15 @@ import { pushLatency } from './pushLatency.js';
 import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
 import { alsIngestTable } from './denials.js';
+import { rerunWithShippedEnv, shippedEnvLine } from './shippedEnv.js';
+
+// The in-process figures (compile, host scenarios) are measured under the allocator settings
+// bin/egress-xds ships (EGRESS_XDS_MALLOC=system: glibc's defaults); server processes get them too.
+rerunWithShippedEnv();
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(`machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}`);
+console.log(shippedEnvLine(process.env));
 
 console.log('\n## Compile + encode the listener of one node group');
 console.log('| policies | filter chains | listener bytes | p50 | p99 |');
@@ -24,9 +30,9 @@ for (const [count, rounds] of [[10, 50], [100, 20], [1000, 3]] as const) {
 }
 
 console.log('\n## Host scenarios (issue 7): N microVMs × 20 names + one shared policy, profile hardened');
-for (const line of await hostScenarioTable([50, 200, 1000], 5)) console.log(line);
+for (const line of await hostScenarioTable([50, 200, 1000], 8)) console.log(line);
 console.log('\nthe same without access logs (accessLog: false):');
-for (const line of await hostScenarioTable([50, 200, 1000], 5, { accessLog: false })) console.log(line);
+for (const line of await hostScenarioTable([50, 200, 1000], 8, { accessLog: false })) console.log(line);
 console.log('\nthrough the server (compile workers, snapshot, ADS): the main thread\'s longest event-loop block:');
 for (const line of await hostServerTable([1000], 3)) console.log(line);
 

@@ -13,6 +13,7 @@ import { DNS_FLAGS, DNS_USAGE, parseDnsFlags } from './dnsFlags.js';
 import { DENIAL_FLAGS, DENIAL_USAGE, parseDenialFlags } from './denialFlags.js';
 import { PUSH_FLAGS, PUSH_USAGE, parsePushFlags } from './pushFlags.js';
 import { STORE_FLAGS, STORE_USAGE, parseStoreFlags } from './storeFlags.js';
+import { mallocSettings } from './mallocSettings.js';
 import { STORE_BACKEND_FLAGS, STORE_BACKEND_USAGE, parseReplicaId, parseStoreBackendFlags } from './storeBackendFlags.js';
 
 const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-address 127.0.0.1:18080]
@@ -99,6 +100,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const pushFlags = parsePushFlags(values);
     const { adminAllowedHosts, ...storeOptions } = parseStoreFlags(values);
     const logger = createLogger();
+    const allocator = mallocSettings();
+    logger.info(allocator.message, allocator.fields);
     const token = await loadAdminToken({ ...(values['admin-token-file'] !== undefined ? { file: values['admin-token-file'] } : {}), logger });
     if (!token.ok) throw new UsageError(`${token.error.field}: ${token.error.message}`);
 

@@ -42,7 +42,6 @@ import {
   NAME_CHAIN_PREFIX,
   ORIGINAL_DST_CHAIN_PREFIX,
   REJECT_FILTER_CHAIN,
-  TCP_PROXY_FILTER,
 } from './names.js';
 import { ALS_LOG_NAME, DEFAULT_LOGGED_LISTENER, SNI_FILTER_STATE_KEY, TAG } from './accessLogContract.js';
 
@@ -179,7 +178,7 @@ export function chainAccessLogs(chainName: string, listener: string, plan: Chain
 export function withChainAccessLogs(chain: FilterChainJson, logs: readonly AccessLogJson[]): FilterChainJson {
   if (logs.length === 0) return chain;
   const filters = chain.filters.map((filter) =>
-    filter.name === TCP_PROXY_FILTER ? { ...filter, typedConfig: { ...filter.typedConfig, accessLog: [...logs] } } : filter,
+    filter.typedConfig['@type'] === TypeUrl.TcpProxy ? { ...filter, typedConfig: { ...filter.typedConfig, accessLog: [...logs] } } : filter,
   );
   return { ...chain, filters };
 }

@@ -14,7 +14,7 @@ import type { ClusterJson, FilterChainJson } from '../envoy/resources.js';
 import type { Policy } from '../policy/model.js';
 import { originalDstCluster } from './clusters.js';
 import { connectionLimitFilter, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
-import { REJECT_FILTER_CHAIN } from './names.js';
+import { HardenedFilterName, REJECT_FILTER_CHAIN } from './names.js';
 import { tcpProxyFilter } from './tcpProxy.js';
 
 export const AUDIT_CHAIN_PREFIX = 'would_deny';
@@ -42,7 +42,7 @@ export function auditChain(sourceLabel: string, maxConnectionsPerSource: number)
     if (chains.size >= 50_000) chains.clear();
     chain = markImmutable({
       name: auditChainName(sourceLabel),
-      filters: [connectionLimitFilter(sourceLabel, maxConnectionsPerSource), tcpProxyFilter(AUDIT_CLUSTER, AUDIT_STAT_PREFIX)],
+      filters: [connectionLimitFilter(sourceLabel, maxConnectionsPerSource), tcpProxyFilter(AUDIT_CLUSTER, AUDIT_STAT_PREFIX, HardenedFilterName.tcpProxy)],
     });
     chains.set(key, chain);
   }

@@ -26,8 +26,7 @@ import {
   REJECT_CLUSTER,
   REJECT_FILTER_CHAIN,
   REJECTED_STAT_PREFIX,
-  SET_FILTER_STATE_FILTER,
-  SNI_DYNAMIC_FORWARD_PROXY_FILTER,
+  HardenedFilterName,
 } from './names.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { tcpProxyFilter } from './tcpProxy.js';
@@ -48,12 +47,15 @@ export const originalDstChainName = (sourceLabel: string): string => `${ORIGINAL
 
 /** No policy allows it: closed at reject_cluster (tcp.rejected.*). */
 export function noPolicyRejectChain(): FilterChainJson {
-  return { name: REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, REJECTED_STAT_PREFIX)] };
+  return { name: REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, REJECTED_STAT_PREFIX, HardenedFilterName.tcpProxy)] };
 }
 
-/** To the listener's own port: closed at reject_cluster (tcp.rejected_loop.*), whatever the policies say. */
-export function loopRejectChain(): FilterChainJson {
-  return { name: LOOP_REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, LOOP_REJECTED_STAT_PREFIX)] };
+/**
+ * To the listener's own port: closed at reject_cluster (tcp.rejected_loop.*), whatever the
+ * policies say. The seed profile's loop guard passes the canonical filter name (its shape).
+ */
+export function loopRejectChain(filterName: string = HardenedFilterName.tcpProxy): FilterChainJson {
+  return { name: LOOP_REJECT_FILTER_CHAIN, filters: [tcpProxyFilter(REJECT_CLUSTER, LOOP_REJECTED_STAT_PREFIX, filterName)] };
 }
 
 /**
@@ -64,7 +66,7 @@ export function loopRejectChain(): FilterChainJson {
  */
 export function originalPortFilterState(): TypedExtensionJson {
   return {
-    name: SET_FILTER_STATE_FILTER,
+    name: HardenedFilterName.setFilterState,
     typedConfig: {
       '@type': TypeUrl.SetFilterState,
       onNewConnection: [
@@ -80,7 +82,7 @@ export function originalPortFilterState(): TypedExtensionJson {
 /** Resolves the SNI through the node's one DNS cache (the same config as the cluster's, as Envoy requires). */
 export function sniDynamicForwardProxyFilter(dnsCache: DnsCacheOptions): TypedExtensionJson {
   return {
-    name: SNI_DYNAMIC_FORWARD_PROXY_FILTER,
+    name: HardenedFilterName.sniDynamicForwardProxy,
     // port_value is only used when the filter state above is missing or out of range.
     typedConfig: { '@type': TypeUrl.SniDynamicForwardProxy, dnsCacheConfig: dnsCacheConfig(dnsCache), portValue: 443 },
   };
@@ -108,7 +110,7 @@ export function nameChain(sourceLabel: string, options: ChainOptions): FilterCha
       connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
       shared.port,
       shared.dfp,
-      tcpProxyFilter(NAME_UPSTREAM_CLUSTER, NAME_STAT_PREFIX),
+      tcpProxyFilter(NAME_UPSTREAM_CLUSTER, NAME_STAT_PREFIX, HardenedFilterName.tcpProxy),
     ],
   };
 }
@@ -117,6 +119,6 @@ export function nameChain(sourceLabel: string, options: ChainOptions): FilterCha
 export function originalDstChain(sourceLabel: string, options: ChainOptions): FilterChainJson {
   return {
     name: originalDstChainName(sourceLabel),
-    filters: [connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource), tcpProxyFilter(ORIGINAL_DST_CLUSTER, ALLOWED_STAT_PREFIX)],
+    filters: [connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource), tcpProxyFilter(ORIGINAL_DST_CLUSTER, ALLOWED_STAT_PREFIX, HardenedFilterName.tcpProxy)],
   };
 }

@@ -15,7 +15,7 @@ import { withRaisedCircuitBreakers } from './guards.js';
 import { hardenedClusters, hardenedListenerAndRoutes } from './hardenedListener.js';
 import { withForwardProxy, type ForwardProxyOptions } from './forwardProxy.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
-import { DEFAULT_MAX_CONNECTIONS_PER_SOURCE, EGRESS_LISTENER_PORT } from './names.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_SOURCE, EGRESS_LISTENER_PORT, TCP_PROXY_FILTER } from './names.js';
 import type { DnsCacheOptions } from './nameUpstream.js';
 import { DEFAULT_UPSTREAM_MARK } from './specialAddresses.js';
 
@@ -120,7 +120,7 @@ function compileTransparent(policies: readonly Policy[], options: CompileOptions
   if ((options.profile ?? 'hardened') === 'seed') {
     const chains = allowFilterChains(buildAllowlistTree(withoutListenerPort(policies, port)));
     // The loop guard as a chain: a destination_port branch is final in Envoy's filter-chain index.
-    const loop = { ...loopRejectChain(), filterChainMatch: { destinationPort: port } };
+    const loop = { ...loopRejectChain(TCP_PROXY_FILTER), filterChainMatch: { destinationPort: port } };
     return {
       listeners: [egressListener([loop, ...chains], listenerOptions)],
       clusters: [withRaisedCircuitBreakers(originalDstCluster(options.originalDstConnectTimeout)), rejectCluster(options.rejectConnectTimeout)],

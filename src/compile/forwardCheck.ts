@@ -19,12 +19,12 @@ import {
   FORWARD_TLS_AUDIT_CHAIN_PREFIX,
   FORWARD_TLS_LISTENER_NAME,
   FORWARD_TLS_UPSTREAM_PORT,
-  HTTP_CONNECTION_MANAGER_FILTER,
 } from './forwardNames.js';
 import { LOCAL_REPLY_FORMAT } from './forwardProxy.js';
 import { intendedForwardRoute, parseAuthority, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
 import { tcpProxyCluster } from './tcpProxy.js';
+import { TypeUrl } from '../envoy/typeUrls.js';
 
 export type ForwardListenerKind = 'forward-http' | 'forward-tls';
 
@@ -90,14 +90,14 @@ export function forwardChain(listener: ListenerJson, sourceIp: string, serverNam
 
 /** The connection manager of a forward_http chain. */
 export function connectionManagerOf(chain: FilterChainJson): { routeConfig: RouteConfigurationJson; upgradeConfigs: UpgradeConfigJson[] } | undefined {
-  const filter = chain.filters.find((f) => f.name === HTTP_CONNECTION_MANAGER_FILTER);
+  const filter = chain.filters.find((f) => f.typedConfig['@type'] === TypeUrl.HttpConnectionManager);
   if (!filter) return undefined;
   const config = filter.typedConfig as unknown as { routeConfig: RouteConfigurationJson; upgradeConfigs?: UpgradeConfigJson[] };
   return { routeConfig: config.routeConfig, upgradeConfigs: config.upgradeConfigs ?? [] };
 }
 
 function accessLogOf(chain: FilterChainJson): LoggerJson[] {
-  const filter = chain.filters.find((f) => f.name === HTTP_CONNECTION_MANAGER_FILTER);
+  const filter = chain.filters.find((f) => f.typedConfig['@type'] === TypeUrl.HttpConnectionManager);
   return ((filter?.typedConfig as { accessLog?: LoggerJson[] } | undefined)?.accessLog ?? []);
 }
 

@@ -40,7 +40,7 @@ import {
   FORWARD_INSPECT_STAT_PREFIX,
 } from './forwardNames.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
-import { NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, SNI_DYNAMIC_FORWARD_PROXY_FILTER, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
+import { MatcherInputName, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, SNI_DYNAMIC_FORWARD_PROXY_FILTER, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
 import { tcpProxyFilter } from './tcpProxy.js';
 
 /** "forward_inspect|ID": the internal listener and its cluster for one allowlist's server names (sorted, as allowedNames gives them) and a CONNECT port. */
@@ -80,7 +80,7 @@ export const inspectAllowedChain = (name: string): string => `${name}|allowed`;
 export const inspectRejectChain = (name: string): string => `${name}|reject`;
 export const inspectWouldDenyChain = (name: string): string => `${name}|would-deny`;
 
-const SERVER_NAME: TypedExtensionJson = { name: 'envoy.matching.inputs.server_name', typedConfig: { '@type': TypeUrl.ServerNameInput } };
+const SERVER_NAME: TypedExtensionJson = { name: MatcherInputName.serverName, typedConfig: { '@type': TypeUrl.ServerNameInput } };
 
 export interface InspectContext {
   readonly dnsCache: DnsCacheOptions;

@@ -62,7 +62,7 @@ import { allowedNames, forwardRouteConfig, ROUTE_PREFIX } from './forwardRoutes.
 import { connectionLimitFilter, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { sourceLabelOf } from './hardenedMatcher.js';
 import { dnsCacheConfig, nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
-import { IP_MATCHER_NAME, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
+import { IP_MATCHER_NAME, MatcherInputName, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
 import { policiesBySource } from './sourcePlans.js';
 import { tcpProxyFilter } from './tcpProxy.js';
 
@@ -100,8 +100,8 @@ export interface ForwardCompileContext {
   readonly accessLog?: AccessLogOptions | false;
 }
 
-const SOURCE_IP: TypedExtensionJson = { name: 'envoy.matching.inputs.source_ip', typedConfig: { '@type': TypeUrl.SourceIpInput } };
-const SERVER_NAME: TypedExtensionJson = { name: 'envoy.matching.inputs.server_name', typedConfig: { '@type': TypeUrl.ServerNameInput } };
+const SOURCE_IP: TypedExtensionJson = { name: MatcherInputName.sourceIp, typedConfig: { '@type': TypeUrl.SourceIpInput } };
+const SERVER_NAME: TypedExtensionJson = { name: MatcherInputName.serverName, typedConfig: { '@type': TypeUrl.ServerNameInput } };
 const to = (chain: string): OnMatchJson => ({ action: chainAction(chain) });
 const socket = (address: string, portValue: number) => ({ socketAddress: { address, portValue } });
 

@@ -3,7 +3,7 @@
 // guest lock out all others), and a per-source cap on concurrent connections.
 import type { CircuitBreakerThresholdsJson, ClusterJson, TypedExtensionJson } from '../envoy/resources.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
-import { CONNECTION_LIMIT_FILTER } from './names.js';
+import { HardenedFilterName } from './names.js';
 import { upstreamMarkSocketOption } from './specialAddresses.js';
 
 /**
@@ -30,8 +30,17 @@ export function withUpstreamMark(cluster: ClusterJson, mark: number): ClusterJso
 
 /** A stat prefix Envoy's stat names accept, for one source range ("10.0.0.4/30" → "src_10_0_0_4_30"). */
 export function sourceStatPrefix(sourceLabel: string): string {
-  return `src_${sourceLabel === '*' ? 'any' : sourceLabel.replace(/[^0-9A-Za-z]+/g, '_').replace(/_+$/, '')}`;
+  let prefix = statPrefixes.get(sourceLabel);
+  if (prefix === undefined) {
+    // Bounded: labels come from policies; forgetting costs a regex, never a wrong answer.
+    if (statPrefixes.size >= 100_000) statPrefixes.clear();
+    prefix = `src_${sourceLabel === '*' ? 'any' : sourceLabel.replace(/[^0-9A-Za-z]+/g, '_').replace(/_+$/, '')}`;
+    statPrefixes.set(sourceLabel, prefix);
+  }
+  return prefix;
 }
+// A compile derives each source's prefix for three chains and their templates.
+const statPrefixes = new Map<string, string>();
 
 /**
  * envoy.filters.network.connection_limit: its counter belongs to the filter chain it sits in
@@ -42,7 +51,7 @@ export function sourceStatPrefix(sourceLabel: string): string {
  */
 export function connectionLimitFilter(sourceLabel: string, maxConnections: number): TypedExtensionJson {
   return {
-    name: CONNECTION_LIMIT_FILTER,
+    name: HardenedFilterName.connectionLimit,
     typedConfig: { '@type': TypeUrl.ConnectionLimit, statPrefix: sourceStatPrefix(sourceLabel), maxConnections: String(maxConnections) },
   };
 }

@@ -3,7 +3,9 @@
 import type { ClusterJson, FilterChainJson, ListenerJson } from '../envoy/resources.js';
 import type { RouteConfigurationJson } from '../envoy/routeConfig.js';
 import { resetAccessLogCache, withEgressAccessLogs, type AccessLogOptions } from './accessLog.js';
-import { auditChain } from './audit.js';
+import { auditChain, auditPolicies } from './audit.js';
+import { primeChainBytes } from './chainTemplates.js';
+import { ANY_SOURCE } from './cidrKeys.js';
 import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type ChainOptions } from './chains.js';
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
@@ -11,7 +13,7 @@ import { markImmutable } from '../envoy/fastEncode.js';
 import { hardenedMatcher, sourceLabelOf } from './hardenedMatcher.js';
 import { httpChains, httpInspectorListenerFilter, httpRouteConfigs, resetHttpChainCache } from './httpPath.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
-import { EGRESS_LISTENER_NAME } from './names.js';
+import { ANY_SOURCE_LABEL, EGRESS_LISTENER_NAME } from './names.js';
 import { nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
 import type { Policy } from '../policy/model.js';
 
@@ -70,6 +72,16 @@ export function hardenedListenerAndRoutes(policies: readonly Policy[], options: 
   const httpSources = [...bySource.keys()].map(sourceLabelOf);
   chains.push(...httpChains(httpSources, policies, { ...options, listener: listenerName, accessLog: options.accessLog ?? {} }, fullBySource));
   const logged = options.accessLog === false ? chains : withEgressAccessLogs(chains, policies, listenerName, options.accessLog ?? {}, bySource);
+  // Every per-source chain's bytes from its kind's template (chainTemplates.ts): what a
+  // chain holds besides its source's strings is the options, the listener, the access-log
+  // settings and the names of the audit and log-all policies selecting the source.
+  const common = `${optionsKey}|${listenerName}|${JSON.stringify(options.accessLog ?? {})}`;
+  primeChainBytes(logged, (label) => {
+    const selecting = fullBySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label);
+    if (selecting === undefined) return undefined;
+    const logAll = selecting.filter((p) => p.log === 'all').map((p) => p.name).sort();
+    return `${common}|${auditPolicies(selecting).join(',')}|${logAll.join(',')}`;
+  });
   const listener = egressListener(logged, options.listener);
   listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];
   // Every connection is routed by the matcher, which always ends in an action; no default chain is needed.

@@ -49,18 +49,19 @@ import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
 import { HTTP_PORT, httpChainName } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
-import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
+import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, MatcherInputName, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
 import { policiesBySource, resetSourcePlanCache, sourcePlan, type SourcePlan } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
 
+// Envoy builds each input from its type URL; the names are opaque and short (names.ts).
 const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
-const DESTINATION_PORT = input(TypeUrl.DestinationPortInput, 'envoy.matching.inputs.destination_port');
-const DESTINATION_IP = input(TypeUrl.DestinationIpInput, 'envoy.matching.inputs.destination_ip');
-const SOURCE_IP = input(TypeUrl.SourceIpInput, 'envoy.matching.inputs.source_ip');
-const SERVER_NAME = input(TypeUrl.ServerNameInput, 'envoy.matching.inputs.server_name');
-const TRANSPORT_PROTOCOL = input(TypeUrl.TransportProtocolInput, 'envoy.matching.inputs.transport_protocol');
-const APPLICATION_PROTOCOL = input(TypeUrl.ApplicationProtocolInput, 'envoy.matching.inputs.application_protocol');
+const DESTINATION_PORT = input(TypeUrl.DestinationPortInput, MatcherInputName.destinationPort);
+const DESTINATION_IP = input(TypeUrl.DestinationIpInput, MatcherInputName.destinationIp);
+const SOURCE_IP = input(TypeUrl.SourceIpInput, MatcherInputName.sourceIp);
+const SERVER_NAME = input(TypeUrl.ServerNameInput, MatcherInputName.serverName);
+const TRANSPORT_PROTOCOL = input(TypeUrl.TransportProtocolInput, MatcherInputName.transportProtocol);
+const APPLICATION_PROTOCOL = input(TypeUrl.ApplicationProtocolInput, MatcherInputName.applicationProtocol);
 /**
  * Without TLS, only http_inspector sets an application protocol, and only to "http/1.0",
  * "http/1.1" or "h2c" (http_inspector.cc): one prefix, "h", recognises them all with one
@@ -68,7 +69,18 @@ const APPLICATION_PROTOCOL = input(TypeUrl.ApplicationProtocolInput, 'envoy.matc
  */
 const PLAIN_HTTP_PREFIX = 'h';
 
-const to = (chain: string): OnMatchJson => ({ action: chainAction(chain) });
+// One action object per chain name, shared by every branch that ends there (a source's
+// name chain is reached from two branches, "reject" from most sources): a cold compile of a
+// host built some ten thousand of them. Never changed after they are built.
+const actions = new Map<string, OnMatchJson>();
+const to = (chain: string): OnMatchJson => {
+  let action = actions.get(chain);
+  if (action === undefined) {
+    if (actions.size >= 100_000) actions.clear();
+    actions.set(chain, (action = { action: chainAction(chain) }));
+  }
+  return action;
+};
 
 /** What a source label looks like in chain names: its CIDR, or "*" for sources no policy names. */
 export const sourceLabelOf = (key: string): string => (key === ANY_SOURCE ? ANY_SOURCE_LABEL : key);
@@ -93,7 +105,22 @@ function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: 
   return { name: IP_MATCHER_NAME, typedConfig: { '@type': TypeUrl.IpMatcher, rangeMatchers } };
 }
 
-/** The source's address rules (→ original_dst|SOURCE), else `otherwise`. */
+/**
+ * The source's address rules (→ original_dst|SOURCE), else `otherwise`.
+ *
+ * `otherwise` (for TLS, the source's whole server-name matcher) is written once, as the
+ * destination-IP matcher's on_no_match; a range's port map has none. When the port is not
+ * in the map, the map does not match, and Envoy's IP range matcher then tries the less
+ * specific ranges holding the address and, after them, its own on_no_match:
+ * trie_matcher.h has done so in every release since the matcher came (1.22: "Resume any
+ * subtree matching to preserve backtracking progress", evaluateMatch of the nested tree;
+ * today handleRecursionAndSkips: "No-match isn't definitive, so continue checking nodes"),
+ * unlike a map matcher, whose nested no-match went to its own on_no_match only in newer
+ * releases. The less specific ranges cannot match either: each range's group carries the
+ * ports of every range around it (sourcePlans.ts cidrGroupsOf), so their port sets are
+ * subsets of this one's and none of them allows every port. The model reports this
+ * hand-over as `backtracked`, not `fellThrough` (filterChainMatcher.ts).
+ */
 function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): OnMatchJson {
   if (plan.cidrGroups.length === 0) return otherwise;
   const toOriginal = to(originalDstChainName(label));
@@ -107,12 +134,7 @@ function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): On
             onMatch:
               group.ports === undefined
                 ? toOriginal
-                : {
-                    matcher: {
-                      matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: Object.fromEntries(group.ports.map((p) => [String(p), toOriginal])) } },
-                      onNoMatch: otherwise,
-                    },
-                  },
+                : { matcher: { matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: Object.fromEntries(group.ports.map((p) => [String(p), toOriginal])) } } } },
           })),
         ),
       },

@@ -32,7 +32,7 @@ import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { celFilter, httpGrpcAccessLog, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
 import { AUDIT_CLUSTER, auditPolicies } from './audit.js';
 import { connectionLimitFilter } from './guards.js';
-import { ANY_SOURCE_LABEL, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
+import { ANY_SOURCE_LABEL, HardenedFilterName, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { sortServerNames } from './serverNames.js';
 import { ANY_SOURCE, policiesBySource, serverNamesOf } from './sourcePlans.js';
@@ -41,7 +41,6 @@ import { policiesKey } from './policyIds.js';
 export const HTTP_PORT = 80;
 export const HTTP_CHAIN_PREFIX = 'http';
 export const HTTP_INSPECTOR_LISTENER_FILTER = 'envoy.filters.listener.http_inspector';
-export const HTTP_CONNECTION_MANAGER_FILTER = 'envoy.filters.network.http_connection_manager';
 export const HTTP_STAT_PREFIX = 'egress_http';
 /** What http_inspector sets as the application protocol of plain HTTP (http_inspector.cc). */
 export const PLAIN_HTTP_PROTOCOLS = ['h2c', 'http/1.0', 'http/1.1'] as const;
@@ -66,7 +65,19 @@ export function httpInspectorListenerFilter(): TypedExtensionJson {
 
 /** Envoy virtual host domains for policy patterns: each bare and with the HTTP port. */
 export function hostDomains(patterns: readonly string[]): string[] {
-  return sortServerNames([...patterns]).flatMap((p) => [p, `${p}:${HTTP_PORT}`]);
+  const domains: string[] = [];
+  for (const p of sortServerNames(patterns)) domains.push(p, withHttpPort(p));
+  return domains;
+}
+// "name:80", one string per name shared by every source's table (bounded; names come from policies).
+const withPort = new Map<string, string>();
+function withHttpPort(pattern: string): string {
+  let domain = withPort.get(pattern);
+  if (domain === undefined) {
+    if (withPort.size >= 100_000) withPort.clear();
+    withPort.set(pattern, (domain = `${pattern}:${HTTP_PORT}`));
+  }
+  return domain;
 }
 
 // The parts of an HTTP chain that hold no names, built once per what they depend on and
@@ -152,15 +163,15 @@ function httpAccessLogs(chain: string, policies: readonly Policy[], options: Htt
  */
 export function httpChain(sourceLabel: string, policies: readonly Policy[], options: HttpChainOptions): FilterChainJson {
   const name = httpChainName(sourceLabel);
-  const audits = auditPolicies(policies);
-  const logAll = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
   const dnsKey = JSON.stringify(options.dnsCache);
   return {
     name,
     filters: [
-      part(`limit|${sourceLabel}|${options.maxConnectionsPerSource}`, () => connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource)),
+      // Per source: built with the chain, which is memoised whole (httpChains) and whose bytes
+      // come from its kind's template (chainTemplates.ts); a memo of its own would be unused.
+      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
       {
-        name: HTTP_CONNECTION_MANAGER_FILTER,
+        name: HardenedFilterName.httpConnectionManager,
         typedConfig: {
           '@type': TypeUrl.HttpConnectionManager,
           statPrefix: HTTP_STAT_PREFIX,
@@ -180,9 +191,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
               },
             ],
           })),
-          accessLog: part(`logs|${name}|${options.listener}|${JSON.stringify(options.accessLog)}|${audits.join(',')}|${logAll.join(',')}`, () =>
-            httpAccessLogs(name, policies, options),
-          ),
+          accessLog: httpAccessLogs(name, policies, options),
         },
       },
     ],

@@ -47,9 +47,47 @@ export const NAME_STAT_PREFIX = 'allowed_name';
 export const SNI_DYNAMIC_FORWARD_PROXY_FILTER = 'envoy.filters.network.sni_dynamic_forward_proxy';
 export const SET_FILTER_STATE_FILTER = 'envoy.filters.network.set_filter_state';
 export const CONNECTION_LIMIT_FILTER = 'envoy.filters.network.connection_limit';
-export const FILTER_CHAIN_NAME_ACTION = 'filter-chain-name';
-export const IP_MATCHER_NAME = 'envoy.matching.custom_matchers.ip_range_matcher';
-export const SERVER_NAME_MATCHER_NAME = 'envoy.matching.custom_matchers.domain_matcher';
+
+// Opaque extension names (issue 7: the listener must stay small; at 1,000 microVMs the
+// canonical names were 647 KB of it). The `name` of an xds.core.v3.TypedExtensionConfig
+// (the matcher's inputs, custom matchers and actions) and of an envoy.config.listener.v3.Filter
+// is, in Envoy's own words, "not used to select the extension, instead it serves the role
+// of an opaque identifier": source/common/matcher/matcher.h builds every input
+// (MatchInputFactory::createDataInputBase, Config::Utility::getFactory), custom matcher and
+// action (Config::Utility::getAndCheckFactory) from the factory registered for the
+// typed_config's type URL, and so does the listener for its network filters
+// (getAndCheckFactory<NamedNetworkFilterConfigFactory>); source/common/config/utility.h
+// consults the name only when no factory has that type, and not at all with
+// envoy.reloadable_features.no_extension_lookup_by_name (on since Envoy 1.22, the
+// 1.22.0 release notes: "type URL is used to lookup extensions regardless of the name
+// field"). So the names are short, still saying what they are (config_dump shows them), and
+// the pure model (src/envoy/filterChainMatcher.ts), check.ts and the access-log code look
+// parts up by type URL, never by these names. Not shortened: HTTP filter names inside the
+// connection manager (they key typed_per_filter_config), the seed profile's chains (seed 002
+// §6.6's shape, byte for byte) and the forward proxy's network filters.
+/** The filter_chain_matcher action (google.protobuf.StringValue, the filter chain's name). */
+export const FILTER_CHAIN_NAME_ACTION = 'chain';
+/** xds.type.matcher.v3.IPMatcher (Envoy's envoy.matching.custom_matchers.ip_range_matcher / trie_matcher). */
+export const IP_MATCHER_NAME = 'ip';
+/** xds.type.matcher.v3.ServerNameMatcher (Envoy's envoy.matching.custom_matchers.domain_matcher). */
+export const SERVER_NAME_MATCHER_NAME = 'domains';
+/** The matcher's inputs (envoy.matching.inputs.*), by what they read. */
+export const MatcherInputName = {
+  serverName: 'sni',
+  sourceIp: 'src',
+  destinationIp: 'dst',
+  destinationPort: 'port',
+  transportProtocol: 'proto',
+  applicationProtocol: 'alpn',
+} as const;
+/** The hardened chains' network filters (envoy.filters.network.*). */
+export const HardenedFilterName = {
+  connectionLimit: 'limit',
+  setFilterState: 'dyn_port',
+  sniDynamicForwardProxy: 'dfp',
+  tcpProxy: 'tcp',
+  httpConnectionManager: 'http',
+} as const;
 
 /** `serve --max-connections-per-source` default: concurrent connections per source range and chain. */
 export const DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 512;

@@ -32,6 +32,9 @@ function labelsFromRight(name: string): string {
   return key;
 }
 
+/** The key compareServerNames orders by (ties broken by the name itself). */
+export const serverNameSortKey = (name: string): string => labelsFromRight(name);
+
 const compareKeyed = (ka: string, a: string, kb: string, b: string): number =>
   ka < kb ? -1 : ka > kb ? 1 : a < b ? -1 : a > b ? 1 : 0;
 
@@ -42,6 +45,18 @@ export function compareServerNames(a: string, b: string): number {
 
 /** Distinct names in compareServerNames order, each name's key computed once rather than per comparison. */
 export function sortServerNames(names: Iterable<string>): string[] {
+  // Lists often arrive in order already (serverNamesOf emits this order): one pass tells.
+  if (Array.isArray(names)) {
+    const list = names as readonly string[];
+    let key = list.length > 0 ? labelsFromRight(list[0]!) : '';
+    let sorted = true;
+    for (let i = 1; i < list.length && sorted; i++) {
+      const next = labelsFromRight(list[i]!);
+      sorted = compareKeyed(key, list[i - 1]!, next, list[i]!) < 0;
+      key = next;
+    }
+    if (sorted) return [...list];
+  }
   return [...new Set(names)]
     .map((name) => ({ name, key: labelsFromRight(name) }))
     .sort((x, y) => compareKeyed(x.key, x.name, y.key, y.name))

@@ -9,7 +9,7 @@
 import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { ANY_SOURCE, cidrKeysOf, cidrOfKey, splitDefaultRoute } from './cidrKeys.js';
-import { coveringPatterns } from './serverNames.js';
+import { coveringPatterns, serverNameSortKey, sortServerNames } from './serverNames.js';
 
 /** Allowed destination ranges sharing one port set. */
 export interface CidrGroup {
@@ -158,17 +158,69 @@ export function cidrGroupsOf(policies: readonly Policy[], listenerPort: number):
   return [...groups.values()];
 }
 
+// Each policy's patterns in output order with their sort keys, kept per policy object
+// (policies are immutable values): a source's names are then a merge of its few policies'
+// lists, not a sort.
+interface Sorted {
+  readonly names: readonly string[];
+  readonly keys: readonly string[];
+}
+const sortedPatterns = new WeakMap<Policy, Sorted>();
+function patternsOf(policy: Policy): Sorted {
+  let sorted = sortedPatterns.get(policy);
+  if (!sorted) {
+    const names = sortServerNames(policy.allow.sni);
+    sortedPatterns.set(policy, (sorted = { names, keys: names.map(serverNameSortKey) }));
+  }
+  return sorted;
+}
+
+/** Two lists in compareServerNames order, merged, without duplicates. */
+function mergePatterns(a: Sorted, b: Sorted): Sorted {
+  if (a.names.length === 0) return b;
+  if (b.names.length === 0) return a;
+  const names: string[] = [];
+  const keys: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.names.length && j < b.names.length) {
+    const ka = a.keys[i]!;
+    const kb = b.keys[j]!;
+    const na = a.names[i]!;
+    const nb = b.names[j]!;
+    const order = ka < kb ? -1 : ka > kb ? 1 : na < nb ? -1 : na > nb ? 1 : 0;
+    if (order <= 0) {
+      names.push(na);
+      keys.push(ka);
+      i++;
+      if (order === 0) j++;
+    } else {
+      names.push(nb);
+      keys.push(kb);
+      j++;
+    }
+  }
+  for (; i < a.names.length; i++) names.push(a.names[i]!), keys.push(a.keys[i]!);
+  for (; j < b.names.length; j++) names.push(b.names[j]!), keys.push(b.keys[j]!);
+  return { names, keys };
+}
+
 /**
  * Each pattern the policies allow, with where its connections go: the name, unless every
- * policy allowing them (those with the pattern or a wildcard above it) chose the original destination.
+ * policy allowing them (those with the pattern or a wildcard above it) chose the original
+ * destination. In compareServerNames order (DNS labels from the right), the order the
+ * matcher and the route tables emit them in.
  */
 export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUpstream> {
+  let merged: Sorted = { names: [], keys: [] };
+  for (const policy of policies) if (policy.allow.sni.length > 0) merged = mergePatterns(merged, patternsOf(policy));
+  const patterns = merged.names;
+  const result = new Map<string, PolicyUpstream>();
   // The usual case: no policy chose the original destination, so every pattern goes to the
   // name (each pattern is allowed at least by its own policy); no wildcard walk needed.
   if (!policies.some((p) => p.upstream === 'original-destination')) {
-    const patterns = new Set<string>();
-    for (const policy of policies) for (const pattern of policy.allow.sni) patterns.add(pattern);
-    return new Map([...patterns].sort().map((pattern) => [pattern, 'name' as PolicyUpstream]));
+    for (const pattern of patterns) result.set(pattern, 'name');
+    return result;
   }
   const writers = new Map<string, Policy[]>();
   for (const policy of policies) {
@@ -178,8 +230,7 @@ export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUp
       else writers.set(pattern, [policy]);
     }
   }
-  const result = new Map<string, PolicyUpstream>();
-  for (const pattern of [...writers.keys()].sort()) {
+  for (const pattern of patterns) {
     const allowing = coveringPatterns(pattern).flatMap((p) => writers.get(p) ?? []);
     result.set(pattern, allowing.every((p) => p.upstream === 'original-destination') ? 'original-destination' : 'name');
   }

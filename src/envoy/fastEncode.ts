@@ -178,6 +178,11 @@ class Writer {
   }
 
   string(text: string): void {
+    if (this.template !== undefined) this.templateString(text);
+    else this.plainString(text);
+  }
+
+  plainString(text: string): void {
     const n = text.length;
     let ascii = n < 128;
     if (ascii) for (let i = 0; i < n; i++) if (text.charCodeAt(i) > 127) { ascii = false; break; }
@@ -207,6 +212,26 @@ class Writer {
     this.pos += n;
   }
 
+  // ---- template mode (encodingTemplate): strings equal to a slot value are recorded as
+  // holes, and every nested message as its length prefix and body, so the bytes can later
+  // be split into literal runs, holes and length-prefixed nests that hold a hole.
+  template: { slots: readonly string[]; holes: { start: number; end: number; slot: number }[]; nests: { prefix: number; start: number; end: number }[] } | undefined;
+
+  templateString(text: string): void {
+    const t = this.template!;
+    const slot = t.slots.indexOf(text);
+    const start = this.pos;
+    this.plainString(text);
+    if (slot >= 0) t.holes.push({ start, end: this.pos, slot });
+  }
+
+  /** Template mode: what lies at or after `from` moved up by `by` bytes. */
+  private shiftTemplate(from: number, by: number): void {
+    const t = this.template!;
+    for (const h of t.holes) if (h.start >= from) { h.start += by; h.end += by; }
+    for (const n of t.nests) if (n.prefix >= from) { n.prefix += by; n.start += by; n.end += by; }
+  }
+
   /** Starts a nested message's body (its tag already written); its length goes in at ldelim. */
   fork(): Fork {
     this.ensure(1);
@@ -224,6 +249,7 @@ class Writer {
     }
     if (length < 128) {
       this.buf[start - 1] = length;
+      if (this.template !== undefined) this.template.nests.push({ prefix: start - 1, start, end: this.pos });
       return length;
     }
     let size = 1;
@@ -232,6 +258,10 @@ class Writer {
     const buf = this.buf;
     buf.copyWithin(start + size - 1, start, this.pos);
     this.pos += size - 1;
+    if (this.template !== undefined) {
+      this.shiftTemplate(start, size - 1);
+      this.template.nests.push({ prefix: start - 1, start: start + size - 1, end: this.pos });
+    }
     let v = length;
     let p = start - 1;
     while (v > 127) {
@@ -242,9 +272,14 @@ class Writer {
     return length;
   }
 
-  /** A copy of the bytes from `start` to here. */
-  copyFrom(start: number): Uint8Array {
-    return this.buf.slice(start, this.pos);
+  /** A copy of the bytes from `start` to here; with `room`, a view with that much free space before and after it in a buffer of its own. */
+  copyFrom(start: number, room?: Room): Uint8Array {
+    const [before, after] = room?.(this.pos - start) ?? [0, 0];
+    if (before === 0 && after === 0) return this.buf.slice(start, this.pos);
+    const length = this.pos - start;
+    const out = new Uint8Array(before + length + after);
+    out.set(this.buf.subarray(start, this.pos), before);
+    return out.subarray(before, before + length);
   }
 }
 
@@ -252,13 +287,13 @@ class Writer {
 // today, but a throw must never leave a half-written buffer to the next call).
 const writers: Writer[] = [];
 let depth = 0;
-function withWriter(run: (w: Writer) => void): Uint8Array {
+function withWriter(run: (w: Writer) => void, room?: Room): Uint8Array {
   const w = (writers[depth] ??= new Writer());
   w.reset();
   depth++;
   try {
     run(w);
-    return w.copyFrom(0);
+    return w.copyFrom(0, room);
   } finally {
     depth--;
     // A writer grown for one huge resource is not kept forever at that size.
@@ -266,9 +301,59 @@ function withWriter(run: (w: Writer) => void): Uint8Array {
   }
 }
 
-// ---- memo of immutable subtrees: object → (message type → body bytes).
-// One lookup per nested object: present (null until first encoded) means immutable.
-const memo = new WeakMap<object, Map<TypePlan, Uint8Array> | null>();
+// ---- where memoised bodies live: views into shared slabs rather than one ArrayBuffer each.
+// A cold compile memoises some ten thousand bodies; a slice per body was a backing store,
+// its malloc and its sweeping by the GC each time (a third of a cold encode). A slab lives
+// while any body in it does; slabs are small so one long-lived body pins little.
+const SLAB_SIZE = 64 * 1024;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/** A kept copy of `source[start, end)`. */
+function keep(source: Uint8Array, start: number, end: number): Uint8Array {
+  const n = end - start;
+  if (n > SLAB_SIZE / 8) return source.slice(start, end);
+  if (slabUsed + n > slab.length) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const body = slab.subarray(slabUsed, slabUsed + n);
+  body.set(source.subarray(start, end));
+  slabUsed += n;
+  return body;
+}
+
+/** Room for `n` bytes to be kept, filled by the caller. */
+function keepRoom(n: number): Uint8Array {
+  if (n > SLAB_SIZE / 8) return new Uint8Array(n);
+  if (slabUsed + n > slab.length) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const room = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += n;
+  return room;
+}
+
+// ---- memo of immutable subtrees: object → its body bytes per message type. Present
+// (null until first encoded) means immutable. An object is almost always encoded as one
+// type, so the bytes hang in a short chain of entries rather than a Map per object (a cold
+// compile memoises some ten thousand).
+interface MemoEntry {
+  readonly plan: TypePlan;
+  readonly body: Uint8Array;
+  readonly next: MemoEntry | null;
+}
+type Memo = MemoEntry | null;
+const memo = new WeakMap<object, Memo>();
+const memoGet = (value: object): Memo | undefined => memo.get(value);
+function memoBody(entry: Memo | undefined, plan: TypePlan): Uint8Array | undefined {
+  for (let e = entry; e; e = e.next) if (e.plan === plan) return e.body;
+  return undefined;
+}
+function memoAdd(value: object, entry: Memo | undefined, plan: TypePlan, body: Uint8Array): void {
+  memo.set(value, { plan, body, next: entry ?? null });
+}
 
 /**
  * Promises that `value` (and everything it holds) is never changed again, so its bytes may
@@ -282,6 +367,9 @@ export function markImmutable<T extends object>(value: T): T {
 
 /** Whether `value` was marked immutable (its encoding may then be kept by whoever encodes it whole). */
 export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memo.has(value);
+
+/** Whether the encoder holds `value`'s bytes as a message of `typeUrl`. */
+export const hasBytes = (value: object, typeUrl: string): boolean => memoBody(memoGet(value), typeByUrl(typeUrl)) !== undefined;
 
 // Paths are for errors only: the walk does not build them (a string per field was a good
 // part of the encode); a failure collects them on its way out, innermost first.
@@ -352,32 +440,47 @@ function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = fal
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(`expected an object for ${plan.fullName}`);
   const record = value as Record<string, unknown>;
-  let seen = 0;
-  const fields = plan.fields;
-  for (let i = 0; i < fields.length; i++) {
-    const field = fields[i]!;
-    let v = record[field.name];
-    if (v === undefined && field.protoName !== field.name) v = record[field.protoName];
+  // Driven by the object's keys, not the type's fields: a message type has up to dozens of
+  // fields (HttpConnectionManager more than 40) and the compiler sets a few, so looking
+  // every field up by name was most of a cold walk. Fields go out by number, as protobufjs
+  // writes them; objects are small, so an insertion sort of the few present is enough.
+  const present: FieldPlan[] = [];
+  const values: unknown[] = [];
+  const byKey = plan.byKey;
+  for (const key in record) {
+    const v = record[key];
     if (v === undefined) continue;
-    seen++;
+    const field = byKey.get(key);
+    if (field === undefined) {
+      if (inAny && key === '@type') continue;
+      unknownFields(plan, record, inAny);
+    }
+    let i = present.length;
+    while (i > 0 && present[i - 1]!.id > field!.id) {
+      present[i] = present[i - 1]!;
+      values[i] = values[i - 1];
+      i--;
+    }
+    // Both spellings of one field (camelCase and snake_case) are ambiguous: refused.
+    if (i > 0 && present[i - 1] === field) fail(`field "${field!.name}" given twice for ${plan.fullName}`);
+    present[i] = field!;
+    values[i] = v;
+  }
+  for (let i = 0; i < present.length; i++) {
+    const v = values[i];
     if (v === null) continue;
+    const field = present[i]!;
     try {
       writeField(w, field, v);
     } catch (error) {
       throw at(error, `.${field.name}`);
     }
   }
-  // Every key must be a field (an Any's body also holds its "@type"). Counting keys is
-  // cheap; only a mismatch looks closer (a key whose value is undefined counts as absent).
-  let keys = 0;
-  for (const _ in record) keys++;
-  if (keys === seen + (inAny ? 1 : 0)) return;
-  keys = 0;
-  for (const key in record) if (record[key] !== undefined && !(inAny && key === '@type')) keys++;
-  if (keys !== seen) {
-    const unknown = Object.keys(record).filter((k) => record[k] !== undefined && !plan.byKey.has(k) && !(inAny && k === '@type'));
-    fail(`unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')} for ${plan.fullName}`);
-  }
+}
+
+function unknownFields(plan: TypePlan, record: Record<string, unknown>, inAny: boolean): never {
+  const unknown = Object.keys(record).filter((k) => record[k] !== undefined && !plan.byKey.has(k) && !(inAny && k === '@type'));
+  return fail(`unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')} for ${plan.fullName}`);
 }
 
 function writeAny(w: Writer, value: unknown): void {
@@ -410,10 +513,10 @@ function beginNested(w: Writer, id: number): Fork {
 }
 
 function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown): void {
-  if (typeof value === 'object' && value !== null) {
-    const byType = memo.get(value);
-    if (byType !== undefined) {
-      const cached = byType?.get(plan);
+  if (typeof value === 'object' && value !== null && w.template === undefined) {
+    const entry = memoGet(value);
+    if (entry !== undefined) {
+      const cached = memoBody(entry, plan);
       w.tag(id, 2);
       if (cached) {
         w.bytes(cached);
@@ -422,10 +525,9 @@ function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknow
       // Encoded in place; its body is kept for the next time.
       const start = w.fork();
       writeMessageBody(w, plan, value);
-      const body = w.copyFrom(start.start);
+      const body = keep(w.buf, start.start, w.pos);
       w.ldelim(start);
-      if (byType === null) memo.set(value, new Map([[plan, body]]));
-      else byType.set(plan, body);
+      memoAdd(value, entry, plan, body);
       return;
     }
   }
@@ -557,14 +659,168 @@ function writeScalarValue(w: Writer, field: Pick<FieldPlan, 'kind' | 'signed'> &
   }
 }
 
-/** The bytes of `json` as the message of `typeUrl`. */
-export function fastEncodeProtoJson(typeUrl: string, json: unknown): Uint8Array {
+/**
+ * Free bytes wanted before and after an encoding of `length` bytes (or none). The encoding
+ * is copied out of the writer once in any case; copied into a larger buffer, a caller can
+ * later write what surrounds it (a response's envelope) in place instead of copying it again.
+ */
+export type Room = (length: number) => readonly [before: number, after: number] | undefined;
+
+/** The bytes of `json` as the message of `typeUrl`; with `room`, a view into a buffer with that room around it. */
+export function fastEncodeProtoJson(typeUrl: string, json: unknown, room?: Room): Uint8Array {
   const root = messageNameOf(typeUrl);
   try {
     const plan = typeByUrl(typeUrl);
-    return withWriter((w) => writeMessageBody(w, plan, json));
+    return withWriter((w) => writeMessageBody(w, plan, json), room);
   } catch (error) {
     if (!(error instanceof EncodeError)) throw error;
     throw new Error(`${root}${error.where.reverse().join('')}: ${error.detail}`);
   }
+}
+
+// ---- templates: one message encoded once, many times over with other strings in it.
+// The hardened listener has a chain per source and kind that differ only in strings derived
+// from the source (chain name, stat prefix, route table name). A template is the bytes of
+// one such chain split into literal runs, holes (a slot's string, with its length) and
+// nested messages holding a hole (their length prefix depends on the strings); filling it
+// costs a few copies instead of a walk of the ProtoJSON. Callers check a template against
+// the walk before trusting it (compile/chainTemplates.ts).
+
+type TemplateNode = Uint8Array | number | TemplateNode[];
+
+export interface EncodingTemplate {
+  readonly typeUrl: string;
+  readonly slots: number;
+  readonly nodes: readonly TemplateNode[];
+}
+
+/**
+ * The template of `json` (a message of `typeUrl`) in which every string field equal to
+ * `slots[k]` is slot k. Filled with `slots` it gives the bytes of `json`.
+ */
+export function encodingTemplate(typeUrl: string, json: unknown, slots: readonly string[]): EncodingTemplate {
+  if (slots.includes('')) throw new Error('encodingTemplate: an empty string cannot be a slot (proto3 leaves it out)');
+  const plan = typeByUrl(typeUrl);
+  const w = new Writer();
+  const state = { slots, holes: [] as { start: number; end: number; slot: number }[], nests: [] as { prefix: number; start: number; end: number }[] };
+  w.template = state;
+  try {
+    writeMessageBody(w, plan, json);
+  } catch (error) {
+    if (!(error instanceof EncodeError)) throw error;
+    throw new Error(`${plan.fullName}${error.where.reverse().join('')}: ${error.detail}`);
+  }
+  const holes = state.holes.sort((a, b) => a.start - b.start);
+  // Only nests around a hole vary; the others are literal bytes.
+  const nests = state.nests.filter((n) => holes.some((h) => h.start >= n.start && h.end <= n.end)).sort((a, b) => a.prefix - b.prefix);
+  const split = (from: number, to: number): TemplateNode[] => {
+    const out: TemplateNode[] = [];
+    let pos = from;
+    for (;;) {
+      const hole = holes.find((h) => h.start >= pos && h.end <= to);
+      const nest = nests.find((n) => n.prefix >= pos && n.end <= to);
+      const next = hole && (!nest || hole.start < nest.prefix) ? hole.start : nest ? nest.prefix : to;
+      if (next > pos) out.push(w.buf.slice(pos, next));
+      if (next === to) return out;
+      if (hole && next === hole.start) {
+        out.push(hole.slot);
+        pos = hole.end;
+      } else {
+        out.push(split(nest!.start, nest!.end));
+        pos = nest!.end;
+      }
+    }
+  };
+  return { typeUrl, slots: slots.length, nodes: split(0, w.pos) };
+}
+
+const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
+
+function utf8Length(text: string): number {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 127) return Buffer.byteLength(text, 'utf8');
+  return text.length;
+}
+
+/** The body's size; each nest's body size pushed to `sizes` in the order the nests are written. */
+function templateSize(nodes: readonly TemplateNode[], lengths: readonly number[], sizes: number[]): number {
+  let size = 0;
+  for (const node of nodes) {
+    if (typeof node === 'number') size += varintSize(lengths[node]!) + lengths[node]!;
+    else if (node instanceof Uint8Array) size += node.length;
+    else {
+      const at = sizes.length;
+      sizes.push(0);
+      const inner = templateSize(node, lengths, sizes);
+      sizes[at] = inner;
+      size += varintSize(inner) + inner;
+    }
+  }
+  return size;
+}
+
+function writeVarintAt(out: Uint8Array, pos: number, value: number): number {
+  while (value > 127) {
+    out[pos++] = (value & 127) | 128;
+    value >>>= 7;
+  }
+  out[pos++] = value;
+  return pos;
+}
+
+function templateWrite(nodes: readonly TemplateNode[], values: readonly string[], lengths: readonly number[], sizes: readonly number[], cursor: { nest: number }, out: Uint8Array, pos: number): number {
+  for (const node of nodes) {
+    if (typeof node === 'number') {
+      const text = values[node]!;
+      pos = writeVarintAt(out, pos, lengths[node]!);
+      if (lengths[node] === text.length) for (let i = 0; i < text.length; i++) out[pos++] = text.charCodeAt(i);
+      else pos += Buffer.from(out.buffer, out.byteOffset + pos, lengths[node]).write(text, 'utf8');
+    } else if (node instanceof Uint8Array) {
+      if (node.length <= 32) for (let i = 0; i < node.length; i++) out[pos++] = node[i]!;
+      else {
+        out.set(node, pos);
+        pos += node.length;
+      }
+    } else {
+      pos = writeVarintAt(out, pos, sizes[cursor.nest++]!);
+      pos = templateWrite(node, values, lengths, sizes, cursor, out, pos);
+    }
+  }
+  return pos;
+}
+
+/** The template's bytes with `values` in its slots (kept like a memoised body). */
+export function fillTemplate(template: EncodingTemplate, values: readonly string[]): Uint8Array {
+  if (values.length !== template.slots) throw new Error(`fillTemplate: ${values.length} values for ${template.slots} slots`);
+  // proto3 leaves an empty string out, tag and all: a hole cannot stand for it.
+  if (values.includes('')) throw new Error('fillTemplate: an empty string cannot fill a slot');
+  const lengths = values.map(utf8Length);
+  const sizes: number[] = [];
+  const size = templateSize(template.nodes, lengths, sizes);
+  const out = keepRoom(size);
+  const end = templateWrite(template.nodes, values, lengths, sizes, { nest: 0 }, out, 0);
+  if (end !== size) throw new Error(`fillTemplate: wrote ${end} bytes of ${size}`);
+  return out;
+}
+
+/**
+ * Marks `value` immutable with `body` as its bytes as a message of `typeUrl` (from a filled
+ * template that the caller checked), so the encoder copies them instead of walking it.
+ */
+export function primeImmutable<T extends object>(value: T, typeUrl: string, body: Uint8Array): T {
+  memoAdd(value, memoGet(value), typeByUrl(typeUrl), body);
+  return value;
+}
+
+/** The bytes `value` would be encoded to as a message of `typeUrl` (no memo read or written). */
+export function walkEncode(typeUrl: string, json: unknown): Uint8Array {
+  const plan = typeByUrl(typeUrl);
+  const w = new Writer();
+  w.template = { slots: [], holes: [], nests: [] };
+  try {
+    writeMessageBody(w, plan, json);
+  } catch (error) {
+    if (!(error instanceof EncodeError)) throw error;
+    throw new Error(`${plan.fullName}${error.where.reverse().join('')}: ${error.detail}`);
+  }
+  return w.buf.slice(0, w.pos);
 }

@@ -20,10 +20,15 @@
 //   source/common/network/matching/inputs.cc: destination/source IP as text, ports as
 //     decimal text, server name (absent when empty), transport protocol, ALPN joined by ",".
 //
-// Because the two "fall back on a nested no-match" rules differ across Envoy releases, the
-// egress compiler never relies on them: every nested matcher it writes has its own
-// on_no_match. evaluateMatcher reports every fall-back it took (`fellThrough`), so tests
-// can assert that no generated tree ever depends on one.
+// A map matcher's "nested no-match → on_no_match" differs across Envoy releases, so the
+// egress compiler never relies on it: evaluateMatcher reports it (`fellThrough`) and tests
+// assert no generated tree depends on one. The IP range matcher's hand-over (a nested
+// no-match → the next, less specific range → its on_no_match) is the same in every release
+// since 1.22 (trie_matcher.h: evaluateMatch of the nested tree then, handleRecursionAndSkips
+// now, both going on to the next node and then on_no_match), so the compiler may rely on
+// it; it is reported apart (`backtracked`). Inputs, custom matchers and actions are told
+// apart by their typed_config's type URL, as Envoy's factories are found
+// (source/common/matcher/matcher.h, Config::Utility::getAndCheckFactory): never by name.
 import { cidrContainsIp, familyBits, parseIp, type Cidr } from '../net/ip.js';
 import type { FilterChainMatchInput } from './filterChainMatch.js';
 import type { CidrRangeJson, FilterChainJson, ListenerJson, MatcherJson, OnMatchJson, TypedExtensionJson } from './resources.js';
@@ -34,13 +39,16 @@ export interface MatcherEvaluation {
   readonly action?: TypedExtensionJson;
   /** One line per decision, root first: what was read and which branch it took. */
   readonly path: readonly string[];
-  /** True when a nested matcher's no-match was handed to a less specific branch or an outer on_no_match. */
+  /** True when a map's or server-name matcher's nested no-match was handed to a less specific branch or an outer on_no_match. */
   readonly fellThrough: boolean;
+  /** True when an IP range matcher handed a nested no-match to a less specific range or its on_no_match (stable since 1.22). */
+  readonly backtracked: boolean;
 }
 
 interface Walk {
   readonly path: string[];
   fellThrough: boolean;
+  backtracked: boolean;
 }
 
 /** A DataInput's value: a string, or undefined for Envoy's monostate (no value). */
@@ -106,10 +114,14 @@ function firstMatch(
   candidates: readonly { label: string; on: OnMatchJson }[],
   connection: FilterChainMatchInput,
   walk: Walk,
+  ipRanges = false,
 ): TypedExtensionJson | undefined {
   let tried = false;
   for (const { label, on } of candidates) {
-    if (tried) walk.fellThrough = true;
+    if (tried) {
+      if (ipRanges) walk.backtracked = true;
+      else walk.fellThrough = true;
+    }
     walk.path.push(label);
     const action = onMatch(on, connection, walk);
     if (action) return action;
@@ -139,7 +151,7 @@ function matchIp(config: Record<string, unknown>, value: string | undefined, con
   candidates.sort((a, b) => b.length - a.length || a.order - b.order);
   // trie_matcher.h: an exclusive candidate is skipped unless it is the most specific one.
   const eligible = candidates.filter((c, i) => i === 0 || !c.exclusive);
-  return firstMatch(eligible.map((c) => ({ label: `${label} ${value} in ${c.range}`, on: c.on })), connection, walk);
+  return firstMatch(eligible.map((c) => ({ label: `${label} ${value} in ${c.range}`, on: c.on })), connection, walk, true);
 }
 
 interface DomainMatcherJson {
@@ -176,6 +188,7 @@ function matchServerName(config: Record<string, unknown>, value: string | undefi
 function matchTree(matcher: MatcherJson, connection: FilterChainMatchInput, walk: Walk): TypedExtensionJson | undefined {
   let action: TypedExtensionJson | undefined;
   let triedSomething = false;
+  let ipRanges = false;
   const tree = matcher.matcherTree;
   if (tree) {
     const value = readInput(tree.input, connection);
@@ -190,6 +203,7 @@ function matchTree(matcher: MatcherJson, connection: FilterChainMatchInput, walk
       action = firstMatch(keys.map((k) => ({ label: `${label} ${value} starts with "${k}"`, on: tree.prefixMatchMap!.map[k]! })), connection, walk);
     } else if (tree.customMatch) {
       const type = tree.customMatch.typedConfig['@type'];
+      ipRanges = type === TypeUrl.IpMatcher;
       if (type === TypeUrl.IpMatcher) action = matchIp(tree.customMatch.typedConfig, value, connection, walk, label);
       else if (type === TypeUrl.ServerNameMatcher) action = matchServerName(tree.customMatch.typedConfig, value, connection, walk, label);
       else throw new Error(`filter_chain_matcher: custom matcher ${String(type)} is not modelled`);
@@ -204,15 +218,18 @@ function matchTree(matcher: MatcherJson, connection: FilterChainMatchInput, walk
   if (action) return action;
   if (!matcher.onNoMatch) return undefined;
   // A branch was taken and did not match: Envoy's newer map matchers then take on_no_match.
-  if (triedSomething) walk.fellThrough = true;
+  if (triedSomething) {
+    if (ipRanges) walk.backtracked = true;
+    else walk.fellThrough = true;
+  }
   return onMatch(matcher.onNoMatch, connection, walk);
 }
 
 /** Walks a filter_chain_matcher for one connection. */
 export function evaluateMatcher(matcher: MatcherJson, connection: FilterChainMatchInput): MatcherEvaluation {
-  const walk: Walk = { path: [], fellThrough: false };
+  const walk: Walk = { path: [], fellThrough: false, backtracked: false };
   const action = matchTree(matcher, connection, walk);
-  return { ...(action && { action }), path: walk.path, fellThrough: walk.fellThrough };
+  return { ...(action && { action }), path: walk.path, fellThrough: walk.fellThrough, backtracked: walk.backtracked };
 }
 
 /** The filter chain name a filter-chain-name action carries; undefined for any other action. */
@@ -226,6 +243,7 @@ export interface MatcherSelection {
   readonly chain: FilterChainJson | undefined;
   readonly path: readonly string[];
   readonly fellThrough: boolean;
+  readonly backtracked: boolean;
 }
 
 /**
@@ -240,7 +258,7 @@ export function selectByMatcher(listener: ListenerJson, connection: FilterChainM
   const named = name === undefined ? undefined : listener.filterChains.find((c) => c.name === name);
   const chain = named ?? listener.defaultFilterChain;
   const path = [...evaluation.path, named ? `→ ${name}` : `→ default filter chain${chain ? ` ${chain.name ?? ''}` : ': none, closed'}`];
-  return { chain, path, fellThrough: evaluation.fellThrough };
+  return { chain, path, fellThrough: evaluation.fellThrough, backtracked: evaluation.backtracked };
 }
 
 export interface MatcherProblem {

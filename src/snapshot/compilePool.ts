@@ -7,8 +7,8 @@ import { Worker } from 'node:worker_threads';
 import type { CompileOptions } from '../compile/index.js';
 import type { Policy } from '../policy/model.js';
 import type { GroupBuilder } from './cache.js';
-import type { EncodedResource } from './encodedResource.js';
-import type { CompileReply, CompileRequest } from './compileWorker.js';
+import { LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
+import type { CompileReply, CompileRequest, ResourceRef } from './compileWorker.js';
 
 /** Sets per message: large enough that messaging costs little beside compiling, small enough to spread over the workers. */
 const CHUNK = 32;
@@ -41,23 +41,54 @@ const collected = new FinalizationRegistry<number>((policyId) => {
   for (const worker of liveWorkers) worker.forget(policyId);
 });
 
-// Small resources (the clusters every group shares) arrive once per chunk as copies of one
-// another: kept once, so 10,000 groups hold one copy of each, not 10,000.
-const MAX_INTERNED = 4096;
-const INTERN_MAX_BYTES = 2048;
-const interned = new Map<string, EncodedResource>();
-function intern(resource: EncodedResource): EncodedResource {
-  if (resource.bytes.length > INTERN_MAX_BYTES) return resource;
-  const key = `${resource.typeUrl}\u0000${resource.name}\u0000${resource.version}`;
-  const known = interned.get(key);
+// Resources the main thread holds, by content (type, name, version: the version hashes the
+// bytes). A worker refers to a resource it sent before (compileWorker.ts, ResourceRef) and
+// this resolves it; a small resource that arrives again with its bytes (the clusters every
+// group shares, once per chunk) is replaced by the one held, so 10,000 groups hold one copy
+// of each, not 10,000. Held weakly: what no snapshot holds any more is forgotten, and a
+// reference to it is answered by asking the worker for the bytes again.
+const held = new Map<string, WeakRef<EncodedResource>>();
+const released = new FinalizationRegistry<string>((key) => {
+  if (held.get(key)?.deref() === undefined) held.delete(key);
+});
+const keyOf = (r: ResourceRef): string => `${r.typeUrl}\u0000${r.name}\u0000${r.version}`;
+
+/** The resource held for `key`, if any. */
+const heldResource = (key: string): EncodedResource | undefined => held.get(key)?.deref();
+
+/** The object to keep for a resource that arrived with its bytes: the one held already, or this one, now held. */
+function canonical(resource: EncodedResource): EncodedResource {
+  // Large ones (a host's listener) are one group's own, and their room serves one response (wire.ts).
+  if (resource.bytes.byteLength >= LARGE_RESOURCE_BYTES) return resource;
+  const key = keyOf(resource);
+  const known = heldResource(key);
   if (known) return known;
-  if (interned.size >= MAX_INTERNED) interned.clear();
-  interned.set(key, resource);
+  held.set(key, new WeakRef(resource));
+  released.register(resource, key);
   return resource;
 }
 
+/** Resolves a reply's resources in order (a reference may name a resource sent earlier in the same reply); undefined when one is not held. */
+function resolve(results: readonly (readonly (EncodedResource | ResourceRef)[])[]): EncodedResource[][] | undefined {
+  const resolved: EncodedResource[][] = [];
+  for (const resources of results) {
+    const list: EncodedResource[] = [];
+    for (const resource of resources) {
+      const known = 'bytes' in resource ? canonical(resource) : heldResource(keyOf(resource));
+      if (!known) return undefined;
+      list.push(known);
+    }
+    resolved.push(list);
+  }
+  return resolved;
+}
+
+/** Resources the pool holds by content now, and requests repeated for the bytes of a resource no longer held (tests, metrics). */
+export const resourceStats = { held: (): number => held.size, fullRequests: 0 };
+
 interface Pending {
-  readonly resolve: (results: EncodedResource[][]) => void;
+  /** Undefined when a reference named a resource not held (compile asks again, for the bytes). */
+  readonly resolve: (results: EncodedResource[][] | undefined) => void;
   readonly reject: (error: Error) => void;
 }
 
@@ -80,7 +111,8 @@ class CompileWorker {
       if (!pending) return;
       this.pending.delete(reply.id);
       if ('error' in reply) pending.reject(new Error(`compile worker: ${reply.error}`));
-      else pending.resolve(reply.results);
+      // Resolved here, as the reply arrives: a reference in a later reply finds what this one sent.
+      else pending.resolve(resolve(reply.results));
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
@@ -111,7 +143,16 @@ class CompileWorker {
     if (this.held.delete(policyId)) this.forgotten.push(policyId);
   }
 
-  compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
+  async compile(sets: readonly (readonly Policy[])[]): Promise<EncodedResource[][]> {
+    const resolved = await this.request(sets, false);
+    if (resolved) return resolved;
+    // A reference to a resource no snapshot held any more (a group left and came back): the bytes, again.
+    resourceStats.fullRequests += 1;
+    return (await this.request(sets, true))!;
+  }
+
+  /** Full requests are resolved whatever is held: every resource comes with its bytes. */
+  private request(sets: readonly (readonly Policy[])[], full: boolean): Promise<EncodedResource[][] | undefined> {
     const id = ++CompileWorker.lastId;
     // Bounded: past the limit the worker forgets everything and is sent this request's policies.
     const reset = this.held.size > MAX_HELD_POLICIES;
@@ -131,7 +172,7 @@ class CompileWorker {
     );
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const request: CompileRequest = { id, sets: idSets, policies, ...(reset && { reset }), ...(forget.length > 0 && { forget }) };
+      const request: CompileRequest = { id, sets: idSets, policies, ...(reset && { reset }), ...(forget.length > 0 && { forget }), ...(full && { full }) };
       this.worker.postMessage(request);
     });
   }
@@ -182,7 +223,7 @@ export class CompilePool {
         const part = indices.slice(i, i + CHUNK);
         chunks.push(
           this.workers[w]!.compile(part.map((k) => sets[k]!)).then((built) => {
-            part.forEach((k, j) => (results[k] = built[j]!.map(intern)));
+            part.forEach((k, j) => (results[k] = built[j]!));
           }),
         );
       }

@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { CompileOptions } from '../compile/index.js';
 import type { Policy } from '../policy/model.js';
 import { egressGroupCompiler } from './egressGroups.js';
-import { encodeResource, type EncodedResource } from './encodedResource.js';
+import { encodeResource, LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
 
 /**
  * Sets as policy ids: a policy crosses the thread boundary once (in `policies`), then only
@@ -23,9 +23,25 @@ export interface CompileRequest {
   readonly reset?: boolean;
   /** Policies the main thread let go of: never asked for again. */
   readonly forget?: readonly number[];
+  /** Every resource with its bytes, none as a reference (the pool no longer held one it was referred to). */
+  readonly full?: boolean;
 }
 
-export type CompileReply = { readonly id: number; readonly results: EncodedResource[][] } | { readonly id: number; readonly error: string };
+/**
+ * A resource this worker sent before (with its bytes), sent again by name: the route tables
+ * and clusters an edit did not reach come back from the encoder's memo as the same objects,
+ * and a host's edit would otherwise clone its thousand unchanged route tables (megabytes, a
+ * buffer each) to the event loop, where they were deserialised and then deduplicated. The
+ * pool resolves it to the object it holds (compilePool.ts); the version is the hash of the
+ * bytes, so the three fields name the bytes.
+ */
+export interface ResourceRef {
+  readonly typeUrl: string;
+  readonly name: string;
+  readonly version: string;
+}
+
+export type CompileReply = { readonly id: number; readonly results: (EncodedResource | ResourceRef)[][] } | { readonly id: number; readonly error: string };
 
 const compile = egressGroupCompiler((workerData as { options: CompileOptions }).options);
 
@@ -42,12 +58,16 @@ try {
  * each. Transferred buffers are detached here: nothing in this thread may keep them (the
  * encoder's memo keeps its own copies of fragments, never the resource's bytes).
  */
-function transferList(results: readonly (readonly EncodedResource[])[]): ArrayBuffer[] {
+function transferList(results: readonly (readonly (EncodedResource | ResourceRef)[])[]): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>();
   for (const resources of results) {
-    for (const { bytes } of resources) {
+    for (const resource of resources) {
+      if (!('bytes' in resource)) continue;
+      const { bytes, roomAround } = resource;
       const buffer = bytes.buffer;
-      if (buffer instanceof ArrayBuffer && bytes.byteLength >= 64 * 1024 && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) buffers.add(buffer);
+      // Their own buffer: exactly the bytes, or the bytes with the room around them (encodedResource.ts).
+      const own = roomAround === true || (bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength);
+      if (buffer instanceof ArrayBuffer && bytes.byteLength >= LARGE_RESOURCE_BYTES && own) buffers.add(buffer);
     }
   }
   return [...buffers];
@@ -55,7 +75,15 @@ function transferList(results: readonly (readonly EncodedResource[])[]): ArrayBu
 
 const held = new Map<number, Policy>();
 
-parentPort!.on('message', ({ id, sets, policies, reset, forget }: CompileRequest) => {
+/** Resources sent with their bytes: sent as a ResourceRef when the encoder's memo hands them out again. */
+const sent = new WeakSet<EncodedResource>();
+const toSend = (resource: EncodedResource, full: boolean): EncodedResource | ResourceRef => {
+  if (!full && sent.has(resource)) return { typeUrl: resource.typeUrl, name: resource.name, version: resource.version };
+  sent.add(resource);
+  return resource;
+};
+
+parentPort!.on('message', ({ id, sets, policies, reset, forget, full }: CompileRequest) => {
   let reply: CompileReply;
   try {
     if (reset) held.clear();
@@ -68,7 +96,7 @@ parentPort!.on('message', ({ id, sets, policies, reset, forget }: CompileRequest
         return policy;
       }),
     );
-    reply = { id, results: policySets.map((set) => compile(set).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json))) };
+    reply = { id, results: policySets.map((set) => compile(set).resources.map((r) => toSend(encodeResource(r.typeUrl, r.name, r.json), full === true))) };
   } catch (error) {
     reply = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
   }

@@ -279,7 +279,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
    * most one response per type unanswered, so a slow client holds at most one
    * response per type in buffers, never a queue.
    */
-  protected write(typeUrl: string, version: string, nonce: string, bytes: Buffer, framed?: Buffer): void {
+  protected write(typeUrl: string, version: string, nonce: string, bytes: Buffer, framed: Buffer): void {
     this.recentNonces[this.recentNext] = nonce;
     this.recentVersions[this.recentNext] = version;
     this.recentNext = (this.recentNext + 1) % RECENT_NONCES;

@@ -127,7 +127,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
     const version = set?.version ?? '';
     const nonce = this.nextNonce();
     state.pending = { nonce, version };
-    this.write(typeUrl, version, nonce, encodeDeltaResponse({ typeUrl, systemVersion: version, resources: updated, removed, nonce }));
+    const { bytes, framed } = encodeDeltaResponse({ typeUrl, systemVersion: version, resources: updated, removed, nonce });
+    this.write(typeUrl, version, nonce, bytes, framed);
   }
 
   protected override subscribed(typeUrl: string): boolean {

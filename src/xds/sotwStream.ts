@@ -155,10 +155,10 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     // (what Envoy asks for the route tables its listener names): the one buffer every stream is sent.
     let nonce: string;
     let bytes: Buffer;
-    let framed: Buffer | undefined;
+    let framed: Buffer;
     if (state.names && !coversSet(state.names, set)) {
       nonce = this.nextNonce();
-      bytes = encodeSotwResponse(typeUrl, set, nonce, state.names);
+      ({ bytes, framed } = encodeSotwResponse(typeUrl, set, nonce, state.names));
     } else {
       ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
     }
@@ -197,13 +197,13 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     if (!anythingNew && !versionMoved) return;
     let nonce: string;
     let bytes: Buffer;
-    let framed: Buffer | undefined;
+    let framed: Buffer;
     if (changed.size === set.items.size) {
       // Every table of the set (a first response, a global change): the buffer every stream is sent.
       ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
     } else {
       nonce = this.nextNonce();
-      bytes = encodeSotwResponse(typeUrl, set, nonce, changed);
+      ({ bytes, framed } = encodeSotwResponse(typeUrl, set, nonce, changed));
     }
     const inFlight = new Map<string, string>();
     for (const name of changed) inFlight.set(name, set.items.get(name)!.version);

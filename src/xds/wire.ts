@@ -1,10 +1,11 @@
 // Discovery messages on the wire. Requests are decoded with the buf-generated
-// schemas; responses are assembled from bytes encoded once per version: the
-// body, then the nonce appended (protobuf allows fields in any order, and
-// concatenated encodings merge). A whole-set SotW response, nonce included,
-// is one buffer shared by every stream.
+// schemas; responses are assembled from bytes encoded once per version, each
+// straight behind gRPC's frame prefix, so a response is allocated and copied
+// once on its way to the HTTP/2 stream. A whole-set SotW response, nonce
+// included, is one buffer shared by every stream; for a host's listener it is
+// written around the listener's own bytes, with no copy at all.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { AnySchema } from '@bufbuild/protobuf/wkt';
 import {
   type DeltaDiscoveryRequest,
@@ -51,8 +52,6 @@ export const decodeDeltaDiscoveryRequest = (bytes: Uint8Array): DeltaDiscoveryRe
 
 const toAny = (resource: EncodedResource) => create(AnySchema, { typeUrl: resource.typeUrl, value: resource.bytes });
 
-const sotwBodies = new WeakMap<ResourceSet, Uint8Array>();
-
 const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
 function writeVarint(out: Buffer, at: number, n: number): number {
@@ -70,85 +69,124 @@ function writeHead(out: Buffer, at: number, field: number, length: number): numb
   return writeVarint(out, at, length);
 }
 
+/** A string field, head and UTF-8 bytes (`bytes` its UTF-8 length); returns the position after it. */
+function writeString(out: Buffer, at: number, field: number, text: string, bytes: number): number {
+  at = writeHead(out, at, field, bytes);
+  return at + out.write(text, at, 'utf8');
+}
+
 const fieldSize = (length: number): number => 1 + varintSize(length) + length;
+
+/** gRPC's length-prefixed message framing: a compressed flag (0) and the length, 5 bytes. */
+export const GRPC_FRAME_HEADER_BYTES = 5;
+
+/** Writes gRPC's prefix into the first 5 bytes of `framed` (the message follows them). */
+function writeFrameHeader(framed: Buffer): void {
+  framed[0] = 0;
+  framed.writeUInt32BE(framed.length - GRPC_FRAME_HEADER_BYTES, 1);
+}
+
+/**
+ * A response as its stream sends it: the DiscoveryResponse, and the same bytes behind
+ * gRPC's 5-byte prefix in one buffer (`bytes` is a view into `framed`, no copy). The
+ * writer puts `framed` on the HTTP/2 stream as is (src/xds/responseWriter.ts), so a
+ * response is allocated and copied once, not once more to frame it.
+ */
+export interface FramedResponse {
+  readonly bytes: Buffer;
+  readonly framed: Buffer;
+}
 
 /**
  * DiscoveryResponse fields 1 (version_info), 2 (resources, each an Any), 4
- * (type_url), then 5 (nonce) when given, into one buffer of exactly the right
- * size. Written by hand, not through the reflective encoder: a global change
- * builds one per node group, thousands at once, on the event loop (the
+ * (type_url), then 5 (nonce), into one buffer of exactly the right size behind
+ * gRPC's prefix. Written by hand, not through the reflective encoder: a global
+ * change builds one per node group, thousands at once, on the event loop (the
  * reflective path cost ~100 µs per group; this is a few µs and one copy of
  * each resource). test/xds/wire.test.ts holds it byte for byte to the
  * reflective encoder.
  */
-function encodeSotw(typeUrl: string, version: string, resources: Iterable<EncodedResource>, nonce?: string, headroom = 0): Buffer {
+function encodeSotw(typeUrl: string, version: string, resources: Iterable<EncodedResource>, nonce: string): FramedResponse {
   const versionBytes = Buffer.byteLength(version);
   const typeUrlBytes = Buffer.byteLength(typeUrl);
-  const nonceBytes = nonce === undefined ? 0 : Buffer.byteLength(nonce);
+  const nonceBytes = Buffer.byteLength(nonce);
   const items: { typeUrlBytes: number; anySize: number; resource: EncodedResource }[] = [];
-  let size = fieldSize(versionBytes) + fieldSize(typeUrlBytes) + (nonce === undefined ? 0 : fieldSize(nonceBytes));
+  let size = fieldSize(versionBytes) + fieldSize(typeUrlBytes) + fieldSize(nonceBytes);
   for (const resource of resources) {
     const itemTypeUrlBytes = Buffer.byteLength(resource.typeUrl);
     const anySize = fieldSize(itemTypeUrlBytes) + fieldSize(resource.bytes.length);
     items.push({ typeUrlBytes: itemTypeUrlBytes, anySize, resource });
     size += fieldSize(anySize);
   }
-  const out = Buffer.allocUnsafe(headroom + size);
-  let at = writeHead(out, headroom, 1, versionBytes);
-  at += out.write(version, at, 'utf8');
+  const framed = Buffer.allocUnsafe(GRPC_FRAME_HEADER_BYTES + size);
+  writeFrameHeader(framed);
+  let at = writeString(framed, GRPC_FRAME_HEADER_BYTES, 1, version, versionBytes);
   for (const { typeUrlBytes: itemTypeUrlBytes, anySize, resource } of items) {
-    at = writeHead(out, at, 2, anySize);
-    at = writeHead(out, at, 1, itemTypeUrlBytes);
-    at += out.write(resource.typeUrl, at, 'utf8');
-    at = writeHead(out, at, 2, resource.bytes.length);
-    out.set(resource.bytes, at);
+    at = writeHead(framed, at, 2, anySize);
+    at = writeString(framed, at, 1, resource.typeUrl, itemTypeUrlBytes);
+    at = writeHead(framed, at, 2, resource.bytes.length);
+    framed.set(resource.bytes, at);
     at += resource.bytes.length;
   }
-  at = writeHead(out, at, 4, typeUrlBytes);
-  at += out.write(typeUrl, at, 'utf8');
-  if (nonce !== undefined) {
-    at = writeHead(out, at, 5, nonceBytes);
-    at += out.write(nonce, at, 'utf8');
-  }
-  if (at !== headroom + size) throw new Error(`DiscoveryResponse encoding wrote ${at - headroom} of ${size} bytes`);
-  return out;
+  at = writeString(framed, at, 4, typeUrl, typeUrlBytes);
+  at = writeString(framed, at, 5, nonce, nonceBytes);
+  if (at !== framed.length) throw new Error(`DiscoveryResponse encoding wrote ${at - GRPC_FRAME_HEADER_BYTES} of ${size} bytes`);
+  return { bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
 }
 
-/** DiscoveryResponse without nonce for a whole resource set: encoded once, shared by all streams. */
-function sotwBody(typeUrl: string, set: ResourceSet): Uint8Array {
-  let body = sotwBodies.get(set);
-  if (!body) {
-    body = encodeSotw(typeUrl, set.version, set.items.values());
-    sotwBodies.set(set, body);
-  }
-  return body;
+/** Buffers whose room a response was written into: each resource's room serves one response. */
+const roomTaken = new WeakSet<ArrayBufferLike>();
+
+/**
+ * The same bytes as encodeSotw for a set of one resource, written around the resource's
+ * bytes in the room its encoder left (src/snapshot/encodedResource.ts): no allocation and
+ * no copy of the resource. That is a host's listener, megabytes that a compile worker moved
+ * here, where a fresh copy costs ~12 ms of page faults on the event loop, at every edit.
+ * Undefined when the resource has no room (small, encoded elsewhere), the envelope does
+ * not fit, or another response took the room already.
+ */
+function encodeSotwInPlace(typeUrl: string, version: string, resource: EncodedResource, nonce: string): FramedResponse | undefined {
+  if (resource.roomAround !== true) return undefined;
+  const { bytes } = resource;
+  const buffer = bytes.buffer;
+  if (roomTaken.has(buffer)) return undefined;
+  const versionBytes = Buffer.byteLength(version);
+  const typeUrlBytes = Buffer.byteLength(typeUrl);
+  const nonceBytes = Buffer.byteLength(nonce);
+  const itemTypeUrlBytes = Buffer.byteLength(resource.typeUrl);
+  const anySize = fieldSize(itemTypeUrlBytes) + fieldSize(bytes.length);
+  const before =
+    GRPC_FRAME_HEADER_BYTES + fieldSize(versionBytes) + 1 + varintSize(anySize) + fieldSize(itemTypeUrlBytes) + 1 + varintSize(bytes.length);
+  const after = fieldSize(typeUrlBytes) + fieldSize(nonceBytes);
+  const start = bytes.byteOffset - before;
+  const end = bytes.byteOffset + bytes.length + after;
+  if (start < 0 || end > buffer.byteLength) return undefined;
+  roomTaken.add(buffer);
+  const framed = Buffer.from(buffer as ArrayBuffer, start, end - start);
+  writeFrameHeader(framed);
+  let at = writeString(framed, GRPC_FRAME_HEADER_BYTES, 1, version, versionBytes);
+  at = writeHead(framed, at, 2, anySize);
+  at = writeString(framed, at, 1, resource.typeUrl, itemTypeUrlBytes);
+  at = writeHead(framed, at, 2, bytes.length);
+  if (at !== before) throw new Error(`DiscoveryResponse envelope wrote ${at} of ${before} bytes before the resource`);
+  at += bytes.length;
+  at = writeString(framed, at, 4, typeUrl, typeUrlBytes);
+  at = writeString(framed, at, 5, nonce, nonceBytes);
+  if (at !== framed.length) throw new Error(`DiscoveryResponse envelope wrote ${at} of ${framed.length} bytes`);
+  return { bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
 }
 
-const nonceField = (nonce: string): Uint8Array => new BinaryWriter().tag(5, WireType.LengthDelimited).string(nonce).finish();
-
-/** gRPC's length-prefixed message framing: a compressed flag (0) and the length, 5 bytes. */
-export const GRPC_FRAME_HEADER_BYTES = 5;
-
-/** The message as gRPC frames it on an HTTP/2 stream: a copy behind a 5-byte prefix (for responses encoded per stream). */
+/** The message as gRPC frames it on an HTTP/2 stream: a copy behind a 5-byte prefix (for a message not encoded here). */
 export function grpcFramed(message: Uint8Array): Buffer {
   const framed = Buffer.allocUnsafe(GRPC_FRAME_HEADER_BYTES + message.length);
-  framed[0] = 0;
-  framed.writeUInt32BE(message.length, 1);
   framed.set(message, GRPC_FRAME_HEADER_BYTES);
+  writeFrameHeader(framed);
   return framed;
 }
 
 /** A whole-set response, with its nonce, shared by every stream it goes to. */
-export interface SharedResponse {
+export interface SharedResponse extends FramedResponse {
   readonly nonce: string;
-  /** The DiscoveryResponse: a view into `framed`, no copy. */
-  readonly bytes: Buffer;
-  /**
-   * The same bytes behind gRPC's 5-byte message prefix, encoded in place: what
-   * goes on each HTTP/2 stream, so 10,000 streams are sent one buffer rather
-   * than each a framed copy (src/xds/responseWriter.ts).
-   */
-  readonly framed: Buffer;
 }
 
 const sharedResponses = new WeakMap<ResourceSet, SharedResponse>();
@@ -157,7 +195,8 @@ let lastSharedNonce = 0;
 /**
  * The state-of-the-world response carrying a whole resource set, encoded once,
  * framed for gRPC once, and written as is to every stream (a per-stream nonce
- * would cost a copy of the whole body per stream).
+ * would cost a copy of the whole body per stream). A set of one resource with
+ * room around its bytes (a host's listener) is not even copied once.
  * Its nonce is unique in this process ("s" + counter, never a per-stream
  * nonce): a nonce names one response's content, and a stream that is sent
  * the same set twice is sent the same content, so an answer to either is an
@@ -168,20 +207,18 @@ export function sharedSotwResponse(typeUrl: string, set: ResourceSet): SharedRes
   if (!shared) {
     lastSharedNonce += 1;
     const nonce = `s${lastSharedNonce}`;
-    const framed = encodeSotw(typeUrl, set.version, set.items.values(), nonce, GRPC_FRAME_HEADER_BYTES);
-    framed[0] = 0;
-    framed.writeUInt32BE(framed.length - GRPC_FRAME_HEADER_BYTES, 1);
-    shared = { nonce, bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
+    const only = set.items.size === 1 ? set.items.values().next().value : undefined;
+    const response = (only && encodeSotwInPlace(typeUrl, set.version, only, nonce)) ?? encodeSotw(typeUrl, set.version, set.items.values(), nonce);
+    shared = { nonce, ...response };
     sharedResponses.set(set, shared);
   }
   return shared;
 }
 
-/** A state-of-the-world response: all of the set, or only the named resources when the stream asked for names. */
-export function encodeSotwResponse(typeUrl: string, set: ResourceSet, nonce: string, names?: ReadonlySet<string>): Buffer {
-  if (names === undefined) return Buffer.concat([sotwBody(typeUrl, set), nonceField(nonce)]);
+/** A state-of-the-world response for one stream: all of the set, or only the named resources when the stream asked for names. */
+export function encodeSotwResponse(typeUrl: string, set: ResourceSet, nonce: string, names?: ReadonlySet<string>): FramedResponse {
   // The hand-written encoder: a host's route tables are megabytes (test/xds/wire.test.ts holds it to the reflective one).
-  return encodeSotw(typeUrl, set.version, [...set.items.values()].filter((r) => names.has(r.name)), nonce);
+  return encodeSotw(typeUrl, set.version, names === undefined ? set.items.values() : [...set.items.values()].filter((r) => names.has(r.name)), nonce);
 }
 
 /** True when the names include every resource of the set: the whole-set response is then the right one. */
@@ -206,18 +243,39 @@ function deltaEntry(resource: EncodedResource): Uint8Array {
   return entry;
 }
 
+/**
+ * DeltaDiscoveryResponse fields 1 (system_version_info), 2 (resources), 4 (type_url),
+ * 5 (nonce), 6 (removed_resources), behind gRPC's prefix in one buffer: one copy of each
+ * resource per stream (the reflective writer's join and a Buffer.from, then the framing,
+ * were three copies of a megabyte listener). test/xds/wire.test.ts holds it to the
+ * reflective encoder.
+ */
 export function encodeDeltaResponse(options: {
   typeUrl: string;
   systemVersion: string;
   resources: readonly EncodedResource[];
   removed: readonly string[];
   nonce: string;
-}): Buffer {
-  const writer = new BinaryWriter();
-  writer.tag(1, WireType.LengthDelimited).string(options.systemVersion);
-  for (const resource of options.resources) writer.tag(2, WireType.LengthDelimited).bytes(deltaEntry(resource));
-  writer.tag(4, WireType.LengthDelimited).string(options.typeUrl);
-  writer.tag(5, WireType.LengthDelimited).string(options.nonce);
-  for (const name of options.removed) writer.tag(6, WireType.LengthDelimited).string(name);
-  return Buffer.from(writer.finish());
+}): FramedResponse {
+  const entries = options.resources.map(deltaEntry);
+  const versionBytes = Buffer.byteLength(options.systemVersion);
+  const typeUrlBytes = Buffer.byteLength(options.typeUrl);
+  const nonceBytes = Buffer.byteLength(options.nonce);
+  const removedBytes = options.removed.map((name) => Buffer.byteLength(name));
+  let size = fieldSize(versionBytes) + fieldSize(typeUrlBytes) + fieldSize(nonceBytes);
+  for (const entry of entries) size += fieldSize(entry.length);
+  for (const n of removedBytes) size += fieldSize(n);
+  const framed = Buffer.allocUnsafe(GRPC_FRAME_HEADER_BYTES + size);
+  writeFrameHeader(framed);
+  let at = writeString(framed, GRPC_FRAME_HEADER_BYTES, 1, options.systemVersion, versionBytes);
+  for (const entry of entries) {
+    at = writeHead(framed, at, 2, entry.length);
+    framed.set(entry, at);
+    at += entry.length;
+  }
+  at = writeString(framed, at, 4, options.typeUrl, typeUrlBytes);
+  at = writeString(framed, at, 5, options.nonce, nonceBytes);
+  options.removed.forEach((name, i) => (at = writeString(framed, at, 6, name, removedBytes[i]!)));
+  if (at !== framed.length) throw new Error(`DeltaDiscoveryResponse encoding wrote ${at - GRPC_FRAME_HEADER_BYTES} of ${size} bytes`);
+  return { bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
 }

@@ -301,7 +301,7 @@ describe('a real Envoy: the DNS listener and the plain-HTTP path over RDS (ENVOY
       throw new Error(`${error.message}\nEnvoy's log:\n${envoyLog.slice(-4000)}`);
     });
     const dump = await (await fetch(`http://127.0.0.1:${envoyAdmin}/config_dump`)).text();
-    for (const what of ['egress_dns', 'envoy.filters.udp.dns_filter', 'envoy.filters.listener.http_inspector', 'envoy.filters.network.http_connection_manager', 'envoy.access_loggers.tcp_grpc']) {
+    for (const what of ['egress_dns', 'envoy.filters.udp.dns_filter', 'envoy.filters.listener.http_inspector', TypeUrl.HttpConnectionManager.slice('type.googleapis.com/'.length), 'envoy.access_loggers.tcp_grpc']) {
       assert.ok(dump.includes(what), `${what} in /config_dump`);
     }
   });

@@ -33,11 +33,14 @@ describe('filter_chain_matcher model: IPMatcher (trie_matcher.h)', () => {
     assert.equal(chainOf(m, conn({ sourceIp: '192.0.2.9' })), 'none');
     assert.equal(chainOf(m, conn({ sourceIp: 'fd00::1' })), 'none');
   });
-  it('hands a nested no-match to the next range unless that one is exclusive, and reports the fall-through', () => {
+  it('hands a nested no-match to the next range unless that one is exclusive, and reports it as backtracking (every release since 1.22)', () => {
     const open = ipTree(TypeUrl.SourceIpInput, [{ ranges: ['10.0.0.0/8'], onMatch: to('wide') }, { ranges: ['10.0.0.4/30'], onMatch: never }], to('none'));
     const result = evaluateMatcher(open, conn());
     assert.equal(actionChainName(result.action), 'wide');
-    assert.equal(result.fellThrough, true);
+    assert.equal(result.backtracked, true);
+    assert.equal(result.fellThrough, false);
+    const toNoMatch = evaluateMatcher(ipTree(TypeUrl.SourceIpInput, [{ ranges: ['10.0.0.4/30'], onMatch: never }], to('none')), conn());
+    assert.deepEqual([actionChainName(toNoMatch.action), toNoMatch.backtracked, toNoMatch.fellThrough], ['none', true, false]);
     const exclusive = ipTree(TypeUrl.SourceIpInput, [{ ranges: ['10.0.0.0/8'], onMatch: to('wide'), exclusive: true }, { ranges: ['10.0.0.4/30'], onMatch: never }], to('none'));
     assert.equal(chainOf(exclusive, conn()), 'none');
   });
@@ -83,6 +86,14 @@ describe('filter_chain_matcher model: exact_match_map and the listener', () => {
     assert.equal(gh.chain?.name, 'gh');
     assert.deepEqual(gh.path, ['destination_port=443: no entry', 'server_name github.com = github.com', '→ gh']);
     assert.equal(gh.fellThrough, false);
+  });
+  it('a map whose nested matcher does not match takes its on_no_match only in newer releases: reported as a fall-through', () => {
+    const nested: MatcherJson = {
+      matcherTree: { input: input(TypeUrl.DestinationPortInput), exactMatchMap: { map: { '443': { matcher: names([{ domains: ['github.com'], onMatch: to('gh') }]) } } } },
+      onNoMatch: to('reject'),
+    };
+    const result = evaluateMatcher(nested, conn({ serverName: 'example.org' }));
+    assert.deepEqual([actionChainName(result.action), result.fellThrough, result.backtracked], ['reject', true, false]);
   });
   it('falls to the default chain when the action names no chain, and finds that problem', () => {
     const dangling: ListenerJson = { ...listener, filterChains: listener.filterChains.filter((c) => c.name !== 'gh'), defaultFilterChain: { name: 'dflt', filters: [] } };

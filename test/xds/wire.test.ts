@@ -28,10 +28,20 @@ test('the hand-written SotW response is byte for byte what the reflective encode
           resources: [...set.items.values()].filter((r) => !names || names.has(r.name)).map((r) => create(AnySchema, { typeUrl: r.typeUrl, value: r.bytes })),
         }),
       );
-    assert.deepEqual(new Uint8Array(encodeSotwResponse(typeUrl, set, '7')), expected('7'));
+    const prefix = (length: number) => {
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(length, 1);
+      return header;
+    };
+    const whole = encodeSotwResponse(typeUrl, set, '7');
+    assert.deepEqual(new Uint8Array(whole.bytes), expected('7'));
+    // A stream's own response is framed where it is encoded: the message is a view into the framed buffer.
+    assert.deepEqual(whole.framed, Buffer.concat([prefix(expected('7').length), expected('7')]));
+    assert.equal(whole.bytes.buffer, whole.framed.buffer);
+    assert.equal(whole.bytes.byteOffset, whole.framed.byteOffset + 5);
     // Only the names asked for (route tables are asked for by name), in the set's order.
     const some = new Set([[...set.items.keys()][0]!, 'not-in-the-set']);
-    assert.deepEqual(new Uint8Array(encodeSotwResponse(typeUrl, set, '8', some)), expected('8', some));
+    assert.deepEqual(new Uint8Array(encodeSotwResponse(typeUrl, set, '8', some).bytes), expected('8', some));
     const shared = sharedSotwResponse(typeUrl, set);
     assert.deepEqual(new Uint8Array(shared.bytes), expected(shared.nonce));
     // What goes on the HTTP/2 stream: gRPC's prefix (not compressed, the length, big-endian) and the same bytes.
@@ -39,9 +49,7 @@ test('the hand-written SotW response is byte for byte what the reflective encode
     assert.equal(shared.framed.readUInt32BE(1), shared.bytes.length);
     assert.deepEqual(new Uint8Array(shared.framed.subarray(5)), expected(shared.nonce));
     assert.equal(shared.bytes.buffer, shared.framed.buffer, 'the message is a view into the framed buffer, not a copy');
-    const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(expected('7').length, 1);
-    assert.deepEqual(grpcFramed(encodeSotwResponse(typeUrl, set, '7')), Buffer.concat([prefix, expected('7')]));
+    assert.deepEqual(grpcFramed(expected('7')), Buffer.concat([prefix(expected('7').length), expected('7')]));
     const decoded = fromBinary(DiscoveryResponseSchema, shared.bytes);
     assert.equal(decoded.resources.length, set.items.size);
     assert.equal(decoded.versionInfo, set.version);
