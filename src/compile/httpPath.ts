@@ -186,7 +186,9 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
           localReplyConfig: part('localReply', () => ({
             mappers: [
               {
-                filter: { statusCodeFilter: { comparison: { op: 'EQ', value: { defaultValue: 403, runtimeKey: 'egress_xds.http_refusal_status' } } } },
+                // runtime_key is required (RuntimeUInt32, min_len 1) and repeated in every
+                // port-80 chain: short, still saying what it overrides (the refused status).
+                filter: { statusCodeFilter: { comparison: { op: 'EQ', value: { defaultValue: 403, runtimeKey: 'egress_xds.refused' } } } },
                 bodyFormatOverride: { textFormatSource: { inlineString: HTTP_REFUSAL_FORMAT } },
               },
             ],

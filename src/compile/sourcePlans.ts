@@ -4,8 +4,8 @@
 //   - destination ranges allowed by address, each with the complete set of ports allowed
 //     there (its own rules' and those of every range around it), grouped by that set;
 //   - server-name patterns, each with where it goes (the name, or the original destination).
-// Envoy's IP matcher takes the longest range first, so each entry carries its whole verdict
-// and the matcher never needs to fall back (filterChainMatcher.ts).
+// Envoy's IP matcher takes the longest range first, so each entry carries its whole verdict;
+// the less specific ranges it may hand a no-match to allow a subset of it (hardenedMatcher.ts).
 import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { ANY_SOURCE, cidrKeysOf, cidrOfKey, splitDefaultRoute } from './cidrKeys.js';
