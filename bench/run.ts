@@ -4,6 +4,7 @@ import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
 import { hostScenarioTable } from './hostScenario.js';
 import { hostServerTable } from './hostServer.js';
+import { editPathTable } from './editPath.js';
 import { fleetTable } from './fleet.js';
 import { hostileMixTable } from './hostileMix.js';
 import { forwardTable } from './forward.js';
@@ -35,6 +36,8 @@ console.log('\nthe same without access logs (accessLog: false):');
 for (const line of await hostScenarioTable([50, 200, 1000], 8, { accessLog: false })) console.log(line);
 console.log('\nthrough the server (compile workers, snapshot, ADS): the main thread\'s longest event-loop block:');
 for (const line of await hostServerTable([1000], 3)) console.log(line);
+console.log('\none edit through the snapshot layer in process (cache, compile worker, shared response; no HTTP, store or gRPC):');
+for (const line of await editPathTable(1000, 10)) console.log(line);
 
 console.log('\n## Push latency: admin API 200 → new Listener received');
 console.log('| Envoys | changes | p50 | p90 | p99 | max | all Envoys done, p99 | arrived before the 200 | server: commit → written, p99 ≤ | server RSS |');

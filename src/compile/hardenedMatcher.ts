@@ -19,8 +19,11 @@
 //               → destination_ip → original_dst|SOURCE, else → the source's refusal
 //
 // Each source's subtree is complete (it holds the policies of every range around it and of
-// the source-less ones) and every nested matcher has its own on_no_match, so Envoy never
-// needs to fall back from one branch to another, whatever its release does there.
+// the source-less ones). Every map matcher's nested matchers end in an action, so Envoy never
+// needs a map to fall back (that changed across releases); the one hand-over relied on is the
+// IP range matcher's, the same in every release since 1.22 (cidrBranch, sourceFragment): a
+// port map without on_no_match, and a server-name matcher without one for a source refused
+// outright.
 //
 // Why the shared names come first: a source-less policy that dials by name allows its names
 // to every source, by name, whatever else allows them (route.ts: the name wins unless every
@@ -112,9 +115,10 @@ function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: 
  * destination-IP matcher's on_no_match; a range's port map has none. When the port is not
  * in the map, the map does not match, and Envoy's IP range matcher then tries the less
  * specific ranges holding the address and, after them, its own on_no_match:
- * trie_matcher.h has done so in every release since the matcher came (1.22: "Resume any
- * subtree matching to preserve backtracking progress", evaluateMatch of the nested tree;
- * today handleRecursionAndSkips: "No-match isn't definitive, so continue checking nodes"),
+ * source/extensions/common/matcher/trie_matcher.h (ip_range_matcher.h since its rename) has
+ * done so in every release since the matcher came (1.22: "Resume any subtree matching to
+ * preserve backtracking progress", evaluateMatch of the nested tree; today
+ * handleRecursionAndSkips: "No-match isn't definitive, so continue checking nodes"),
  * unlike a map matcher, whose nested no-match went to its own on_no_match only in newer
  * releases. The less specific ranges cannot match either: each range's group carries the
  * ports of every range around it (sourcePlans.ts cidrGroupsOf), so their port sets are
@@ -148,20 +152,28 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
   const refusal = refusalChainName(label, plan.policies);
   const refused = to(refusal);
-  const nameDomains: string[] = [];
-  const originalDomains: string[] = [];
-  for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
+  const nameDomains = plan.serverNames.byName;
+  const originalDomains = plan.serverNames.byOriginal;
   const domainMatchers = [
     ...(nameDomains.length > 0 ? [{ domains: sortServerNames(nameDomains), onMatch: to(nameChainName(label)) }] : []),
     ...(originalDomains.length > 0 ? [{ domains: sortServerNames(originalDomains), onMatch: to(originalDstChainName(label)) }] : []),
   ];
+  // A named source refused outright ("reject", no audit) leaves its server-name matcher
+  // without on_no_match (about 70 bytes a source): a name it does not allow is then no match,
+  // and the source-IP range matcher hands the connection to the ranges around the source and
+  // at last to "any source", whose subtree refuses explicitly. Those hold a subset of the
+  // source's policies (sourcePlans.ts: a source's list includes every policy of a range
+  // around it and the source-less ones), so none of them allows the name or the address
+  // either, and none of them audits (an audit policy there would select this source too).
+  // The hand-over is the IP range matcher's (trie_matcher.h, see cidrBranch), never a map's.
+  const implicitRefusal = plan.key !== ANY_SOURCE && refusal === REJECT_FILTER_CHAIN;
   const byName: OnMatchJson =
     domainMatchers.length === 0
       ? refused
       : {
           matcher: {
             matcherTree: { input: SERVER_NAME, customMatch: { name: SERVER_NAME_MATCHER_NAME, typedConfig: { '@type': TypeUrl.ServerNameMatcher, domainMatchers } } },
-            onNoMatch: refused,
+            ...(!implicitRefusal && { onNoMatch: refused }),
           },
         };
   const onMatch = cidrBranch(plan, label, byName);
@@ -208,16 +220,23 @@ function cachedSourceFragmentByContent(key: string, policies: readonly Policy[],
     fragments.delete(memoKey);
   } else {
     const built = sourceFragment(sourcePlan(key, policies, listenerPort));
-    // Never changed after this: the encoder may keep their bytes.
-    const range = key === ANY_SOURCE ? [] : [cidrRangeOf(key)];
+    // Never changed after this: the encoder may keep their bytes. Only what the matcher
+    // holds directly is marked: a named source's range entries (their branches are inside),
+    // "any source"'s branches (the matcher's on_no_match). Marking both kept every named
+    // source's branches twice, as themselves and inside their entries.
+    const any = key === ANY_SOURCE;
+    const range = any ? [] : [cidrRangeOf(key)];
+    const mark = <T extends object>(value: T, whenAny: boolean): T => (whenAny === any ? markImmutable(value) : value);
     fragment = {
       ...built,
-      onMatch: markImmutable(built.onMatch),
-      sharedOnMatch: markImmutable(built.sharedOnMatch),
-      rangeEntry: markImmutable({ ranges: range, onMatch: built.onMatch }),
-      sharedRangeEntry: markImmutable({ ranges: range, onMatch: built.sharedOnMatch }),
-      httpRangeEntry: markImmutable({ ranges: range, onMatch: built.httpOnMatch }),
-      rawRangeEntry: built.rawOnMatch && markImmutable({ ranges: range, onMatch: built.rawOnMatch }),
+      onMatch: mark(built.onMatch, true),
+      sharedOnMatch: mark(built.sharedOnMatch, true),
+      httpOnMatch: mark(built.httpOnMatch, true),
+      rawOnMatch: built.rawOnMatch && mark(built.rawOnMatch, true),
+      rangeEntry: mark({ ranges: range, onMatch: built.onMatch }, false),
+      sharedRangeEntry: mark({ ranges: range, onMatch: built.sharedOnMatch }, false),
+      httpRangeEntry: mark({ ranges: range, onMatch: built.httpOnMatch }, false),
+      rawRangeEntry: built.rawOnMatch && mark({ ranges: range, onMatch: built.rawOnMatch }, false),
     };
   }
   fragments.set(memoKey, fragment);

@@ -56,7 +56,8 @@ export const CONNECTION_LIMIT_FILTER = 'envoy.filters.network.connection_limit';
 // (MatchInputFactory::createDataInputBase, Config::Utility::getFactory), custom matcher and
 // action (Config::Utility::getAndCheckFactory) from the factory registered for the
 // typed_config's type URL, and so does the listener for its network filters
-// (getAndCheckFactory<NamedNetworkFilterConfigFactory>); source/common/config/utility.h
+// (source/common/listener_manager/listener_manager_impl.cc, createNetworkFilterFactoryListImpl:
+// getAndCheckFactory<NamedNetworkFilterConfigFactory>); source/common/config/utility.h
 // consults the name only when no factory has that type, and not at all with
 // envoy.reloadable_features.no_extension_lookup_by_name (on since Envoy 1.22, the
 // 1.22.0 release notes: "type URL is used to lookup extensions regardless of the name
@@ -64,7 +65,8 @@ export const CONNECTION_LIMIT_FILTER = 'envoy.filters.network.connection_limit';
 // the pure model (src/envoy/filterChainMatcher.ts), check.ts and the access-log code look
 // parts up by type URL, never by these names. Not shortened: HTTP filter names inside the
 // connection manager (they key typed_per_filter_config), the seed profile's chains (seed 002
-// §6.6's shape, byte for byte) and the forward proxy's network filters.
+// §6.6's shape, byte for byte) and the forward proxy's tcp_proxy and connection managers
+// (it shares the matcher parts, connection_limit and sni_dynamic_forward_proxy builders).
 /** The filter_chain_matcher action (google.protobuf.StringValue, the filter chain's name). */
 export const FILTER_CHAIN_NAME_ACTION = 'chain';
 /** xds.type.matcher.v3.IPMatcher (Envoy's envoy.matching.custom_matchers.ip_range_matcher / trie_matcher). */

@@ -24,7 +24,7 @@
 // egress compiler never relies on it: evaluateMatcher reports it (`fellThrough`) and tests
 // assert no generated tree depends on one. The IP range matcher's hand-over (a nested
 // no-match → the next, less specific range → its on_no_match) is the same in every release
-// since 1.22 (trie_matcher.h: evaluateMatch of the nested tree then, handleRecursionAndSkips
+// since 1.22 (trie_matcher.h, now ip_range_matcher.h: evaluateMatch of the nested tree then, handleRecursionAndSkips
 // now, both going on to the next node and then on_no_match), so the compiler may rely on
 // it; it is reported apart (`backtracked`). Inputs, custom matchers and actions are told
 // apart by their typed_config's type URL, as Envoy's factories are found
@@ -219,8 +219,11 @@ function matchTree(matcher: MatcherJson, connection: FilterChainMatchInput, walk
   if (!matcher.onNoMatch) return undefined;
   // A branch was taken and did not match: Envoy's newer map matchers then take on_no_match.
   if (triedSomething) {
-    if (ipRanges) walk.backtracked = true;
-    else walk.fellThrough = true;
+    if (ipRanges) {
+      walk.backtracked = true;
+      // Say so in /v1/check's path: the ranges' subtrees did not match, on_no_match decides.
+      walk.path.push(`${tree ? inputLabel(tree.input) : 'input'}: no range's subtree matched → on_no_match`);
+    } else walk.fellThrough = true;
   }
   return onMatch(matcher.onNoMatch, connection, walk);
 }

@@ -82,6 +82,9 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     });
     assert.equal(status.resources[TypeUrl.Listener]!.nack, undefined);
     assert.equal(status.resources[TypeUrl.Cluster]!.acked, status.resources[TypeUrl.Cluster]!.sent);
+    // Issue 7: the short, opaque extension names (src/compile/names.ts) are accepted: Envoy
+    // found the tcp_proxy filter and the matcher's actions and inputs by their type URLs.
+    for (const name of ['tcp', 'chain', 'port']) assert.match(dump, new RegExp(`"name":\\s*"${name}"`), `"${name}" in /config_dump`);
     await until('upToDate in the node status', async () => (cp.registry.list().find((n) => n.id === 'envoy-it')?.upToDate ? true : undefined));
   });
 
