@@ -9,12 +9,12 @@ import { Child } from './fanout.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
 import type { HostileClientsCommand, HostileClientsSpec } from './hostileClients.js';
-import { shippedEnv } from './shippedEnv.js';
+import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function hostileCostTable(n = 10_000): Promise<string[]> {
-  const { child: srv, hello } = await Child.start<FleetServerCommand>(process.env.HOSTILE_COST_SERVER || './fleetServer.js', ['0', '2000', JSON.stringify({ stuckWriteMs: 60_000 })], [], 30_000, shippedEnv());
+  const { child: srv, hello } = await Child.start<FleetServerCommand>(process.env.HOSTILE_COST_SERVER || './fleetServer.js', ['0', '2000', JSON.stringify({ stuckWriteMs: 60_000 })], shippedNodeFlags(), 30_000, shippedEnv());
   const address = `127.0.0.1:${String(hello.xdsPort)}`;
   const cpu = async () => (await srv.ask<FanoutUsage>({ usage: true })).cpuMicros / 1000;
   const kinds: [string, number, Omit<HostileClientsSpec, 'address'>][] = [

@@ -14,7 +14,7 @@
 // and looks at each received listener once: it measures the server, not itself.
 import { loadavg } from 'node:os';
 import { Child } from './fanout.js';
-import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
+import { shippedEnv, shippedEnvLine, shippedNodeFlags } from './shippedEnv.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
@@ -98,7 +98,7 @@ export interface HostileMixOptions {
 export async function hostileMix(options: HostileMixOptions): Promise<HostileMixResult> {
   const hostileIn = options.hostileIn ?? 'child';
   const load0 = loadavg()[0]!;
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: STUCK_WRITE_MS })], [], 30_000, shippedEnv());
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: STUCK_WRITE_MS })], shippedNodeFlags(), 30_000, shippedEnv());
   const address = `127.0.0.1:${String(hello.xdsPort)}`;
   const admin = `http://127.0.0.1:${String(hello.adminPort)}`;
   const envoys: FakeEnvoy[] = [];

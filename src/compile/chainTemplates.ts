@@ -17,7 +17,7 @@
 // differs is dropped (its chains are then walked as before). Templates live for one
 // compile: nothing stale crosses compiles. test/compile/chainTemplates.test.ts holds the
 // filled bytes to the generic encoder's for random sources, IPv6 included.
-import { encodingTemplate, fillTemplate, hasBytes, isImmutable, primeImmutable, walkEncode, type EncodingTemplate } from '../envoy/fastEncode.js';
+import { encodingTemplate, fillTemplate, memoState, primeImmutable, walkEncode, type EncodingTemplate } from '../envoy/fastEncode.js';
 import type { FilterChainJson } from '../envoy/resources.js';
 import { TYPE_PREFIX } from '../envoy/typeUrls.js';
 import { sourceStatPrefix } from './guards.js';
@@ -42,12 +42,13 @@ interface Entry {
  * depends on, as a string; undefined leaves the chain to the walk.
  */
 export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (sourceLabel: string) => string | undefined): { filled: number; walked: number } {
-  const templates = new Map<string, Entry>();
+  // By kind and family, then by context: no key string built per chain.
+  const templates = new Map<string, Map<string, Entry>>();
   let filled = 0;
   let walked = 0;
   for (const chain of chains) {
     const name = chain.name;
-    if (name === undefined || !isImmutable(chain) || hasBytes(chain, FILTER_CHAIN_TYPE)) continue;
+    if (name === undefined || memoState(chain, FILTER_CHAIN_TYPE) !== 1) continue;
     const bar = name.indexOf('|');
     if (bar < 0) continue;
     const kind = name.slice(0, bar);
@@ -55,9 +56,11 @@ export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (
     const context = contextOf(label);
     if (context === undefined) continue;
     // The address family too: nothing should differ by it, but nothing is assumed.
-    const key = `${kind}|${label === '*' ? '*' : label.includes(':') ? 6 : 4}|${context}`;
+    const kindKey = `${kind}|${label === '*' ? '*' : label.includes(':') ? 6 : 4}`;
+    let byContext = templates.get(kindKey);
+    if (byContext === undefined) templates.set(kindKey, (byContext = new Map()));
     const slots = chainSlots(kind, label);
-    let entry = templates.get(key);
+    let entry = byContext.get(context);
     if (entry === undefined) {
       // The exemplar's own bytes are the template filled with its own strings.
       let template: EncodingTemplate | undefined;
@@ -66,7 +69,7 @@ export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (
       } catch {
         template = undefined;
       }
-      templates.set(key, (entry = { template, checked: CHECKED_FILLS }));
+      byContext.set(context, (entry = { template, checked: CHECKED_FILLS }));
       if (template === undefined) continue;
       primeImmutable(chain, FILTER_CHAIN_TYPE, fillTemplate(template, slots));
       filled++;
@@ -83,7 +86,7 @@ export function primeChainBytes(chains: readonly FilterChainJson[], contextOf: (
         walkedBytes = undefined;
       }
       if (walkedBytes === undefined || !sameBytes(walkedBytes, body)) {
-        templates.set(key, { template: undefined, checked: 0 });
+        byContext.set(context, { template: undefined, checked: 0 });
         continue;
       }
       entry.checked--;

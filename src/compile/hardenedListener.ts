@@ -29,16 +29,28 @@ export interface HardenedOptions extends ChainOptions {
 
 // Chains depend only on the source and the options: built (and encoded) once each.
 const MAX_CHAINS = 50_000;
-const chainCache = new Map<string, FilterChainJson>();
-function cachedChain(kind: 'name' | 'original' | 'audit', source: string, options: ChainOptions, optionsKey: string): FilterChainJson {
-  const key = `${kind}|${source}|${optionsKey}`;
-  let chain = chainCache.get(key);
-  if (!chain) {
-    if (chainCache.size >= MAX_CHAINS) chainCache.clear();
-    chain = markImmutable(kind === 'name' ? nameChain(source, options) : kind === 'audit' ? auditChain(source, options.maxConnectionsPerSource) : originalDstChain(source, options));
-    chainCache.set(key, chain);
+// By options and kind, then by source: every compile looks up each of its thousands of
+// chains, and a key string built per chain was most of an edit's chain step.
+const chainCache = new Map<string, Map<string, FilterChainJson>>();
+/** Chains held in chainCache, all groups together (bounded by MAX_CHAINS). */
+let cachedChains = 0;
+function chainsOf(kind: 'name' | 'original' | 'audit', sources: readonly string[], options: ChainOptions, optionsKey: string): FilterChainJson[] {
+  const group = `${kind}|${optionsKey}`;
+  if (cachedChains + sources.length > MAX_CHAINS) {
+    chainCache.clear();
+    cachedChains = 0;
   }
-  return chain;
+  let bySource = chainCache.get(group);
+  if (!bySource) chainCache.set(group, (bySource = new Map()));
+  return sources.map((source) => {
+    let chain = bySource.get(source);
+    if (!chain) {
+      chain = markImmutable(kind === 'name' ? nameChain(source, options) : kind === 'audit' ? auditChain(source, options.maxConnectionsPerSource) : originalDstChain(source, options));
+      bySource.set(source, chain);
+      cachedChains++;
+    }
+    return chain;
+  });
 }
 
 // The two refusal chains are the same in every listener: one object each, so their logged
@@ -49,6 +61,7 @@ const rejectChains = () => (refusals ??= [markImmutable(noPolicyRejectChain()), 
 /** Forgets the chains built so far (benchmarks measure cold compiles with it). */
 export function resetChainCache(): void {
   chainCache.clear();
+  cachedChains = 0;
   resetHttpChainCache();
   resetAccessLogCache();
 }
@@ -63,9 +76,9 @@ export function hardenedListenerAndRoutes(policies: readonly Policy[], options: 
   const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
     ...rejectChains(),
-    ...nameChainSources.map((source) => cachedChain('name', source, options, optionsKey)),
-    ...originalDstChainSources.map((source) => cachedChain('original', source, options, optionsKey)),
-    ...auditChainSources.map((source) => cachedChain('audit', source, options, optionsKey)),
+    ...chainsOf('name', nameChainSources, options, optionsKey),
+    ...chainsOf('original', originalDstChainSources, options, optionsKey),
+    ...chainsOf('audit', auditChainSources, options, optionsKey),
   ];
   const listenerName = options.listener.name ?? EGRESS_LISTENER_NAME;
   // Every source's plain HTTP to port 80 (httpPath.ts); its routes need the source's names, shared ones included.
@@ -76,11 +89,17 @@ export function hardenedListenerAndRoutes(policies: readonly Policy[], options: 
   // chain holds besides its source's strings is the options, the listener, the access-log
   // settings and the names of the audit and log-all policies selecting the source.
   const common = `${optionsKey}|${listenerName}|${JSON.stringify(options.accessLog ?? {})}`;
+  // A source's chains share their context; most sources share one.
+  const contexts = new Map<readonly Policy[], string>();
   primeChainBytes(logged, (label) => {
     const selecting = fullBySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label);
     if (selecting === undefined) return undefined;
-    const logAll = selecting.filter((p) => p.log === 'all').map((p) => p.name).sort();
-    return `${common}|${auditPolicies(selecting).join(',')}|${logAll.join(',')}`;
+    let context = contexts.get(selecting);
+    if (context === undefined) {
+      const logAll = selecting.filter((p) => p.log === 'all').map((p) => p.name).sort();
+      contexts.set(selecting, (context = `${common}|${auditPolicies(selecting).join(',')}|${logAll.join(',')}`));
+    }
+    return context;
   });
   const listener = egressListener(logged, options.listener);
   listener.listenerFilters = [...(listener.listenerFilters ?? []), httpInspectorListenerFilter()];

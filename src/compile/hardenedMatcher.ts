@@ -152,9 +152,8 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   const label = sourceLabelOf(plan.key);
   const refusal = refusalChainName(label, plan.policies);
   const refused = to(refusal);
-  const nameDomains: string[] = [];
-  const originalDomains: string[] = [];
-  for (const [pattern, upstream] of plan.serverNames) (upstream === 'name' ? nameDomains : originalDomains).push(pattern);
+  const nameDomains = plan.serverNames.byName;
+  const originalDomains = plan.serverNames.byOriginal;
   const domainMatchers = [
     ...(nameDomains.length > 0 ? [{ domains: sortServerNames(nameDomains), onMatch: to(nameChainName(label)) }] : []),
     ...(originalDomains.length > 0 ? [{ domains: sortServerNames(originalDomains), onMatch: to(originalDstChainName(label)) }] : []),
@@ -221,16 +220,23 @@ function cachedSourceFragmentByContent(key: string, policies: readonly Policy[],
     fragments.delete(memoKey);
   } else {
     const built = sourceFragment(sourcePlan(key, policies, listenerPort));
-    // Never changed after this: the encoder may keep their bytes.
-    const range = key === ANY_SOURCE ? [] : [cidrRangeOf(key)];
+    // Never changed after this: the encoder may keep their bytes. Only what the matcher
+    // holds directly is marked: a named source's range entries (their branches are inside),
+    // "any source"'s branches (the matcher's on_no_match). Marking both kept every named
+    // source's branches twice, as themselves and inside their entries.
+    const any = key === ANY_SOURCE;
+    const range = any ? [] : [cidrRangeOf(key)];
+    const mark = <T extends object>(value: T, whenAny: boolean): T => (whenAny === any ? markImmutable(value) : value);
     fragment = {
       ...built,
-      onMatch: markImmutable(built.onMatch),
-      sharedOnMatch: markImmutable(built.sharedOnMatch),
-      rangeEntry: markImmutable({ ranges: range, onMatch: built.onMatch }),
-      sharedRangeEntry: markImmutable({ ranges: range, onMatch: built.sharedOnMatch }),
-      httpRangeEntry: markImmutable({ ranges: range, onMatch: built.httpOnMatch }),
-      rawRangeEntry: built.rawOnMatch && markImmutable({ ranges: range, onMatch: built.rawOnMatch }),
+      onMatch: mark(built.onMatch, true),
+      sharedOnMatch: mark(built.sharedOnMatch, true),
+      httpOnMatch: mark(built.httpOnMatch, true),
+      rawOnMatch: built.rawOnMatch && mark(built.rawOnMatch, true),
+      rangeEntry: mark({ ranges: range, onMatch: built.onMatch }, false),
+      sharedRangeEntry: mark({ ranges: range, onMatch: built.sharedOnMatch }, false),
+      httpRangeEntry: mark({ ranges: range, onMatch: built.httpOnMatch }, false),
+      rawRangeEntry: built.rawOnMatch && mark({ ranges: range, onMatch: built.rawOnMatch }, false),
     };
   }
   fragments.set(memoKey, fragment);

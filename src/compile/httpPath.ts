@@ -35,7 +35,7 @@ import { connectionLimitFilter } from './guards.js';
 import { ANY_SOURCE_LABEL, HardenedFilterName, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { sortServerNames } from './serverNames.js';
-import { ANY_SOURCE, policiesBySource, serverNamesOf } from './sourcePlans.js';
+import { ANY_SOURCE, policiesBySource, serverNameLists, type ServerNameLists } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
 
 export const HTTP_PORT = 80;
@@ -103,6 +103,29 @@ const refusedVirtualHost = (): VirtualHostJson =>
 const wouldDenyVirtualHost = (): VirtualHostJson =>
   part('would_deny', () => ({ name: WOULD_DENY_ROUTE, domains: ['*'], routes: [{ name: WOULD_DENY_ROUTE, match: { prefix: '/' }, route: { cluster: AUDIT_CLUSTER, timeout: '0s' } }] }));
 
+// Forwarding virtual hosts by content, so equal name lists share one object (and its bytes):
+// by name and cluster, then by the names joined. The last one asked for is checked first
+// without building a key: every source's table asks for the same shared-names host.
+const virtualHosts = new Map<string, Map<string, VirtualHostJson>>();
+let lastVirtualHost: { name: string; cluster: string; patterns: readonly string[]; value: VirtualHostJson } | undefined;
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+function virtualHost(name: string, patterns: readonly string[], cluster: string): VirtualHostJson {
+  const last = lastVirtualHost;
+  if (last && last.name === name && last.cluster === cluster && sameList(last.patterns, patterns)) return last.value;
+  const kind = `${name}|${cluster}`;
+  let byNames = virtualHosts.get(kind);
+  if (!byNames) virtualHosts.set(kind, (byNames = new Map()));
+  // Names hold no newline (validated DNS patterns), so the join is unambiguous.
+  const key = patterns.join('\n');
+  let value = byNames.get(key);
+  if (!value) {
+    if (byNames.size >= MAX_PARTS) byNames.clear();
+    byNames.set(key, (value = markImmutable({ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] })));
+  }
+  if (name === 'allowed_shared') lastVirtualHost = { name, cluster, patterns: [...patterns], value };
+  return value;
+}
+
 /**
  * The route table of one source's HTTP chain. `sharedNames`: the names of the source-less
  * policies that dial by name (allowed to every source, always by name): they get a virtual
@@ -111,18 +134,16 @@ const wouldDenyVirtualHost = (): VirtualHostJson =>
  */
 export function httpRouteConfig(
   sourceLabel: string,
-  serverNames: ReadonlyMap<string, PolicyUpstream>,
+  serverNames: ServerNameLists,
   audited = false,
   sharedNames: ReadonlySet<string> = new Set(),
 ): RouteConfigurationJson {
   const byName: string[] = [];
   const shared: string[] = [];
-  const byOriginal: string[] = [];
-  for (const [pattern, upstream] of serverNames) (upstream === 'name' ? (sharedNames.has(pattern) ? shared : byName) : byOriginal).push(pattern);
+  for (const pattern of serverNames.byName) (sharedNames.has(pattern) ? shared : byName).push(pattern);
+  const byOriginal = [...serverNames.byOriginal];
   const forward = (name: string, patterns: string[], cluster: string): VirtualHostJson[] =>
-    patterns.length === 0
-      ? []
-      : [part(`vhost|${name}|${cluster}|${JSON.stringify(patterns)}`, () => ({ name, domains: hostDomains(patterns), routes: [{ name, match: { prefix: '/' }, route: { cluster, timeout: '0s' } }] }))];
+    patterns.length === 0 ? [] : [virtualHost(name, patterns, cluster)];
   return {
     name: httpRouteConfigName(sourceLabel),
     virtualHosts: [
@@ -283,7 +304,7 @@ export function httpRouteConfigs(
     const known = routeConfigsByList.get(selecting);
     if (known && known.label === label && known.key === sharedKey) return known.value;
     const config = cached(cachedRouteConfigs, `${label}|${sharedKey}|${policiesKey(selecting)}`, () =>
-      httpRouteConfig(label, serverNamesOf(selecting), auditPolicies(selecting).length > 0, sharedNames),
+      httpRouteConfig(label, serverNameLists(selecting), auditPolicies(selecting).length > 0, sharedNames),
     );
     routeConfigsByList.set(selecting, { label, key: sharedKey, value: config });
     return config;
@@ -297,4 +318,6 @@ export function resetHttpChainCache(): void {
   httpChainsByList = new WeakMap();
   routeConfigsByList = new WeakMap();
   parts.clear();
+  virtualHosts.clear();
+  lastVirtualHost = undefined;
 }

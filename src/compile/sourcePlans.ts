@@ -9,7 +9,7 @@
 import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { ANY_SOURCE, cidrKeysOf, cidrOfKey, splitDefaultRoute } from './cidrKeys.js';
-import { coveringPatterns, serverNameSortKey, sortServerNames } from './serverNames.js';
+import { compareServerNames, coveringPatterns, serverNameSortKey, sortServerNames } from './serverNames.js';
 
 /** Allowed destination ranges sharing one port set. */
 export interface CidrGroup {
@@ -25,8 +25,8 @@ export interface SourcePlan {
   /** The policies selecting the source, sorted by name. */
   readonly policies: readonly Policy[];
   readonly cidrGroups: readonly CidrGroup[];
-  /** Pattern → where connections it allows go; sorted by pattern. */
-  readonly serverNames: ReadonlyMap<string, PolicyUpstream>;
+  /** The patterns allowed, by where their connections go. */
+  readonly serverNames: ServerNameLists;
 }
 
 const byName = (a: Policy, b: Policy): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -205,23 +205,27 @@ function mergePatterns(a: Sorted, b: Sorted): Sorted {
   return { names, keys };
 }
 
+/** A source's allowed patterns by where their connections go, each list in compareServerNames order. */
+export interface ServerNameLists {
+  readonly byName: readonly string[];
+  readonly byOriginal: readonly string[];
+}
+
 /**
- * Each pattern the policies allow, with where its connections go: the name, unless every
+ * Each pattern the policies allow, by where its connections go: the name, unless every
  * policy allowing them (those with the pattern or a wildcard above it) chose the original
  * destination. In compareServerNames order (DNS labels from the right), the order the
- * matcher and the route tables emit them in.
+ * matcher and the route tables emit them in. Lists, not a Map: a cold compile of a host
+ * asks twice per source, and growing a Map per answer was a sixth of what it allocated.
+ * The lists may be shared (a policy's own): never change them.
  */
-export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUpstream> {
+export function serverNameLists(policies: readonly Policy[]): ServerNameLists {
   let merged: Sorted = { names: [], keys: [] };
   for (const policy of policies) if (policy.allow.sni.length > 0) merged = mergePatterns(merged, patternsOf(policy));
   const patterns = merged.names;
-  const result = new Map<string, PolicyUpstream>();
   // The usual case: no policy chose the original destination, so every pattern goes to the
   // name (each pattern is allowed at least by its own policy); no wildcard walk needed.
-  if (!policies.some((p) => p.upstream === 'original-destination')) {
-    for (const pattern of patterns) result.set(pattern, 'name');
-    return result;
-  }
+  if (!policies.some((p) => p.upstream === 'original-destination')) return { byName: patterns, byOriginal: [] };
   const writers = new Map<string, Policy[]>();
   for (const policy of policies) {
     for (const pattern of policy.allow.sni) {
@@ -230,15 +234,31 @@ export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUp
       else writers.set(pattern, [policy]);
     }
   }
+  const byName: string[] = [];
+  const byOriginal: string[] = [];
   for (const pattern of patterns) {
     const allowing = coveringPatterns(pattern).flatMap((p) => writers.get(p) ?? []);
-    result.set(pattern, allowing.every((p) => p.upstream === 'original-destination') ? 'original-destination' : 'name');
+    (allowing.every((p) => p.upstream === 'original-destination') ? byOriginal : byName).push(pattern);
+  }
+  return { byName, byOriginal };
+}
+
+/** serverNameLists as one map, pattern → where it goes, in the same order. */
+export function serverNamesOf(policies: readonly Policy[]): Map<string, PolicyUpstream> {
+  const { byName, byOriginal } = serverNameLists(policies);
+  const result = new Map<string, PolicyUpstream>();
+  let i = 0;
+  let j = 0;
+  // Merged back into one compareServerNames order.
+  while (i < byName.length || j < byOriginal.length) {
+    if (j >= byOriginal.length || (i < byName.length && compareServerNames(byName[i]!, byOriginal[j]!) < 0)) result.set(byName[i++]!, 'name');
+    else result.set(byOriginal[j++]!, 'original-destination');
   }
   return result;
 }
 
 export function sourcePlan(key: string, policies: readonly Policy[], listenerPort: number): SourcePlan {
-  return { key, policies, cidrGroups: cidrGroupsOf(policies, listenerPort), serverNames: serverNamesOf(policies) };
+  return { key, policies, cidrGroups: cidrGroupsOf(policies, listenerPort), serverNames: serverNameLists(policies) };
 }
 
 export { ANY_SOURCE };

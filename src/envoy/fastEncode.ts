@@ -36,6 +36,8 @@ interface FieldPlan {
 
 interface TypePlan {
   readonly fullName: string;
+  /** Set on first use (writeMessageBody). */
+  special?: number;
   fields: readonly FieldPlan[];
   byKey: ReadonlyMap<string, FieldPlan>;
 }
@@ -122,9 +124,8 @@ const snakeCase = (camel: string): string => camel.replace(/[A-Z]/g, (c) => `_${
 // with one TypedArray.set. Earlier versions kept a rope of segments and small length
 // arrays joined at the end: at a megabyte listener, those allocations and the join were
 // most of an edit's encode.
-interface Fork {
-  readonly start: number;
-}
+/** Where a nested message's body starts (its one-byte length placeholder just before). */
+type Fork = number;
 
 class Writer {
   buf = new Uint8Array(1 << 16);
@@ -236,12 +237,12 @@ class Writer {
   fork(): Fork {
     this.ensure(1);
     this.pos += 1;
-    return { start: this.pos };
+    return this.pos;
   }
 
   /** Ends the body begun at `fork`; returns its length. `dropEmpty`: an empty body loses its one-byte tag too. */
   ldelim(fork: Fork, dropEmpty = false): number {
-    const start = fork.start;
+    const start = fork;
     const length = this.pos - start;
     if (length === 0 && dropEmpty) {
       this.pos = start - 2;
@@ -368,6 +369,13 @@ export function markImmutable<T extends object>(value: T): T {
 /** Whether `value` was marked immutable (its encoding may then be kept by whoever encodes it whole). */
 export const isImmutable = (value: unknown): boolean => typeof value === 'object' && value !== null && memo.has(value);
 
+/** Per object: 0 not marked immutable, 1 immutable without bytes as a message of `typeUrl`, 2 with them. */
+export function memoState(value: object, typeUrl: string): 0 | 1 | 2 {
+  const entry = memo.get(value);
+  if (entry === undefined) return 0;
+  return memoBody(entry, typeByUrl(typeUrl)) === undefined ? 1 : 2;
+}
+
 /** Whether the encoder holds `value`'s bytes as a message of `typeUrl`. */
 export const hasBytes = (value: object, typeUrl: string): boolean => memoBody(memoGet(value), typeByUrl(typeUrl)) !== undefined;
 
@@ -419,10 +427,35 @@ function durationParts(text: unknown): [bigint, number] {
 /** Well-known types whose ProtoJSON is not their fields: left to the generic encoder. */
 const UNSUPPORTED = new Set(['google.protobuf.Struct', 'google.protobuf.Value', 'google.protobuf.ListValue', 'google.protobuf.Timestamp', 'google.protobuf.FieldMask', 'google.protobuf.NullValue']);
 
+// What kind of message a plan is, decided once per plan rather than by name per message.
+const enum Special {
+  None = 1,
+  Any,
+  Unsupported,
+  Duration,
+  Wrapper,
+}
+const specials = new WeakMap<TypePlan, Special>();
+function specialOf(plan: TypePlan): Special {
+  let special = specials.get(plan);
+  if (special === undefined) {
+    const name = plan.fullName;
+    special = name === ANY ? Special.Any : UNSUPPORTED.has(name) ? Special.Unsupported : name === 'google.protobuf.Duration' ? Special.Duration : WRAPPERS.has(name) ? Special.Wrapper : Special.None;
+    specials.set(plan, special);
+  }
+  return special;
+}
+
 function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = false): void {
-  if (plan.fullName === ANY) return writeAny(w, value);
-  if (UNSUPPORTED.has(plan.fullName)) return fail(`${plan.fullName} is not supported by the fast encoder`);
-  if (plan.fullName === 'google.protobuf.Duration') {
+  const special = plan.special ?? (plan.special = specialOf(plan));
+  if (special !== Special.None) writeSpecialBody(w, plan, value, special);
+  else writeFieldsOf(w, plan, value, inAny);
+}
+
+function writeSpecialBody(w: Writer, plan: TypePlan, value: unknown, special: Special): void {
+  if (special === Special.Any) return writeAny(w, value);
+  if (special === Special.Unsupported) return fail(`${plan.fullName} is not supported by the fast encoder`);
+  if (special === Special.Duration) {
     const [seconds, nanos] = durationParts(value);
     if (seconds !== 0n) {
       w.tag(1, 0);
@@ -434,19 +467,44 @@ function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = fal
     }
     return;
   }
-  if (WRAPPERS.has(plan.fullName) && (typeof value !== 'object' || value === null)) {
+  if (typeof value !== 'object' || value === null) {
     writeField(w, plan.fields[0]!, value);
     return;
   }
+  writeFieldsOf(w, plan, value, false);
+}
+
+function writeFieldsOf(w: Writer, plan: TypePlan, value: unknown, inAny: boolean): void {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(`expected an object for ${plan.fullName}`);
   const record = value as Record<string, unknown>;
   // Driven by the object's keys, not the type's fields: a message type has up to dozens of
   // fields (HttpConnectionManager more than 40) and the compiler sets a few, so looking
   // every field up by name was most of a cold walk. Fields go out by number, as protobufjs
   // writes them; objects are small, so an insertion sort of the few present is enough.
-  const present: FieldPlan[] = [];
-  const values: unknown[] = [];
+  // Scratch lists per nesting depth, reused: two fresh arrays per message were a fifth of
+  // what a cold encode allocated.
+  // (Their lengths are never set back to 0: V8 would give up their backing stores.)
+  const depth = scratchDepth++;
+  const present = (scratchFields[depth] ??= []);
+  const values = (scratchValues[depth] ??= []);
+  let count = 0;
+  try {
+    count = collectAndWrite(w, plan, record, inAny, present, values);
+  } finally {
+    scratchDepth--;
+    // No references kept to the caller's values.
+    for (let i = 0; i < count; i++) values[i] = undefined;
+  }
+}
+
+const scratchFields: FieldPlan[][] = [];
+const scratchValues: unknown[][] = [];
+let scratchDepth = 0;
+
+/** Collects the record's fields in number order into the scratch lists, writes them; returns how many. */
+function collectAndWrite(w: Writer, plan: TypePlan, record: Record<string, unknown>, inAny: boolean, present: FieldPlan[], values: unknown[]): number {
   const byKey = plan.byKey;
+  let count = 0;
   for (const key in record) {
     const v = record[key];
     if (v === undefined) continue;
@@ -455,7 +513,7 @@ function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = fal
       if (inAny && key === '@type') continue;
       unknownFields(plan, record, inAny);
     }
-    let i = present.length;
+    let i = count++;
     while (i > 0 && present[i - 1]!.id > field!.id) {
       present[i] = present[i - 1]!;
       values[i] = values[i - 1];
@@ -466,7 +524,7 @@ function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = fal
     present[i] = field!;
     values[i] = v;
   }
-  for (let i = 0; i < present.length; i++) {
+  for (let i = 0; i < count; i++) {
     const v = values[i];
     if (v === null) continue;
     const field = present[i]!;
@@ -476,6 +534,7 @@ function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = fal
       throw at(error, `.${field.name}`);
     }
   }
+  return count;
 }
 
 function unknownFields(plan: TypePlan, record: Record<string, unknown>, inAny: boolean): never {
@@ -525,7 +584,7 @@ function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknow
       // Encoded in place; its body is kept for the next time.
       const start = w.fork();
       writeMessageBody(w, plan, value);
-      const body = keep(w.buf, start.start, w.pos);
+      const body = keep(w.buf, start, w.pos);
       w.ldelim(start);
       memoAdd(value, entry, plan, body);
       return;
