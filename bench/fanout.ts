@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { AwaitResult, FanoutClientCommand } from './fanoutClient.js';
 import type { FanoutServerCommand, FanoutUsage } from './fanoutServer.js';
 import { summarize } from './stats.js';
-import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
+import { shippedEnv, shippedEnvLine, shippedNodeFlags } from './shippedEnv.js';
 
 export interface FanoutRow {
   readonly server: 'egress' | 'floor';
@@ -78,7 +78,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
   if (process.env.FANOUT_GC === '1') profile.push('--expose-gc');
   // FANOUT_SERVER_FLAGS="--flag ...": V8/Node flags for the server process (GC tuning experiments).
   if (process.env.FANOUT_SERVER_FLAGS) profile.push(...process.env.FANOUT_SERVER_FLAGS.split(' ').filter(Boolean));
-  const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server], profile, 30_000, shippedEnv());
+  const { child: srv, hello } = await Child.start<FanoutServerCommand>('./fanoutServer.js', [server], [...shippedNodeFlags(), ...profile], 30_000, shippedEnv());
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   try {
     const idle = hello.usage as FanoutUsage;

@@ -5,7 +5,7 @@
 // (every host's Listener: converge p99; server CPU). Server, load client and
 // this driver are three processes; the load client's CPU is reported beside.
 import { Child } from './fanout.js';
-import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
+import { shippedEnv, shippedEnvLine, shippedNodeFlags } from './shippedEnv.js';
 import type { AwaitResult, FanoutClientCommand } from './fanoutClient.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
@@ -41,7 +41,7 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
   const profile = process.env.FLEET_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEET_CPU_PROF}`] : [];
   // FLEET_NODE_ARGS: more node flags for the server (e.g. --trace-gc).
   profile.push(...(process.env.FLEET_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''));
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)], profile, 600_000, shippedEnv());
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', [String(hosts)], [...shippedNodeFlags(), ...profile], 600_000, shippedEnv());
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   const adminPort = hello.adminPort as number;
   try {

@@ -8,7 +8,7 @@
 //   own:    one microVM's policy gains a name
 //   shared: the policy shared by every microVM gains a name
 import { spawn } from 'node:child_process';
-import { shippedEnv } from './shippedEnv.js';
+import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -83,7 +83,7 @@ export interface HostServerResult {
 
 export async function hostServer(microVms: number, rounds: number, workers?: number): Promise<HostServerResult> {
   const args = [fileURLToPath(new URL('./hostServerProcess.js', import.meta.url)), String(microVms), ...(workers === undefined ? [] : [String(workers)])];
-  const nodeArgs = process.env['HOST_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const nodeArgs = [...shippedNodeFlags(), ...(process.env['HOST_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
   const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env: shippedEnv() });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];

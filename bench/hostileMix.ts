@@ -6,7 +6,7 @@
 // sampled throughout. The driver's own CPU (it decodes every response
 // strictly, as the healthy Envoys) is reported beside.
 import { Child } from './fanout.js';
-import { shippedEnv, shippedEnvLine } from './shippedEnv.js';
+import { shippedEnv, shippedEnvLine, shippedNodeFlags } from './shippedEnv.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
@@ -39,7 +39,7 @@ const holds = (e: FakeEnvoy, k: number) => {
 };
 
 export async function hostileMix(options: { healthy: number; stuck: number; changes: number; extraNames: number; samples: number }): Promise<HostileMixResult> {
-  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: 10_000 })], [], 30_000, shippedEnv());
+  const { child: srv, hello } = await Child.start<FleetServerCommand>('./fleetServer.js', ['0', String(options.extraNames), JSON.stringify({ stuckWriteMs: 10_000 })], shippedNodeFlags(), 30_000, shippedEnv());
   const address = `127.0.0.1:${String(hello.xdsPort)}`;
   const admin = `http://127.0.0.1:${String(hello.adminPort)}`;
   const envoys: FakeEnvoy[] = [];

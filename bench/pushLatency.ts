@@ -1,7 +1,7 @@
 // From the admin API's 200 to the new Listener arriving at every connected
 // Envoy, with N Envoys (SotW) connected to a control plane in another process.
 import { spawn } from 'node:child_process';
-import { shippedEnv } from './shippedEnv.js';
+import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { rm } from 'node:fs/promises';
@@ -31,7 +31,7 @@ function histogramQuantileBound(metrics: string, name: string, labels: string, q
 }
 
 export async function pushLatency(options: { nodes: number; changes: number; warmup: number }): Promise<PushLatencyResult> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./serverProcess.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'], env: shippedEnv() });
+  const child = spawn(process.execPath, [...shippedNodeFlags(), fileURLToPath(new URL('./serverProcess.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'], env: shippedEnv() });
   const ports = await new Promise<{ xds: number; admin: number; dataDir: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start in 10 s')), 10_000);
     createInterface({ input: child.stdout! }).once('line', (line) => {

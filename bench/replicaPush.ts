@@ -3,7 +3,7 @@
 // the ACK of the Envoys connected to replica C, beside the same measure with
 // one process on the file store (write and Envoys on that process).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { shippedEnv } from './shippedEnv.js';
+import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ interface Served {
 
 function serve(args: string[]): Promise<Served> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, 'serve', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: shippedEnv() });
+    const child = spawn(process.execPath, [...shippedNodeFlags(), cli, 'serve', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: shippedEnv() });
     let stderr = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

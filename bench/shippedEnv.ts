@@ -18,6 +18,14 @@ export function wrapperDefaults(wrapper = WRAPPER): Record<string, string> {
   return defaults;
 }
 
+/** The node/V8 flags the wrapper puts before the script: EGRESS_XDS_NODE_FLAGS if set (empty: none), else its default. */
+export function shippedNodeFlags(base: NodeJS.ProcessEnv = process.env, wrapper = WRAPPER): string[] {
+  const own = base['EGRESS_XDS_NODE_FLAGS'];
+  const line = /^\s*: "\$\{EGRESS_XDS_NODE_FLAGS=([^}"]*)\}"\s*$/m.exec(readFileSync(wrapper, 'utf8'));
+  if (!line && own === undefined) throw new Error(`${wrapper}: no ': "\${EGRESS_XDS_NODE_FLAGS=...}"' line`);
+  return (own ?? line![1]!).split(' ').filter(Boolean);
+}
+
 /** base with the wrapper's defaults where base has none, unless EGRESS_XDS_MALLOC=system (as the wrapper does). */
 export function shippedEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const mode = base['EGRESS_XDS_MALLOC'] ?? 'tuned';
@@ -32,7 +40,9 @@ export function shippedEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.Proces
 export function shippedEnvLine(env: NodeJS.ProcessEnv = shippedEnv()): string {
   const names = Object.keys(wrapperDefaults());
   const set = names.filter((name) => env[name]).map((name) => `${name}=${env[name]}`);
-  return set.length === 0 ? 'allocator: glibc defaults (EGRESS_XDS_MALLOC=system)' : `allocator: ${set.join(' ')}`;
+  const flags = shippedNodeFlags(env);
+  const alloc = set.length === 0 ? 'allocator: glibc defaults (EGRESS_XDS_MALLOC=system)' : `allocator: ${set.join(' ')}`;
+  return `${alloc}; node flags: ${flags.length === 0 ? 'none' : flags.join(' ')}`;
 }
 
 /**
@@ -45,7 +55,7 @@ export function rerunWithShippedEnv(): void {
   const env = shippedEnv();
   const missing = Object.keys(wrapperDefaults()).some((name) => env[name] !== process.env[name]);
   if (!missing) return;
-  const run = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { env, stdio: 'inherit' });
+  const run = spawnSync(process.execPath, [...shippedNodeFlags(env), ...process.execArgv, ...process.argv.slice(1)], { env, stdio: 'inherit' });
   if (run.error) throw run.error;
   process.exit(run.status ?? 1);
 }

@@ -3,7 +3,7 @@
 // with a long history before and after compaction. The load client runs in
 // this process; its CPU is reported beside the server's.
 import { spawn } from 'node:child_process';
-import { shippedEnv } from './shippedEnv.js';
+import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 import { readFile, rm, stat, writeFile, mkdtemp } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -100,7 +100,7 @@ function httpBatch(agent: Agent, port: number, body: string): Promise<void> {
  * batches of 500 (setup only: createSeconds is then the batches' time).
  */
 export async function httpWrites(options: { mode: 'serve' | 'admin'; policies: number; seconds: number; concurrency: number; oneByOne: boolean }) {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./storeServer.js', import.meta.url)), options.mode], { stdio: ['ignore', 'pipe', 'inherit'], env: shippedEnv() });
+  const child = spawn(process.execPath, [...shippedNodeFlags(), fileURLToPath(new URL('./storeServer.js', import.meta.url)), options.mode], { stdio: ['ignore', 'pipe', 'inherit'], env: shippedEnv() });
   const info = await new Promise<{ admin: number; dataDir: string; pid: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start in 60 s')), 60_000);
     createInterface({ input: child.stdout! }).once('line', (line) => {

@@ -15,7 +15,7 @@
 // write waits for one. Server CPU is the server process's (compile workers
 // included); the load is the stream client's CPU plus this driver's.
 import { Agent, request } from 'node:http';
-import { shippedEnv } from './shippedEnv.js';
+import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 import { rm } from 'node:fs/promises';
 import { openPolicyStore } from '../src/store/policyStore.js';
 import { Child } from './fanout.js';
@@ -97,7 +97,7 @@ export async function writesWithFleet(options: WritesOptions): Promise<WritesRes
   const diskSamples = await fsyncLatency(200);
   // WRITES_SERVER_ARGS: node flags for the server (e.g. --perf-basic-prof, to read it with perf).
   const serverArgs = process.env.WRITES_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
-  const { child: srv, hello } = await Child.start<WritesServerCommand>('./writesServer.js', [], serverArgs, 120_000, shippedEnv());
+  const { child: srv, hello } = await Child.start<WritesServerCommand>('./writesServer.js', [], [...shippedNodeFlags(), ...serverArgs], 120_000, shippedEnv());
   if (serverArgs.length > 0) console.error(`writes: server pid ${String(hello.pid)}`);
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   const adminPort = hello.adminPort as number;

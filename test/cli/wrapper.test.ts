@@ -9,13 +9,13 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WRAPPER, wrapperDefaults } from '../../bench/shippedEnv.js';
+import { WRAPPER, shippedNodeFlags, wrapperDefaults } from '../../bench/shippedEnv.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 // The node that runs the tests, so the wrapper does not depend on PATH here.
 const baseEnv = (): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { ...process.env, EGRESS_XDS_NODE: process.execPath };
-  for (const name of ['EGRESS_XDS_MALLOC', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_ARENA_MAX']) delete env[name];
+  for (const name of ['EGRESS_XDS_MALLOC', 'EGRESS_XDS_NODE_FLAGS', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_ARENA_MAX']) delete env[name];
   return env;
 };
 
@@ -51,13 +51,23 @@ function serveThrough(command: string, env: NodeJS.ProcessEnv): Promise<Served> 
       }, 20_000);
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
         stderr += chunk;
-        if (seen || !stderr.includes('"egress-xds serving"')) return;
-        const lines = stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+        // Complete lines only (a chunk may end mid-line).
+        const complete = stderr.split('\n').slice(0, -1);
+        if (seen || !complete.some((l) => l.includes('"egress-xds serving"'))) return;
+        const lines = complete.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
         const allocatorLine = lines.find((l) => String(l.msg).startsWith('allocator'));
         if (!allocatorLine) return reject(new Error(`no allocator line before serving:\n${stderr}`));
         const pid = child.pid!;
         seen = { pid, cmdline: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean), environ: environOf(pid), allocatorLine };
-        child.kill('SIGTERM');
+        // One admin round trip first: serve installs its SIGTERM handler just after logging
+        // "serving", and an answer proves the process got past that point.
+        const serving = lines.find((l) => l.msg === 'egress-xds serving') as { admin: string };
+        fetch(`http://${serving.admin}/healthz`, { signal: AbortSignal.timeout(10_000) })
+          .then((response) => response.arrayBuffer())
+          .then(() => child.kill('SIGTERM'), (error: unknown) => {
+            child.kill('SIGKILL');
+            reject(error);
+          });
       });
       child.on('error', reject);
       child.on('exit', (code, signal) => {
@@ -77,8 +87,9 @@ test('wrapper: serve runs in the same process (exec), with the tuned allocator s
   const served = await serveThrough(WRAPPER, baseEnv());
   // The PID the supervisor got is node running the CLI, not a shell waiting for a child.
   assert.equal(served.cmdline[0], process.execPath);
-  assert.equal(served.cmdline[1], cli);
-  assert.equal(served.cmdline[2], 'serve');
+  const at = served.cmdline.indexOf(cli);
+  assert.deepEqual(served.cmdline.slice(1, at), shippedNodeFlags(baseEnv()), 'the default node flags, before the script');
+  assert.equal(served.cmdline[at + 1], 'serve');
   for (const [name, value] of Object.entries(defaults)) {
     assert.equal(served.environ[name], value, `${name} in the server's environment`);
     assert.equal(served.allocatorLine[name], value, `${name} in the log line`);
@@ -103,6 +114,12 @@ test('wrapper: a variable the user set wins over the default; EGRESS_XDS_MALLOC=
     assert.equal(system.allocatorLine[name], 'glibc default');
   }
   assert.match(String(system.allocatorLine.msg), /EGRESS_XDS_MALLOC=system/);
+
+  // Node flags: yours replace the default; empty means none.
+  const flagged = await serveThrough(WRAPPER, { ...baseEnv(), EGRESS_XDS_NODE_FLAGS: '--max-semi-space-size=8 --stack-size=900' });
+  assert.deepEqual(flagged.cmdline.slice(1, flagged.cmdline.indexOf(cli)), ['--max-semi-space-size=8', '--stack-size=900']);
+  const bare = await serveThrough(WRAPPER, { ...baseEnv(), EGRESS_XDS_NODE_FLAGS: '' });
+  assert.deepEqual(bare.cmdline.slice(1), [cli, ...bare.cmdline.slice(bare.cmdline.indexOf(cli) + 1)]);
 });
 
 test('wrapper: arguments and exit codes are the CLI\'s own (0, 1, 2), arguments byte for byte', () => {
@@ -146,7 +163,7 @@ test('wrapper: works through symbolic links (npm\'s bin link, a relative chain, 
       assert.match(run.stdout, /linked/);
     }
     const served = await serveThrough(join(dir, 'bin', 'egress-xds'), baseEnv());
-    assert.equal(served.cmdline[1], cli);
+    assert.ok(served.cmdline.includes(cli));
     assert.equal(served.code, 0);
   } finally {
     await rm(dir, { recursive: true, force: true });

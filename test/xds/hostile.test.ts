@@ -13,6 +13,7 @@ import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { FakeEnvoy, settle } from '../support/fakeEnvoy.js';
 import { RawAdsConnection, deltaRequest, sotwRequest, type RawStream } from '../support/rawAdsClient.js';
 import type { ChildCommand, ChildStatus } from './serverChild.js';
+import { shippedEnv } from '../../bench/shippedEnv.js';
 
 const LDS = TypeUrl.Listener;
 const CDS = TypeUrl.Cluster;
@@ -26,7 +27,11 @@ class ChildServer {
   ) {}
 
   static async start(limits: Record<string, number>): Promise<ChildServer> {
-    const child = fork(fileURLToPath(new URL('./serverChild.js', import.meta.url)), [JSON.stringify(limits)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(fileURLToPath(new URL('./serverChild.js', import.meta.url)), [JSON.stringify(limits)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // The memory bound must hold under the allocator settings bin/egress-xds ships (a higher trim threshold keeps more heap).
+      env: shippedEnv(),
+    });
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the server child did not start within 20 s')), 20_000);
       child.once('message', (m: { port: number }) => {
