@@ -13,10 +13,11 @@ import { startBenchControlPlane } from './benchControlPlane.js';
 
 export type FleetServerCommand = { usage: true } | { idle: true } | { stop: true };
 
-const usage = (): FanoutUsage & { heapUsedBytes: number; externalBytes: number } => {
+const usage = (): FanoutUsage & { heapUsedBytes: number; externalBytes: number; applies: number; commits: number; superseded: number } => {
   const cpu = process.cpuUsage();
   const memory = process.memoryUsage();
-  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external };
+  // Pushes made and commits they covered (bench/hostileMix.ts: coalescing under a burst).
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external, applies: cp.push.applies, commits: cp.push.commits, superseded: cp.push.superseded };
 };
 
 const hosts = Number(process.argv[2] ?? 1000);

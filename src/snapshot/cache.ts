@@ -28,6 +28,18 @@ export type GroupCompiler<C extends CompiledGroup = CompiledGroup> = (policies: 
  */
 export type GroupBuilder = (sets: readonly (readonly Policy[])[]) => Promise<EncodedResource[][]>;
 
+/**
+ * A builder's answer that the change it compiles is already superseded by a newer one
+ * (src/snapshot/pushScheduler.ts): applyChanges then gives it up whole, nothing moved,
+ * nothing compiled here instead. A builder that rejects one slice of an apply so must
+ * reject every slice it has not answered yet, and must not have answered any before.
+ */
+export class SupersededBuild extends Error {
+  constructor() {
+    super('superseded by a newer change before it was applied');
+  }
+}
+
 /** Policies changed by one or more commits: a policy to put, or undefined to delete. */
 export type PolicyChanges = ReadonlyMap<string, Policy | undefined>;
 
@@ -183,18 +195,21 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       const failed: string[][] = [];
       const slices: string[][] = [];
       for (let i = 0; i < keys.length; i += APPLY_SLICE) slices.push(keys.slice(i, i + APPLY_SLICE));
+      let superseded = false;
       await Promise.all(
         slices.map(async (slice) => {
           let results: EncodedResource[][];
           try {
             results = await build(slice.map((key) => plan.missing.get(key)!));
-          } catch {
-            failed.push(slice);
+          } catch (error) {
+            if (error instanceof SupersededBuild) superseded = true;
+            else failed.push(slice);
             return;
           }
           plan.commitPart(slice, new Map(slice.map((key, i) => [key, { resources: results[i]! }])));
         }),
       );
+      if (superseded) throw new SupersededBuild();
       // The workers failed these (a worker that died is restarted by the pool): compiled here.
       for (const slice of failed) plan.commitPart(slice, new Map(slice.map((key) => [key, this.compileHere(plan.missing.get(key)!)])));
       plan.finish();
