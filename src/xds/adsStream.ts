@@ -132,6 +132,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   private readonly writer: ResponseWriter;
   /** SotW: the previous request's bytes (a copy), to drop an identical one undecoded. */
   private lastRequest?: Buffer;
+  private lastRequestLength = 0;
 
   constructor(
     protected readonly deps: StreamContext,
@@ -180,12 +181,19 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   private receive(bytes: Buffer): void {
     if (this.closed) return;
     if (this.repeatsChangeNothing) {
-      if (this.lastRequest?.equals(bytes) === true) {
+      const length = bytes.length;
+      if (this.lastRequest !== undefined && this.lastRequestLength === length && bytes.compare(this.lastRequest, 0, length) === 0) {
         this.deps.metrics.repeatedRequests.inc();
         return;
       }
-      // A copy: the bytes may be a view into a larger buffer of grpc-js's.
-      this.lastRequest = Buffer.from(bytes);
+      // A copy (the bytes may be a view into a larger buffer of grpc-js's), into the stream's own
+      // buffer while it fits: a new one per request, kept until the next push, was old-generation
+      // garbage of every stream at every push. A large one (a first request with node metadata)
+      // is held no longer than before: until a small one comes.
+      let room = this.lastRequest;
+      if (room === undefined || room.length < length || (room.length > 4096 && length <= 4096)) this.lastRequest = room = Buffer.allocUnsafe(Math.max(length, 256));
+      bytes.copy(room, 0, 0, length);
+      this.lastRequestLength = length;
     }
     let request: Request;
     try {
