@@ -115,6 +115,8 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
       hostCpu.push((after.cpuMicros - before.cpuMicros) / 1000);
       hostClient.push(result.clientCpuMicros / 1000);
     }
+    // FLEET_HEAP_SNAPSHOT=FILE (diagnosis): the server's main-thread heap after the host changes (bench/heapSummary.ts reads it).
+    if (process.env.FLEET_HEAP_SNAPSHOT) console.error(`fleet ${hosts}: heap snapshot ${(await srv.ask<{ path: string }>({ heapSnapshot: process.env.FLEET_HEAP_SNAPSHOT })).path}`);
     const hostEvents = (await srv.ask<{ events: TraceEvent[] }>({ trace: true })).events;
     const hostServerMs = serverTimes(hostEvents, putWindows);
     const hostGc = gcSummary(hostEvents);

@@ -6,13 +6,14 @@
 // in the global policy (a large listener for bench/hostileMix.ts); argv[4]:
 // xDS limits as JSON.
 import { rm } from 'node:fs/promises';
+import { writeHeapSnapshot } from 'node:v8';
 import type { PolicySpec } from '../src/policy/model.js';
 import type { FanoutUsage } from './fanoutServer.js';
 import { globalSpec, hostSpec } from './fleetSpecs.js';
 import { startBenchControlPlane } from './benchControlPlane.js';
 import { startMainThreadTrace, type MainThreadTrace } from './mainThreadTrace.js';
 
-export type FleetServerCommand = { usage: true } | { idle: true } | { trace: true } | { stop: true };
+export type FleetServerCommand = { usage: true } | { idle: true } | { trace: true } | { heapSnapshot: string } | { stop: true };
 
 const usage = (): FanoutUsage & { heapUsedBytes: number; externalBytes: number } => {
   const cpu = process.cpuUsage();
@@ -51,6 +52,7 @@ process.on('message', (command: FleetServerCommand) => {
     try {
       if ('usage' in command) process.send!(usage());
       else if ('trace' in command) process.send!({ events: trace.take() });
+      else if ('heapSnapshot' in command) process.send!({ path: writeHeapSnapshot(command.heapSnapshot) });
       else if ('idle' in command) {
         await cp.push.idle();
         process.send!({ idle: true });
