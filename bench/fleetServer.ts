@@ -15,10 +15,11 @@ import { startMainThreadTrace, type MainThreadTrace } from './mainThreadTrace.js
 
 export type FleetServerCommand = { usage: true } | { idle: true } | { trace: true } | { heapSnapshot: string } | { stop: true };
 
-const usage = (): FanoutUsage & { heapUsedBytes: number; externalBytes: number } => {
+const usage = (): FanoutUsage & { heapUsedBytes: number; externalBytes: number; applies: number; commits: number; superseded: number } => {
   const cpu = process.cpuUsage();
   const memory = process.memoryUsage();
-  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external };
+  // Pushes made and commits they covered (bench/hostileMix.ts: coalescing under a burst).
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external, applies: cp.push.applies, commits: cp.push.commits, superseded: cp.push.superseded };
 };
 
 const hosts = Number(process.argv[2] ?? 1000);

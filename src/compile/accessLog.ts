@@ -201,7 +201,7 @@ export function chainLogPlan(chainName: string, policiesOfSource: (label: string
 
 // Logged chains, memoised per input chain object (the hardened listener caches its chains)
 // and what the loggers say, and marked immutable so the fast encoder keeps their bytes.
-let logged = new WeakMap<FilterChainJson, Map<string, FilterChainJson>>();
+let logged = new WeakMap<FilterChainJson, { readonly key: string; readonly result: FilterChainJson } | Map<string, FilterChainJson>>();
 
 /** The hardened listener's chains with their access loggers. */
 export function withEgressAccessLogs(
@@ -244,13 +244,20 @@ function loggedChain(chain: FilterChainJson, listener: string, options: AccessLo
   const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
   if (!plan) return chain;
   const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
-  let byPlan = logged.get(chain);
-  if (!byPlan) logged.set(chain, (byPlan = new Map()));
-  let result = byPlan.get(key);
+  // Almost every chain is only ever logged one way: one slot, a Map once there are more.
+  const known = logged.get(chain);
+  const slot = known instanceof Map ? undefined : known;
+  if (slot !== undefined && slot.key === key) return slot.result;
+  let byPlan = known instanceof Map ? known : undefined;
+  let result = byPlan?.get(key);
   if (!result) {
-    if (byPlan.size > 64) byPlan.clear();
     result = markImmutable(withChainAccessLogs(chain, chainAccessLogs(chain.name!, listener, plan, options)));
-    byPlan.set(key, result);
+    if (known === undefined) logged.set(chain, { key, result });
+    else {
+      if (!byPlan) logged.set(chain, (byPlan = new Map(slot ? [[slot.key, slot.result]] : [])));
+      if (byPlan.size > 64) byPlan.clear();
+      byPlan.set(key, result);
+    }
   }
   return result;
 }

@@ -43,9 +43,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     }),
+    repeatedRequests: new Counter({
+      name: 'egress_xds_repeated_requests_total',
+      help: 'SotW discovery requests dropped undecoded: byte for byte the previous request of their stream, which changes nothing (a client repeating itself)',
+      registers,
+    }),
     streamsRefused: new Counter({
       name: 'egress_xds_streams_refused_total',
-      help: 'ADS streams the server refused or reset: capacity (too many streams), node_id (missing or too long), identity (node id not in the client certificate), stuck (the client did not read)',
+      help: 'ADS streams the server refused or reset: capacity (too many streams), node_id (missing or too long), identity (node id not in the client certificate), stuck (the client did not read), malformed (a request that does not decode)',
       labelNames: ['reason'] as const,
       registers,
     }),

@@ -28,6 +28,18 @@ export type GroupCompiler<C extends CompiledGroup = CompiledGroup> = (policies: 
  */
 export type GroupBuilder = (sets: readonly (readonly Policy[])[]) => Promise<EncodedResource[][]>;
 
+/**
+ * A builder's answer that the change it compiles is already superseded by a newer one
+ * (src/snapshot/pushScheduler.ts): applyChanges then gives it up whole, nothing moved,
+ * nothing compiled here instead. A builder that rejects one slice of an apply so must
+ * reject every slice it has not answered yet, and must not have answered any before.
+ */
+export class SupersededBuild extends Error {
+  constructor() {
+    super('superseded by a newer change before it was applied');
+  }
+}
+
 /** Policies changed by one or more commits: a policy to put, or undefined to delete. */
 export type PolicyChanges = ReadonlyMap<string, Policy | undefined>;
 
@@ -198,8 +210,9 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   /**
    * Applies changes, compiling the affected groups with `build` (worker
    * threads): the event loop stays free for ACKs, health checks and the admin
-   * API meanwhile. Groups are compiled in slices, all handed to the builder at
-   * once so the workers never wait; the nodes of a slice move to their new
+   * API meanwhile. Groups are compiled in slices, handed to the builder one per
+   * turn of the event loop (the workers start on the first while the loop
+   * serves others); the nodes of a slice move to their new
    * groups (and their streams are pushed) as soon as it is compiled, so a
    * global change of 10,000 groups starts reaching Envoys after the first
    * slice, not after the last. A node is never given a half-compiled group:
@@ -224,6 +237,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       const failed: string[][] = [];
       const slices: string[][] = [];
       for (let i = 0; i < keys.length; i += APPLY_SLICE) slices.push(keys.slice(i, i + APPLY_SLICE));
+      let superseded = false;
       const compiling: Promise<void>[] = [];
       for (const [n, slice] of slices.entries()) {
         if (n > 0) await nextTurn();
@@ -232,8 +246,9 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
             let results: EncodedResource[][];
             try {
               results = await build(slice.map((key) => plan.missing.get(key)!));
-            } catch {
-              failed.push(slice);
+            } catch (error) {
+              if (error instanceof SupersededBuild) superseded = true;
+              else failed.push(slice);
               return;
             }
             plan.commitPart(slice, new Map(slice.map((key, i) => [key, { resources: results[i]! }])));
@@ -241,6 +256,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
         );
       }
       await Promise.all(compiling);
+      if (superseded) throw new SupersededBuild();
       // The workers failed these (a worker that died is restarted by the pool): compiled here.
       for (const slice of failed) plan.commitPart(slice, new Map(slice.map((key) => [key, this.compileHere(plan.missing.get(key)!)])));
       plan.finish();

@@ -5,9 +5,18 @@
 // `maxDelayMs` after the first one it holds; while an apply is compiling, new
 // commits gather for the next. Only the newest version of each policy is
 // kept, so the last state is always the one delivered.
+//
+// A compile overtaken by a newer version of one of its policies (a commit
+// that came while it compiled) is given up rather than pushed, if its oldest
+// commit is younger than `maxDelayMs`: pushing it would make every Envoy of
+// the group take, decode and ACK a state already out of date before it could
+// be sent the newest (one response in flight per type per stream), which
+// doubled the time a change took to reach them under a stream of changes
+// (BENCHMARKS.md, hostile mix). Past `maxDelayMs` it is pushed all the same,
+// so changes that never stop still reach Envoy at least that often.
 import type { Logger } from '../log.js';
 import type { Policy } from '../policy/model.js';
-import type { GroupBuilder, PolicyChanges } from './cache.js';
+import { SupersededBuild, type GroupBuilder, type PolicyChanges } from './cache.js';
 
 /** What the scheduler drives: SnapshotCache.applyChanges. */
 export interface ChangeTarget {
@@ -47,6 +56,8 @@ export class PushScheduler {
   /** Applies (pushes) made, and commits they covered: coalescing at work is fewer of the first. */
   applies = 0;
   commits = 0;
+  /** Compiles given up before they were pushed: a newer version of one of their policies came meanwhile. */
+  superseded = 0;
 
   constructor(
     private readonly cache: ChangeTarget,
@@ -94,17 +105,29 @@ export class PushScheduler {
     const changes: PolicyChanges = this.pending;
     const revision = this.pendingRevision;
     const at = this.oldestAt ?? process.hrtime.bigint();
+    const firstAtMs = this.firstAtMs;
     this.pending = new Map();
     delete this.oldestAt;
     const started = Date.now();
     try {
-      await this.cache.applyChanges(changes, this.build, at);
+      await this.cache.applyChanges(changes, this.supersedable(changes, firstAtMs), at);
       this.applies += 1;
       this.servedRevision = Math.max(this.servedRevision, revision);
       this.logger.info('policy change applied', { revision, policies: changes.size, ms: Date.now() - started });
       return true;
     } catch (error) {
       if (this.stopped) return false;
+      if (error instanceof SupersededBuild) {
+        // Nothing was moved: the changes join the newer ones, which keep their own versions,
+        // and are applied with them at once (the window of the oldest has passed).
+        this.superseded += 1;
+        for (const [name, policy] of changes) if (!this.pending.has(name)) this.pending.set(name, policy);
+        if (this.oldestAt === undefined || at < this.oldestAt) this.oldestAt = at;
+        this.firstAtMs = Math.min(this.firstAtMs, firstAtMs);
+        this.pendingRevision = Math.max(this.pendingRevision, revision);
+        this.logger.debug('policy change superseded while compiling; applied with the newer one', { revision, policies: changes.size, ms: Date.now() - started });
+        return true;
+      }
       // The cache is unchanged (an apply commits whole or not at all); the policies stay as
       // stored and the next change retries them with it.
       this.logger.error('failed to apply a policy change to the snapshots; retried with the next change', { error, revision });
@@ -115,6 +138,27 @@ export class PushScheduler {
       }
       return false;
     }
+  }
+
+  /**
+   * The builder for one apply: when its first slice is compiled, it decides once for all its
+   * slices (SupersededBuild's rule) whether a newer commit of one of the apply's policies, come
+   * meanwhile, supersedes it. Only while the oldest commit it carries is younger than maxDelayMs.
+   */
+  private supersedable(changes: PolicyChanges, firstAtMs: number): GroupBuilder {
+    let superseded: boolean | undefined;
+    return async (sets) => {
+      const results = await this.build(sets);
+      superseded ??= this.newerWaiting(changes, firstAtMs);
+      if (superseded) throw new SupersededBuild();
+      return results;
+    };
+  }
+
+  private newerWaiting(changes: PolicyChanges, firstAtMs: number): boolean {
+    if (this.stopped || Date.now() - firstAtMs >= this.timing.maxDelayMs) return false;
+    for (const name of this.pending.keys()) if (changes.has(name)) return true;
+    return false;
   }
 
   /** Resolves once nothing is waiting or compiling (tests, shutdown). */

@@ -130,20 +130,33 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   private completedWrites = 0;
   readonly stall = new Stall();
   private readonly writer: ResponseWriter;
+  /** SotW: the previous request's bytes (a copy), to drop an identical one undecoded. */
+  private lastRequest?: Buffer;
 
   constructor(
     protected readonly deps: StreamContext,
-    private readonly call: ServerDuplexStream<Request, Buffer>,
+    private readonly call: ServerDuplexStream<Buffer, Buffer>,
     private readonly variant: 'sotw' | 'delta',
   ) {
     this.logger = deps.logger.child({ stream: this.streamId, variant });
     this.writer = responseWriter(call as ServerDuplexStream<unknown, Buffer>);
   }
 
+  /** The request message from its bytes (throws on malformed input). */
+  protected abstract decode(bytes: Buffer): Request;
+
+  /**
+   * True when a request identical to the previous one of the stream can change nothing, so
+   * it is dropped before it is decoded (SotW: the same names, version and nonce again, as
+   * a client flooding its first request sends). Not Delta: subscribing again to a resource
+   * already held asks for it to be sent again.
+   */
+  protected abstract readonly repeatsChangeNothing: boolean;
+
   /** Call only after deps.guard.admit() said yes; the stream releases its place when it closes. */
   start(): void {
     this.deps.metrics.connectedStreams.inc({ variant: this.variant });
-    this.call.on('data', (request: Request) => this.receive(request));
+    this.call.on('data', (bytes: Buffer) => this.receive(bytes));
     this.call.on('end', () => {
       this.close('client closed the stream');
       this.call.end();
@@ -164,8 +177,23 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   /** True while a response of that type is sent and neither ACKed nor NACKed. */
   protected abstract awaitingAnswer(typeUrl: string): boolean;
 
-  private receive(request: Request): void {
+  private receive(bytes: Buffer): void {
     if (this.closed) return;
+    if (this.repeatsChangeNothing) {
+      if (this.lastRequest?.equals(bytes) === true) {
+        this.deps.metrics.repeatedRequests.inc();
+        return;
+      }
+      // A copy: the bytes may be a view into a larger buffer of grpc-js's.
+      this.lastRequest = Buffer.from(bytes);
+    }
+    let request: Request;
+    try {
+      request = this.decode(bytes);
+    } catch (error) {
+      this.refuse('malformed', GrpcStatus.INVALID_ARGUMENT, `the discovery request could not be decoded: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
     try {
       if (!this.node && !this.identify(request)) return;
       this.onRequest(request);

@@ -16,7 +16,7 @@ import type { DeltaDiscoveryRequest } from '../gen/envoy/service/discovery/v3/di
 import type { EncodedResource } from '../snapshot/encodedResource.js';
 import { isWildcardResourceType } from '../envoy/typeUrls.js';
 import { AdsStream } from './adsStream.js';
-import { encodeDeltaResponse } from './wire.js';
+import { decodeDeltaDiscoveryRequest, encodeDeltaResponse } from './wire.js';
 
 interface DeltaTypeState {
   wildcard: boolean;
@@ -35,6 +35,12 @@ const NO_ITEMS: ReadonlyMap<string, EncodedResource> = new Map();
 
 export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
   private readonly types = new Map<string, DeltaTypeState>();
+
+  protected override readonly repeatsChangeNothing = false;
+
+  protected override decode(bytes: Buffer): DeltaDiscoveryRequest {
+    return decodeDeltaDiscoveryRequest(bytes);
+  }
 
   protected override onRequest(request: DeltaDiscoveryRequest): void {
     const typeUrl = request.typeUrl;

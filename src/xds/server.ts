@@ -1,7 +1,6 @@
 // The gRPC server that serves ADS: both variants on one port, within bounds
 // (src/xds/limits.ts) that hold whatever the clients do.
 import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation, status as GrpcStatus } from '@grpc/grpc-js';
-import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { aggregatedDiscoveryService } from './adsService.js';
 import type { StreamContext, XdsDependencies } from './adsStream.js';
 import { DeltaStream } from './deltaStream.js';
@@ -71,7 +70,7 @@ export async function startXdsServer(deps: XdsDependencies, address: string, opt
     // track sessions, and forceShutdown() then leaves connected clients connected.
   });
   // Shed before any state exists for the stream, as Consul does: the client backs off and retries.
-  const admitted = <Request>(call: ServerDuplexStream<Request, Buffer>, make: () => { start(): void }) => {
+  const admitted = (call: ServerDuplexStream<Buffer, Buffer>, make: () => { start(): void }) => {
     if (!guard.admit()) {
       deps.metrics.streamsRefused.inc({ reason: 'capacity' });
       call.emit('error', { code: GrpcStatus.RESOURCE_EXHAUSTED, details: `this control plane serves at most ${limits.maxStreams} ADS streams; retry later` });
@@ -80,9 +79,9 @@ export async function startXdsServer(deps: XdsDependencies, address: string, opt
     make().start();
   };
   server.addService(aggregatedDiscoveryService, {
-    streamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, Buffer>) =>
+    streamAggregatedResources: (call: ServerDuplexStream<Buffer, Buffer>) =>
       admitted(call, () => new SotwStream(context, call, 'sotw')),
-    deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
+    deltaAggregatedResources: (call: ServerDuplexStream<Buffer, Buffer>) =>
       admitted(call, () => new DeltaStream(context, call, 'delta')),
   });
   for (const extra of options.services ?? []) server.addService(extra.definition, extra.implementation({ limits, nodeIdentity }));

@@ -17,7 +17,7 @@ import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discove
 import { isWildcardResourceType } from '../envoy/typeUrls.js';
 import { AdsStream } from './adsStream.js';
 import type { ResourceSet } from '../snapshot/snapshot.js';
-import { coversSet, encodeSotwResponse, sharedSotwResponse } from './wire.js';
+import { coversSet, decodeDiscoveryRequest, encodeSotwResponse, sharedSotwResponse } from './wire.js';
 
 interface TypeState {
   /**
@@ -72,6 +72,15 @@ function subscribedNames(typeUrl: string, requested: readonly string[]): Readonl
 
 export class SotwStream extends AdsStream<DiscoveryRequest> {
   private readonly types = new Map<string, TypeState>();
+
+  // A request repeated byte for byte changes nothing here: the same names, the same nonce
+  // (a stale one is ignored, the current one answered already, an empty one compared with
+  // what was sent last), the same NACK (recorded once).
+  protected override readonly repeatsChangeNothing = true;
+
+  protected override decode(bytes: Buffer): DiscoveryRequest {
+    return decodeDiscoveryRequest(bytes);
+  }
 
   protected override onRequest(request: DiscoveryRequest): void {
     const typeUrl = request.typeUrl;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import protobuf from 'protobufjs';
-import { decodeStrict, decodeStrictToJson, encodeProtoJson } from '../../src/envoy/codec.js';
+import { decodeStrict, decodeStrictLeavingAny, decodeStrictToJson, encodeProtoJson } from '../../src/envoy/codec.js';
 import { envoyType } from '../../src/envoy/protos.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 
@@ -38,4 +38,20 @@ test('strict decoding fails on an unknown field at the top, nested, and inside a
   const any = message.filterChains[0]!.filters[0]!.typedConfig;
   any.value = withUnknownField(any.value);
   assert.throws(() => decodeStrict(TypeUrl.Listener, Listener.encode(message as unknown as protobuf.Message).finish()), /<envoy\.extensions\.filters\.network\.tcp_proxy\.v3\.TcpProxy>: 1 unknown field/);
+});
+
+test('decodeStrictLeavingAny checks every field but the values of Anys (their callers decode those strictly)', () => {
+  const good = encodeProtoJson(TypeUrl.Listener, listener);
+  decodeStrictLeavingAny(TypeUrl.Listener, good);
+  assert.throws(() => decodeStrictLeavingAny(TypeUrl.Listener, withUnknownField(good)), /unknown field/);
+  const Listener = envoyType('envoy.config.listener.v3.Listener');
+  const message = Listener.decode(good) as unknown as { filterChains: { filters: { typedConfig: { type_url: string; value: Uint8Array } }[] }[] };
+  const any = message.filterChains[0]!.filters[0]!.typedConfig;
+  any.value = withUnknownField(any.value);
+  const badInside = Listener.encode(message as unknown as protobuf.Message).finish();
+  assert.doesNotThrow(() => decodeStrictLeavingAny(TypeUrl.Listener, badInside));
+  assert.throws(() => decodeStrict(TypeUrl.Listener, badInside), /unknown field/);
+  // Without its type URL an Any is refused all the same.
+  any.type_url = '';
+  assert.throws(() => decodeStrictLeavingAny(TypeUrl.Listener, Listener.encode(message as unknown as protobuf.Message).finish()), /Any without a type URL/);
 });
