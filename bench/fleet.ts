@@ -11,11 +11,21 @@ import type { FanoutUsage } from './fanoutServer.js';
 import type { FleetServerCommand } from './fleetServer.js';
 import { globalSpec, hostSpec } from './fleetSpecs.js';
 import { summarize } from './stats.js';
+import { overlapping, type TraceEvent } from './mainThreadTrace.js';
 
 export interface FleetResult {
   readonly hosts: number;
   readonly connectS: number;
+  /** The host PUT's latency at the driver (fetch until the body is read). */
   readonly hostPutMs: ReturnType<typeof summarize>;
+  /** The same PUTs in the server: request received → response finished (node's http diagnostics channels). */
+  readonly hostServerMs: ReturnType<typeof summarize>;
+  /** The server main thread's collections while the host changes ran. */
+  readonly hostGc: GcSummary;
+  /** PUTs of a policy selecting no connected node, every PROBE_MS while a global change is pushed: at the driver, in the server. */
+  readonly probePutMs: ReturnType<typeof summarize>;
+  readonly probeServerMs: ReturnType<typeof summarize>;
+  readonly globalGc: GcSummary;
   /** Server CPU ms per host change: median, and the largest. */
   readonly hostCpuMs: { median: number; max: number };
   readonly hostClientCpuMs: number;
@@ -24,6 +34,35 @@ export interface FleetResult {
   readonly globalCpuMs: number[];
   readonly globalClientCpuMs: number[];
   readonly rssMiB: number;
+}
+
+const PROBE_MS = 250;
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+interface GcSummary {
+  readonly scavenges: number;
+  readonly markCompacts: number;
+  /** Longest pause of each kind, ms. */
+  readonly maxScavengeMs: number;
+  readonly maxMarkCompactMs: number;
+}
+
+function gcSummary(events: readonly TraceEvent[]): GcSummary {
+  const of = (what: string) => events.filter((e) => e.what === what).map((e) => e.ms);
+  const scavenges = of('gc:scavenge');
+  const marks = of('gc:mark-compact');
+  return { scavenges: scavenges.length, markCompacts: marks.length, maxScavengeMs: Math.max(0, ...scavenges), maxMarkCompactMs: Math.max(0, ...marks) };
+}
+
+/** For each window (a request the driver made), the server's time for the admin request inside it. */
+function serverTimes(events: readonly TraceEvent[], windows: readonly { from: number; to: number }[]): number[] {
+  const http = events.filter((e) => e.what === 'http');
+  // The two processes' wall clocks agree to well under a millisecond; 5 ms of slack, and the best overlap wins.
+  const overlap = (e: TraceEvent, from: number, to: number) => Math.min(e.at + e.ms, to + 5) - Math.max(e.at, from - 5);
+  return windows.flatMap(({ from, to }) => {
+    const best = http.filter((e) => overlap(e, from, to) > 0).sort((a, b) => overlap(b, from, to) - overlap(a, from, to))[0];
+    return best ? [best.ms] : [];
+  });
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -52,7 +91,13 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
     console.error(`fleet ${hosts}: all connected in ${connectS.toFixed(1)} s; reopened: ${JSON.stringify(connected.reconnects)}`);
     await srv.ask({ idle: true });
 
+    // The driver's first fetch() loads and compiles node's HTTP client (~40 ms of this process's
+    // CPU idle, far more under load): paid here, not by the first PUT measured.
+    await fetch(`http://127.0.0.1:${adminPort}/healthz`).then((response) => response.arrayBuffer());
+    await srv.ask({ trace: true }); // the server's main-thread record, from here on
     const putMs: number[] = [];
+    /** Each host PUT's window on the wall clock, to line up with the server's record. */
+    const putWindows: { from: number; to: number }[] = [];
     const hostCpu: number[] = [];
     const hostClient: number[] = [];
     for (let k = 0; k < hostChanges; k++) {
@@ -60,24 +105,54 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
       await load.ask({ mark: true });
       const before = await srv.ask<FanoutUsage>({ usage: true });
       const t0 = process.hrtime.bigint();
+      const from = wallNow();
       putMs.push(await put(adminPort, `host-${i}`, hostSpec(i, `b${k}`)));
+      putWindows.push({ from, to: wallNow() });
+      if (process.env.FLEET_CPU_PROF) console.error(`fleet ${hosts}: host PUT ${k} profile window ${t0 / 1000n} ${process.hrtime.bigint() / 1000n}`);
       const result = await load.ask<AwaitResult>({ awaitMore: { more: 1, t0: t0.toString(), timeoutMs: 60_000, only: [i] } });
       await srv.ask({ idle: true });
       const after = await srv.ask<FanoutUsage>({ usage: true });
       hostCpu.push((after.cpuMicros - before.cpuMicros) / 1000);
       hostClient.push(result.clientCpuMicros / 1000);
     }
+    // FLEET_HEAP_SNAPSHOT=FILE (diagnosis): the server's main-thread heap after the host changes (bench/heapSummary.ts reads it).
+    if (process.env.FLEET_HEAP_SNAPSHOT) console.error(`fleet ${hosts}: heap snapshot ${(await srv.ask<{ path: string }>({ heapSnapshot: process.env.FLEET_HEAP_SNAPSHOT })).path}`);
+    const hostEvents = (await srv.ask<{ events: TraceEvent[] }>({ trace: true })).events;
+    const hostServerMs = serverTimes(hostEvents, putWindows);
+    const hostGc = gcSummary(hostEvents);
+    if (process.env.FLEET_TRACE === '1') {
+      putWindows.forEach(({ from, to }, k) => console.error(`fleet ${hosts}: PUT ${k} ${(to - from).toFixed(1)} ms: ${overlapping(hostEvents, from, to)}`));
+      const outside = hostEvents.filter((e) => !putWindows.some(({ from, to }) => e.at <= to && e.at + e.ms >= from));
+      console.error(`fleet ${hosts}: between the PUTs: ${overlapping(outside, 0, Infinity)}`);
+    }
 
     const converge: number[] = [];
     const convergeP99s: number[] = [];
     const globalCpu: number[] = [];
     const globalClient: number[] = [];
+    // While each global change is pushed: a PUT every PROBE_MS of a policy that selects no
+    // connected node, to show whether the admin API waits behind the push.
+    const probeMs: number[] = [];
+    const probeWindows: { from: number; to: number }[] = [];
+    let probes = 0;
     for (let g = 0; g < globalChanges; g++) {
       await load.ask({ mark: true });
       const before = await srv.ask<FanoutUsage>({ usage: true });
       const t0 = process.hrtime.bigint();
       await put(adminPort, 'global', globalSpec(`g${g}`));
+      let pushing = true;
+      const prober = (async () => {
+        while (pushing) {
+          await new Promise((r) => setTimeout(r, PROBE_MS));
+          if (!pushing) break;
+          const from = wallNow();
+          probeMs.push(await put(adminPort, 'probe', { nodes: ['not-connected'], sources: ['10.255.255.0/30'], allow: { sni: [`p${probes++}.example.com`] } }));
+          probeWindows.push({ from, to: wallNow() });
+        }
+      })();
       const result = await load.ask<AwaitResult>({ awaitMore: { more: 1, t0: t0.toString(), timeoutMs: 300_000 } });
+      pushing = false;
+      await prober;
       await srv.ask({ idle: true });
       await new Promise((r) => setTimeout(r, 300)); // the ACKs
       const after = await srv.ask<FanoutUsage>({ usage: true });
@@ -88,12 +163,26 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
       globalCpu.push((after.cpuMicros - before.cpuMicros) / 1000);
       globalClient.push(result.clientCpuMicros / 1000);
     }
+    const globalEvents = (await srv.ask<{ events: TraceEvent[] }>({ trace: true })).events;
+    const probeServerMs = serverTimes(globalEvents, probeWindows);
+    const globalGc = gcSummary(globalEvents);
+    if (process.env.FLEET_TRACE === '1') {
+      probeWindows.forEach(({ from, to }, k) => {
+        if (to - from > 50) console.error(`fleet ${hosts}: probe PUT ${k} ${(to - from).toFixed(1)} ms: ${overlapping(globalEvents, from, to)}`);
+      });
+      console.error(`fleet ${hosts}: during the global changes: ${overlapping(globalEvents, 0, Infinity)}`);
+    }
     const last = await srv.ask<FanoutUsage & { heapUsedBytes: number; externalBytes: number }>({ usage: true });
     console.error(`fleet ${hosts}: server main thread heap ${(last.heapUsedBytes / 2 ** 20).toFixed(0)} MiB, external ${(last.externalBytes / 2 ** 20).toFixed(0)} MiB, RSS ${(last.rssBytes / 2 ** 20).toFixed(0)} MiB`);
     return {
       hosts,
       connectS,
       hostPutMs: summarize(putMs),
+      hostServerMs: summarize(hostServerMs),
+      hostGc,
+      probePutMs: summarize(probeMs),
+      probeServerMs: summarize(probeServerMs),
+      globalGc,
       hostCpuMs: { median: median(hostCpu), max: Math.max(...hostCpu) },
       hostClientCpuMs: median(hostClient),
       globalConverge: summarize(converge),
@@ -110,13 +199,14 @@ export async function fleet(hosts: number, hostChanges: number, globalChanges: n
 
 export async function fleetTable(sizes: readonly number[], hostChanges = 20, globalChanges = 3): Promise<string[]> {
   const lines = [
-    '| hosts (streams, policies) | host PUT p50 / p99 | host change: server CPU median / max | load CPU / host change | global change: all ACKed p50 / p99 | global: server CPU | global: load CPU | server RSS |',
-    '|---|---|---|---|---|---|---|---|',
+    '| hosts (streams, policies) | host PUT p50 / p99 (in the server) | main thread GC in the host changes | host change: server CPU median / max | load CPU / host change | global change: all ACKed p50 / p99 | global: server CPU | global: load CPU | PUT while a global change is pushed p50 / p99 (in the server), n | main thread GC in the global changes | server RSS |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
+  const gc = (g: GcSummary) => `${g.scavenges} scavenges (longest ${g.maxScavengeMs.toFixed(1)} ms), ${g.markCompacts} mark-compacts (longest ${g.maxMarkCompactMs.toFixed(1)} ms)`;
   for (const hosts of sizes) {
     const r = await fleet(hosts, hostChanges, globalChanges);
     lines.push(
-      `| ${hosts} | ${r.hostPutMs.p50.toFixed(1)} / ${r.hostPutMs.p99.toFixed(1)} ms | ${r.hostCpuMs.median.toFixed(1)} / ${r.hostCpuMs.max.toFixed(1)} ms | ${r.hostClientCpuMs.toFixed(1)} ms | ${r.globalConverge.p50.toFixed(0)} / ${r.globalConverge.p99.toFixed(0)} ms (per change: ${r.globalConvergeP99s.map((v) => v.toFixed(0)).join(', ')}) | ${r.globalCpuMs.map((v) => v.toFixed(0)).join(', ')} ms | ${r.globalClientCpuMs.map((v) => v.toFixed(0)).join(', ')} ms | ${r.rssMiB.toFixed(0)} MiB |`,
+      `| ${hosts} | ${r.hostPutMs.p50.toFixed(1)} / ${r.hostPutMs.p99.toFixed(1)} ms (${r.hostServerMs.p50.toFixed(1)} / ${r.hostServerMs.p99.toFixed(1)}) | ${gc(r.hostGc)} | ${r.hostCpuMs.median.toFixed(1)} / ${r.hostCpuMs.max.toFixed(1)} ms | ${r.hostClientCpuMs.toFixed(1)} ms | ${r.globalConverge.p50.toFixed(0)} / ${r.globalConverge.p99.toFixed(0)} ms (per change: ${r.globalConvergeP99s.map((v) => v.toFixed(0)).join(', ')}) | ${r.globalCpuMs.map((v) => v.toFixed(0)).join(', ')} ms | ${r.globalClientCpuMs.map((v) => v.toFixed(0)).join(', ')} ms | ${r.probePutMs.p50.toFixed(1)} / ${r.probePutMs.p99.toFixed(1)} ms (${r.probeServerMs.p50.toFixed(1)} / ${r.probeServerMs.p99.toFixed(1)}), ${r.probePutMs.count} | ${gc(r.globalGc)} | ${r.rssMiB.toFixed(0)} MiB |`,
     );
   }
   return lines;

@@ -112,8 +112,30 @@ export const FIRST_COMPILES_HERE_PER_WINDOW = 8;
 // group is compiled by the worker its policies hash to, which keeps its fragments) and the
 // event loop's heap held the fragments of thousands of hosts.
 const FIRST_COMPILE_WINDOW_MS = 1000;
+/**
+ * Longest stretch the event loop spends telling streams of a change before it
+ * lets other work run (ACKs, health checks, the admin API's requests and their
+ * fsyncs). Telling a stream encodes and writes its response: at a global change
+ * of 10,000 hosts each its own group, a slice of groups told at once held the
+ * loop for hundreds of milliseconds, and an admin PUT arriving then waited.
+ */
+export const TELL_SLICE_MS = 5;
+
 /** Rules (names, address rules, source ranges) of a group beyond which a first compile goes to the workers: ~25 µs each cold. */
 export const MAX_RULES_COMPILED_HERE = 1_000;
+
+/** Nodes placed in their new group per part of a plan. */
+const PLAN_PART = 1000;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Runs a plan to its end without pausing (the synchronous apply). */
+function runToEnd<T>(steps: Generator<void, T, void>): T {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
 
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -140,10 +162,24 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   private hereInWindow = 0;
   /** Bumped by every commit of changes: a first compile selected before it is stale. */
   private epoch = 0;
+  /** Nodes whose watchers are owed their group's current snapshot (insertion order), and the loop telling them. */
+  private readonly owed = new Set<NodeEntry<C>>();
+  private telling?: Promise<void>;
+  private tellError?: unknown;
   /** Groups compiled, over the cache's life (tests and metrics). */
   compiledGroups = 0;
+  /** Turns of the event loop the telling of changes took, over the cache's life (tests). */
+  tellTurns = 0;
 
-  constructor(private readonly compile: GroupCompiler<C>) {}
+  private readonly tellSliceMs: number;
+
+  /** options.tellSliceMs: TELL_SLICE_MS by default; 0 tells one node per turn of the event loop (tests). */
+  constructor(
+    private readonly compile: GroupCompiler<C>,
+    options: { readonly tellSliceMs?: number } = {},
+  ) {
+    this.tellSliceMs = options.tellSliceMs ?? TELL_SLICE_MS;
+  }
 
   /** Replaces the whole policy set, compiling here (tests, the floor benchmark, start-up). */
   setPolicies(policies: readonly Policy[], changedAt: bigint = process.hrtime.bigint()): void {
@@ -165,7 +201,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   /** Applies changes, compiling the affected groups here, on this thread. */
   applyChangesSync(changes: PolicyChanges, changedAt: bigint = process.hrtime.bigint()): void {
     if (this.applying) throw new Error('applyChangesSync while an asynchronous apply is compiling');
-    const plan = this.plan(changes, changedAt);
+    const plan = runToEnd(this.plan(changes, changedAt, true));
     const built = new Map<string, { resources: EncodedResource[]; compiled: C }>();
     for (const [key, policies] of plan.missing) built.set(key, this.compileHere(policies));
     plan.finish(built);
@@ -174,8 +210,9 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   /**
    * Applies changes, compiling the affected groups with `build` (worker
    * threads): the event loop stays free for ACKs, health checks and the admin
-   * API meanwhile. Groups are compiled in slices, all handed to the builder at
-   * once so the workers never wait; the nodes of a slice move to their new
+   * API meanwhile. Groups are compiled in slices, handed to the builder one per
+   * turn of the event loop (the workers start on the first while the loop
+   * serves others); the nodes of a slice move to their new
    * groups (and their streams are pushed) as soon as it is compiled, so a
    * global change of 10,000 groups starts reaching Envoys after the first
    * slice, not after the last. A node is never given a half-compiled group:
@@ -190,29 +227,41 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     if (this.applying) throw new Error('one asynchronous apply at a time');
     this.applying = true;
     try {
-      const plan = this.plan(changes, changedAt);
+      // Planned in parts, with turns of the event loop between: at 10,000 nodes the whole
+      // plan held the loop ~200 ms, and handing every slice to the workers another ~200 ms.
+      const steps = this.plan(changes, changedAt);
+      let step = steps.next();
+      for (; !step.done; step = steps.next()) await nextTurn();
+      const plan = step.value;
       const keys = [...plan.missing.keys()];
       const failed: string[][] = [];
       const slices: string[][] = [];
       for (let i = 0; i < keys.length; i += APPLY_SLICE) slices.push(keys.slice(i, i + APPLY_SLICE));
       let superseded = false;
-      await Promise.all(
-        slices.map(async (slice) => {
-          let results: EncodedResource[][];
-          try {
-            results = await build(slice.map((key) => plan.missing.get(key)!));
-          } catch (error) {
-            if (error instanceof SupersededBuild) superseded = true;
-            else failed.push(slice);
-            return;
-          }
-          plan.commitPart(slice, new Map(slice.map((key, i) => [key, { resources: results[i]! }])));
-        }),
-      );
+      const compiling: Promise<void>[] = [];
+      for (const [n, slice] of slices.entries()) {
+        if (n > 0) await nextTurn();
+        compiling.push(
+          (async () => {
+            let results: EncodedResource[][];
+            try {
+              results = await build(slice.map((key) => plan.missing.get(key)!));
+            } catch (error) {
+              if (error instanceof SupersededBuild) superseded = true;
+              else failed.push(slice);
+              return;
+            }
+            plan.commitPart(slice, new Map(slice.map((key, i) => [key, { resources: results[i]! }])));
+          })(),
+        );
+      }
+      await Promise.all(compiling);
       if (superseded) throw new SupersededBuild();
       // The workers failed these (a worker that died is restarted by the pool): compiled here.
       for (const slice of failed) plan.commitPart(slice, new Map(slice.map((key) => [key, this.compileHere(plan.missing.get(key)!)])));
       plan.finish();
+      // Complete means told: the scheduler's idle() (and the next apply) wait for the streams too.
+      await this.told();
     } finally {
       this.applying = false;
     }
@@ -225,7 +274,9 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     }
   }
 
-  private plan(changes: PolicyChanges, changedAt: bigint): Plan<C> {
+  /** tellNow: watchers are told before this returns (the synchronous apply); else in slices of TELL_SLICE_MS. */
+  /** A generator that yields every PLAN_PART nodes placed (a turn of the event loop there, when applied asynchronously). */
+  private *plan(changes: PolicyChanges, changedAt: bigint, tellNow = false): Generator<void, Plan<C>, void> {
     const hashes = new Map<string, string>();
     for (const [name, policy] of changes) if (policy) hashes.set(name, hashPolicy(policy));
     const real = new Map<string, Policy | undefined>();
@@ -255,7 +306,9 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     // largest share of the server's garbage per push in the fan-out heap profile).
     const sameForGroup = broad.every((name) => real.get(name)!.nodes === undefined);
     const perGroup = new Map<NodeGroup<C>, { from: readonly string[]; kept: string[]; key: string }>();
+    let placed = 0;
     for (const entry of affected) {
+      if (++placed % PLAN_PART === 0) yield;
       const byId = byNodeId.get(entry.id);
       const shared = sameForGroup && byId === undefined ? perGroup.get(entry.group) : undefined;
       if (shared && sameNames(shared.from, entry.selected)) {
@@ -312,7 +365,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
         if (contentChanged) told.push(entry);
       }
       // Told after the part is in place, so a watcher that looks sees its new state.
-      for (const entry of told) for (const watcher of entry.watchers) watcher.onChange(entry.group.snapshot);
+      this.tell(told, tellNow);
     };
     const moveExisting = () => {
       if (existingMoved) return;
@@ -343,8 +396,8 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     for (const [name, policy] of changes) {
       for (const version of [this.policies.get(name)?.policy, policy]) {
         if (!version) continue;
-        // Every node, as they are (read once, before anything moves): no copy of 10,000 entries per global change.
-        if (version.nodes === undefined) return this.nodes.values();
+        // A copy: the plan yields to the event loop between parts, and nodes come and go meanwhile.
+        if (version.nodes === undefined) return new Set(this.nodes.values());
         for (const glob of version.nodes) {
           if (isLiteralGlob(glob)) {
             const entry = this.nodes.get(glob);
@@ -581,7 +634,65 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       }
       told.push(this.enter(id, selected, group, pending.watchers));
     }
-    for (const entry of told) for (const watcher of entry.watchers) watcher.onChange(entry.group.snapshot);
+    this.tell(told, false);
+  }
+
+  /**
+   * Tells the nodes' watchers of their current snapshot: now, or queued and told in
+   * slices of about tellSliceMs with a turn of the event loop between them. A node
+   * queued twice is told once, of the snapshot it has when its turn comes.
+   */
+  private tell(entries: readonly NodeEntry<C>[], now: boolean): void {
+    if (now) {
+      for (const entry of entries) this.tellOne(entry);
+      const error = this.tellError;
+      delete this.tellError;
+      if (error !== undefined) throw error;
+      return;
+    }
+    for (const entry of entries) this.owed.add(entry);
+    if (this.owed.size > 0) this.telling ??= this.tellOwed();
+  }
+
+  private async tellOwed(): Promise<void> {
+    // Begun in a microtask, so `telling` is set before the first slice (which may be the last) ends.
+    await Promise.resolve();
+    try {
+      while (this.owed.size > 0) {
+        this.tellTurns += 1;
+        const until = performance.now() + this.tellSliceMs;
+        // Deleting the entry being visited is safe while iterating a Set.
+        for (const entry of this.owed) {
+          this.owed.delete(entry);
+          this.tellOne(entry);
+          if (performance.now() >= until) break;
+        }
+        if (this.owed.size > 0) await nextTurn();
+      }
+    } finally {
+      delete this.telling;
+    }
+  }
+
+  private tellOne(entry: NodeEntry<C>): void {
+    if (this.nodes.get(entry.id) !== entry) return; // disconnected meanwhile
+    const snapshot = entry.group.snapshot;
+    for (const watcher of entry.watchers) {
+      // One watcher's failure must not leave the others untold; the apply reports it (told()).
+      try {
+        watcher.onChange(snapshot);
+      } catch (error) {
+        this.tellError ??= error;
+      }
+    }
+  }
+
+  /** Resolves once every watcher owed a change has been told; rejects with a watcher's error if one threw meanwhile. */
+  async told(): Promise<void> {
+    if (this.telling) await this.telling;
+    const error = this.tellError;
+    delete this.tellError;
+    if (error !== undefined) throw error;
   }
 
   groupCount(): number {
