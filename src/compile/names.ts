@@ -45,8 +45,6 @@ export const ANY_SOURCE_LABEL = '*';
 export const NAME_STAT_PREFIX = 'allowed_name';
 
 export const SNI_DYNAMIC_FORWARD_PROXY_FILTER = 'envoy.filters.network.sni_dynamic_forward_proxy';
-export const SET_FILTER_STATE_FILTER = 'envoy.filters.network.set_filter_state';
-export const CONNECTION_LIMIT_FILTER = 'envoy.filters.network.connection_limit';
 
 // Opaque extension names (issue 7: the listener must stay small; at 1,000 microVMs the
 // canonical names were 647 KB of it). The `name` of an xds.core.v3.TypedExtensionConfig

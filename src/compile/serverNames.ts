@@ -35,7 +35,8 @@ function labelsFromRight(name: string): string {
 /** The key compareServerNames orders by (ties broken by the name itself). */
 export const serverNameSortKey = (name: string): string => labelsFromRight(name);
 
-const compareKeyed = (ka: string, a: string, kb: string, b: string): number =>
+/** compareServerNames for names whose keys (serverNameSortKey) are already at hand. */
+export const compareKeyed = (ka: string, a: string, kb: string, b: string): number =>
   ka < kb ? -1 : ka > kb ? 1 : a < b ? -1 : a > b ? 1 : 0;
 
 /** Names sorted for output: by DNS labels from the right, so related names sit together. */

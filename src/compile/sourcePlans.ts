@@ -9,7 +9,7 @@
 import { cidrContains, compareCidrs, formatCidr, mustParseCidr, type Cidr } from '../net/ip.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { ANY_SOURCE, cidrKeysOf, cidrOfKey, splitDefaultRoute } from './cidrKeys.js';
-import { compareServerNames, coveringPatterns, serverNameSortKey, sortServerNames } from './serverNames.js';
+import { compareKeyed, compareServerNames, coveringPatterns, serverNameSortKey, sortServerNames } from './serverNames.js';
 
 /** Allowed destination ranges sharing one port set. */
 export interface CidrGroup {
@@ -188,7 +188,7 @@ function mergePatterns(a: Sorted, b: Sorted): Sorted {
     const kb = b.keys[j]!;
     const na = a.names[i]!;
     const nb = b.names[j]!;
-    const order = ka < kb ? -1 : ka > kb ? 1 : na < nb ? -1 : na > nb ? 1 : 0;
+    const order = compareKeyed(ka, na, kb, nb);
     if (order <= 0) {
       names.push(na);
       keys.push(ka);
