@@ -5,7 +5,7 @@
 import type { Policy } from '../../src/policy/model.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { silentLogger } from '../../src/log.js';
-import { SnapshotCache, type CompiledGroup } from '../../src/snapshot/cache.js';
+import { SnapshotCache, type CompiledGroup, type GroupCompiler } from '../../src/snapshot/cache.js';
 import { NodeRegistry } from '../../src/xds/nodeRegistry.js';
 import { startXdsServer, type XdsServer, type XdsServerOptions } from '../../src/xds/server.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
@@ -54,11 +54,12 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(policies: Policy[], options: XdsServerOptions = {}): Promise<Harness> {
+/** The server over `compile`'s output (testCompiler unless a test brings its own, e.g. rdsCompiler). */
+export async function startHarness(policies: Policy[], options: XdsServerOptions = {}, compile: GroupCompiler = testCompiler): Promise<Harness> {
   let calls = 0;
   const cache = new SnapshotCache((selected) => {
     calls += 1;
-    return testCompiler(selected);
+    return compile(selected);
   });
   cache.setPolicies(policies);
   const registry = new NodeRegistry(cache);

@@ -7,26 +7,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
-import { silentLogger } from '../../src/log.js';
-import { createMetrics } from '../../src/metrics/metrics.js';
-import type { Policy } from '../../src/policy/model.js';
-import { SnapshotCache } from '../../src/snapshot/cache.js';
-import { NodeRegistry } from '../../src/xds/nodeRegistry.js';
-import { startXdsServer, type XdsServer } from '../../src/xds/server.js';
+import type { SnapshotCache } from '../../src/snapshot/cache.js';
 import { FakeEnvoy, settle } from '../support/fakeEnvoy.js';
 import { rdsCompiler } from '../support/rdsCompiler.js';
+import { policy, startHarness, type Harness } from './harness.js';
 
 const RDS = TypeUrl.RouteConfiguration;
 const LDS = TypeUrl.Listener;
 
-const policy = (name: string, sni: string[]): Policy => ({ name, allow: { sni } });
 const domainsOf = (e: FakeEnvoy, name: string): unknown =>
   (e.state.get(RDS)?.get(name) as { virtualHosts: { domains: string[] }[] } | undefined)?.virtualHosts[0]!.domains;
 
 for (const variant of ['sotw', 'delta'] as const) {
   describe(`RDS over ADS (${variant})`, () => {
+    let harness: Harness;
     let cache: SnapshotCache;
-    let server: XdsServer;
     let address: string;
     const envoys: FakeEnvoy[] = [];
     const envoy = (nodeId: string) => {
@@ -36,14 +31,12 @@ for (const variant of ['sotw', 'delta'] as const) {
     };
 
     before(async () => {
-      cache = new SnapshotCache(rdsCompiler);
-      cache.setPolicies([policy('a', ['a.example']), policy('b', ['b.example'])]);
-      server = await startXdsServer({ source: cache, registry: new NodeRegistry(cache), metrics: createMetrics(), logger: silentLogger }, '127.0.0.1:0');
-      address = `127.0.0.1:${server.port}`;
+      harness = await startHarness([policy('a', ['a.example']), policy('b', ['b.example'])], {}, rdsCompiler);
+      ({ cache, address } = harness);
     });
     after(async () => {
       for (const e of envoys) e.close();
-      await server.close();
+      await harness.close();
     });
 
     test('the route tables the listener names arrive after it, by name; an edit sends the new table, and a new name is asked for and sent', async () => {

@@ -10,14 +10,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeStrictToJson } from '../../src/envoy/codec.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
-import { silentLogger } from '../../src/log.js';
-import { createMetrics } from '../../src/metrics/metrics.js';
 import type { Policy } from '../../src/policy/model.js';
-import { SnapshotCache } from '../../src/snapshot/cache.js';
-import { NodeRegistry } from '../../src/xds/nodeRegistry.js';
-import { startXdsServer, type XdsServer } from '../../src/xds/server.js';
+import type { SnapshotCache } from '../../src/snapshot/cache.js';
 import { FakeEnvoy, settle } from '../support/fakeEnvoy.js';
 import { rdsCompiler } from '../support/rdsCompiler.js';
+import { startHarness, type Harness } from './harness.js';
 
 const RDS = TypeUrl.RouteConfiguration;
 const TABLES = 200;
@@ -28,8 +25,8 @@ const withSni = (policies: readonly Policy[], name: string, sni: string[]): Poli
   policies.map((p) => (p.name === name ? { ...p, allow: { sni } } : p));
 
 describe('RDS in state of the world: only the tables that changed', () => {
+  let harness: Harness;
   let cache: SnapshotCache;
-  let server: XdsServer;
   let address: string;
   const envoys: FakeEnvoy[] = [];
   let nextNode = 0;
@@ -59,14 +56,12 @@ describe('RDS in state of the world: only the tables that changed', () => {
     (e.state.get(RDS)?.get(name) as { virtualHosts: { domains: string[] }[] } | undefined)?.virtualHosts[0]!.domains;
 
   before(async () => {
-    cache = new SnapshotCache(rdsCompiler);
-    cache.setPolicies(basePolicies());
-    server = await startXdsServer({ source: cache, registry: new NodeRegistry(cache), metrics: createMetrics(), logger: silentLogger }, '127.0.0.1:0');
-    address = `127.0.0.1:${server.port}`;
+    harness = await startHarness(basePolicies(), {}, rdsCompiler);
+    ({ cache, address } = harness);
   });
   after(async () => {
     for (const e of envoys) e.close();
-    await server.close();
+    await harness.close();
   });
 
   test('an edit of one allowlist sends exactly that one table, and the client then holds the server snapshot', async () => {
