@@ -312,15 +312,8 @@ let slabUsed = 0;
 
 /** A kept copy of `source[start, end)`. */
 function keep(source: Uint8Array, start: number, end: number): Uint8Array {
-  const n = end - start;
-  if (n > SLAB_SIZE / 8) return source.slice(start, end);
-  if (slabUsed + n > slab.length) {
-    slab = new Uint8Array(SLAB_SIZE);
-    slabUsed = 0;
-  }
-  const body = slab.subarray(slabUsed, slabUsed + n);
+  const body = keepRoom(end - start);
   body.set(source.subarray(start, end));
-  slabUsed += n;
   return body;
 }
 
@@ -347,7 +340,6 @@ interface MemoEntry {
 }
 type Memo = MemoEntry | null;
 const memo = new WeakMap<object, Memo>();
-const memoGet = (value: object): Memo | undefined => memo.get(value);
 function memoBody(entry: Memo | undefined, plan: TypePlan): Uint8Array | undefined {
   for (let e = entry; e; e = e.next) if (e.plan === plan) return e.body;
   return undefined;
@@ -377,7 +369,7 @@ export function memoState(value: object, typeUrl: string): 0 | 1 | 2 {
 }
 
 /** Whether the encoder holds `value`'s bytes as a message of `typeUrl`. */
-export const hasBytes = (value: object, typeUrl: string): boolean => memoBody(memoGet(value), typeByUrl(typeUrl)) !== undefined;
+export const hasBytes = (value: object, typeUrl: string): boolean => memoState(value, typeUrl) === 2;
 
 // Paths are for errors only: the walk does not build them (a string per field was a good
 // part of the encode); a failure collects them on its way out, innermost first.
@@ -394,6 +386,10 @@ const fail = (message: string): never => {
 function at(error: unknown, segment: string): unknown {
   if (error instanceof EncodeError) error.where.push(segment);
   return error;
+}
+/** An encode error as the error callers see, its path from `root`; any other error as it is. */
+function located(root: string, error: unknown): unknown {
+  return error instanceof EncodeError ? new Error(`${root}${error.where.reverse().join('')}: ${error.detail}`) : error;
 }
 
 const ANY = 'google.protobuf.Any';
@@ -435,15 +431,10 @@ const enum Special {
   Duration,
   Wrapper,
 }
-const specials = new WeakMap<TypePlan, Special>();
+/** Computed once per plan: writeMessageBody keeps it in plan.special. */
 function specialOf(plan: TypePlan): Special {
-  let special = specials.get(plan);
-  if (special === undefined) {
-    const name = plan.fullName;
-    special = name === ANY ? Special.Any : UNSUPPORTED.has(name) ? Special.Unsupported : name === 'google.protobuf.Duration' ? Special.Duration : WRAPPERS.has(name) ? Special.Wrapper : Special.None;
-    specials.set(plan, special);
-  }
-  return special;
+  const name = plan.fullName;
+  return name === ANY ? Special.Any : UNSUPPORTED.has(name) ? Special.Unsupported : name === 'google.protobuf.Duration' ? Special.Duration : WRAPPERS.has(name) ? Special.Wrapper : Special.None;
 }
 
 function writeMessageBody(w: Writer, plan: TypePlan, value: unknown, inAny = false): void {
@@ -573,7 +564,7 @@ function beginNested(w: Writer, id: number): Fork {
 
 function writeNestedMessage(w: Writer, id: number, plan: TypePlan, value: unknown): void {
   if (typeof value === 'object' && value !== null && w.template === undefined) {
-    const entry = memoGet(value);
+    const entry = memo.get(value);
     if (entry !== undefined) {
       const cached = memoBody(entry, plan);
       w.tag(id, 2);
@@ -732,8 +723,7 @@ export function fastEncodeProtoJson(typeUrl: string, json: unknown, room?: Room)
     const plan = typeByUrl(typeUrl);
     return withWriter((w) => writeMessageBody(w, plan, json), room);
   } catch (error) {
-    if (!(error instanceof EncodeError)) throw error;
-    throw new Error(`${root}${error.where.reverse().join('')}: ${error.detail}`);
+    throw located(root, error);
   }
 }
 
@@ -766,8 +756,7 @@ export function encodingTemplate(typeUrl: string, json: unknown, slots: readonly
   try {
     writeMessageBody(w, plan, json);
   } catch (error) {
-    if (!(error instanceof EncodeError)) throw error;
-    throw new Error(`${plan.fullName}${error.where.reverse().join('')}: ${error.detail}`);
+    throw located(plan.fullName, error);
   }
   const holes = state.holes.sort((a, b) => a.start - b.start);
   // Only nests around a hole vary; the others are literal bytes.
@@ -866,7 +855,7 @@ export function fillTemplate(template: EncodingTemplate, values: readonly string
  * template that the caller checked), so the encoder copies them instead of walking it.
  */
 export function primeImmutable<T extends object>(value: T, typeUrl: string, body: Uint8Array): T {
-  memoAdd(value, memoGet(value), typeByUrl(typeUrl), body);
+  memoAdd(value, memo.get(value), typeByUrl(typeUrl), body);
   return value;
 }
 
@@ -878,8 +867,7 @@ export function walkEncode(typeUrl: string, json: unknown): Uint8Array {
   try {
     writeMessageBody(w, plan, json);
   } catch (error) {
-    if (!(error instanceof EncodeError)) throw error;
-    throw new Error(`${plan.fullName}${error.where.reverse().join('')}: ${error.detail}`);
+    throw located(plan.fullName, error);
   }
   return w.buf.slice(0, w.pos);
 }

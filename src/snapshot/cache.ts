@@ -274,8 +274,10 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
     }
   }
 
-  /** tellNow: watchers are told before this returns (the synchronous apply); else in slices of TELL_SLICE_MS. */
-  /** A generator that yields every PLAN_PART nodes placed (a turn of the event loop there, when applied asynchronously). */
+  /**
+   * A generator that yields every PLAN_PART nodes placed (a turn of the event loop there, when applied asynchronously).
+   * tellNow: watchers are told before this returns (the synchronous apply); else in slices of TELL_SLICE_MS.
+   */
   private *plan(changes: PolicyChanges, changedAt: bigint, tellNow = false): Generator<void, Plan<C>, void> {
     const hashes = new Map<string, string>();
     for (const [name, policy] of changes) if (policy) hashes.set(name, hashPolicy(policy));
@@ -645,9 +647,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   private tell(entries: readonly NodeEntry<C>[], now: boolean): void {
     if (now) {
       for (const entry of entries) this.tellOne(entry);
-      const error = this.tellError;
-      delete this.tellError;
-      if (error !== undefined) throw error;
+      this.throwTellError();
       return;
     }
     for (const entry of entries) this.owed.add(entry);
@@ -690,6 +690,11 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   /** Resolves once every watcher owed a change has been told; rejects with a watcher's error if one threw meanwhile. */
   async told(): Promise<void> {
     if (this.telling) await this.telling;
+    this.throwTellError();
+  }
+
+  /** Throws (and clears) the first error a watcher threw while being told, if any. */
+  private throwTellError(): void {
     const error = this.tellError;
     delete this.tellError;
     if (error !== undefined) throw error;
