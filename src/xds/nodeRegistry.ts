@@ -16,6 +16,13 @@ interface StreamRecord {
 
 type CurrentSnapshot = Pick<Snapshot, 'typeUrls' | 'version'>;
 
+/** The stream's status of the type, made empty at first. */
+function statusIn(stream: StreamRecord, typeUrl: string): ResourceTypeStatus {
+  let status = stream.resources.get(typeUrl);
+  if (!status) stream.resources.set(typeUrl, (status = {}));
+  return status;
+}
+
 /** The store revision committed last, and the one whose state the snapshots hold now. */
 export type RevisionSource = () => { readonly latest: number; readonly served: number };
 
@@ -38,13 +45,7 @@ export class NodeRegistry {
 
   private typeStatus(streamId: number, typeUrl: string): ResourceTypeStatus | undefined {
     const stream = this.streams.get(streamId);
-    if (!stream) return undefined;
-    let status = stream.resources.get(typeUrl);
-    if (!status) {
-      status = {};
-      stream.resources.set(typeUrl, status);
-    }
-    return status;
+    return stream && statusIn(stream, typeUrl);
   }
 
   sent(streamId: number, typeUrl: string, version: string): void {
@@ -56,8 +57,7 @@ export class NodeRegistry {
   acked(streamId: number, typeUrl: string, version: string, current?: CurrentSnapshot): void {
     const stream = this.streams.get(streamId);
     if (!stream) return;
-    let status = stream.resources.get(typeUrl);
-    if (!status) stream.resources.set(typeUrl, (status = {}));
+    const status = statusIn(stream, typeUrl);
     status.acked = version;
     if (status.nack !== undefined) delete status.nack;
     if (this.revisions && this.source && this.acknowledgesAll(stream.nodeId, stream.resources, current)) stream.ackedRevision = this.revisions().served;

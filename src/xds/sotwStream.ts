@@ -165,19 +165,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     if (state.names && ![...state.names].some((name) => set.items.has(name))) return;
     // Wildcard (what Envoy asks for Listeners and Clusters), or names covering the whole set
     // (what Envoy asks for the route tables its listener names): the one buffer every stream is sent.
-    let nonce: string;
-    let bytes: Buffer;
-    let framed: Buffer;
-    if (state.names && !coversSet(state.names, set)) {
-      nonce = this.nextNonce();
-      ({ bytes, framed } = encodeSotwResponse(typeUrl, set, nonce, state.names));
-    } else {
-      ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
-    }
-    sent(state, set.version, nonce, state.names);
-    state.watchOpen = false;
-    state.awaitingAnswer = true;
-    this.write(typeUrl, set.version, nonce, bytes, framed);
+    this.send(typeUrl, state, set, state.names && !coversSet(state.names, set) ? state.names : undefined);
   }
 
   /**
@@ -190,12 +178,13 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     const held = state.held!;
     const rejected = state.rejected!;
     const names = state.names!;
-    const changed = new Set<string>();
+    // The tables to send, name → version: the response's tables in flight once it is sent.
+    const changed = new Map<string, string>();
     let anythingNew = false;
     for (const name of names) {
       const resource = set.items.get(name);
       if (!resource || held.get(name) === resource.version) continue;
-      changed.add(name);
+      changed.set(name, resource.version);
       // A version the client rejected goes out again only beside something it has not seen.
       if (rejected.get(name) !== resource.version) anythingNew = true;
     }
@@ -207,20 +196,26 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     // which exist wait for their tables.
     const versionMoved = state.lastSent !== undefined && state.lastSent.version !== set.version;
     if (!anythingNew && !versionMoved) return;
+    // Every table of the set (a first response, a global change): the buffer every stream is sent.
+    this.send(typeUrl, state, set, changed.size === set.items.size ? undefined : changed);
+    state.inFlight = changed;
+  }
+
+  /**
+   * Sends the set, or only the resources `only` names (a response of this stream's own,
+   * with its own nonce), and waits for the answer.
+   */
+  private send(typeUrl: string, state: TypeState, set: ResourceSet, only: { has(name: string): boolean } | undefined): void {
     let nonce: string;
     let bytes: Buffer;
     let framed: Buffer;
-    if (changed.size === set.items.size) {
-      // Every table of the set (a first response, a global change): the buffer every stream is sent.
-      ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
-    } else {
+    if (only) {
       nonce = this.nextNonce();
-      ({ bytes, framed } = encodeSotwResponse(typeUrl, set, nonce, changed));
+      ({ bytes, framed } = encodeSotwResponse(typeUrl, set, nonce, only));
+    } else {
+      ({ nonce, bytes, framed } = sharedSotwResponse(typeUrl, set));
     }
-    const inFlight = new Map<string, string>();
-    for (const name of changed) inFlight.set(name, set.items.get(name)!.version);
-    state.inFlight = inFlight;
-    sent(state, set.version, nonce, names);
+    sent(state, set.version, nonce, state.names);
     state.watchOpen = false;
     state.awaitingAnswer = true;
     this.write(typeUrl, set.version, nonce, bytes, framed);

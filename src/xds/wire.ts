@@ -175,7 +175,7 @@ function writeString(out: Buffer, at: number, field: number, text: string, bytes
 const fieldSize = (length: number): number => 1 + varintSize(length) + length;
 
 /** gRPC's length-prefixed message framing: a compressed flag (0) and the length, 5 bytes. */
-export const GRPC_FRAME_HEADER_BYTES = 5;
+const GRPC_FRAME_HEADER_BYTES = 5;
 
 /** Writes gRPC's prefix into the first 5 bytes of `framed` (the message follows them). */
 function writeFrameHeader(framed: Buffer): void {
@@ -193,6 +193,9 @@ export interface FramedResponse {
   readonly bytes: Buffer;
   readonly framed: Buffer;
 }
+
+/** A framed buffer, its prefix written, as the response it holds. */
+const framedResponse = (framed: Buffer): FramedResponse => ({ bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed });
 
 /**
  * DiscoveryResponse fields 1 (version_info), 2 (resources, each an Any), 4
@@ -228,7 +231,7 @@ function encodeSotw(typeUrl: string, version: string, resources: Iterable<Encode
   at = writeString(framed, at, 4, typeUrl, typeUrlBytes);
   at = writeString(framed, at, 5, nonce, nonceBytes);
   if (at !== framed.length) throw new Error(`DiscoveryResponse encoding wrote ${at - GRPC_FRAME_HEADER_BYTES} of ${size} bytes`);
-  return { bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
+  return framedResponse(framed);
 }
 
 /** Buffers whose room a response was written into: each resource's room serves one response. */
@@ -270,7 +273,7 @@ function encodeSotwInPlace(typeUrl: string, version: string, resource: EncodedRe
   at = writeString(framed, at, 4, typeUrl, typeUrlBytes);
   at = writeString(framed, at, 5, nonce, nonceBytes);
   if (at !== framed.length) throw new Error(`DiscoveryResponse envelope wrote ${at} of ${framed.length} bytes`);
-  return { bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
+  return framedResponse(framed);
 }
 
 /** The message as gRPC frames it on an HTTP/2 stream: a copy behind a 5-byte prefix (for a message not encoded here). */
@@ -313,7 +316,7 @@ export function sharedSotwResponse(typeUrl: string, set: ResourceSet): SharedRes
 }
 
 /** A state-of-the-world response for one stream: all of the set, or only the named resources when the stream asked for names. */
-export function encodeSotwResponse(typeUrl: string, set: ResourceSet, nonce: string, names?: ReadonlySet<string>): FramedResponse {
+export function encodeSotwResponse(typeUrl: string, set: ResourceSet, nonce: string, names?: { has(name: string): boolean }): FramedResponse {
   // The hand-written encoder: a host's route tables are megabytes (test/xds/wire.test.ts holds it to the reflective one).
   return encodeSotw(typeUrl, set.version, names === undefined ? set.items.values() : [...set.items.values()].filter((r) => names.has(r.name)), nonce);
 }
@@ -374,5 +377,5 @@ export function encodeDeltaResponse(options: {
   at = writeString(framed, at, 5, options.nonce, nonceBytes);
   options.removed.forEach((name, i) => (at = writeString(framed, at, 6, name, removedBytes[i]!)));
   if (at !== framed.length) throw new Error(`DeltaDiscoveryResponse encoding wrote ${at - GRPC_FRAME_HEADER_BYTES} of ${size} bytes`);
-  return { bytes: framed.subarray(GRPC_FRAME_HEADER_BYTES), framed };
+  return framedResponse(framed);
 }
