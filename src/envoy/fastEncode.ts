@@ -15,6 +15,7 @@
 import protobuf from 'protobufjs';
 import { envoyRoot } from './protos.js';
 import { messageNameOf } from './typeUrls.js';
+import { varintSize, writeVarintAt } from './varint.js';
 
 type Kind = 'message' | 'enum' | 'string' | 'bytes' | 'bool' | 'double' | 'float' | 'varint' | 'sint' | 'fixed32' | 'fixed64' | 'sfixed32' | 'sfixed64';
 
@@ -782,8 +783,6 @@ export function encodingTemplate(typeUrl: string, json: unknown, slots: readonly
   return { typeUrl, slots: slots.length, nodes: split(0, w.pos) };
 }
 
-const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
-
 function utf8Length(text: string): number {
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 127) return Buffer.byteLength(text, 'utf8');
   return text.length;
@@ -804,15 +803,6 @@ function templateSize(nodes: readonly TemplateNode[], lengths: readonly number[]
     }
   }
   return size;
-}
-
-function writeVarintAt(out: Uint8Array, pos: number, value: number): number {
-  while (value > 127) {
-    out[pos++] = (value & 127) | 128;
-    value >>>= 7;
-  }
-  out[pos++] = value;
-  return pos;
 }
 
 function templateWrite(nodes: readonly TemplateNode[], values: readonly string[], lengths: readonly number[], sizes: readonly number[], cursor: { nest: number }, out: Uint8Array, pos: number): number {

@@ -68,6 +68,12 @@ function sent(state: TypeState, version: string, nonce: string, names: ReadonlyS
   last.names = names;
 }
 
+/** Whether any of `names` is in `items` (no array per flush). */
+function someIn(names: ReadonlySet<string>, items: { has(name: string): boolean }): boolean {
+  for (const name of names) if (items.has(name)) return true;
+  return false;
+}
+
 const sameNames = (a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean =>
   a === b || (a !== undefined && b !== undefined && a.size === b.size && [...a].every((n) => b.has(n)));
 
@@ -162,7 +168,7 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     // Named resources none of which exist (or no names at all): nothing to send. The watch
     // stays open, so a named resource that appears later is sent (xDS protocol, "Knowing
     // When a Requested Resource Does Not Exist"); Envoy's warming timeout covers the rest.
-    if (state.names && ![...state.names].some((name) => set.items.has(name))) return;
+    if (state.names && !someIn(state.names, set.items)) return;
     // Wildcard (what Envoy asks for Listeners and Clusters), or names covering the whole set
     // (what Envoy asks for the route tables its listener names): the one buffer every stream is sent.
     this.send(typeUrl, state, set, state.names && !coversSet(state.names, set) ? state.names : undefined);

@@ -17,6 +17,7 @@ import {
 import type { EncodedResource } from '../snapshot/encodedResource.js';
 import type { ResourceSet } from '../snapshot/snapshot.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
+import { varintSize, writeVarintAt } from '../envoy/varint.js';
 
 /**
  * Every push is answered by one ACK per stream (10,000 per push at fleet
@@ -149,21 +150,11 @@ export const decodeDeltaDiscoveryRequest = (bytes: Uint8Array): DeltaDiscoveryRe
 
 const toAny = (resource: EncodedResource) => create(AnySchema, { typeUrl: resource.typeUrl, value: resource.bytes });
 
-const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
-
-function writeVarint(out: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[at++] = n;
-  return at;
-}
 
 /** A length-delimited field of `length` bytes: its tag and length prefix; returns the position after them. */
 function writeHead(out: Buffer, at: number, field: number, length: number): number {
   out[at++] = (field << 3) | WireType.LengthDelimited;
-  return writeVarint(out, at, length);
+  return writeVarintAt(out, at, length);
 }
 
 /** A string field, head and UTF-8 bytes (`bytes` its UTF-8 length); returns the position after it. */
