@@ -82,8 +82,10 @@ export const httpEntry = (entry: HttpEntry) => ({
 });
 
 export interface AlsStream {
-  /** Sends one batch; the first carries the identifier. */
-  sendTcp(entries: TcpEntry[]): void;
+  /** Sends one batch; the first carries the identifier. False when the stream's buffer is full (wait for drained()). */
+  sendTcp(entries: TcpEntry[]): boolean;
+  /** Resolves when the stream's write buffer has room again, as Envoy's bounded gRPC logger waits. */
+  drained(): Promise<void>;
   sendHttp(entries: HttpEntry[]): void;
   /** Any message, as a proto-loader object or raw bytes. */
   sendRaw(message: unknown): void;
@@ -108,7 +110,8 @@ export function openAlsStream(target: string, nodeId: string, options: { cluster
     return { identifier: { node: { id: nodeId, cluster: options.cluster ?? 'test', user_agent_name: 'envoy' }, log_name: options.logName ?? ALS_LOG_NAME } };
   };
   return {
-    sendTcp: (entries) => void call.write({ ...identifier(), tcp_logs: { log_entry: entries.map(tcpEntry) } }),
+    sendTcp: (entries) => call.write({ ...identifier(), tcp_logs: { log_entry: entries.map(tcpEntry) } }),
+    drained: () => new Promise((resolve) => call.once('drain', resolve)),
     sendHttp: (entries) => void call.write({ ...identifier(), http_logs: { log_entry: entries.map(httpEntry) } }),
     sendRaw: (message) => void call.write(message),
     finish: async () => {
