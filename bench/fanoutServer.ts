@@ -68,7 +68,9 @@ async function startHeapSample(): Promise<void> {
   if (!heapSampleFile || heapSession) return;
   heapSession = new Session();
   heapSession.connect();
-  await heapSession.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  // FANOUT_HEAP_SAMPLE_PROMOTED=1: leave out what scavenges freed, so what remains is what was promoted (or is live).
+  const promotedOnly = process.env.FANOUT_HEAP_SAMPLE_PROMOTED === '1';
+  await heapSession.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !promotedOnly });
 }
 async function stopHeapSample(): Promise<void> {
   if (!heapSession) return;

@@ -9,11 +9,11 @@ export const MALLOC_VARIABLES = ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOL
 
 export interface MallocSettings {
   readonly message: string;
-  /** Each variable's value as glibc read it, or 'glibc default'. */
+  /** Each variable's value as glibc read it, or 'glibc default'; nodeFlags: the node/V8 flags (the wrapper's --max-semi-space-size), or 'none'. */
   readonly fields: Record<string, string>;
 }
 
-export function mallocSettings(env: NodeJS.ProcessEnv = process.env): MallocSettings {
+export function mallocSettings(env: NodeJS.ProcessEnv = process.env, execArgv: readonly string[] = process.execArgv): MallocSettings {
   const fields: Record<string, string> = {};
   let anySet = false;
   for (const name of MALLOC_VARIABLES) {
@@ -22,6 +22,8 @@ export function mallocSettings(env: NodeJS.ProcessEnv = process.env): MallocSett
     anySet ||= set;
     fields[name] = set ? value : 'glibc default';
   }
+  // Beside them, since the wrapper sets both: a young generation sized by hand shows here.
+  fields['nodeFlags'] = execArgv.length === 0 ? 'none' : execArgv.join(' ');
   const message = env['EGRESS_XDS_MALLOC'] === 'system'
     ? anySet ? 'allocator settings (EGRESS_XDS_MALLOC=system: only those set by hand)' : 'allocator: glibc defaults (EGRESS_XDS_MALLOC=system)'
     : anySet

@@ -14,6 +14,7 @@ import { globMatches, isLiteralGlob, policySelectsNode } from '../policy/nodeSel
 import { encodeResource, type EncodedResource } from './encodedResource.js';
 import { Snapshot } from './snapshot.js';
 import type { ProtoJson } from '../envoy/codec.js';
+import { OwedQueue } from './owedQueue.js';
 
 /** Typed resources for one node group, as ProtoJSON; produced by src/compile. */
 export interface CompiledGroup {
@@ -74,6 +75,8 @@ interface NodeEntry<C extends CompiledGroup> {
   selected: string[];
   group: NodeGroup<C>;
   readonly watchers: Set<Watcher>;
+  /** In `owed` (OwedQueue's flag). */
+  queued: boolean;
 }
 
 /** A node whose first group is compiling: its watchers wait. */
@@ -163,7 +166,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
   /** Bumped by every commit of changes: a first compile selected before it is stale. */
   private epoch = 0;
   /** Nodes whose watchers are owed their group's current snapshot (insertion order), and the loop telling them. */
-  private readonly owed = new Set<NodeEntry<C>>();
+  private readonly owed = new OwedQueue<NodeEntry<C>>();
   private telling?: Promise<void>;
   private tellError?: unknown;
   /** Groups compiled, over the cache's life (tests and metrics). */
@@ -575,7 +578,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
 
   private enter(nodeId: string, selected: string[], group: NodeGroup<C>, watchers: Set<Watcher>): NodeEntry<C> {
     this.adopt(group);
-    const entry: NodeEntry<C> = { id: nodeId, selected, group, watchers };
+    const entry: NodeEntry<C> = { id: nodeId, selected, group, watchers, queued: false };
     this.nodes.set(nodeId, entry);
     // Selected against the policies before an apply that is compiling: selected again when it commits.
     if (this.applying) this.lateNodes.add(nodeId);
@@ -661,9 +664,7 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       while (this.owed.size > 0) {
         this.tellTurns += 1;
         const until = performance.now() + this.tellSliceMs;
-        // Deleting the entry being visited is safe while iterating a Set.
-        for (const entry of this.owed) {
-          this.owed.delete(entry);
+        for (let entry = this.owed.shift(); entry !== undefined; entry = this.owed.shift()) {
           this.tellOne(entry);
           if (performance.now() >= until) break;
         }

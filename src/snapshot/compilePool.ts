@@ -9,6 +9,7 @@ import type { Policy } from '../policy/model.js';
 import type { GroupBuilder } from './cache.js';
 import { LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
 import type { CompileReply, CompileRequest, ResourceRef } from './compileWorker.js';
+import { defaultYoungGenerationForWorkers } from './workerHeap.js';
 
 /** Sets per message: large enough that messaging costs little beside compiling, small enough to spread over the workers. */
 const CHUNK = 32;
@@ -104,6 +105,7 @@ class CompileWorker {
   }
 
   private start(): Worker {
+    defaultYoungGenerationForWorkers();
     const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData: { options: this.options } });
     worker.unref();
     worker.on('message', (reply: CompileReply) => {

@@ -89,6 +89,9 @@ test('wrapper: serve runs in the same process (exec), with the tuned allocator s
   assert.equal(served.cmdline[0], process.execPath);
   const at = served.cmdline.indexOf(cli);
   assert.deepEqual(served.cmdline.slice(1, at), shippedNodeFlags(baseEnv()), 'the default node flags, before the script');
+  // The young generation the fan-out figures were measured with (BENCHMARKS.md): in the process and in its log line.
+  assert.deepEqual(served.cmdline.slice(1, at), ['--max-semi-space-size=64']);
+  assert.equal(served.allocatorLine.nodeFlags, '--max-semi-space-size=64');
   assert.equal(served.cmdline[at + 1], 'serve');
   for (const [name, value] of Object.entries(defaults)) {
     assert.equal(served.environ[name], value, `${name} in the server's environment`);
@@ -118,8 +121,10 @@ test('wrapper: a variable the user set wins over the default; EGRESS_XDS_MALLOC=
   // Node flags: yours replace the default; empty means none.
   const flagged = await serveThrough(WRAPPER, { ...baseEnv(), EGRESS_XDS_NODE_FLAGS: '--max-semi-space-size=8 --stack-size=900' });
   assert.deepEqual(flagged.cmdline.slice(1, flagged.cmdline.indexOf(cli)), ['--max-semi-space-size=8', '--stack-size=900']);
+  assert.equal(flagged.allocatorLine.nodeFlags, '--max-semi-space-size=8 --stack-size=900');
   const bare = await serveThrough(WRAPPER, { ...baseEnv(), EGRESS_XDS_NODE_FLAGS: '' });
   assert.deepEqual(bare.cmdline.slice(1), [cli, ...bare.cmdline.slice(bare.cmdline.indexOf(cli) + 1)]);
+  assert.equal(bare.allocatorLine.nodeFlags, 'none');
 });
 
 test('wrapper: arguments and exit codes are the CLI\'s own (0, 1, 2), arguments byte for byte', () => {
