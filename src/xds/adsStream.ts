@@ -13,7 +13,7 @@ import { connectionBytesWritten, resetCall } from './callTransport.js';
 import { responseWriter, type ResponseWriter } from './responseWriter.js';
 import type { XdsLimits } from './limits.js';
 import { checkNodeIdentity, type NodeIdentityRule } from './nodeIdentity.js';
-import type { NodeRegistry } from './nodeRegistry.js';
+import type { NodeRegistry, StreamRecord } from './nodeRegistry.js';
 import type { SnapshotSource } from './snapshotSource.js';
 import { Stall, type GuardedStream, type StreamGuard } from './streamGuard.js';
 
@@ -85,9 +85,14 @@ interface TypeMetrics {
 
 const typeMetricsCache = new WeakMap<Metrics, Map<string, TypeMetrics>>();
 
-function typeMetrics(metrics: Metrics, typeUrl: string): TypeMetrics {
+/** The server's per-type children, name → children; a stream looks this map up once, not per write and ACK (it showed in the profile). */
+function typeMetricsOf(metrics: Metrics): Map<string, TypeMetrics> {
   let byType = typeMetricsCache.get(metrics);
   if (!byType) typeMetricsCache.set(metrics, (byType = new Map()));
+  return byType;
+}
+
+function typeMetrics(metrics: Metrics, typeUrl: string, byType = typeMetricsOf(metrics)): TypeMetrics {
   let children = byType.get(typeUrl);
   if (!children) {
     const type = typeLabel(typeUrl);
@@ -133,6 +138,9 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   /** SotW: the previous request's bytes (a copy), to drop an identical one undecoded. */
   private lastRequest?: Buffer;
   private lastRequestLength = 0;
+  private readonly metricsByType: Map<string, TypeMetrics>;
+  /** The registry's record of this stream (from open), written on every response and ACK without a lookup. */
+  private registered?: StreamRecord;
 
   constructor(
     protected readonly deps: StreamContext,
@@ -141,6 +149,11 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   ) {
     this.logger = deps.logger.child({ stream: this.streamId, variant });
     this.writer = responseWriter(call as ServerDuplexStream<unknown, Buffer>);
+    this.metricsByType = typeMetricsOf(deps.metrics);
+  }
+
+  private typeMetrics(typeUrl: string): TypeMetrics {
+    return this.metricsByType.get(typeUrl) ?? typeMetrics(this.deps.metrics, typeUrl, this.metricsByType);
   }
 
   /** The request message from its bytes (throws on malformed input). */
@@ -233,7 +246,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
     this.node = { id, cluster: request.node?.cluster ?? '' };
     this.connectedAt = process.hrtime.bigint();
     this.logger = this.logger.child({ node: id });
-    this.deps.registry.open(this.streamId, this.node);
+    this.registered = this.deps.registry.open(this.streamId, this.node);
     // Watch first: a node whose group compiles in a worker has no snapshot yet, and is sent
     // its configuration when the watch reports it.
     this.unwatch = this.deps.source.watch(id, (snapshot) => {
@@ -294,13 +307,13 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
     this.unwritten += 1;
     this.deps.guard.writing(this);
     this.writer.write(bytes, framed, this.onWritten);
-    const metrics = typeMetrics(this.deps.metrics, typeUrl);
+    const metrics = this.typeMetrics(typeUrl);
     metrics.sent.inc();
     // Also when the change waited for an ACK of an earlier response: that wait is part of the latency.
     if (this.snapshot && this.snapshot.changedAt > this.connectedAt) {
       metrics.latency.observe(Number(process.hrtime.bigint() - this.snapshot.changedAt) / 1e9);
     }
-    this.deps.registry.sent(this.streamId, typeUrl, version);
+    this.deps.registry.sentOn(this.registered!, typeUrl, version);
   }
 
   /** One callback for all of the stream's writes (not a closure per write). */
@@ -313,9 +326,9 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   };
 
   protected recordAck(typeUrl: string, version: string): void {
-    typeMetrics(this.deps.metrics, typeUrl).acks.inc();
+    this.typeMetrics(typeUrl).acks.inc();
     // The stream's snapshot is the node's current one (the watch keeps it so): no lookup per ACK.
-    this.deps.registry.acked(this.streamId, typeUrl, version, this.snapshot);
+    this.deps.registry.ackedOn(this.registered!, typeUrl, version, this.snapshot);
   }
 
   /** The version a recent response of this stream carried, by its nonce. */
@@ -326,7 +339,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
 
   /** superseded: the NACK names a response older than the one in flight (recorded all the same: Envoy said no to it). */
   protected recordNack(typeUrl: string, version: string, message: string, superseded = false): void {
-    typeMetrics(this.deps.metrics, typeUrl).nacks.inc();
+    this.typeMetrics(typeUrl).nacks.inc();
     this.deps.registry.nacked(this.streamId, typeUrl, version, message, superseded);
     this.logger.warn('envoy rejected a configuration (NACK); the last good one stays in force', {
       type: typeLabel(typeUrl),

@@ -5,7 +5,8 @@ import type { NodeStatus, ResourceTypeStatus } from './nodeStatus.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
 import type { SnapshotSource } from './snapshotSource.js';
 
-interface StreamRecord {
+/** A stream's entry; open() returns it so the stream writes its sends and ACKs without a lookup. */
+export interface StreamRecord {
   readonly nodeId: string;
   readonly cluster: string;
   readonly connectedAt: Date;
@@ -35,8 +36,10 @@ export class NodeRegistry {
     private readonly revisions?: RevisionSource,
   ) {}
 
-  open(streamId: number, node: { id: string; cluster: string }): void {
-    this.streams.set(streamId, { nodeId: node.id, cluster: node.cluster, connectedAt: new Date(), resources: new Map() });
+  open(streamId: number, node: { id: string; cluster: string }): StreamRecord {
+    const record: StreamRecord = { nodeId: node.id, cluster: node.cluster, connectedAt: new Date(), resources: new Map() };
+    this.streams.set(streamId, record);
+    return record;
   }
 
   close(streamId: number): void {
@@ -49,14 +52,23 @@ export class NodeRegistry {
   }
 
   sent(streamId: number, typeUrl: string, version: string): void {
-    const status = this.typeStatus(streamId, typeUrl);
-    if (status) status.sent = version;
+    const stream = this.streams.get(streamId);
+    if (stream) this.sentOn(stream, typeUrl, version);
+  }
+
+  /** sent() for the record open() returned (a closed stream's record is no longer listed: writing it changes nothing seen). */
+  sentOn(stream: StreamRecord, typeUrl: string, version: string): void {
+    statusIn(stream, typeUrl).sent = version;
   }
 
   /** current: the node's current snapshot when the caller holds it (an ADS stream does), saving a lookup per ACK. */
   acked(streamId: number, typeUrl: string, version: string, current?: CurrentSnapshot): void {
     const stream = this.streams.get(streamId);
-    if (!stream) return;
+    if (stream) this.ackedOn(stream, typeUrl, version, current);
+  }
+
+  /** acked() for the record open() returned. */
+  ackedOn(stream: StreamRecord, typeUrl: string, version: string, current?: CurrentSnapshot): void {
     const status = statusIn(stream, typeUrl);
     status.acked = version;
     if (status.nack !== undefined) delete status.nack;

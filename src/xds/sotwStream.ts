@@ -14,7 +14,7 @@
 // holds, plus newly subscribed ones that exist: a one-name edit of one microVM's policy
 // sends one table, not the host's thousand (2 MB at 1,000 microVMs).
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
-import { isWildcardResourceType } from '../envoy/typeUrls.js';
+import { TypeUrl, isWildcardResourceType } from '../envoy/typeUrls.js';
 import { AdsStream } from './adsStream.js';
 import type { ResourceSet } from '../snapshot/snapshot.js';
 import { coversSet, decodeDiscoveryRequest, encodeSotwResponse, sharedSotwResponse } from './wire.js';
@@ -148,8 +148,11 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       this.recordAck(typeUrl, request.versionInfo);
     }
     state.inFlight = undefined;
-    // Also lets a Listener held back for its Clusters go, once they are answered.
-    this.flushAll();
+    // The answer opened this type's watch only, so only this type can owe a response now, plus
+    // a Listener held back while its Clusters were in flight (flushAll's order: Clusters first).
+    // Not flushAll: every ACK of a push asked every subscribed type again.
+    this.flush(typeUrl);
+    if (typeUrl === TypeUrl.Cluster && this.subscribed(TypeUrl.Listener)) this.flush(TypeUrl.Listener);
   }
 
   protected override flush(typeUrl: string): void {

@@ -54,6 +54,19 @@ describe('ADS state of the world', () => {
     assert.equal(e.responsesOf(LDS).length, 2);
   });
 
+  test('a change of Clusters and Listener: the Listener goes out once the Clusters are ACKed, after them', async () => {
+    const e = envoy('host-2b').connect();
+    await e.waitFor('initial state', () => e.state.has(LDS));
+    const before = e.responses.length;
+    harness.cache.setPolicies([policy('github', ['github.com', 'www.github.com']), policy('gitlab', ['gitlab.com'])]);
+    await e.waitFor('new listener', () => JSON.stringify(e.state.get(LDS)?.get('egress_tproxy') ?? {}).includes('gitlab.com'));
+    await settle();
+    assert.deepEqual(e.responses.slice(before).map((r) => r.typeUrl), [CDS, LDS], 'one Cluster response, then one Listener response');
+    assert.ok(e.state.get(CDS)!.has('policy_gitlab'));
+    const status = harness.registry.list().find((n) => n.id === 'host-2b')!;
+    assert.equal(status.upToDate, true, 'both types acknowledged at their latest versions');
+  });
+
   test('a NACK is recorded, the rejected version is not re-sent, and the next change goes out', async () => {
     const e = envoy('host-3').connect();
     await e.waitFor('initial state', () => e.state.has(LDS));
