@@ -104,6 +104,8 @@ async function startEgress(): Promise<Running> {
   const { cp, dataDir } = await startBenchControlPlane('fanout', {
     embeddedDefault: true,
     xdsLimits: { maxStreams: 100_000 },
+    // FANOUT_COMPILE_WORKERS=N (diagnosis): compile workers other than the default (0: on the event loop).
+    ...(process.env.FANOUT_COMPILE_WORKERS && { compileWorkers: Number(process.env.FANOUT_COMPILE_WORKERS) }),
   });
   await cp.store.put('fanout', pushSpec(0), { client: 'bench' });
   return {
