@@ -5,7 +5,7 @@
 // event-loop block and this process's CPU (all threads: the compile workers too) since
 // the previous mark.
 import { rm } from 'node:fs/promises';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { hostPolicies } from './hostScenario.js';
 import { startBenchControlPlane } from './benchControlPlane.js';
@@ -15,9 +15,17 @@ const workers = process.argv[3] === undefined ? undefined : Number(process.argv[
 const { cp, dataDir } = await startBenchControlPlane('hostserver', {
   ...(workers !== undefined && { compileWorkers: workers }),
 });
+const startedAt = performance.now();
 const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));
 await cp.store.apply(changes, { client: 'bench', source: 'api' });
 await cp.push.idle();
+process.stderr.write(`stored ${changes.length} policies ${(performance.now() - startedAt).toFixed(0)} ms after the control plane started\n`);
+// HOST_SERVER_WARM=1: the client connects once the compile workers have warmed up (a server up
+// for a second or two); by default at once, as an Envoy that was waiting for the server does.
+if (process.env['HOST_SERVER_WARM']) {
+  const reports = await cp.compilePool?.warmed();
+  process.stderr.write(`warm-up: ${JSON.stringify(reports)} after ${(performance.now() - startedAt).toFixed(0)} ms\n`);
+}
 
 const histogram = monitorEventLoopDelay({ resolution: 1 });
 histogram.enable();
@@ -27,6 +35,8 @@ let faultsAt = process.resourceUsage().minorPageFault;
 process.stdout.write(`${JSON.stringify({ xds: cp.xdsPort, admin: cp.admin.port })}\n`);
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'mark') return;
+  // HOST_SERVER_MARKS=1: each mark's monotonic time in µs (a --cpu-prof profile's clock) on stderr, to cut profiles by phase.
+  if (process.env['HOST_SERVER_MARKS']) process.stderr.write(`mark ${Number(process.hrtime.bigint() / 1000n)}\n`);
   const cpu = process.cpuUsage(cpuAt);
   cpuAt = process.cpuUsage();
   const faults = process.resourceUsage().minorPageFault;

@@ -80,6 +80,8 @@ export interface ControlPlane {
   readonly denials: DenialLog;
   /** Store commits → coalesced cache changes; idle() once every commit is served. */
   readonly push: PushScheduler;
+  /** The compile workers, when there are any (benchmarks and tests wait for their warm-up). */
+  readonly compilePool?: CompilePool;
   close(): Promise<void>;
 }
 
@@ -246,7 +248,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });
-    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, push, close };
+    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, push, ...(pool && { compilePool: pool }), close };
   } catch (error) {
     await close();
     throw error;

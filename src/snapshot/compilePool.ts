@@ -8,7 +8,7 @@ import type { CompileOptions } from '../compile/index.js';
 import type { Policy } from '../policy/model.js';
 import type { GroupBuilder } from './cache.js';
 import { LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
-import type { CompileReply, CompileRequest, ResourceRef } from './compileWorker.js';
+import type { CompileReply, CompileRequest, CompileWorkerData, ResourceRef, WarmupReport } from './compileWorker.js';
 
 /** Sets per message: large enough that messaging costs little beside compiling, small enough to spread over the workers. */
 const CHUNK = 32;
@@ -97,16 +97,29 @@ class CompileWorker {
   private readonly pending = new Map<number, Pending>();
   private closed = false;
   private static lastId = 0;
+  /** The current worker's warm-up report, once it has sent it. */
+  private warmupReport?: WarmupReport['warmup'];
+  private warmupWaiters: ((report: WarmupReport['warmup']) => void)[] = [];
 
-  constructor(private readonly options: CompileOptions) {
+  constructor(
+    private readonly options: CompileOptions,
+    private readonly warmup: boolean,
+  ) {
     this.worker = this.start();
     liveWorkers.add(this);
   }
 
   private start(): Worker {
-    const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData: { options: this.options } });
+    const workerData: CompileWorkerData = { options: this.options, warmup: this.warmup };
+    const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData });
     worker.unref();
-    worker.on('message', (reply: CompileReply) => {
+    delete this.warmupReport;
+    worker.on('message', (reply: CompileReply | WarmupReport) => {
+      if ('warmup' in reply) {
+        this.warmupReport = reply.warmup;
+        for (const resolve of this.warmupWaiters.splice(0)) resolve(reply.warmup);
+        return;
+      }
       const pending = this.pending.get(reply.id);
       if (!pending) return;
       this.pending.delete(reply.id);
@@ -134,6 +147,12 @@ class CompileWorker {
   private readonly held = new Set<number>();
   /** Held ids whose policy the main thread let go of: sent with the next request. */
   private forgotten: number[] = [];
+
+  /** Resolves with the warm-up's report once the worker has sent it. */
+  warmed(): Promise<WarmupReport['warmup']> {
+    if (this.warmupReport) return Promise.resolve(this.warmupReport);
+    return new Promise((resolve) => this.warmupWaiters.push(resolve));
+  }
 
   heldCount(): number {
     return this.held.size;
@@ -196,9 +215,15 @@ function affinity(set: readonly Policy[], workers: number): number {
 export class CompilePool {
   private readonly workers: CompileWorker[];
 
-  constructor(options: CompileOptions = {}, size = defaultCompileWorkers()) {
+  /** warmup: each worker compiles a synthetic host before its first request (compileWarmup.ts); default true. */
+  constructor(options: CompileOptions = {}, size = defaultCompileWorkers(), { warmup = true }: { readonly warmup?: boolean } = {}) {
     if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`compile workers must be a positive integer, not ${String(size)}`);
-    this.workers = Array.from({ length: size }, () => new CompileWorker(options));
+    this.workers = Array.from({ length: size }, () => new CompileWorker(options, warmup));
+  }
+
+  /** Each worker's warm-up report, once every worker has sent it (tests, benchmarks). */
+  warmed(): Promise<WarmupReport['warmup'][]> {
+    return Promise.all(this.workers.map((w) => w.warmed()));
   }
 
   get size(): number {

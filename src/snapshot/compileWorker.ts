@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { CompileOptions } from '../compile/index.js';
 import type { Policy } from '../policy/model.js';
 import { egressGroupCompiler } from './egressGroups.js';
+import { FINISH_WARMUP_FROM_POLICIES, warmupSets } from './compileWarmup.js';
 import { encodeResource, LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
 
 /**
@@ -43,7 +44,19 @@ export interface ResourceRef {
 
 export type CompileReply = { readonly id: number; readonly results: (EncodedResource | ResourceRef)[][] } | { readonly id: number; readonly error: string };
 
-const compile = egressGroupCompiler((workerData as { options: CompileOptions }).options);
+/** Sent once, when the warm-up ends: steps compiled, and whether it ran to its end (false: a request stopped it, or it failed). */
+export interface WarmupReport {
+  readonly warmup: { readonly steps: number; readonly completed: boolean };
+}
+
+export interface CompileWorkerData {
+  readonly options: CompileOptions;
+  /** Compile the synthetic host of compileWarmup.ts before the first request (default true). */
+  readonly warmup?: boolean;
+}
+
+const data = workerData as CompileWorkerData;
+const compile = egressGroupCompiler(data.options);
 
 // Warm up at start (the protos load, the compiler is JIT-compiled), so the first change
 // after a start does not pay for it: that was a second of CPU on the first global change.
@@ -52,6 +65,37 @@ try {
 } catch {
   // A real compile reports its own error.
 }
+
+// Then the JIT: a synthetic host and its edits, one step per turn of this thread's event
+// loop. Off the main thread: the server is ready and serving while this runs. A small
+// request that comes meanwhile waits for one step at most and ends the warm-up (from then on
+// the real work keeps the code warm, and the compiler's memos are the real host's); a large
+// one (an Envoy of a big host that connected as the server started) waits for the rest of
+// the warm-up, which costs less than compiling a large host in the interpreter: at 1,000
+// microVMs connect → ACK took ~1.2 s with the warm-up stopped, ~0.9 s with it finished.
+let warming = data.warmup !== false;
+let warmSteps = 0;
+const warmup = warmupSets();
+function stopWarmup(completed: boolean): void {
+  if (!warming) return;
+  warming = false;
+  const report: WarmupReport = { warmup: { steps: warmSteps, completed } };
+  parentPort!.postMessage(report);
+}
+function warmStep(): void {
+  if (!warming) return;
+  const next = warmup.next();
+  if (next.done) return stopWarmup(true);
+  try {
+    for (const r of compile(next.value).resources) encodeResource(r.typeUrl, r.name, r.json);
+  } catch {
+    // Options this synthetic host does not fit: the real compiles warm up on their own.
+    return stopWarmup(false);
+  }
+  warmSteps += 1;
+  setImmediate(warmStep);
+}
+if (warming) setImmediate(warmStep);
 
 /**
  * The large buffers of `results` that are theirs alone (not a slice of a shared pool), once
@@ -84,6 +128,8 @@ const toSend = (resource: EncodedResource, full: boolean): EncodedResource | Res
 };
 
 parentPort!.on('message', ({ id, sets, policies, reset, forget, full }: CompileRequest) => {
+  if (warming && sets.reduce((n, set) => n + set.length, 0) >= FINISH_WARMUP_FROM_POLICIES) while (warming) warmStep();
+  stopWarmup(false);
   let reply: CompileReply;
   try {
     if (reset) held.clear();
