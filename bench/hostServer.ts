@@ -89,6 +89,8 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
   const queue: string[] = [];
   let wake: (() => void) | undefined;
   lines.on('line', (line) => {
+    // Anything else the server prints (--trace-gc through HOST_SERVER_NODE_ARGS) goes to stderr.
+    if (!line.startsWith('{')) return void process.stderr.write(`${line}\n`);
     queue.push(line);
     wake?.();
   });

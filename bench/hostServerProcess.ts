@@ -4,6 +4,7 @@
 // Commands on stdin, one per line: "mark" answers (one JSON line) with the longest
 // event-loop block and this process's CPU (all threads: the compile workers too) since
 // the previous mark.
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -42,8 +43,31 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   const faults = process.resourceUsage().minorPageFault;
   process.stdout.write(`${JSON.stringify({ maxBlockMs: histogram.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000, faults: faults - faultsAt })}\n`);
   faultsAt = faults;
+  if (process.env['HOST_SERVER_THREADS']) process.stderr.write(`threads ${JSON.stringify(threadCpu())}\n`);
   histogram.reset();
 });
+// HOST_SERVER_THREADS=1: each mark also prints the CPU each kind of thread used since the previous mark (from
+// /proc/self/task/*/schedstat, ns on the CPU): the main thread, the compile workers, V8's and libuv's helpers.
+let threadsAt = new Map<string, number>();
+function threadCpu(): Record<string, number> {
+  const now = new Map<string, number>();
+  const byKind: Record<string, number> = {};
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      now.set(tid, ns);
+      const kind = tid === String(process.pid) ? 'main' : `${comm}:${tid}`;
+      byKind[kind] = Math.round(((byKind[kind] ?? 0) + (ns - (threadsAt.get(tid) ?? 0)) / 1e6) * 10) / 10;
+    } catch {
+      // A thread that ended meanwhile.
+    }
+  }
+  threadsAt = now;
+  return byKind;
+}
+threadCpu();
+
 const stop = () => {
   void cp.close().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
 };

@@ -6,15 +6,17 @@
 // through the server"). The worker runs these steps one per turn of its event loop and
 // stops at its first real request (compileWorker.ts), so a request waits for at most one
 // step, and the compiler's memos hold the real host's state, not this one's, from then on.
+// It costs a worker ~0.5-0.7 s of CPU once, at start.
 import type { Policy } from '../policy/model.js';
 
-/** Synthetic microVMs of the warm-up host: enough for every per-source and per-name loop to be optimised. */
-export const WARMUP_MICROVMS = 64;
+/**
+ * Synthetic microVMs of the warm-up host: enough for every per-source and per-name loop to be
+ * optimised. With 64, a 1,000-microVM host's first compile still cost the worker ~290 ms and
+ * V8's compiler threads ~240 ms; with 250, ~175 and ~240 (bench/hostServer.ts, HOST_SERVER_WARM=1).
+ */
+export const WARMUP_MICROVMS = 200;
 /** Steps: the host compiled whole, then edits (one microVM's own policy, then the shared one, in turn). */
 export const WARMUP_STEPS = 24;
-
-/** Policies in a request that comes during the warm-up from which the warm-up is finished first (compileWorker.ts). */
-export const FINISH_WARMUP_FROM_POLICIES = 4 * WARMUP_MICROVMS;
 
 const BASES = ['example.com', 'example.org', 'example.net', 'registry.example', 'cdn.example', 'api.example'];
 const catalogue = Array.from({ length: 96 }, (_, i) => (i % 8 === 0 ? `*.w${i}.${BASES[i % BASES.length]}` : `w${i}.${BASES[i % BASES.length]}`));
