@@ -88,12 +88,13 @@ export interface ControlPlane {
 export class StartupError extends Error {}
 
 /** What the cache compiles from: the policy itself, not its bookkeeping (revision, time, source). */
-const policyOf = ({ name, sources, nodes, upstream, mode, allow }: StoredPolicy): Policy => ({
+const policyOf = ({ name, sources, nodes, upstream, mode, log, allow }: StoredPolicy): Policy => ({
   name,
   ...(sources ? { sources } : {}),
   ...(nodes ? { nodes } : {}),
   ...(upstream ? { upstream } : {}),
   ...(mode ? { mode } : {}),
+  ...(log ? { log } : {}),
   allow,
 });
 
