@@ -38,12 +38,15 @@ export function warmupHost(microVms = WARMUP_MICROVMS): Policy[] {
   const policies: Policy[] = [{ name: 'warmup-shared', allow: { sni: Array.from({ length: 12 }, (_, k) => `pkg${k}.shared.example`).sort() } }];
   for (let i = 0; i < microVms; i++) {
     const source = i % 16 === 15 ? `2001:db8:${i.toString(16)}::/126` : `198.18.${i >> 6}.${(i & 63) * 4}/30`;
+    // Keys in the order the server's policies have them (the store's key order, then
+    // src/server/controlPlane.ts's policyOf): objects of another shape would teach V8's
+    // inline caches shapes the real policies do not have, and the real ones deoptimise.
     policies.push({
       name: `warmup-${String(i).padStart(3, '0')}`,
       sources: [source],
+      ...(i % 19 === 7 ? { upstream: 'original-destination' as const } : {}),
       ...(i % 21 === 3 ? { mode: 'audit' as const } : {}),
       ...(i % 23 === 5 ? { log: 'all' as const } : {}),
-      ...(i % 19 === 7 ? { upstream: 'original-destination' as const } : {}),
       allow: { sni: namesOf(i, 20), ...(i % 8 === 0 ? { cidrs: [{ cidr: `192.0.2.${i % 256}/32`, ports: [5432] }] } : {}) },
     });
   }

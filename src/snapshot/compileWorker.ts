@@ -75,6 +75,7 @@ try {
 let warming = data.warmup !== false;
 let warmSteps = 0;
 const warmup = warmupSets();
+const warmupClones = new WeakMap<Policy, Policy>();
 function stopWarmup(completed: boolean): void {
   if (!warming) return;
   warming = false;
@@ -86,7 +87,14 @@ function warmStep(): void {
   const next = warmup.next();
   if (next.done) return stopWarmup(true);
   try {
-    for (const r of compile(next.value).resources) encodeResource(r.typeUrl, r.name, r.json);
+    // Cloned as a request's policies are (postMessage), each version once (as the worker holds
+    // them): the same kind of objects the real compiles get, the unchanged ones the same objects.
+    const set = next.value.map((policy) => {
+      let clone = warmupClones.get(policy);
+      if (!clone) warmupClones.set(policy, (clone = structuredClone(policy)));
+      return clone;
+    });
+    for (const r of compile(set).resources) encodeResource(r.typeUrl, r.name, r.json);
   } catch {
     // Options this synthetic host does not fit: the real compiles warm up on their own.
     return stopWarmup(false);
