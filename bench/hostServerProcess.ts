@@ -41,13 +41,13 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   const cpu = process.cpuUsage(cpuAt);
   cpuAt = process.cpuUsage();
   const faults = process.resourceUsage().minorPageFault;
-  process.stdout.write(`${JSON.stringify({ maxBlockMs: histogram.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000, faults: faults - faultsAt })}\n`);
+  process.stdout.write(`${JSON.stringify({ maxBlockMs: histogram.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000, faults: faults - faultsAt, threads: threadCpu() })}\n`);
   faultsAt = faults;
-  if (process.env['HOST_SERVER_THREADS']) process.stderr.write(`threads ${JSON.stringify(threadCpu())}\n`);
   histogram.reset();
 });
-// HOST_SERVER_THREADS=1: each mark also prints the CPU each kind of thread used since the previous mark (from
-// /proc/self/task/*/schedstat, ns on the CPU): the main thread, the compile workers, V8's and libuv's helpers.
+// Each mark also answers the CPU each thread used since the previous mark (from /proc/self/task/*/schedstat,
+// ns on the CPU; "main" and the others by thread id): the main thread, the compile workers, V8's helpers
+// (concurrent marking, optimising compiles) and libuv's.
 let threadsAt = new Map<string, number>();
 function threadCpu(): Record<string, number> {
   const now = new Map<string, number>();
