@@ -8,7 +8,7 @@ import type { CompileOptions } from '../compile/index.js';
 import type { Policy } from '../policy/model.js';
 import type { GroupBuilder } from './cache.js';
 import { LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
-import type { CompileReply, CompileRequest, CompileWorkerData, ResourceRef, WarmupReport } from './compileWorker.js';
+import type { CompileReply, CompileRequest, CompileWorkerData, PackedResource, ResourceRef, WarmupReport } from './compileWorker.js';
 
 /** Sets per message: large enough that messaging costs little beside compiling, small enough to spread over the workers. */
 const CHUNK = 32;
@@ -68,13 +68,23 @@ function canonical(resource: EncodedResource): EncodedResource {
   return resource;
 }
 
-/** Resolves a reply's resources in order (a reference may name a resource sent earlier in the same reply); undefined when one is not held. */
-function resolve(results: readonly (readonly (EncodedResource | ResourceRef)[])[]): EncodedResource[][] | undefined {
+/** The resource a packed one stands for: its bytes a view of the reply's packed buffer (compileWorker.ts, PackedResource). */
+const unpacked = ({ typeUrl, name, version, at, length }: PackedResource, packed: ArrayBuffer | undefined): EncodedResource => {
+  if (!packed || at + length > packed.byteLength) throw new Error(`compile worker: ${name} packed outside the reply's buffer`);
+  return { typeUrl, name, version, bytes: new Uint8Array(packed, at, length) };
+};
+
+/**
+ * Resolves a reply's resources in order (a reference may name a resource sent earlier in the same reply); undefined when one is not held.
+ * Packed resources are views of the one buffer: it lives while one of them does, so its room is
+ * taken back when the last of its resources is dropped (a group's, mostly, replaced together).
+ */
+function resolve(results: readonly (readonly (EncodedResource | ResourceRef | PackedResource)[])[], packed?: ArrayBuffer): EncodedResource[][] | undefined {
   const resolved: EncodedResource[][] = [];
   for (const resources of results) {
     const list: EncodedResource[] = [];
     for (const resource of resources) {
-      const known = 'bytes' in resource ? canonical(resource) : heldResource(keyOf(resource));
+      const known = 'bytes' in resource ? canonical(resource) : 'at' in resource ? canonical(unpacked(resource, packed)) : heldResource(keyOf(resource));
       if (!known) return undefined;
       list.push(known);
     }
@@ -125,7 +135,7 @@ class CompileWorker {
       this.pending.delete(reply.id);
       if ('error' in reply) pending.reject(new Error(`compile worker: ${reply.error}`));
       // Resolved here, as the reply arrives: a reference in a later reply finds what this one sent.
-      else pending.resolve(resolve(reply.results));
+      else pending.resolve(resolve(reply.results, reply.packed));
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
