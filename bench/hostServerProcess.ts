@@ -13,9 +13,12 @@ import { startBenchControlPlane } from './benchControlPlane.js';
 
 const microVms = Number(process.argv[2] ?? 1000);
 const workers = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
-const { cp, dataDir } = await startBenchControlPlane('hostserver', {
-  ...(workers !== undefined && { compileWorkers: workers }),
-});
+const { cp, dataDir } = await startBenchControlPlane(
+  'hostserver',
+  { ...(workers !== undefined && { compileWorkers: workers }) },
+  // HOST_SERVER_WARM below decides.
+  { warmedUp: false },
+);
 const startedAt = performance.now();
 const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));
 await cp.store.apply(changes, { client: 'bench', source: 'api' });
