@@ -119,6 +119,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     for (const cleanup of cleanups.reverse()) await cleanup();
   };
   try {
+    // The compile workers first: they warm up (src/snapshot/compileWarmup.ts) while the store
+    // loads, so a restart's first Envoys are more likely to find them warm.
+    const workers = options.compileWorkers ?? defaultCompileWorkers();
+    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers) : undefined;
+    if (pool) cleanups.push(() => pool.close());
     const store = options.storeBackend
       ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)
       : await openPolicyStore(options.dataDir, { logger, ...options.storeOptions });
@@ -138,13 +143,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const cache = new SnapshotCache(compiler);
     // No Envoy is connected yet: this only indexes the policies (groups compile as nodes connect).
     cache.setPolicies(store.list().map(policyOf));
-    const workers = options.compileWorkers ?? defaultCompileWorkers();
-    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers) : undefined;
-    if (pool) {
-      cleanups.push(() => pool.close());
-      // Newly connected nodes' groups compile in the workers too (a reconnection storm after a restart).
-      cache.useBuilder(pool.build);
-    }
+    // Newly connected nodes' groups compile in the workers too (a reconnection storm after a restart).
+    if (pool) cache.useBuilder(pool.build);
     const compileHere = async (sets: readonly (readonly Policy[])[]) =>
       sets.map((policies) => compiler(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)));
     const push = new PushScheduler(cache, pool?.build ?? compileHere, logger, options.pushTiming, store.revision);
