@@ -8,6 +8,9 @@
 //   own:    one microVM's policy gains a name
 //   shared: the policy shared by every microVM gains a name
 import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -87,10 +90,25 @@ export interface HostServerResult {
   shared: Phase[];
 }
 
-export async function hostServer(microVms: number, rounds: number, workers?: number, afterWarmup = false): Promise<HostServerResult> {
+/**
+ * When the client connects: 'at-once' as the server is ready (the host stored through the store
+ * after the start), 'after-warm-up' once the compile workers have warmed up, 'after-restart' at
+ * once to a new server process started on a data dir that holds the host (a restart).
+ */
+export type ConnectWhen = 'at-once' | 'after-warm-up' | 'after-restart';
+
+export async function hostServer(microVms: number, rounds: number, workers?: number, when: ConnectWhen = 'at-once'): Promise<HostServerResult> {
   const args = [fileURLToPath(new URL('./hostServerProcess.js', import.meta.url)), String(microVms), ...(workers === undefined ? [] : [String(workers)])];
   const nodeArgs = [...shippedNodeFlags(), ...(process.env['HOST_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...shippedEnv(), ...(afterWarmup && { HOST_SERVER_WARM: '1' }) } });
+  let env: NodeJS.ProcessEnv = { ...shippedEnv(), ...(when === 'after-warm-up' && { HOST_SERVER_WARM: '1' }) };
+  if (when === 'after-restart') {
+    env = { ...env, HOST_SERVER_DATA_DIR: await mkdtemp(join(tmpdir(), 'egress-xds-hostserver-restart-')) };
+    const first = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...env, HOST_SERVER_POPULATE: '1' } });
+    first.stdout!.resume();
+    const code = await new Promise<number | null>((resolve) => first.once('exit', resolve));
+    if (code !== 0) throw new Error(`storing the host for the restart exited with ${String(code)}`);
+  }
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];
   let wake: (() => void) | undefined;
@@ -169,11 +187,10 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
 /**
  * The BENCHMARKS.md table of the server path. Server CPU is split by thread: the event loop
  * (main), the compile worker(s), and V8's helpers (optimising compiles, concurrent marking)
- * with libuv's. connect: 'at-once' (the client connects as the server is ready, as an Envoy
- * waiting for it does) and/or 'after-warm-up' (once the compile workers have warmed up:
- * src/snapshot/compileWarmup.ts), one row each.
+ * with libuv's. connect: one row per ConnectWhen (the compile workers' warm-up:
+ * src/snapshot/compileWarmup.ts).
  */
-export async function hostServerTable(sizes: readonly number[], rounds: number, workers?: number, connect: readonly ('at-once' | 'after-warm-up')[] = ['at-once']): Promise<string[]> {
+export async function hostServerTable(sizes: readonly number[], rounds: number, workers?: number, connect: readonly ConnectWhen[] = ['at-once']): Promise<string[]> {
   const lines = [
     '| microVMs | client connects | listener bytes | cold (connect → ACK): wall / server CPU (main + workers + helpers) / max block | one microVM gains a name: wall / server CPU (main + workers + helpers) / max block (p50, max) | the shared policy gains a name: same |',
     '|---|---|---|---|---|---|',
@@ -190,7 +207,7 @@ export async function hostServerTable(sizes: readonly number[], rounds: number, 
   };
   for (const n of sizes) {
     for (const when of connect) {
-      const r = await hostServer(n, rounds, workers, when === 'after-warm-up');
+      const r = await hostServer(n, rounds, workers, when);
       lines.push(`| ${n} | ${when} | ${r.listenerBytes} | ${f(r.cold.wallMs)} / ${f(r.cold.cpuMs)} ${split(r.cold.threads)} / ${f(r.cold.maxBlockMs)} ms (${r.cold.faults} page faults) | ${phases(r.own)} | ${phases(r.shared)} |`);
     }
   }

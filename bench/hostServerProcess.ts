@@ -10,20 +10,36 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { hostPolicies } from './hostScenario.js';
 import { startBenchControlPlane } from './benchControlPlane.js';
+import { startControlPlane } from '../src/server/controlPlane.js';
+import { silentLogger } from '../src/log.js';
 
 const microVms = Number(process.argv[2] ?? 1000);
 const workers = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
-const { cp, dataDir } = await startBenchControlPlane(
-  'hostserver',
-  { ...(workers !== undefined && { compileWorkers: workers }) },
-  // HOST_SERVER_WARM below decides.
-  { warmedUp: false },
-);
+// HOST_SERVER_DATA_DIR: the store's directory, kept (a restart: bench/hostServer.ts runs this
+// process once with HOST_SERVER_POPULATE=1 to store the host and exit, then again to serve it,
+// the policies loaded from disk as `serve` does after a restart). Else a fresh one, the host
+// stored through the store's API after the start.
+const givenDir = process.env['HOST_SERVER_DATA_DIR'];
 const startedAt = performance.now();
-const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));
-await cp.store.apply(changes, { client: 'bench', source: 'api' });
-await cp.push.idle();
-process.stderr.write(`stored ${changes.length} policies ${(performance.now() - startedAt).toFixed(0)} ms after the control plane started\n`);
+const { cp, dataDir } = givenDir
+  ? { cp: await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: givenDir, logger: silentLogger, ...(workers !== undefined && { compileWorkers: workers }) }), dataDir: givenDir }
+  : await startBenchControlPlane(
+      'hostserver',
+      { ...(workers !== undefined && { compileWorkers: workers }) },
+      // HOST_SERVER_WARM below decides.
+      { warmedUp: false },
+    );
+if (!givenDir || process.env['HOST_SERVER_POPULATE']) {
+  const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));
+  await cp.store.apply(changes, { client: 'bench', source: 'api' });
+  await cp.push.idle();
+  process.stderr.write(`stored ${changes.length} policies ${(performance.now() - startedAt).toFixed(0)} ms after the control plane started\n`);
+  if (process.env['HOST_SERVER_POPULATE']) {
+    await cp.close();
+    process.stdout.write(`${JSON.stringify({ populated: changes.length })}\n`);
+    process.exit(0);
+  }
+} else process.stderr.write(`restarted on ${cp.store.list().length} stored policies in ${(performance.now() - startedAt).toFixed(0)} ms\n`);
 // HOST_SERVER_WARM=1: the client connects once the compile workers have warmed up (a server up
 // for a second or two); by default at once, as an Envoy that was waiting for the server does.
 if (process.env['HOST_SERVER_WARM']) {
