@@ -134,8 +134,17 @@ class CompileWorker {
       if (!pending) return;
       this.pending.delete(reply.id);
       if ('error' in reply) pending.reject(new Error(`compile worker: ${reply.error}`));
-      // Resolved here, as the reply arrives: a reference in a later reply finds what this one sent.
-      else pending.resolve(resolve(reply.results, reply.packed));
+      else {
+        // Resolved here, as the reply arrives: a reference in a later reply finds what this one sent.
+        let resolved: EncodedResource[][] | undefined;
+        try {
+          resolved = resolve(reply.results, reply.packed);
+        } catch (error) {
+          // A malformed reply fails its request (compiled on the event loop instead), not the process.
+          return pending.reject(error as Error);
+        }
+        pending.resolve(resolved);
+      }
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
