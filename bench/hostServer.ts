@@ -8,6 +8,9 @@
 //   own:    one microVM's policy gains a name
 //   shared: the policy shared by every microVM gains a name
 import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { shippedEnv, shippedNodeFlags } from './shippedEnv.js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +20,7 @@ import { DiscoveryRequestSchema, DiscoveryResponseSchema, type DiscoveryResponse
 import { TypeUrl } from '../src/envoy/typeUrls.js';
 import { hostPolicies, withExtraName } from './hostScenario.js';
 import { summarize } from './stats.js';
+import { defaultCompileWorkers } from '../src/snapshot/compilePool.js';
 
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 
@@ -71,7 +75,12 @@ interface Phase {
   wallMs: number;
   /** The server's minor page faults (fresh memory touched) in the phase. */
   faults: number;
+  /** CPU by thread: the main thread (event loop), the compile worker(s), and every other thread (V8's compiler and GC helpers, libuv's pool). */
+  threads: { main: number; workers: number; helpers: number };
 }
+
+/** ms per thread id as the server process answers a mark ("main" for the event loop). */
+type ThreadMs = Record<string, number>;
 
 export interface HostServerResult {
   microVms: number;
@@ -81,14 +90,31 @@ export interface HostServerResult {
   shared: Phase[];
 }
 
-export async function hostServer(microVms: number, rounds: number, workers?: number): Promise<HostServerResult> {
+/**
+ * When the client connects: 'at-once' as the server is ready (the host stored through the store
+ * after the start), 'after-warm-up' once the compile workers have warmed up, 'after-restart' at
+ * once to a new server process started on a data dir that holds the host (a restart).
+ */
+export type ConnectWhen = 'at-once' | 'after-warm-up' | 'after-restart';
+
+export async function hostServer(microVms: number, rounds: number, workers?: number, when: ConnectWhen = 'at-once'): Promise<HostServerResult> {
   const args = [fileURLToPath(new URL('./hostServerProcess.js', import.meta.url)), String(microVms), ...(workers === undefined ? [] : [String(workers)])];
   const nodeArgs = [...shippedNodeFlags(), ...(process.env['HOST_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env: shippedEnv() });
+  let env: NodeJS.ProcessEnv = { ...shippedEnv(), ...(when === 'after-warm-up' && { HOST_SERVER_WARM: '1' }) };
+  if (when === 'after-restart') {
+    env = { ...env, HOST_SERVER_DATA_DIR: await mkdtemp(join(tmpdir(), 'egress-xds-hostserver-restart-')) };
+    const first = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...env, HOST_SERVER_POPULATE: '1' } });
+    first.stdout!.resume();
+    const code = await new Promise<number | null>((resolve) => first.once('exit', resolve));
+    if (code !== 0) throw new Error(`storing the host for the restart exited with ${String(code)}`);
+  }
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];
   let wake: (() => void) | undefined;
   lines.on('line', (line) => {
+    // Anything else the server prints (--trace-gc through HOST_SERVER_NODE_ARGS) goes to stderr.
+    if (!line.startsWith('{')) return void process.stderr.write(`${line}\n`);
     queue.push(line);
     wake?.();
   });
@@ -103,9 +129,18 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
     }
     return queue.shift()!;
   };
-  const mark = async (): Promise<{ maxBlockMs: number; cpuMs: number; faults: number }> => {
+  // The compile workers: the threads besides the main one that used the most CPU in the cold phase (they compile the host).
+  let workerIds: string[] = [];
+  type Answer = { maxBlockMs: number; cpuMs: number; faults: number; threads: ThreadMs };
+  const mark = async (): Promise<Answer> => {
     child.stdin!.write('mark\n');
-    return JSON.parse(await nextLine(10_000));
+    return JSON.parse(await nextLine(10_000)) as Answer;
+  };
+  const phaseOf = ({ maxBlockMs, cpuMs, faults, threads }: Answer, wallMs: number): Phase => {
+    const main = threads['main'] ?? 0;
+    const workers = workerIds.reduce((sum, id) => sum + (threads[id] ?? 0), 0);
+    const all = Object.values(threads).reduce((sum, ms) => sum + ms, 0);
+    return { maxBlockMs, cpuMs, faults, wallMs, threads: { main, workers, helpers: all - main - workers } };
   };
   const ports = JSON.parse(await nextLine(120_000)) as { xds: number; admin: number };
   const base = hostPolicies(microVms);
@@ -115,7 +150,10 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
     const started = process.hrtime.bigint();
     client = new AdsClient(`127.0.0.1:${ports.xds}`, 'host-0');
     await client.listenerOtherThan(undefined, 120_000);
-    const cold = { ...(await mark()), wallMs: Number(process.hrtime.bigint() - started) / 1e6 };
+    const coldMark = await mark();
+    const workerCount = workers ?? defaultCompileWorkers();
+    workerIds = Object.entries(coldMark.threads).filter(([id]) => id !== 'main').sort((a, b) => b[1] - a[1]).slice(0, workerCount).map(([id]) => id);
+    const cold = phaseOf(coldMark, Number(process.hrtime.bigint() - started) / 1e6);
     const edit = async (name: string, serverName: string): Promise<Phase> => {
       const policy = withExtraName(base, name, serverName).find((p) => p.name === name)!;
       const { name: _, ...spec } = policy;
@@ -127,7 +165,7 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
       await client!.listenerOtherThan(before, 60_000);
       const wallMs = Number(process.hrtime.bigint() - at) / 1e6;
       await new Promise((resolve) => setTimeout(resolve, 50));
-      return { ...(await mark()), wallMs };
+      return phaseOf(await mark(), wallMs);
     };
     const own: Phase[] = [];
     const shared: Phase[] = [];
@@ -146,23 +184,32 @@ export async function hostServer(microVms: number, rounds: number, workers?: num
   }
 }
 
-/** The BENCHMARKS.md table of the server path. */
-export async function hostServerTable(sizes: readonly number[], rounds: number, workers?: number): Promise<string[]> {
+/**
+ * The BENCHMARKS.md table of the server path. Server CPU is split by thread: the event loop
+ * (main), the compile worker(s), and V8's helpers (optimising compiles, concurrent marking)
+ * with libuv's. connect: one row per ConnectWhen (the compile workers' warm-up:
+ * src/snapshot/compileWarmup.ts).
+ */
+export async function hostServerTable(sizes: readonly number[], rounds: number, workers?: number, connect: readonly ConnectWhen[] = ['at-once']): Promise<string[]> {
   const lines = [
-    '| microVMs | listener bytes | cold (client connects): wall / server CPU / max block | one microVM gains a name: wall / server CPU / max block (p50, max) | the shared policy gains a name: wall / server CPU / max block (p50, max) |',
-    '|---|---|---|---|---|',
+    '| microVMs | client connects | listener bytes | cold (connect → ACK): wall / server CPU (main + workers + helpers) / max block | one microVM gains a name: wall / server CPU (main + workers + helpers) / max block (p50, max) | the shared policy gains a name: same |',
+    '|---|---|---|---|---|---|',
   ];
   const f = (v: number) => v.toFixed(1);
+  const split = (t: Phase['threads']) => `(${t.main.toFixed(0)} + ${t.workers.toFixed(0)} + ${t.helpers.toFixed(0)})`;
   const phases = (list: Phase[]) => {
     const wall = summarize(list.map((p) => p.wallMs));
     const cpu = summarize(list.map((p) => p.cpuMs));
     const block = summarize(list.map((p) => p.maxBlockMs));
     const faults = summarize(list.map((p) => p.faults));
-    return `${f(wall.p50)} / ${f(cpu.p50)} / ${f(block.p50)} ms (max block ${f(block.max)} ms; ${faults.p50.toFixed(0)} page faults)`;
+    const threads = { main: summarize(list.map((p) => p.threads.main)).p50, workers: summarize(list.map((p) => p.threads.workers)).p50, helpers: summarize(list.map((p) => p.threads.helpers)).p50 };
+    return `${f(wall.p50)} / ${f(cpu.p50)} ${split(threads)} / ${f(block.p50)} ms (max block ${f(block.max)} ms; ${faults.p50.toFixed(0)} page faults; CPU per round ${list.map((p) => p.cpuMs.toFixed(0)).join(', ')})`;
   };
   for (const n of sizes) {
-    const r = await hostServer(n, rounds, workers);
-    lines.push(`| ${n} | ${r.listenerBytes} | ${f(r.cold.wallMs)} / ${f(r.cold.cpuMs)} / ${f(r.cold.maxBlockMs)} ms (${r.cold.faults} page faults) | ${phases(r.own)} | ${phases(r.shared)} |`);
+    for (const when of connect) {
+      const r = await hostServer(n, rounds, workers, when);
+      lines.push(`| ${n} | ${when} | ${r.listenerBytes} | ${f(r.cold.wallMs)} / ${f(r.cold.cpuMs)} ${split(r.cold.threads)} / ${f(r.cold.maxBlockMs)} ms (${r.cold.faults} page faults) | ${phases(r.own)} | ${phases(r.shared)} |`);
+    }
   }
   return lines;
 }

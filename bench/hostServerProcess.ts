@@ -4,20 +4,48 @@
 // Commands on stdin, one per line: "mark" answers (one JSON line) with the longest
 // event-loop block and this process's CPU (all threads: the compile workers too) since
 // the previous mark.
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { hostPolicies } from './hostScenario.js';
 import { startBenchControlPlane } from './benchControlPlane.js';
+import { startControlPlane } from '../src/server/controlPlane.js';
+import { silentLogger } from '../src/log.js';
 
 const microVms = Number(process.argv[2] ?? 1000);
 const workers = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
-const { cp, dataDir } = await startBenchControlPlane('hostserver', {
-  ...(workers !== undefined && { compileWorkers: workers }),
-});
-const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));
-await cp.store.apply(changes, { client: 'bench', source: 'api' });
-await cp.push.idle();
+// HOST_SERVER_DATA_DIR: the store's directory, kept (a restart: bench/hostServer.ts runs this
+// process once with HOST_SERVER_POPULATE=1 to store the host and exit, then again to serve it,
+// the policies loaded from disk as `serve` does after a restart). Else a fresh one, the host
+// stored through the store's API after the start.
+const givenDir = process.env['HOST_SERVER_DATA_DIR'];
+const startedAt = performance.now();
+const { cp, dataDir } = givenDir
+  ? { cp: await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: givenDir, logger: silentLogger, ...(workers !== undefined && { compileWorkers: workers }) }), dataDir: givenDir }
+  : await startBenchControlPlane(
+      'hostserver',
+      { ...(workers !== undefined && { compileWorkers: workers }) },
+      // HOST_SERVER_WARM below decides.
+      { warmedUp: false },
+    );
+if (!givenDir || process.env['HOST_SERVER_POPULATE']) {
+  const changes = hostPolicies(microVms).map(({ name, ...spec }) => ({ name, spec }));
+  await cp.store.apply(changes, { client: 'bench', source: 'api' });
+  await cp.push.idle();
+  process.stderr.write(`stored ${changes.length} policies ${(performance.now() - startedAt).toFixed(0)} ms after the control plane started\n`);
+  if (process.env['HOST_SERVER_POPULATE']) {
+    await cp.close();
+    process.stdout.write(`${JSON.stringify({ populated: changes.length })}\n`);
+    process.exit(0);
+  }
+} else process.stderr.write(`restarted on ${cp.store.list().length} stored policies in ${(performance.now() - startedAt).toFixed(0)} ms\n`);
+// HOST_SERVER_WARM=1: the client connects once the compile workers have warmed up (a server up
+// for a second or two); by default at once, as an Envoy that was waiting for the server does.
+if (process.env['HOST_SERVER_WARM']) {
+  const reports = await cp.compilePool?.warmed();
+  process.stderr.write(`warm-up: ${JSON.stringify(reports)} after ${(performance.now() - startedAt).toFixed(0)} ms\n`);
+}
 
 const histogram = monitorEventLoopDelay({ resolution: 1 });
 histogram.enable();
@@ -27,13 +55,38 @@ let faultsAt = process.resourceUsage().minorPageFault;
 process.stdout.write(`${JSON.stringify({ xds: cp.xdsPort, admin: cp.admin.port })}\n`);
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() !== 'mark') return;
+  // HOST_SERVER_MARKS=1: each mark's monotonic time in µs (a --cpu-prof profile's clock) on stderr, to cut profiles by phase.
+  if (process.env['HOST_SERVER_MARKS']) process.stderr.write(`mark ${Number(process.hrtime.bigint() / 1000n)}\n`);
   const cpu = process.cpuUsage(cpuAt);
   cpuAt = process.cpuUsage();
   const faults = process.resourceUsage().minorPageFault;
-  process.stdout.write(`${JSON.stringify({ maxBlockMs: histogram.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000, faults: faults - faultsAt })}\n`);
+  process.stdout.write(`${JSON.stringify({ maxBlockMs: histogram.max / 1e6, cpuMs: (cpu.user + cpu.system) / 1000, faults: faults - faultsAt, threads: threadCpu() })}\n`);
   faultsAt = faults;
   histogram.reset();
 });
+// Each mark also answers the CPU each thread used since the previous mark (from /proc/self/task/*/schedstat,
+// ns on the CPU; "main" and the others by thread id): the main thread, the compile workers, V8's helpers
+// (concurrent marking, optimising compiles) and libuv's.
+let threadsAt = new Map<string, number>();
+function threadCpu(): Record<string, number> {
+  const now = new Map<string, number>();
+  const byKind: Record<string, number> = {};
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      now.set(tid, ns);
+      const kind = tid === String(process.pid) ? 'main' : `${comm}:${tid}`;
+      byKind[kind] = Math.round(((byKind[kind] ?? 0) + (ns - (threadsAt.get(tid) ?? 0)) / 1e6) * 10) / 10;
+    } catch {
+      // A thread that ended meanwhile.
+    }
+  }
+  threadsAt = now;
+  return byKind;
+}
+threadCpu();
+
 const stop = () => {
   void cp.close().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
 };

@@ -35,7 +35,7 @@ for (const line of await hostScenarioTable([50, 200, 1000], 8)) console.log(line
 console.log('\nthe same without access logs (accessLog: false):');
 for (const line of await hostScenarioTable([50, 200, 1000], 8, { accessLog: false })) console.log(line);
 console.log('\nthrough the server (compile workers, snapshot, ADS): the main thread\'s longest event-loop block:');
-for (const line of await hostServerTable([1000], 3)) console.log(line);
+for (const line of await hostServerTable([1000], 3, undefined, ['at-once', 'after-warm-up', 'after-restart'])) console.log(line);
 console.log('\none edit through the snapshot layer in process (cache, compile worker, shared response; no HTTP, store or gRPC):');
 for (const line of await editPathTable(1000, 10)) console.log(line);
 

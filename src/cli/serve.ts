@@ -28,7 +28,7 @@ const USAGE = `usage: egress-xds serve [--xds-address 0.0.0.0:18000] [--admin-ad
                           [--node-identity uri-san|dns-san|cn|none] [--node-identity-prefix URI]]]
                         [--xds-max-streams N] [--xds-max-streams-per-connection N]
                         [--xds-max-request-bytes N] [--xds-max-node-id-bytes N] [--xds-stuck-seconds N]
-                        [--push-window-ms 10] [--push-max-delay-ms 100] [--compile-workers N]
+                        [--push-window-ms 10] [--push-max-delay-ms 100] [--compile-workers N] [--compile-warmup true|false]
 
   --xds-address        where Envoys connect (ADS over gRPC, SotW and Delta)
   --admin-address      the admin REST API; off loopback it requires a token

@@ -64,6 +64,8 @@ export interface ControlPlaneOptions {
   readonly pushTiming?: PushTiming;
   /** Threads that compile node groups; 0 compiles on the event loop (default: cores - 1, 1 to 4). */
   readonly compileWorkers?: number;
+  /** Compile workers warm up on a synthetic host before their first request (default true; src/snapshot/compileWarmup.ts). */
+  readonly compileWarmup?: boolean;
   readonly logger: Logger;
   readonly metrics?: Metrics;
   /** The denial log's bounds and optional file (src/denials); defaults when absent. */
@@ -80,18 +82,21 @@ export interface ControlPlane {
   readonly denials: DenialLog;
   /** Store commits → coalesced cache changes; idle() once every commit is served. */
   readonly push: PushScheduler;
+  /** The compile workers, when there are any (benchmarks and tests wait for their warm-up). */
+  readonly compilePool?: CompilePool;
   close(): Promise<void>;
 }
 
 export class StartupError extends Error {}
 
 /** What the cache compiles from: the policy itself, not its bookkeeping (revision, time, source). */
-const policyOf = ({ name, sources, nodes, upstream, mode, allow }: StoredPolicy): Policy => ({
+const policyOf = ({ name, sources, nodes, upstream, mode, log, allow }: StoredPolicy): Policy => ({
   name,
   ...(sources ? { sources } : {}),
   ...(nodes ? { nodes } : {}),
   ...(upstream ? { upstream } : {}),
   ...(mode ? { mode } : {}),
+  ...(log ? { log } : {}),
   allow,
 });
 
@@ -116,6 +121,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     for (const cleanup of cleanups.reverse()) await cleanup();
   };
   try {
+    // The compile workers first: they warm up (src/snapshot/compileWarmup.ts) while the store
+    // loads, so a restart's first Envoys are more likely to find them warm.
+    const workers = options.compileWorkers ?? defaultCompileWorkers();
+    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers, { warmup: options.compileWarmup ?? true }) : undefined;
+    if (pool) cleanups.push(() => pool.close());
     const store = options.storeBackend
       ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)
       : await openPolicyStore(options.dataDir, { logger, ...options.storeOptions });
@@ -135,13 +145,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const cache = new SnapshotCache(compiler);
     // No Envoy is connected yet: this only indexes the policies (groups compile as nodes connect).
     cache.setPolicies(store.list().map(policyOf));
-    const workers = options.compileWorkers ?? defaultCompileWorkers();
-    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers) : undefined;
-    if (pool) {
-      cleanups.push(() => pool.close());
-      // Newly connected nodes' groups compile in the workers too (a reconnection storm after a restart).
-      cache.useBuilder(pool.build);
-    }
+    // Newly connected nodes' groups compile in the workers too (a reconnection storm after a restart).
+    if (pool) cache.useBuilder(pool.build);
     const compileHere = async (sets: readonly (readonly Policy[])[]) =>
       sets.map((policies) => compiler(policies).resources.map((r) => encodeResource(r.typeUrl, r.name, r.json)));
     const push = new PushScheduler(cache, pool?.build ?? compileHere, logger, options.pushTiming, store.revision);
@@ -246,7 +251,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       policies: store.list().length,
       adminAuth: options.adminToken ? 'bearer token' : 'none (loopback only)',
     });
-    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, push, close };
+    return { xdsPort: xds.port, admin: adminInfo, store, cache, registry, metrics, denials, push, ...(pool && { compilePool: pool }), close };
   } catch (error) {
     await close();
     throw error;

@@ -8,7 +8,7 @@ import type { CompileOptions } from '../compile/index.js';
 import type { Policy } from '../policy/model.js';
 import type { GroupBuilder } from './cache.js';
 import { LARGE_RESOURCE_BYTES, type EncodedResource } from './encodedResource.js';
-import type { CompileReply, CompileRequest, ResourceRef } from './compileWorker.js';
+import type { CompileReply, CompileRequest, CompileWorkerData, PackedResource, ResourceRef, WarmupReport } from './compileWorker.js';
 import { defaultYoungGenerationForWorkers } from './workerHeap.js';
 
 /** Sets per message: large enough that messaging costs little beside compiling, small enough to spread over the workers. */
@@ -69,13 +69,23 @@ function canonical(resource: EncodedResource): EncodedResource {
   return resource;
 }
 
-/** Resolves a reply's resources in order (a reference may name a resource sent earlier in the same reply); undefined when one is not held. */
-function resolve(results: readonly (readonly (EncodedResource | ResourceRef)[])[]): EncodedResource[][] | undefined {
+/** The resource a packed one stands for: its bytes a view of the reply's packed buffer (compileWorker.ts, PackedResource). */
+const unpacked = ({ typeUrl, name, version, at, length }: PackedResource, packed: ArrayBuffer | undefined): EncodedResource => {
+  if (!packed || at + length > packed.byteLength) throw new Error(`compile worker: ${name} packed outside the reply's buffer`);
+  return { typeUrl, name, version, bytes: new Uint8Array(packed, at, length) };
+};
+
+/**
+ * Resolves a reply's resources in order (a reference may name a resource sent earlier in the same reply); undefined when one is not held.
+ * Packed resources are views of the one buffer: it lives while one of them does, so its room is
+ * taken back when the last of its resources is dropped (a group's, mostly, replaced together).
+ */
+function resolve(results: readonly (readonly (EncodedResource | ResourceRef | PackedResource)[])[], packed?: ArrayBuffer): EncodedResource[][] | undefined {
   const resolved: EncodedResource[][] = [];
   for (const resources of results) {
     const list: EncodedResource[] = [];
     for (const resource of resources) {
-      const known = 'bytes' in resource ? canonical(resource) : heldResource(keyOf(resource));
+      const known = 'bytes' in resource ? canonical(resource) : 'at' in resource ? canonical(unpacked(resource, packed)) : heldResource(keyOf(resource));
       if (!known) return undefined;
       list.push(known);
     }
@@ -98,23 +108,45 @@ class CompileWorker {
   private readonly pending = new Map<number, Pending>();
   private closed = false;
   private static lastId = 0;
+  /** The current worker's warm-up report, once it has sent it. */
+  private warmupReport?: WarmupReport['warmup'];
+  private warmupWaiters: ((report: WarmupReport['warmup']) => void)[] = [];
 
-  constructor(private readonly options: CompileOptions) {
+  constructor(
+    private readonly options: CompileOptions,
+    private readonly warmup: boolean,
+  ) {
     this.worker = this.start();
     liveWorkers.add(this);
   }
 
   private start(): Worker {
     defaultYoungGenerationForWorkers();
-    const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData: { options: this.options } });
+    const workerData: CompileWorkerData = { options: this.options, warmup: this.warmup };
+    const worker = new Worker(new URL('./compileWorker.js', import.meta.url), { workerData });
     worker.unref();
-    worker.on('message', (reply: CompileReply) => {
+    delete this.warmupReport;
+    worker.on('message', (reply: CompileReply | WarmupReport) => {
+      if ('warmup' in reply) {
+        this.warmupReport = reply.warmup;
+        for (const resolve of this.warmupWaiters.splice(0)) resolve(reply.warmup);
+        return;
+      }
       const pending = this.pending.get(reply.id);
       if (!pending) return;
       this.pending.delete(reply.id);
       if ('error' in reply) pending.reject(new Error(`compile worker: ${reply.error}`));
-      // Resolved here, as the reply arrives: a reference in a later reply finds what this one sent.
-      else pending.resolve(resolve(reply.results));
+      else {
+        // Resolved here, as the reply arrives: a reference in a later reply finds what this one sent.
+        let resolved: EncodedResource[][] | undefined;
+        try {
+          resolved = resolve(reply.results, reply.packed);
+        } catch (error) {
+          // A malformed reply fails its request (compiled on the event loop instead), not the process.
+          return pending.reject(error as Error);
+        }
+        pending.resolve(resolved);
+      }
     });
     // A worker that dies fails what it held; the next request gets a new one.
     const fail = (error: Error) => {
@@ -136,6 +168,12 @@ class CompileWorker {
   private readonly held = new Set<number>();
   /** Held ids whose policy the main thread let go of: sent with the next request. */
   private forgotten: number[] = [];
+
+  /** Resolves with the warm-up's report once the worker has sent it. */
+  warmed(): Promise<WarmupReport['warmup']> {
+    if (this.warmupReport) return Promise.resolve(this.warmupReport);
+    return new Promise((resolve) => this.warmupWaiters.push(resolve));
+  }
 
   heldCount(): number {
     return this.held.size;
@@ -198,9 +236,15 @@ function affinity(set: readonly Policy[], workers: number): number {
 export class CompilePool {
   private readonly workers: CompileWorker[];
 
-  constructor(options: CompileOptions = {}, size = defaultCompileWorkers()) {
+  /** warmup: each worker compiles a synthetic host before its first request (compileWarmup.ts); default true. */
+  constructor(options: CompileOptions = {}, size = defaultCompileWorkers(), { warmup = true }: { readonly warmup?: boolean } = {}) {
     if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`compile workers must be a positive integer, not ${String(size)}`);
-    this.workers = Array.from({ length: size }, () => new CompileWorker(options));
+    this.workers = Array.from({ length: size }, () => new CompileWorker(options, warmup));
+  }
+
+  /** Each worker's warm-up report, once every worker has sent it (tests, benchmarks). */
+  warmed(): Promise<WarmupReport['warmup'][]> {
+    return Promise.all(this.workers.map((w) => w.warmed()));
   }
 
   get size(): number {
