@@ -91,7 +91,8 @@ export interface HostServerResult {
 }
 
 /**
- * When the client connects: 'at-once' as the server is ready (the host stored through the store
+ * When the client connects (the server's compile workers warm up only for 'after-warm-up', as
+ * with serve --compile-warmup true): 'at-once' as the server is ready (the host stored through the store
  * after the start), 'after-warm-up' once the compile workers have warmed up, 'after-restart' at
  * once to a new server process started on a data dir that holds the host (a restart).
  */

@@ -25,7 +25,8 @@ const { cp, dataDir } = givenDir
   ? { cp: await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: givenDir, logger: silentLogger, ...(workers !== undefined && { compileWorkers: workers }) }), dataDir: givenDir }
   : await startBenchControlPlane(
       'hostserver',
-      { ...(workers !== undefined && { compileWorkers: workers }) },
+      // The warm-up is off by default (serve --compile-warmup): on for the 'after-warm-up' row only.
+      { ...(workers !== undefined && { compileWorkers: workers }), ...(process.env['HOST_SERVER_WARM'] && { compileWarmup: true }) },
       // HOST_SERVER_WARM below decides.
       { warmedUp: false },
     );

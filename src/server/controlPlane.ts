@@ -64,7 +64,7 @@ export interface ControlPlaneOptions {
   readonly pushTiming?: PushTiming;
   /** Threads that compile node groups; 0 compiles on the event loop (default: cores - 1, 1 to 4). */
   readonly compileWorkers?: number;
-  /** Compile workers warm up on a synthetic host before their first request (default true; src/snapshot/compileWarmup.ts). */
+  /** Compile workers warm up on a synthetic host before their first request (default false; src/snapshot/compileWarmup.ts, README). */
   readonly compileWarmup?: boolean;
   readonly logger: Logger;
   readonly metrics?: Metrics;
@@ -124,7 +124,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     // The compile workers first: they warm up (src/snapshot/compileWarmup.ts) while the store
     // loads, so a restart's first Envoys are more likely to find them warm.
     const workers = options.compileWorkers ?? defaultCompileWorkers();
-    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers, { warmup: options.compileWarmup ?? true }) : undefined;
+    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers, { warmup: options.compileWarmup ?? false }) : undefined;
     if (pool) cleanups.push(() => pool.close());
     const store = options.storeBackend
       ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)

@@ -169,8 +169,9 @@ class CompileWorker {
   /** Held ids whose policy the main thread let go of: sent with the next request. */
   private forgotten: number[] = [];
 
-  /** Resolves with the warm-up's report once the worker has sent it. */
+  /** Resolves with the warm-up's report once the worker has sent it; at once (no step) without a warm-up. */
   warmed(): Promise<WarmupReport['warmup']> {
+    if (!this.warmup) return Promise.resolve({ steps: 0, completed: false });
     if (this.warmupReport) return Promise.resolve(this.warmupReport);
     return new Promise((resolve) => this.warmupWaiters.push(resolve));
   }
