@@ -6,7 +6,6 @@
 // cannot resolve under load: the part of a push that src/xds itself costs per stream.
 //   node dist/bench/ackPath.js [streams=1000] [pushes=300]
 import { EventEmitter } from 'node:events';
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { SotwStream } from '../src/xds/sotwStream.js';
 import { NodeRegistry } from '../src/xds/nodeRegistry.js';
 import { StreamGuard } from '../src/xds/streamGuard.js';
@@ -15,33 +14,12 @@ import { silentLogger } from '../src/log.js';
 import { Snapshot } from '../src/snapshot/snapshot.js';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
 import type { StreamContext } from '../src/xds/adsStream.js';
+import { discoveryRequest, responseHead, type RequestFields } from './sotwWire.js';
 
 const streams = Number(process.argv[2] ?? 1000);
 const pushes = Number(process.argv[3] ?? 300);
 
-function request(f: { nodeId?: string; typeUrl: string; version?: string; nonce?: string }): Buffer {
-  const w = new BinaryWriter();
-  if (f.version) w.tag(1, WireType.LengthDelimited).string(f.version);
-  if (f.nodeId) w.tag(2, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string(f.nodeId).join();
-  w.tag(4, WireType.LengthDelimited).string(f.typeUrl);
-  if (f.nonce) w.tag(5, WireType.LengthDelimited).string(f.nonce);
-  return Buffer.from(w.finish());
-}
-
-function head(bytes: Uint8Array): { version: string; typeUrl: string; nonce: string } {
-  const r = new BinaryReader(bytes);
-  let version = '';
-  let typeUrl = '';
-  let nonce = '';
-  while (r.pos < r.len) {
-    const [field, wireType] = r.tag();
-    if (field === 1) version = r.string();
-    else if (field === 4) typeUrl = r.string();
-    else if (field === 5) nonce = r.string();
-    else r.skip(wireType);
-  }
-  return { version, typeUrl, nonce };
-}
+const request = (fields: RequestFields): Buffer => Buffer.from(discoveryRequest(fields));
 
 let generation = 0;
 const resource = (typeUrl: string, name: string, version: string) => ({ typeUrl, name, version, bytes: new Uint8Array(2000) });
@@ -96,7 +74,7 @@ for (let i = 0; i < streams; i++) {
 }
 const sortOut = () => {
   for (const call of calls) {
-    for (const message of call.pending) call.last.set(head(message).typeUrl, message);
+    for (const message of call.pending) call.last.set(responseHead(message).typeUrl, message);
     call.pending.length = 0;
   }
 };
@@ -104,7 +82,7 @@ const ackOf = (call: FakeCall, typeUrl: string): Buffer | undefined => {
   const message = call.last.get(typeUrl);
   if (!message) return undefined;
   call.last.delete(typeUrl);
-  const h = head(message);
+  const h = responseHead(message);
   return request({ typeUrl: h.typeUrl, version: h.version, nonce: h.nonce });
 };
 for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener]) {

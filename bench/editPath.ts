@@ -31,7 +31,7 @@ export interface EditPathResult {
 }
 
 export async function editPath(microVms: number, rounds: number): Promise<EditPathResult> {
-  const pool = new CompilePool({}, 1);
+  const pool = new CompilePool({}, 1, { warmup: true });
   const cache = new SnapshotCache(egressGroupCompiler());
   cache.useBuilder(pool.build);
   const base = hostPolicies(microVms);

@@ -7,8 +7,8 @@
 // when every stream received that many Listener responses, with arrival times
 // relative to t0 (process.hrtime.bigint(), one monotonic clock per machine).
 import { connect, type ClientHttp2Session } from 'node:http2';
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { TypeUrl } from '../src/envoy/typeUrls.js';
+import { discoveryRequest, responseHead, type RequestFields } from './sotwWire.js';
 
 export type FanoutClientCommand =
   | { connect: { address: string; streams: number; perConnection: number; nodePrefix?: string } }
@@ -35,29 +35,7 @@ function frame(message: Uint8Array): Buffer {
   return out;
 }
 
-function request(fields: { nodeId?: string; typeUrl: string; version?: string; nonce?: string }): Buffer {
-  const w = new BinaryWriter();
-  if (fields.version) w.tag(1, WireType.LengthDelimited).string(fields.version);
-  if (fields.nodeId) w.tag(2, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string(fields.nodeId).join();
-  w.tag(4, WireType.LengthDelimited).string(fields.typeUrl);
-  if (fields.nonce) w.tag(5, WireType.LengthDelimited).string(fields.nonce);
-  return frame(w.finish());
-}
-
-function responseHead(bytes: Uint8Array): { version: string; typeUrl: string; nonce: string } {
-  const reader = new BinaryReader(bytes);
-  let version = '';
-  let typeUrl = '';
-  let nonce = '';
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (field === 1 && wireType === WireType.LengthDelimited) version = reader.string();
-    else if (field === 4 && wireType === WireType.LengthDelimited) typeUrl = reader.string();
-    else if (field === 5 && wireType === WireType.LengthDelimited) nonce = reader.string();
-    else reader.skip(wireType);
-  }
-  return { version, typeUrl, nonce };
-}
+const request = (fields: RequestFields): Buffer => frame(discoveryRequest(fields));
 
 interface StreamState {
   listeners: number;

@@ -124,7 +124,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     // The compile workers first: they warm up (src/snapshot/compileWarmup.ts) while the store
     // loads, so a restart's first Envoys are more likely to find them warm.
     const workers = options.compileWorkers ?? defaultCompileWorkers();
-    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers, { warmup: options.compileWarmup ?? false }) : undefined;
+    const pool = workers > 0 ? new CompilePool(options.compile ?? {}, workers, { warmup: options.compileWarmup === true }) : undefined;
     if (pool) cleanups.push(() => pool.close());
     const store = options.storeBackend
       ? await openStoreBackend(options.storeBackend, logger, options.storeOptions)

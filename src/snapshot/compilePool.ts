@@ -237,8 +237,8 @@ function affinity(set: readonly Policy[], workers: number): number {
 export class CompilePool {
   private readonly workers: CompileWorker[];
 
-  /** warmup: each worker compiles a synthetic host before its first request (compileWarmup.ts); default true. */
-  constructor(options: CompileOptions = {}, size = defaultCompileWorkers(), { warmup = true }: { readonly warmup?: boolean } = {}) {
+  /** warmup: each worker compiles a synthetic host before its first request (compileWarmup.ts); off by default, as serve's --compile-warmup. */
+  constructor(options: CompileOptions = {}, size = defaultCompileWorkers(), { warmup = false }: { readonly warmup?: boolean } = {}) {
     if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`compile workers must be a positive integer, not ${String(size)}`);
     this.workers = Array.from({ length: size }, () => new CompileWorker(options, warmup));
   }

@@ -313,7 +313,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
     if (this.snapshot && this.snapshot.changedAt > this.connectedAt) {
       metrics.latency.observe(Number(process.hrtime.bigint() - this.snapshot.changedAt) / 1e9);
     }
-    this.deps.registry.sentOn(this.registered!, typeUrl, version);
+    this.deps.registry.sent(this.registered!, typeUrl, version);
   }
 
   /** One callback for all of the stream's writes (not a closure per write). */
@@ -328,7 +328,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   protected recordAck(typeUrl: string, version: string): void {
     this.typeMetrics(typeUrl).acks.inc();
     // The stream's snapshot is the node's current one (the watch keeps it so): no lookup per ACK.
-    this.deps.registry.ackedOn(this.registered!, typeUrl, version, this.snapshot);
+    this.deps.registry.acked(this.registered!, typeUrl, version, this.snapshot);
   }
 
   /** The version a recent response of this stream carried, by its nonce. */

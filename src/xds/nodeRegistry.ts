@@ -51,24 +51,13 @@ export class NodeRegistry {
     return stream && statusIn(stream, typeUrl);
   }
 
-  sent(streamId: number, typeUrl: string, version: string): void {
-    const stream = this.streams.get(streamId);
-    if (stream) this.sentOn(stream, typeUrl, version);
-  }
-
-  /** sent() for the record open() returned (a closed stream's record is no longer listed: writing it changes nothing seen). */
-  sentOn(stream: StreamRecord, typeUrl: string, version: string): void {
+  /** On the record open() returned (a closed stream's record is no longer listed: writing it changes nothing seen). */
+  sent(stream: StreamRecord, typeUrl: string, version: string): void {
     statusIn(stream, typeUrl).sent = version;
   }
 
   /** current: the node's current snapshot when the caller holds it (an ADS stream does), saving a lookup per ACK. */
-  acked(streamId: number, typeUrl: string, version: string, current?: CurrentSnapshot): void {
-    const stream = this.streams.get(streamId);
-    if (stream) this.ackedOn(stream, typeUrl, version, current);
-  }
-
-  /** acked() for the record open() returned. */
-  ackedOn(stream: StreamRecord, typeUrl: string, version: string, current?: CurrentSnapshot): void {
+  acked(stream: StreamRecord, typeUrl: string, version: string, current?: CurrentSnapshot): void {
     const status = statusIn(stream, typeUrl);
     status.acked = version;
     if (status.nack !== undefined) delete status.nack;

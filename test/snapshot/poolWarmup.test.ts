@@ -33,7 +33,7 @@ test('the warm-up host is valid policies, the shapes real hosts take', () => {
 });
 
 test('a worker left alone runs its warm-up to the end, then compiles the same bytes as the main thread', async () => {
-  const pool = new CompilePool({}, 1);
+  const pool = new CompilePool({}, 1, { warmup: true });
   try {
     const [report] = await pool.warmed();
     assert.deepEqual(report, { steps: WARMUP_STEPS, completed: true });
@@ -47,7 +47,7 @@ test('a worker left alone runs its warm-up to the end, then compiles the same by
 });
 
 test('a request stops the warm-up: it is answered after at most one step, not after the warm-up', async () => {
-  const pool = new CompilePool({}, 1);
+  const pool = new CompilePool({}, 1, { warmup: true });
   try {
     const built = pool.build([host()]);
     const [report] = await pool.warmed();
