@@ -4,7 +4,7 @@
 // SYN (the reset ends it, so the client does not retransmit), so packets are
 // connections. The counters start at zero when install writes the rules.
 import type { IpFamily } from '../net/ip.js';
-import { IPTABLES_CAP_CHAIN, NFT_CAP_CHAIN, NFT_DNAT_TABLE, NFT_TABLE } from './config.js';
+import { IPTABLES_CAP_CHAIN, NFT_CAP_CHAIN, NFT_CAP_TABLE, NFT_DNAT_TABLE } from './config.js';
 import { CommandFailedError } from './errors.js';
 import type { Plan } from './plan.js';
 import { iptablesIn } from './render/iptables.js';
@@ -53,7 +53,7 @@ interface NftJsonRule {
 }
 
 async function readNft(plan: Plan, families: readonly IpFamily[], runner: Runner): Promise<CapRefusals[]> {
-  const [tableFamily, table] = plan.config.redirect === 'nft-dnat' ? ['ip', NFT_DNAT_TABLE] : ['inet', NFT_TABLE];
+  const [tableFamily, table] = plan.config.redirect === 'nft-dnat' ? ['ip', NFT_DNAT_TABLE] : ['inet', NFT_CAP_TABLE];
   const list = command('nft', '-j', 'list', 'chain', tableFamily, table, NFT_CAP_CHAIN);
   const listed = await runner.run(list);
   if (listed.exitCode !== 0) {

@@ -71,6 +71,12 @@ export const IPTABLES_GUARD_CHAIN = 'EGRESS_XDS_GUARD';
 export const IPTABLES_UPSTREAM_CHAIN = 'EGRESS_XDS_UPSTREAM';
 /** filter table, from INPUT: the per-source connection cap on TPROXYed SYNs. */
 export const IPTABLES_CAP_CHAIN = 'EGRESS_XDS_CAP';
+/**
+ * nft: the cap's own table (--redirect tproxy), apart from the TPROXY one: that one
+ * is rewritten whenever the host's addresses change (a new microVM's tap), and a
+ * rewrite would empty the cap's sets, so that no open connection counted any more.
+ */
+export const NFT_CAP_TABLE = 'egress_xds_cap';
 /** nft: the cap's chain (in either table) and its per-family sets of source addresses. */
 export const NFT_CAP_CHAIN = 'conncap';
 export const nftCapSet = (family: IpFamily): string => `egress_conn${family}`;

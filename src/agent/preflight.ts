@@ -5,7 +5,7 @@ import type { AgentContext } from './context.js';
 import { CommandFailedError, ConnCapUnavailableError, PrivilegeError, TproxyUnavailableError } from './errors.js';
 import { explainNft } from './parts/nftables.js';
 import { iptablesTool } from './render/iptables.js';
-import { renderNftScript } from './render/nftables.js';
+import { renderNftScripts } from './render/nftables.js';
 import type { Plan } from './plan.js';
 import { command } from './runner.js';
 
@@ -61,7 +61,7 @@ export async function preflight(
     }
   } else {
     // nft -c runs the whole transaction through the kernel and throws it away.
-    const check = { file: 'nft', args: ['-c', '-f', '-'], input: renderNftScript(plan) };
+    const check = { file: 'nft', args: ['-c', '-f', '-'], input: renderNftScripts(plan) };
     const result = await runner.run(check);
     if (result.exitCode !== 0) {
       throw explainNft(result.stderr) ?? new CommandFailedError(check, result);

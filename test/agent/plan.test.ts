@@ -9,7 +9,7 @@ import { formatCommand } from '../../src/agent/errors.js';
 import { parseIpAddrJson } from '../../src/agent/hostAddresses.js';
 import { buildPlan } from '../../src/agent/plan.js';
 import { renderIptables, ruleSpec, splitSaveLine } from '../../src/agent/render/iptables.js';
-import { renderNftRemoveScript, renderNftRules, renderNftScript, renderNftTable } from '../../src/agent/render/nftables.js';
+import { renderNftCapTable, renderNftRemoveScript, renderNftRules, renderNftScript, renderNftScripts, renderNftTable, renderNftTableScript } from '../../src/agent/render/nftables.js';
 import { SPECIAL_RANGES as AGENT_SPECIAL } from '../../src/agent/specialRanges.js';
 import { SPECIAL_RANGES as COMPILE_SPECIAL } from '../../src/compile/specialAddresses.js';
 
@@ -137,10 +137,11 @@ test('the nft script replaces the agent\'s table atomically and fails closed', (
   for (const rule of rules) assert.ok(script.includes(`${rule.text} comment "${rule.id}"`));
   assert.equal(new Set(rules.map((r) => r.id)).size, rules.length);
   assert.equal(renderNftRemoveScript(), 'table inet egress_xds\ndelete table inet egress_xds\n');
-  // The nft backend's dry-run: the policy routing, then one nft -f.
+  // The nft backend's dry-run: the policy routing, then one nft -f per table: the cap's, then this one.
   const steps = dryRunInstall(plan);
-  assert.deepEqual(commandsOf(steps), ['ip rule add fwmark 0x1/0x1 lookup 100', 'ip route add local 0.0.0.0/0 dev lo table 100', 'nft -f -']);
-  assert.equal(steps[2]!.command.input, script);
+  assert.deepEqual(commandsOf(steps), ['ip rule add fwmark 0x1/0x1 lookup 100', 'ip route add local 0.0.0.0/0 dev lo table 100', 'nft -f -', 'nft -f -']);
+  assert.match(steps[2]!.command.input!, /^table inet egress_xds_cap\n/);
+  assert.equal(steps[3]!.command.input, script);
 });
 
 test('--relax-rp-filter adds the sysctl, before the rules', () => {
@@ -217,7 +218,7 @@ test('the guards: host ports, QUIC and Envoy\'s marked upstream, per family, fro
   assert.ok(commands.indexOf('iptables -w 5 -t filter -I INPUT 1 -j EGRESS_XDS_GUARD') < commands.indexOf('iptables -w 5 -t mangle -A PREROUTING -j EGRESS_XDS'));
   // nft: the same rules, the guard in both the input and forward chains.
   const table = renderNftTable(buildPlan({ ...config, backend: 'nftables' }, []));
-  assert.deepEqual(table.chains.map((c) => `${c.name}:${c.hook.hook}`), ['prerouting:prerouting', 'input:input', 'forward:forward', 'output:output', 'conncap:input']);
+  assert.deepEqual(table.chains.map((c) => `${c.name}:${c.hook.hook}`), ['prerouting:prerouting', 'input:input', 'forward:forward', 'output:output']);
   assert.deepEqual(table.chains[1]!.rules, table.chains[2]!.rules);
   assert.ok(table.chains[1]!.rules.some((r) => r.text === 'ip6 saddr fd00:31::/64 fib daddr type local reject'));
   assert.ok(table.chains[1]!.rules.some((r) => r.text === 'ip6 saddr fd00:31::/64 icmpv6 type nd-neighbor-advert return'));
@@ -229,7 +230,7 @@ test('--no-exclude-host-addresses drops the host rules (Envoy decides); --upstre
   assert.ok(!plan.guard.some((r) => r.kind === 'host-allow' || r.kind === 'host-reject'));
   assert.deepEqual(plan.upstream, []);
   assert.ok(!commandsOf(dryRunInstall(plan)).some((c) => c.includes('EGRESS_XDS_UPSTREAM')));
-  assert.deepEqual(renderNftTable(buildPlan({ ...plan.config, backend: 'nftables' })).chains.map((c) => c.name), ['prerouting', 'input', 'forward', 'conncap']);
+  assert.deepEqual(renderNftTable(buildPlan({ ...plan.config, backend: 'nftables' })).chains.map((c) => c.name), ['prerouting', 'input', 'forward']);
 });
 
 test('the agent refuses the same special ranges the compiler names', () => {
@@ -300,8 +301,13 @@ test('the connection cap: one rule per microVM range and family, per address (ma
     assert.ok(removal.includes(`${tool} -w 5 -t filter -D INPUT -j EGRESS_XDS_CAP`) && removal.includes(`${tool} -w 5 -t filter -X EGRESS_XDS_CAP`), tool);
   }
 
-  // nftables: a filter chain on the input hook and a dynamic set per family.
-  const table = renderNftTable(buildPlan({ ...config, backend: 'nftables' }, []));
+  // nftables: a table of its own (the TPROXY table is rewritten when the host's addresses change, which would
+  // empty the sets), a filter chain on the input hook and a dynamic set per family.
+  const nftPlan = buildPlan({ ...config, backend: 'nftables' }, []);
+  assert.ok(!renderNftScript(nftPlan).includes('conncap') && !renderNftTable(nftPlan).chains.some((c) => c.name === 'conncap'));
+  const table = renderNftCapTable(nftPlan);
+  assert.equal(`${table.family} ${table.name}`, 'inet egress_xds_cap');
+  assert.deepEqual(table.chains.map((c) => c.name), ['conncap']);
   assert.deepEqual(table.sets, [
     { name: 'egress_conn4', type: 'ipv4_addr', size: 65535 },
     { name: 'egress_conn6', type: 'ipv6_addr', size: 65535 },
@@ -314,8 +320,13 @@ test('the connection cap: one rule per microVM range and family, per address (ma
     `meta mark & 0x1 == 0x1 ip saddr 10.9.0.0/24 ${syn} add @egress_conn4 { ip saddr ct count over 3 } counter reject with tcp reset`,
     `meta mark & 0x1 == 0x1 ip6 saddr fd00:31::/64 ${syn} add @egress_conn6 { ip6 saddr ct count over 3 } counter reject with tcp reset`,
   ]);
-  const script = renderNftScript(buildPlan({ ...config, backend: 'nftables' }, []));
-  assert.match(script, /^table inet egress_xds \{\n\tset egress_conn4 \{\n\t\ttype ipv4_addr; size 65535; flags dynamic;\n\t\}\n\tset egress_conn6 \{\n\t\ttype ipv6_addr; size 65535; flags dynamic;\n\t\}\n\tchain prerouting \{/m);
+  const script = renderNftTableScript(table);
+  assert.ok(renderNftScripts(nftPlan).startsWith(script), 'preflight checks the cap table too');
+  const installs = commandsOf(dryRunInstall(nftPlan));
+  assert.deepEqual(installs, ['ip rule add fwmark 0x1/0x1 lookup 100', 'ip route add local 0.0.0.0/0 dev lo table 100', 'ip -6 rule add fwmark 0x1/0x1 lookup 100', 'ip -6 route add local ::/0 dev lo table 100', 'nft -f -', 'nft -f -']);
+  assert.equal(dryRunInstall(nftPlan)[4]!.command.input, script, 'the cap table first, before the TPROXY rules');
+  assert.deepEqual(commandsOf(dryRunUninstall(nftPlan)).slice(0, 2), ['nft delete table inet egress_xds', 'nft delete table inet egress_xds_cap']);
+  assert.match(script, /^table inet egress_xds_cap \{\n\tset egress_conn4 \{\n\t\ttype ipv4_addr; size 65535; flags dynamic;\n\t\}\n\tset egress_conn6 \{\n\t\ttype ipv6_addr; size 65535; flags dynamic;\n\t\}\n\tchain conncap \{/m);
   assert.match(script, /\tchain conncap \{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tmeta mark & 0x1 == 0x1 ip saddr 172\.31\.0\.0\/16 /);
 });
 
@@ -324,7 +335,7 @@ test('the connection cap\'s default is 512; IPv4 only without --ipv6; --max-conn
   for (const backend of ['iptables', 'nftables'] as const) {
     const off = buildPlan(noHost({ backend, maxConnectionsPerSource: '0', ipv6: true, source: ['172.31.0.0/16', 'fd00::/64'] }));
     assert.deepEqual(off.cap, []);
-    const text = backend === 'iptables' ? commandsOf(dryRunInstall(off)).join('\n') : renderNftScript(off);
+    const text = backend === 'iptables' ? commandsOf(dryRunInstall(off)).join('\n') : dryRunInstall(off).map((step) => `${formatCommand(step.command)}\n${step.command.input ?? ''}`).join('');
     assert.ok(!/EGRESS_XDS_CAP|conncap|egress_conn|connlimit|ct count/.test(text), `${backend}: ${text}`);
     // Uninstall still looks for the cap chain an earlier install may have added.
     if (backend === 'iptables') assert.ok(commandsOf(dryRunUninstall(buildPlan(noHost({ maxConnectionsPerSource: '0' })))).length > 0);

@@ -6,6 +6,7 @@
 //   prerouting  (filter, mangle priority)  the TPROXY rules     = iptables mangle EGRESS_XDS
 //   input, forward (filter priority)       host guard and QUIC  = iptables filter EGRESS_XDS_GUARD
 //   output      (filter priority)          the upstream guard   = iptables filter EGRESS_XDS_UPSTREAM
+// table inet egress_xds_cap (--redirect tproxy, its own table: see NFT_CAP_TABLE):
 //   conncap     (filter priority, input)   the connection cap   = iptables filter EGRESS_XDS_CAP
 // table ip egress_xds_dnat (--redirect nft-dnat):
 //   output      (nat, priority -100)       seed 000's DNAT
@@ -16,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { formatCidr, formatIp } from '../../net/ip.js';
 import { type IpFamily } from '../../net/ip.js';
-import { NFT_CAP_CHAIN, NFT_CHAIN, NFT_DNAT_CHAIN, NFT_DNAT_TABLE, NFT_TABLE, formatMark, nftCapSet } from '../config.js';
+import { NFT_CAP_CHAIN, NFT_CAP_TABLE, NFT_CHAIN, NFT_DNAT_CHAIN, NFT_DNAT_TABLE, NFT_TABLE, formatMark, nftCapSet } from '../config.js';
 import type { NetfilterRule, Plan } from '../plan.js';
 
 export interface NftRule {
@@ -138,9 +139,18 @@ export function renderNftTable(plan: Plan): NftTable {
     { name: 'input', hook: filterHook('input'), rules: guard },
     { name: 'forward', hook: filterHook('forward'), rules: guard },
     { name: 'output', hook: filterHook('output'), rules: toNftRules(plan.upstream) },
-    { name: NFT_CAP_CHAIN, hook: filterHook('input'), rules: toNftRules(plan.cap) },
   ];
-  return { family: 'inet', name: NFT_TABLE, sets: capSets(plan), chains: chains.filter((c) => c.rules.length > 0) };
+  return { family: 'inet', name: NFT_TABLE, sets: [], chains: chains.filter((c) => c.rules.length > 0) };
+}
+
+/**
+ * --redirect tproxy: the cap's table (no chain and no set with the cap off). TPROXYed
+ * packets are delivered locally, so the input hook sees them; filter priority, as
+ * REJECT in iptables' filter INPUT.
+ */
+export function renderNftCapTable(plan: Plan): NftTable {
+  const rules = toNftRules(plan.cap);
+  return { family: 'inet', name: NFT_CAP_TABLE, sets: capSets(plan), chains: rules.length === 0 ? [] : [{ name: NFT_CAP_CHAIN, hook: filterHook('input'), rules }] };
 }
 
 /** 65,535: nft's default for a dynamic set, and more microVMs than a host runs. */
@@ -159,6 +169,7 @@ export const capRuleIds = (plan: Plan): { family: IpFamily; id: string }[] =>
 /** Both tables the agent may own, whatever the flags: uninstall looks for each. */
 export const NFT_TABLES: readonly { family: 'inet' | 'ip'; name: string }[] = [
   { family: 'inet', name: NFT_TABLE },
+  { family: 'inet', name: NFT_CAP_TABLE },
   { family: 'ip', name: NFT_DNAT_TABLE },
 ];
 
@@ -182,6 +193,12 @@ export function renderNftTableScript(table: NftTable): string {
 }
 
 export const renderNftScript = (plan: Plan): string => renderNftTableScript(renderNftTable(plan));
+
+/** Every table this plan writes, in one script (what preflight's `nft -c` checks). */
+export const renderNftScripts = (plan: Plan): string => {
+  const cap = plan.config.redirect === 'tproxy' ? renderNftCapTable(plan) : undefined;
+  return `${cap && cap.chains.length > 0 ? renderNftTableScript(cap) : ''}${renderNftScript(plan)}`;
+};
 
 /** Removes the table if it is there, and succeeds if it is not. */
 export const renderNftRemoveScript = (table: { family: string; name: string } = { family: 'inet', name: NFT_TABLE }): string =>
