@@ -62,7 +62,7 @@ export class ConnCapUnavailableError extends AgentError {
       `the kernel or ${backend === 'iptables' ? 'iptables' : 'nft'} refused the per-source connection cap (--max-connections-per-source): ${detail}`,
       backend === 'iptables'
         ? 'load the module (modprobe xt_connlimit, which brings nf_conncount) and check with: iptables -m connlimit -h; or turn the cap off with --max-connections-per-source 0'
-        : 'it needs "ct count" in a dynamic set: Linux >= 4.19 with nft_connlimit (modprobe nft_connlimit) and nftables >= 0.9.1; or turn the cap off with --max-connections-per-source 0',
+        : 'it needs "ct count" in a dynamic set: Linux >= 4.19.10 with nft_connlimit (modprobe nft_connlimit) and an nftables that accepts a set with flags dynamic; or turn the cap off with --max-connections-per-source 0',
     );
   }
 }
