@@ -31,7 +31,7 @@ import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { celFilter, httpGrpcAccessLog, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
 import { AUDIT_CLUSTER, auditPolicies } from './audit.js';
-import { connectionLimitFilter } from './guards.js';
+import { connectionLimitFilters } from './guards.js';
 import { ANY_SOURCE_LABEL, HardenedFilterName, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { sortServerNames } from './serverNames.js';
@@ -190,7 +190,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
     filters: [
       // Per source: built with the chain, which is memoised whole (httpChains) and whose bytes
       // come from its kind's template (chainTemplates.ts); a memo of its own would be unused.
-      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
+      ...connectionLimitFilters(sourceLabel, options.maxConnectionsPerSource),
       {
         name: HardenedFilterName.httpConnectionManager,
         typedConfig: {
