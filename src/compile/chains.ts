@@ -1,5 +1,6 @@
 // The hardened listener's filter chains: one per action, and per source for the actions
-// that forward (each source's own connection cap). Chains carry no policy data: which
+// that forward (each source's own connection cap; with --max-connections-per-source 0 there
+// is none and chainSources.ts shares them: "name|*", "original_dst|*"). Chains carry no policy data: which
 // chain a connection takes is decided by filter_chain_matcher (hardenedMatcher.ts), so a
 // policy edit changes only the matcher and Envoy drains no chain (listener_impl.cc
 // ListenerMessageUtil::filterChainOnlyChange ignores filter_chain_matcher; chains whose

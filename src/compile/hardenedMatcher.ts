@@ -41,8 +41,11 @@
 // Size: per source, its own rules, its address rules twice more (under the shared branch and
 // in plain TCP), and three range entries (two for a source without address rules or audit).
 //
-// Subtrees are memoised by (source, listener port, the exact policies selecting it, with the
-// shared names taken out): a compile after one policy's edit rebuilds only the sources that
+// Which source's chains an action names (SOURCE above) is chainSources.ts's decision: the
+// source's own, or with --max-connections-per-source 0 the shared "*" chains.
+//
+// Subtrees are memoised by (source, listener port, the chain layout, the exact policies
+// selecting it, with the shared names taken out): a compile after one policy's edit rebuilds only the sources that
 // policy selects; after an edit of the shared names, none.
 import type { MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import { markImmutable } from '../envoy/fastEncode.js';
