@@ -60,6 +60,7 @@ import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, MatcherInp
 import { sortServerNames } from './serverNames.js';
 import { policiesBySource, resetSourcePlanCache, sourcePlan, type SourcePlan } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
+import { BoundedMemo } from './boundedMemo.js';
 
 // Envoy builds each input from its type URL; the names are opaque and short (names.ts).
 const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
@@ -205,7 +206,7 @@ interface CachedFragment extends SourceFragment {
 type RangeEntry = { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson };
 
 const MAX_FRAGMENTS = 50_000;
-const fragments = new Map<string, CachedFragment>();
+const fragments = new BoundedMemo<CachedFragment>(MAX_FRAGMENTS);
 
 /** The source's fragment, rebuilt only when the policies selecting it (or the port, or the chain layout) changed. */
 let fragmentsByList = new WeakMap<readonly Policy[], { key: string; port: number; perSource: boolean; fragment: CachedFragment }>();
@@ -219,12 +220,7 @@ export function cachedSourceFragment(key: string, policies: readonly Policy[], l
 }
 
 function cachedSourceFragmentByContent(key: string, policies: readonly Policy[], listenerPort: number, perSource: boolean): CachedFragment {
-  const memoKey = `${key}|${listenerPort}|${perSource ? 1 : 0}|${policiesKey(policies)}`;
-  let fragment = fragments.get(memoKey);
-  if (fragment) {
-    // Refresh its place: the map's order is the eviction order.
-    fragments.delete(memoKey);
-  } else {
+  return fragments.get(`${key}|${listenerPort}|${perSource ? 1 : 0}|${policiesKey(policies)}`, () => {
     const built = sourceFragment(sourcePlan(key, policies, listenerPort), chainLabels(key, policies, perSource));
     // Never changed after this: the encoder may keep their bytes. Only what the matcher
     // holds directly is marked: a named source's range entries (their branches are inside),
@@ -233,7 +229,7 @@ function cachedSourceFragmentByContent(key: string, policies: readonly Policy[],
     const any = key === ANY_SOURCE;
     const range = any ? [] : [cidrRangeOf(key)];
     const mark = <T extends object>(value: T, whenAny: boolean): T => (whenAny === any ? markImmutable(value) : value);
-    fragment = {
+    return {
       ...built,
       onMatch: mark(built.onMatch, true),
       sharedOnMatch: mark(built.sharedOnMatch, true),
@@ -244,10 +240,7 @@ function cachedSourceFragmentByContent(key: string, policies: readonly Policy[],
       httpRangeEntry: mark({ ranges: range, onMatch: built.httpOnMatch }, false),
       rawRangeEntry: built.rawOnMatch && mark({ ranges: range, onMatch: built.rawOnMatch }, false),
     };
-  }
-  fragments.set(memoKey, fragment);
-  if (fragments.size > MAX_FRAGMENTS) fragments.delete(fragments.keys().next().value!);
-  return fragment;
+  });
 }
 
 export interface HardenedMatcher {
