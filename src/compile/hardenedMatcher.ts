@@ -45,8 +45,8 @@
 // source's own, or with --max-connections-per-source 0 the shared "*" chains.
 //
 // Subtrees are memoised by (source, listener port, the chain layout, the exact policies
-// selecting it, with the shared names taken out): a compile after one policy's edit rebuilds only the sources that
-// policy selects; after an edit of the shared names, none.
+// selecting it, with the shared names taken out): a compile after one policy's edit rebuilds
+// only the sources that policy selects; after an edit of the shared names, none.
 import type { MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
@@ -56,7 +56,7 @@ import { chainAction, nameChainName, originalDstChainName } from './chains.js';
 import { HTTP_PORT, httpChainName } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
 import { chainLabels, sourceLabelOf, type ChainLabels } from './chainSources.js';
-import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, MatcherInputName, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
+import { IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, MatcherInputName, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
 import { policiesBySource, resetSourcePlanCache, sourcePlan, type SourcePlan } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
