@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeAccessLogsMessage, AlsInputError } from '../../src/als/decode.js';
 import { ALS_LOG_NAME, CAP_BY_HOST, TAG } from '../../src/compile/accessLogContract.js';
+import { chainLabels, perSourceChains } from '../../src/compile/chainSources.js';
+import { ANY_SOURCE } from '../../src/compile/cidrKeys.js';
 import { checkConnection } from '../../src/compile/check.js';
 import { compileEgress } from '../../src/compile/compileEgress.js';
 import { encodeProtoJson, type ProtoJson } from '../../src/envoy/codec.js';
@@ -30,6 +32,25 @@ function loggerTags(value: unknown, out: Record<string, string>[] = []): Record<
   }
   return out;
 }
+
+describe('chainSources.ts: per source or shared', () => {
+  const key = '10.100.0.4/30';
+  const own: Policy = { name: 'vm', sources: [key], allow: { sni: ['a.example.org'] } };
+  const everyone: Policy = { name: 'common', allow: { sni: ['pkg.example.org'] } };
+  it('with a cap every chain is the source\'s own; "any source" is "*" either way', () => {
+    assert.equal(perSourceChains(512), true);
+    assert.equal(perSourceChains(0), false);
+    assert.deepEqual(chainLabels(key, [own, everyone], true), { forward: key, audit: key, http: key });
+    assert.deepEqual(chainLabels(ANY_SOURCE, [everyone], false), { forward: '*', audit: '*', http: '*' });
+  });
+  it('without: shared unless a policy naming sources logs every connection (forward) or audits (would_deny); http always own', () => {
+    assert.deepEqual(chainLabels(key, [own, everyone], false), { forward: '*', audit: '*', http: key });
+    assert.deepEqual(chainLabels(key, [{ ...own, log: 'all' }, everyone], false), { forward: key, audit: '*', http: key });
+    assert.deepEqual(chainLabels(key, [{ ...own, mode: 'audit' }, everyone], false), { forward: '*', audit: key, http: key });
+    // Source-less ones select "any source" too, so "*"'s chains carry the same loggers.
+    assert.deepEqual(chainLabels(key, [own, { ...everyone, log: 'all', mode: 'audit' }], false), { forward: '*', audit: '*', http: key });
+  });
+});
 
 describe('--max-connections-per-source 0 on a host of hundreds of microVMs', () => {
   const policies = hostPolicies(MICROVMS);
