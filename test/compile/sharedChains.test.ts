@@ -10,7 +10,8 @@ import { chainLabels, perSourceChains } from '../../src/compile/chainSources.js'
 import { ANY_SOURCE } from '../../src/compile/cidrKeys.js';
 import { checkConnection } from '../../src/compile/check.js';
 import { compileEgress } from '../../src/compile/compileEgress.js';
-import { encodeProtoJson, type ProtoJson } from '../../src/envoy/codec.js';
+import { decodeStrict, encodeProtoJson, type ProtoJson } from '../../src/envoy/codec.js';
+import { validateResource } from '../../src/envoy/validateRules.js';
 import type { FilterChainJson, ListenerJson } from '../../src/envoy/resources.js';
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import type { Policy } from '../../src/policy/model.js';
@@ -130,6 +131,12 @@ describe('--max-connections-per-source 0: what stays per source', () => {
       }
     }
     assert.ok(tlsChains > 0);
+    // Envoy would take them: strict protos and their PGV rules.
+    for (const listener of compiled.listeners) {
+      const bytes = encodeProtoJson(TypeUrl.Listener, listener as unknown as ProtoJson);
+      decodeStrict(TypeUrl.Listener, bytes);
+      assert.deepEqual(validateResource(TypeUrl.Listener, bytes), [], listener.name);
+    }
     const withCap = compileEgress(policies, { forwardProxy: {}, transparent: false });
     assert.ok(withCap.listeners.some((l) => l.filterChains.some((c) => limits(c).length > 0)));
   });
