@@ -3,6 +3,7 @@ import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
 import { hostScenarioTable } from './hostScenario.js';
+import { sharedChainsTables } from './sharedChains.js';
 import { hostServerTable } from './hostServer.js';
 import { editPathTable } from './editPath.js';
 import { fleetTable } from './fleet.js';
@@ -34,6 +35,8 @@ console.log('\n## Host scenarios (issue 7): N microVMs × 20 names + one shared 
 for (const line of await hostScenarioTable([50, 200, 1000], 8)) console.log(line);
 console.log('\nthe same without access logs (accessLog: false):');
 for (const line of await hostScenarioTable([50, 200, 1000], 8, { accessLog: false })) console.log(line);
+console.log('\n--max-connections-per-source 0 beside the default (bench/sharedChains.ts):');
+for (const line of await sharedChainsTables([50, 200, 1000], 8)) console.log(line);
 console.log('\nthrough the server (compile workers, snapshot, ADS): the main thread\'s longest event-loop block:');
 for (const line of await hostServerTable([1000], 3, undefined, ['at-once', 'after-warm-up', 'after-restart'])) console.log(line);
 console.log('\none edit through the snapshot layer in process (cache, compile worker, shared response; no HTTP, store or gRPC):');

@@ -312,7 +312,7 @@ export const openApiDocument = {
           logs: {
             type: 'array',
             items: { type: 'object', additionalProperties: { type: 'string' } },
-            description: 'Forward-proxy listeners: the access-log entries Envoy would send for it, as the literal tags of each logger that fires (egress.verdict, egress.reason, egress.listener, egress.chain, egress.policy); empty when nothing is logged.',
+            description: 'Forward-proxy listeners: the access-log entries Envoy would send for it, as the literal tags of each logger that fires (egress.verdict, egress.reason, egress.listener, egress.chain, egress.policy; egress.cap "host" on a chain without connection_limit); empty when nothing is logged.',
           },
           path: {
             type: 'array',

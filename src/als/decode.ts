@@ -5,7 +5,7 @@
 import { decodeStrict } from '../envoy/codec.js';
 import { envoyType } from '../envoy/protos.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
-import { classifyForwardEntry, DEFAULT_LOGGED_LISTENER, type ForwardEntryFacts } from '../compile/accessLogContract.js';
+import { CAP_BY_HOST, classifyForwardEntry, DEFAULT_LOGGED_LISTENER, type ForwardEntryFacts } from '../compile/accessLogContract.js';
 import {
   ALS_LOG_NAME,
   SNI_FILTER_STATE_KEY,
@@ -88,8 +88,8 @@ function stringValueOf(any: Obj | undefined): string | undefined {
   return (stringValueType.decode(any.value as Uint8Array) as unknown as { value?: string }).value;
 }
 
-/** What classifyForwardEntry reads, from the entry's common properties. */
-function forwardFacts(common: Obj): ForwardEntryFacts {
+/** What classifyForwardEntry reads, from the entry's common properties and the logger's tags. */
+function forwardFacts(common: Obj, envoyCap: boolean): ForwardEntryFacts {
   const flags = (common.responseFlags ?? {}) as Obj;
   const upstreamIp = ((common.upstreamRemoteAddress as Obj | undefined)?.socketAddress as Obj | undefined)?.address;
   return {
@@ -97,6 +97,7 @@ function forwardFacts(common: Obj): ForwardEntryFacts {
     ...(typeof common.upstreamCluster === 'string' && common.upstreamCluster !== '' && { upstreamCluster: common.upstreamCluster }),
     anyFlag: Object.values(flags).some((value) => value === true || (typeof value === 'object' && value !== null)),
     upstreamConnectionFailure: flags.upstreamConnectionFailure === true,
+    envoyCap,
   };
 }
 
@@ -110,10 +111,14 @@ function verdictAndReason(tags: Map<string, string>, common: Obj, where: string,
   if (verdict !== undefined && !isVerdict(verdict)) throw new AlsInputError(`${where}.custom_tags["${TAG.verdict}"]: "${verdict}" is not one of denied, would-deny, allowed`);
   const reason = tags.get(TAG.reason);
   if (reason !== undefined && !isDenialReason(reason)) throw new AlsInputError(`${where}.custom_tags["${TAG.reason}"]: unknown reason "${reason}"`);
+  const cap = tags.get(TAG.cap);
+  if (cap !== undefined && cap !== CAP_BY_HOST) throw new AlsInputError(`${where}.custom_tags["${TAG.cap}"]: "${cap}" is not "${CAP_BY_HOST}"`);
+  // Without the tag the chain has connection_limit (accessLogContract.ts TAG.cap).
+  const envoyCap = cap === undefined;
   if (verdict === undefined) {
     if (reason !== undefined) return { verdict: 'denied', reason };
     if (!tcp) throw new AlsInputError(`${where}.custom_tags: "${TAG.verdict}" or "${TAG.reason}" is required on an HTTP entry`);
-    const classified = classifyForwardEntry(forwardFacts(common));
+    const classified = classifyForwardEntry(forwardFacts(common, envoyCap));
     return classified ? { verdict: 'denied', reason: classified } : undefined;
   }
   if (verdict === 'allowed') {
@@ -122,7 +127,7 @@ function verdictAndReason(tags: Map<string, string>, common: Obj, where: string,
     const flags = (common.responseFlags ?? {}) as Obj;
     const details = String(common.connectionTerminationDetails ?? '');
     if (flags.upstreamOverflow === true || /connection_limit/i.test(details)) return { verdict: 'denied', reason: 'per-source-limit', refusedAllowed: true };
-    const classified = tcp ? classifyForwardEntry(forwardFacts(common)) : undefined;
+    const classified = tcp ? classifyForwardEntry(forwardFacts(common, envoyCap)) : undefined;
     return classified ? { verdict: 'denied', reason: classified, refusedAllowed: true } : { verdict };
   }
   if (reason === undefined) throw new AlsInputError(`${where}.custom_tags: "${TAG.reason}" is required when the verdict is ${verdict}`);

@@ -30,6 +30,10 @@
 //                               those its classification calls per-source-limit or
 //                               forbidden-address. With such a policy: every connection,
 //                               tagged allowed with the policies, classified the same way first.
+//                               Without connection_limit (serve --max-connections-per-source 0)
+//                               the logger also carries egress.cap "host": nothing there is
+//                               Envoy's per-source cap (the host agent's kernel cap refuses
+//                               at SYN, before Envoy sees the connection).
 import { markImmutable } from '../envoy/fastEncode.js';
 import type { FilterChainJson } from '../envoy/resources.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
@@ -43,7 +47,8 @@ import {
   ORIGINAL_DST_CHAIN_PREFIX,
   REJECT_FILTER_CHAIN,
 } from './names.js';
-import { ALS_LOG_NAME, DEFAULT_LOGGED_LISTENER, SNI_FILTER_STATE_KEY, TAG } from './accessLogContract.js';
+import { ALS_LOG_NAME, CAP_BY_HOST, DEFAULT_LOGGED_LISTENER, SNI_FILTER_STATE_KEY, TAG } from './accessLogContract.js';
+import { hasConnectionLimit } from './guards.js';
 
 export { ALS_LOG_NAME, SNI_FILTER_STATE_KEY, TAG };
 
@@ -73,6 +78,8 @@ export interface LogTags {
   readonly chain?: string;
   /** Policy names, joined with "," in the tag. */
   readonly policies?: readonly string[];
+  /** A forwarding chain without connection_limit (cap 0): the per-source cap is the host's (CAP_BY_HOST). */
+  readonly uncapped?: boolean;
 }
 
 export type AccessLogFilterJson = Record<string, unknown>;
@@ -96,6 +103,7 @@ export function customTags(tags: LogTags): Record<string, unknown>[] {
     ...(derived ? [] : [literal(TAG.listener, tags.listener)]),
     ...(tags.chain ? [literal(TAG.chain, tags.chain)] : []),
     ...(policy ? [literal(TAG.policy, policy)] : []),
+    ...(tags.uncapped ? [literal(TAG.cap, CAP_BY_HOST)] : []),
   ];
 }
 
@@ -153,7 +161,9 @@ export const FORWARD_REFUSED_CEL = '!has(upstream.address)||response.flags!=0';
 export type ChainLogPlan =
   | { readonly kind: 'refusal'; readonly reason: 'no-policy' | 'loop' }
   | { readonly kind: 'would-deny'; readonly auditPolicies: readonly string[] }
-  | { readonly kind: 'forward'; readonly byName: boolean; readonly logAllPolicies: readonly string[] };
+  // uncapped: the chain has no connection_limit (serve --max-connections-per-source 0), so
+  // an entry without an upstream host is not Envoy's per-source cap (classifyForwardEntry).
+  | { readonly kind: 'forward'; readonly byName: boolean; readonly logAllPolicies: readonly string[]; readonly uncapped?: true };
 
 let refusedFilter: AccessLogFilterJson | undefined;
 const forwardRefusedFilter = () => (refusedFilter ??= markImmutable(celFilter(FORWARD_REFUSED_CEL)));
@@ -165,12 +175,14 @@ export function chainAccessLogs(chainName: string, listener: string, plan: Chain
       return [tcpGrpcAccessLog({ ...base, verdict: 'denied', reason: plan.reason }, undefined, options)];
     case 'would-deny':
       return [tcpGrpcAccessLog({ ...base, verdict: 'would-deny', reason: 'no-policy', policies: plan.auditPolicies }, undefined, options)];
-    case 'forward':
+    case 'forward': {
       // One logger either way: the server tells the refusals from the rest (and, with
       // "log": "all", logs the rest as allowed).
+      const forward = plan.uncapped ? { ...base, uncapped: true } : base;
       return plan.logAllPolicies.length > 0
-        ? [tcpGrpcAccessLog({ ...base, verdict: 'allowed', policies: plan.logAllPolicies }, undefined, options)]
-        : [tcpGrpcAccessLog(base, forwardRefusedFilter(), options)];
+        ? [tcpGrpcAccessLog({ ...forward, verdict: 'allowed', policies: plan.logAllPolicies }, undefined, options)]
+        : [tcpGrpcAccessLog(forward, forwardRefusedFilter(), options)];
+    }
   }
 }
 
@@ -183,8 +195,11 @@ export function withChainAccessLogs(chain: FilterChainJson, logs: readonly Acces
   return { ...chain, filters };
 }
 
-/** What each chain of the hardened listener logs, from its name and the policies selecting its source. */
-export function chainLogPlan(chainName: string, policiesOfSource: (label: string) => readonly Policy[]): ChainLogPlan | undefined {
+/**
+ * What each chain of the hardened listener logs, from its name, the policies selecting its
+ * source and whether it carries Envoy's per-source cap (connection_limit).
+ */
+export function chainLogPlan(chainName: string, policiesOfSource: (label: string) => readonly Policy[], capped = true): ChainLogPlan | undefined {
   if (chainName === REJECT_FILTER_CHAIN) return { kind: 'refusal', reason: 'no-policy' };
   if (chainName === LOOP_REJECT_FILTER_CHAIN) return { kind: 'refusal', reason: 'loop' };
   const bar = chainName.indexOf('|');
@@ -194,7 +209,7 @@ export function chainLogPlan(chainName: string, policiesOfSource: (label: string
   if (prefix === AUDIT_CHAIN_PREFIX) return { kind: 'would-deny', auditPolicies: auditPolicies(policies) };
   if (prefix === NAME_CHAIN_PREFIX || prefix === ORIGINAL_DST_CHAIN_PREFIX) {
     const logAllPolicies = policies.filter((p) => p.log === 'all').map((p) => p.name).sort();
-    return { kind: 'forward', byName: prefix === NAME_CHAIN_PREFIX, logAllPolicies };
+    return { kind: 'forward', byName: prefix === NAME_CHAIN_PREFIX, logAllPolicies, ...(!capped && { uncapped: true as const }) };
   }
   return undefined;
 }
@@ -241,7 +256,7 @@ export function resetAccessLogCache(): void {
 }
 
 function loggedChain(chain: FilterChainJson, listener: string, options: AccessLogOptions, policiesOfSource: (label: string) => readonly Policy[]): FilterChainJson {
-  const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource);
+  const plan = chain.name === undefined ? undefined : chainLogPlan(chain.name, policiesOfSource, hasConnectionLimit(chain.filters));
   if (!plan) return chain;
   const key = `${listener}|${options.alsCluster ?? ''}|${JSON.stringify(plan)}`;
   // Almost every chain is only ever logged one way: one slot, a Map once there are more.

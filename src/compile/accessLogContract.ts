@@ -18,7 +18,16 @@ export const TAG = {
   policy: 'egress.policy',
   /** Never set by the compiler (it would change every listener on every commit); the server stamps it. */
   revision: 'egress.revision',
+  /**
+   * On a forwarding chain's logger when the chain has no connection_limit (serve
+   * --max-connections-per-source 0), value CAP_BY_HOST: Envoy caps no source there. Absent:
+   * the chain has the cap (so the default layout's bytes carry nothing more).
+   */
+  cap: 'egress.cap',
 } as const;
+
+/** egress.cap's one value: the per-source cap is the host agent's (kernel), not the chain's. */
+export const CAP_BY_HOST = 'host';
 
 /**
  * The filter state key that held the requested server name (set by set_filter_state) in the
@@ -51,6 +60,8 @@ export interface ForwardEntryFacts {
   readonly anyFlag: boolean;
   /** response_flags.upstream_connection_failure (UF). */
   readonly upstreamConnectionFailure: boolean;
+  /** The chain has Envoy's per-source cap (connection_limit): no egress.cap tag. */
+  readonly envoyCap: boolean;
 }
 
 const specialCidrs = SPECIAL_RANGES.map((r) => mustParseCidr(r.cidr));
@@ -63,15 +74,18 @@ export function isSpecialAddress(ip: string): boolean {
 
 /**
  * Why Envoy refused a connection a forwarding chain let through, from its entry:
- *   per-source-limit   no upstream host and no response flag: connection_limit closed it
- *                      before tcp_proxy could pick a host (it sets neither);
+ *   per-source-limit   no upstream host and no response flag, on a chain with the cap:
+ *                      connection_limit closed it before tcp_proxy could pick a host (it
+ *                      sets neither). On a chain without it (egress.cap "host") the same
+ *                      entry is a connection that ended before an upstream was chosen
+ *                      (the guest gave up while the name resolved): not a denial;
  *   forbidden-address  an upstream connection failure (UF) of the name cluster to a special
  *                      address: the host refuses that cluster's marked sockets there, and a
  *                      policy can reach such a range only by address (original_dst_cluster);
  *   undefined          anything else (the connection went through, or failed for another reason).
  */
 export function classifyForwardEntry(facts: ForwardEntryFacts): 'per-source-limit' | 'forbidden-address' | undefined {
-  if (facts.upstreamIp === undefined) return facts.anyFlag ? undefined : 'per-source-limit';
+  if (facts.upstreamIp === undefined) return facts.anyFlag || !facts.envoyCap ? undefined : 'per-source-limit';
   if (facts.upstreamConnectionFailure && facts.upstreamCluster === NAME_UPSTREAM_CLUSTER && isSpecialAddress(facts.upstreamIp)) return 'forbidden-address';
   return undefined;
 }

@@ -13,7 +13,7 @@ import { markImmutable } from '../envoy/fastEncode.js';
 import type { ClusterJson, FilterChainJson } from '../envoy/resources.js';
 import type { Policy } from '../policy/model.js';
 import { originalDstCluster } from './clusters.js';
-import { connectionLimitFilter, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
+import { connectionLimitFilters, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { HardenedFilterName, REJECT_FILTER_CHAIN } from './names.js';
 import { tcpProxyFilter } from './tcpProxy.js';
 
@@ -34,7 +34,7 @@ export function refusalChainName(sourceLabel: string, policies: readonly Policy[
 
 const chains = new Map<string, FilterChainJson>();
 
-/** Would-deny, from one source: capped like its other chains, then to the address the guest dialled. Built once per (source, cap). */
+/** Would-deny, from one source: capped like its other chains (none with cap 0), then to the address the guest dialled. Built once per (source, cap). */
 export function auditChain(sourceLabel: string, maxConnectionsPerSource: number): FilterChainJson {
   const key = `${sourceLabel}|${maxConnectionsPerSource}`;
   let chain = chains.get(key);
@@ -42,7 +42,7 @@ export function auditChain(sourceLabel: string, maxConnectionsPerSource: number)
     if (chains.size >= 50_000) chains.clear();
     chain = markImmutable({
       name: auditChainName(sourceLabel),
-      filters: [connectionLimitFilter(sourceLabel, maxConnectionsPerSource), tcpProxyFilter(AUDIT_CLUSTER, AUDIT_STAT_PREFIX, HardenedFilterName.tcpProxy)],
+      filters: [...connectionLimitFilters(sourceLabel, maxConnectionsPerSource), tcpProxyFilter(AUDIT_CLUSTER, AUDIT_STAT_PREFIX, HardenedFilterName.tcpProxy)],
     });
     chains.set(key, chain);
   }

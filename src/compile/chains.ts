@@ -1,5 +1,6 @@
 // The hardened listener's filter chains: one per action, and per source for the actions
-// that forward (each source's own connection cap). Chains carry no policy data: which
+// that forward (each source's own connection cap; with --max-connections-per-source 0 there
+// is none and chainSources.ts shares them: "name|*", "original_dst|*"). Chains carry no policy data: which
 // chain a connection takes is decided by filter_chain_matcher (hardenedMatcher.ts), so a
 // policy edit changes only the matcher and Envoy drains no chain (listener_impl.cc
 // ListenerMessageUtil::filterChainOnlyChange ignores filter_chain_matcher; chains whose
@@ -12,7 +13,7 @@
 import type { FilterChainJson, TypedExtensionJson } from '../envoy/resources.js';
 import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
-import { connectionLimitFilter } from './guards.js';
+import { connectionLimitFilters } from './guards.js';
 import {
   ALLOWED_STAT_PREFIX,
   FILTER_CHAIN_NAME_ACTION,
@@ -33,6 +34,7 @@ import { tcpProxyFilter } from './tcpProxy.js';
 
 /** What every per-source chain needs besides the source. */
 export interface ChainOptions {
+  /** 0: no connection_limit, and the forwarding chains shared (chainSources.ts). */
   readonly maxConnectionsPerSource: number;
   readonly dnsCache: DnsCacheOptions;
 }
@@ -101,13 +103,13 @@ function nameFilters(dnsCache: DnsCacheOptions): { port: TypedExtensionJson; dfp
   return shared;
 }
 
-/** Allowed by name, from one source: capped, then dialled by the name on the original port. */
+/** Allowed by name, from one source (or "*", chainSources.ts): capped (unless the cap is 0), then dialled by the name on the original port. */
 export function nameChain(sourceLabel: string, options: ChainOptions): FilterChainJson {
   const shared = nameFilters(options.dnsCache);
   return {
     name: nameChainName(sourceLabel),
     filters: [
-      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
+      ...connectionLimitFilters(sourceLabel, options.maxConnectionsPerSource),
       shared.port,
       shared.dfp,
       tcpProxyFilter(NAME_UPSTREAM_CLUSTER, NAME_STAT_PREFIX, HardenedFilterName.tcpProxy),
@@ -115,10 +117,10 @@ export function nameChain(sourceLabel: string, options: ChainOptions): FilterCha
   };
 }
 
-/** Allowed by address (or by an "original-destination" policy), from one source: capped, then to the address dialled. */
+/** Allowed by address (or by an "original-destination" policy), from one source (or "*"): capped (unless 0), then to the address dialled. */
 export function originalDstChain(sourceLabel: string, options: ChainOptions): FilterChainJson {
   return {
     name: originalDstChainName(sourceLabel),
-    filters: [connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource), tcpProxyFilter(ORIGINAL_DST_CLUSTER, ALLOWED_STAT_PREFIX, HardenedFilterName.tcpProxy)],
+    filters: [...connectionLimitFilters(sourceLabel, options.maxConnectionsPerSource), tcpProxyFilter(ORIGINAL_DST_CLUSTER, ALLOWED_STAT_PREFIX, HardenedFilterName.tcpProxy)],
   };
 }

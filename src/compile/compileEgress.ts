@@ -42,7 +42,11 @@ export interface CompileOptions {
   readonly rejectConnectTimeout?: string;
   /** Default "hardened". */
   readonly profile?: CompileProfile;
-  /** Hardened: concurrent connections per source range and forwarding chain; default 512. */
+  /**
+   * Hardened: concurrent connections per source range and forwarding chain; default 512.
+   * 0: no connection_limit, and the forwarding chains shared by the sources (chainSources.ts):
+   * the host agent's kernel cap is the only one.
+   */
   readonly maxConnectionsPerSource?: number;
   /** Hardened: SO_MARK of sockets dialling a name (default 0x20000); 0: no mark. */
   readonly upstreamMark?: number;

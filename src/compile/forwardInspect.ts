@@ -42,6 +42,7 @@ import {
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { MatcherInputName, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, SNI_DYNAMIC_FORWARD_PROXY_FILTER, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
 import { tcpProxyFilter } from './tcpProxy.js';
+import { BoundedMemo } from './boundedMemo.js';
 
 /** "forward_inspect|ID": the internal listener and its cluster for one allowlist's server names (sorted, as allowedNames gives them) and a CONNECT port. */
 export function inspectName(names: readonly string[], port: number, audit: readonly string[] = []): string {
@@ -61,15 +62,8 @@ const nameDigests = new WeakMap<readonly string[], Map<string, string>>();
 // Listeners and clusters memoised on what they are made of (marked immutable, so a
 // recompile re-encodes none of them), bounded.
 const MAX_MEMO = 20_000;
-const built = new Map<string, ListenerJson | ClusterJson>();
-function memo<T extends ListenerJson | ClusterJson>(key: string, build: () => T): T {
-  const hit = built.get(key);
-  if (hit) return hit as T;
-  const value = build();
-  if (built.size >= MAX_MEMO) built.delete(built.keys().next().value!);
-  built.set(key, value);
-  return value;
-}
+const built = new BoundedMemo<ListenerJson | ClusterJson>(MAX_MEMO);
+const memo = <T extends ListenerJson | ClusterJson>(key: string, build: () => T): T => built.get(key, build) as T;
 
 /** sni_dynamic_forward_proxy dialling the SNI on `port` (the CONNECT's, which the route matched). */
 function sniDialler(dnsCache: DnsCacheOptions, port: number): TypedExtensionJson {

@@ -59,8 +59,8 @@ import {
 import { DEFAULT_NAME_PORTS, type NamePorts } from './forwardRoute.js';
 import { inspectCluster, inspectListener, inspectName } from './forwardInspect.js';
 import { allowedNames, forwardRouteConfig, ROUTE_PREFIX } from './forwardRoutes.js';
-import { connectionLimitFilter, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
-import { sourceLabelOf } from './hardenedMatcher.js';
+import { connectionLimitFilters, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
+import { sourceLabelOf } from './chainSources.js';
 import { dnsCacheConfig, nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
 import { IP_MATCHER_NAME, MatcherInputName, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
 import { policiesBySource } from './sourcePlans.js';
@@ -188,7 +188,7 @@ function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, pol
   const logs = context.accessLog === false ? [] : forwardHttpAccessLogs(name, policies, context.accessLog ?? {});
   chain = markImmutable<FilterChainJson>({
     name,
-    filters: [connectionLimitFilter(label, context.maxConnectionsPerSource), httpConnectionManager(routeConfig, context.dnsCache, logs)],
+    filters: [...connectionLimitFilters(label, context.maxConnectionsPerSource), httpConnectionManager(routeConfig, context.dnsCache, logs)],
   });
   if (!byKey) httpChains.set(routeConfig, (byKey = new Map()));
   if (++httpChainCount > MAX_CHAINS) {
@@ -204,7 +204,12 @@ function cachedTlsChain(label: string, context: ForwardCompileContext, policies:
   const name = `${auditing ? FORWARD_TLS_AUDIT_CHAIN_PREFIX : FORWARD_TLS_CHAIN_PREFIX}|${label}`;
   const plan: ChainLogPlan = auditing
     ? { kind: 'would-deny', auditPolicies: auditPolicies(policies) }
-    : { kind: 'forward', byName: true, logAllPolicies: policies.filter((p) => p.log === 'all').map((p) => p.name).sort() };
+    : {
+        kind: 'forward',
+        byName: true,
+        logAllPolicies: policies.filter((p) => p.log === 'all').map((p) => p.name).sort(),
+        ...(context.maxConnectionsPerSource === 0 && { uncapped: true as const }),
+      };
   const logKey = context.accessLog === false ? 'off' : `${context.accessLog?.alsCluster ?? ''}|${JSON.stringify(plan)}`;
   const key = `${name}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${logKey}`;
   let chain = tlsChains.get(key);
@@ -213,7 +218,7 @@ function cachedTlsChain(label: string, context: ForwardCompileContext, policies:
   chain = markImmutable<FilterChainJson>(withChainAccessLogs({
     name,
     filters: [
-      connectionLimitFilter(label, context.maxConnectionsPerSource),
+      ...connectionLimitFilters(label, context.maxConnectionsPerSource),
       // No dynamic port here: seed 000 dials every allowed SNI on 443.
       sniDynamicForwardProxyFilter(context.dnsCache),
       tcpProxyFilter(NAME_UPSTREAM_CLUSTER, auditing ? FORWARD_TLS_AUDIT_STAT_PREFIX : FORWARD_TLS_STAT_PREFIX),

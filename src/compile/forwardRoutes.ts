@@ -36,6 +36,7 @@ import { reachableByLiteral, type NamePorts } from './forwardRoute.js';
 import { NAME_UPSTREAM_CLUSTER } from './names.js';
 import { sortServerNames } from './serverNames.js';
 import { cidrGroupsOf, type CidrGroup } from './sourcePlans.js';
+import { BoundedMemo } from './boundedMemo.js';
 
 /** A dotted quad or a bracketed IPv6 literal; kept tiny for RE2's program-size limit (100 by default). */
 const LITERAL = '(?:[0-9]{1,3}(?:\\.[0-9]{1,3}){3}|\\[[0-9a-f:.]+\\])';
@@ -194,7 +195,7 @@ export function allowedNames(policies: readonly Policy[]): readonly string[] {
 }
 
 const MAX_CONFIGS = 20_000;
-const configs = new Map<string, RouteConfigurationJson>();
+const configs = new BoundedMemo<RouteConfigurationJson>(MAX_CONFIGS);
 /** The last configuration built for a lone policy (the usual microVM), found without building its key. */
 const byLonePolicy = new WeakMap<Policy, { ports: NamePorts; loopPorts: readonly number[]; inspect: boolean; config: RouteConfigurationJson }>();
 
@@ -214,10 +215,8 @@ function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, l
   // No port is the listener's own here: -1 keeps every rule's ports.
   const groups = policies.some((p) => (p.allow.cidrs?.length ?? 0) > 0) ? cidrGroupsOf(policies.map(reachable), -1) : [];
   const key = `${names.join(',')}|${groups.map((g) => `${g.cidrs.join(',')}:${g.ports?.join(',') ?? '*'}`).join(';')}|${namePorts.connect.join(',')}|${namePorts.http.join(',')}|${loopPorts.join(',')}|${audit.join(',')}|${inspect}`;
-  let config = configs.get(key);
-  if (config) return config;
   // Shared and never changed again: the fast encoder may keep its bytes.
-  config = markImmutable<RouteConfigurationJson>({
+  return configs.get(key, () => markImmutable<RouteConfigurationJson>({
     name: FORWARD_ROUTE_CONFIG_NAME,
     ignorePortInHostMatching: true,
     virtualHosts: [
@@ -225,8 +224,5 @@ function contentRouteConfig(policies: readonly Policy[], namePorts: NamePorts, l
       ...addressHosts(groups),
       { name: 'refused', domains: ['*'], routes: refusals(REFUSAL_TEXT.addressNoPolicy, REFUSAL_TEXT.nameNoPolicy) },
     ].map((host) => guarded(host, loopPorts, audited)),
-  });
-  if (configs.size >= MAX_CONFIGS) configs.delete(configs.keys().next().value!);
-  configs.set(key, config);
-  return config;
+  }));
 }

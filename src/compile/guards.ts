@@ -55,3 +55,17 @@ export function connectionLimitFilter(sourceLabel: string, maxConnections: numbe
     typedConfig: { '@type': TypeUrl.ConnectionLimit, statPrefix: sourceStatPrefix(sourceLabel), maxConnections: String(maxConnections) },
   };
 }
+
+/**
+ * The chain's connection_limit, or none with `maxConnections` 0 (serve
+ * --max-connections-per-source 0): then Envoy caps no source and the host agent's kernel cap
+ * (agent install --max-connections-per-source) is the only one. A kernel cap is also the
+ * stronger one: it refuses the SYN, where connection_limit, a network filter, counts a
+ * connection only once the listener filters (tls_inspector, http_inspector) are done.
+ */
+export function connectionLimitFilters(sourceLabel: string, maxConnections: number): TypedExtensionJson[] {
+  return maxConnections === 0 ? [] : [connectionLimitFilter(sourceLabel, maxConnections)];
+}
+
+/** The chain carries Envoy's per-source cap (what its loggers' refusals may be: accessLog.ts). */
+export const hasConnectionLimit = (filters: readonly TypedExtensionJson[]): boolean => filters.some((f) => f.typedConfig['@type'] === TypeUrl.ConnectionLimit);

@@ -10,7 +10,8 @@ import { loopRejectChain, nameChain, noPolicyRejectChain, originalDstChain, type
 import { originalDstCluster, rejectCluster } from './clusters.js';
 import { withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { markImmutable } from '../envoy/fastEncode.js';
-import { hardenedMatcher, sourceLabelOf } from './hardenedMatcher.js';
+import { perSourceChains, sourceLabelOf } from './chainSources.js';
+import { hardenedMatcher } from './hardenedMatcher.js';
 import { httpChains, httpInspectorListenerFilter, httpRouteConfigs, resetHttpChainCache } from './httpPath.js';
 import { egressListener, type EgressListenerOptions } from './listener.js';
 import { ANY_SOURCE_LABEL, EGRESS_LISTENER_NAME } from './names.js';
@@ -72,7 +73,11 @@ export function hardenedListener(policies: readonly Policy[], options: HardenedO
 
 /** The hardened listener, and the route tables of its HTTP chains (served over RDS). */
 export function hardenedListenerAndRoutes(policies: readonly Policy[], options: HardenedOptions): { listener: ListenerJson; routes: RouteConfigurationJson[] } {
-  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource, fullBySource } = hardenedMatcher(policies, options.port);
+  const { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource, fullBySource } = hardenedMatcher(
+    policies,
+    options.port,
+    perSourceChains(options.maxConnectionsPerSource),
+  );
   const optionsKey = `${options.maxConnectionsPerSource}|${JSON.stringify(options.dnsCache)}`;
   const chains: FilterChainJson[] = [
     ...rejectChains(),

@@ -41,9 +41,12 @@
 // Size: per source, its own rules, its address rules twice more (under the shared branch and
 // in plain TCP), and three range entries (two for a source without address rules or audit).
 //
-// Subtrees are memoised by (source, listener port, the exact policies selecting it, with the
-// shared names taken out): a compile after one policy's edit rebuilds only the sources that
-// policy selects; after an edit of the shared names, none.
+// Which source's chains an action names (SOURCE above) is chainSources.ts's decision: the
+// source's own, or with --max-connections-per-source 0 the shared "*" chains.
+//
+// Subtrees are memoised by (source, listener port, the chain layout, the exact policies
+// selecting it, with the shared names taken out): a compile after one policy's edit rebuilds
+// only the sources that policy selects; after an edit of the shared names, none.
 import type { MatcherJson, OnMatchJson, TypedExtensionJson } from '../envoy/resources.js';
 import { markImmutable } from '../envoy/fastEncode.js';
 import { TypeUrl } from '../envoy/typeUrls.js';
@@ -52,10 +55,12 @@ import { refusalChainName } from './audit.js';
 import { chainAction, nameChainName, originalDstChainName } from './chains.js';
 import { HTTP_PORT, httpChainName } from './httpPath.js';
 import { ANY_SOURCE, cidrRangeOf } from './cidrKeys.js';
-import { ANY_SOURCE_LABEL, IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, MatcherInputName, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
+import { chainLabels, sourceLabelOf, type ChainLabels } from './chainSources.js';
+import { IP_MATCHER_NAME, LOOP_REJECT_FILTER_CHAIN, MatcherInputName, REJECT_FILTER_CHAIN, SERVER_NAME_MATCHER_NAME } from './names.js';
 import { sortServerNames } from './serverNames.js';
 import { policiesBySource, resetSourcePlanCache, sourcePlan, type SourcePlan } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
+import { BoundedMemo } from './boundedMemo.js';
 
 // Envoy builds each input from its type URL; the names are opaque and short (names.ts).
 const input = (typeUrl: string, name: string): TypedExtensionJson => ({ name, typedConfig: { '@type': typeUrl } });
@@ -85,8 +90,7 @@ const to = (chain: string): OnMatchJson => {
   return action;
 };
 
-/** What a source label looks like in chain names: its CIDR, or "*" for sources no policy names. */
-export const sourceLabelOf = (key: string): string => (key === ANY_SOURCE ? ANY_SOURCE_LABEL : key);
+export { sourceLabelOf };
 
 export interface SourceFragment {
   /** TLS: address rules, then server names, then the refusal. */
@@ -97,11 +101,13 @@ export interface SourceFragment {
   readonly rawOnMatch: OnMatchJson | undefined;
   /** Under a shared name: the source's address rules, else its name chain. */
   readonly sharedOnMatch: OnMatchJson;
-  /** The per-source chains the fragment's actions name. */
-  readonly usesNameChain: boolean;
-  readonly usesOriginalDstChain: boolean;
-  /** Refusals go to the source's would-deny chain (an audit policy selects it). */
-  readonly usesAuditChain: boolean;
+  /** The source labels of the name / original_dst / would_deny chains the fragment's actions name; undefined: none. */
+  readonly nameChain: string | undefined;
+  readonly originalDstChain: string | undefined;
+  /** Refusals go to a would-deny chain (an audit policy selects the source). */
+  readonly auditChain: string | undefined;
+  /** The label of the source's forwarding chains, which sharedOnMatch ends in. */
+  readonly forwardLabel: string;
 }
 
 function ipMatcher(rangeMatchers: { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson }[]): TypedExtensionJson {
@@ -147,10 +153,10 @@ function cidrBranch(plan: SourcePlan, label: string, otherwise: OnMatchJson): On
   };
 }
 
-/** A source's subtree from its plan. */
-export function sourceFragment(plan: SourcePlan): SourceFragment {
-  const label = sourceLabelOf(plan.key);
-  const refusal = refusalChainName(label, plan.policies);
+/** A source's subtree from its plan; `labels`: whose chains it ends in (chainSources.ts). */
+export function sourceFragment(plan: SourcePlan, labels: ChainLabels): SourceFragment {
+  const label = labels.forward;
+  const refusal = refusalChainName(labels.audit, plan.policies);
   const refused = to(refusal);
   const nameDomains = plan.serverNames.byName;
   const originalDomains = plan.serverNames.byOriginal;
@@ -180,12 +186,13 @@ export function sourceFragment(plan: SourcePlan): SourceFragment {
   const port80 = { ...plan, cidrGroups: plan.cidrGroups.filter((g) => g.ports === undefined || g.ports.includes(HTTP_PORT)) };
   return {
     onMatch,
-    httpOnMatch: cidrBranch(port80, label, to(httpChainName(label))),
+    httpOnMatch: cidrBranch(port80, label, to(httpChainName(labels.http))),
     rawOnMatch: plan.cidrGroups.length === 0 && refusal === REJECT_FILTER_CHAIN ? undefined : cidrBranch(plan, label, refused),
     sharedOnMatch: cidrBranch(plan, label, to(nameChainName(label))),
-    usesNameChain: nameDomains.length > 0,
-    usesOriginalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0,
-    usesAuditChain: refusal !== REJECT_FILTER_CHAIN,
+    nameChain: nameDomains.length > 0 ? label : undefined,
+    originalDstChain: originalDomains.length > 0 || plan.cidrGroups.length > 0 ? label : undefined,
+    auditChain: refusal !== REJECT_FILTER_CHAIN ? labels.audit : undefined,
+    forwardLabel: label,
   };
 }
 
@@ -199,27 +206,22 @@ interface CachedFragment extends SourceFragment {
 type RangeEntry = { ranges: { addressPrefix: string; prefixLen: number }[]; onMatch: OnMatchJson };
 
 const MAX_FRAGMENTS = 50_000;
-const fragments = new Map<string, CachedFragment>();
+const fragments = new BoundedMemo<CachedFragment>(MAX_FRAGMENTS);
 
-/** The source's fragment, rebuilt only when the policies selecting it (or the port) changed. */
-let fragmentsByList = new WeakMap<readonly Policy[], { key: string; port: number; fragment: CachedFragment }>();
-export function cachedSourceFragment(key: string, policies: readonly Policy[], listenerPort: number): CachedFragment {
+/** The source's fragment, rebuilt only when the policies selecting it (or the port, or the chain layout) changed. */
+let fragmentsByList = new WeakMap<readonly Policy[], { key: string; port: number; perSource: boolean; fragment: CachedFragment }>();
+export function cachedSourceFragment(key: string, policies: readonly Policy[], listenerPort: number, perSource = true): CachedFragment {
   // The same list object as last time: no key to build (policiesBySource keeps lists).
   const known = fragmentsByList.get(policies);
-  if (known && known.key === key && known.port === listenerPort) return known.fragment;
-  const fragment = cachedSourceFragmentByContent(key, policies, listenerPort);
-  fragmentsByList.set(policies, { key, port: listenerPort, fragment });
+  if (known && known.key === key && known.port === listenerPort && known.perSource === perSource) return known.fragment;
+  const fragment = cachedSourceFragmentByContent(key, policies, listenerPort, perSource);
+  fragmentsByList.set(policies, { key, port: listenerPort, perSource, fragment });
   return fragment;
 }
 
-function cachedSourceFragmentByContent(key: string, policies: readonly Policy[], listenerPort: number): CachedFragment {
-  const memoKey = `${key}|${listenerPort}|${policiesKey(policies)}`;
-  let fragment = fragments.get(memoKey);
-  if (fragment) {
-    // Refresh its place: the map's order is the eviction order.
-    fragments.delete(memoKey);
-  } else {
-    const built = sourceFragment(sourcePlan(key, policies, listenerPort));
+function cachedSourceFragmentByContent(key: string, policies: readonly Policy[], listenerPort: number, perSource: boolean): CachedFragment {
+  return fragments.get(`${key}|${listenerPort}|${perSource ? 1 : 0}|${policiesKey(policies)}`, () => {
+    const built = sourceFragment(sourcePlan(key, policies, listenerPort), chainLabels(key, policies, perSource));
     // Never changed after this: the encoder may keep their bytes. Only what the matcher
     // holds directly is marked: a named source's range entries (their branches are inside),
     // "any source"'s branches (the matcher's on_no_match). Marking both kept every named
@@ -227,7 +229,7 @@ function cachedSourceFragmentByContent(key: string, policies: readonly Policy[],
     const any = key === ANY_SOURCE;
     const range = any ? [] : [cidrRangeOf(key)];
     const mark = <T extends object>(value: T, whenAny: boolean): T => (whenAny === any ? markImmutable(value) : value);
-    fragment = {
+    return {
       ...built,
       onMatch: mark(built.onMatch, true),
       sharedOnMatch: mark(built.sharedOnMatch, true),
@@ -238,10 +240,7 @@ function cachedSourceFragmentByContent(key: string, policies: readonly Policy[],
       httpRangeEntry: mark({ ranges: range, onMatch: built.httpOnMatch }, false),
       rawRangeEntry: built.rawOnMatch && mark({ ranges: range, onMatch: built.rawOnMatch }, false),
     };
-  }
-  fragments.set(memoKey, fragment);
-  if (fragments.size > MAX_FRAGMENTS) fragments.delete(fragments.keys().next().value!);
-  return fragment;
+  });
 }
 
 export interface HardenedMatcher {
@@ -303,7 +302,12 @@ function bySourceIp(entries: RangeEntry[], anySource: OnMatchJson): OnMatchJson 
   return entries.length === 0 ? anySource : { matcher: { matcherTree: { input: SOURCE_IP, customMatch: ipMatcher(entries) }, onNoMatch: anySource } };
 }
 
-export function hardenedMatcher(policies: readonly Policy[], listenerPort: number): HardenedMatcher {
+/**
+ * `perSource` (chainSources.ts perSourceChains): every source its own forwarding chains
+ * (Envoy's per-source cap); false: the sources whose chains would be byte-identical to "*"'s
+ * share "*"'s.
+ */
+export function hardenedMatcher(policies: readonly Policy[], listenerPort: number, perSource = true): HardenedMatcher {
   const sharedNames = sortServerNames([...new Set(policies.filter(isSharedByName).flatMap((p) => p.allow.sni))]);
   // Stripping names changes neither a policy's name nor its sources, so the selection is the same.
   const fullBySource = policiesBySource(policies);
@@ -311,12 +315,18 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
   for (const [key, selecting] of fullBySource) bySource.set(key, strippedList(selecting));
   // policiesBySource lists ANY_SOURCE first, then the keys in address order.
   const keys = [...bySource.keys()];
-  const fragments = keys.map((key) => cachedSourceFragment(key, bySource.get(key)!, listenerPort));
+  const fragments = keys.map((key) => cachedSourceFragment(key, bySource.get(key)!, listenerPort, perSource));
   const anyFragment = fragments[0]!;
   const named = fragments.slice(1);
   const bySource_ = bySourceIp(named.map((f) => f.rangeEntry), anyFragment.onMatch);
-  const tls =
-    sharedNames.length === 0 ? bySource_ : serverNameMatcher(sharedNames, bySourceIp(named.map((f) => f.sharedRangeEntry), anyFragment.sharedOnMatch), bySource_);
+  // Under a shared name, a source whose branch is "any source"'s own action (the shared
+  // name|* chain, no address rules: only with shared chains, where the action object is the
+  // same) needs no entry: without it the IP range matcher hands the connection to the
+  // ranges around the source and then to "any source". Those hold a subset of its policies
+  // (sourcePlans.ts), so none has an address rule or a sourced "log": "all" policy either,
+  // and each of them ends in the same name|* action.
+  const sharedEntries = named.filter((f) => f.sharedOnMatch !== anyFragment.sharedOnMatch).map((f) => f.sharedRangeEntry);
+  const tls = sharedNames.length === 0 ? bySource_ : serverNameMatcher(sharedNames, bySourceIp(sharedEntries, anyFragment.sharedOnMatch), bySource_);
   const rawEntries = named.flatMap((f) => (f.rawRangeEntry ? [f.rawRangeEntry] : []));
   const rawOther = bySourceIp(rawEntries, anyFragment.rawOnMatch ?? to(REJECT_FILTER_CHAIN));
   const plainHttp = bySourceIp(named.map((f) => f.httpRangeEntry), anyFragment.httpOnMatch);
@@ -336,20 +346,21 @@ export function hardenedMatcher(policies: readonly Policy[], listenerPort: numbe
     },
   };
   const afterLoopGuard: OnMatchJson = { matcher: { matcherTree: { input: TRANSPORT_PROTOCOL, exactMatchMap: { map: { tls } } }, onNoMatch: raw } };
-  const nameChainSources: string[] = [];
-  const originalDstChainSources: string[] = [];
-  const auditChainSources: string[] = [];
-  keys.forEach((key, i) => {
-    const fragment = fragments[i]!;
-    if (fragment.usesNameChain || sharedNames.length > 0) nameChainSources.push(sourceLabelOf(key));
-    if (fragment.usesOriginalDstChain) originalDstChainSources.push(sourceLabelOf(key));
-    if (fragment.usesAuditChain) auditChainSources.push(sourceLabelOf(key));
-  });
+  // Sets: with shared chains many sources name the same "*" chain (first seen, first listed).
+  const nameChainSources = new Set<string>();
+  const originalDstChainSources = new Set<string>();
+  const auditChainSources = new Set<string>();
+  for (const fragment of fragments) {
+    if (sharedNames.length > 0) nameChainSources.add(fragment.forwardLabel);
+    else if (fragment.nameChain !== undefined) nameChainSources.add(fragment.nameChain);
+    if (fragment.originalDstChain !== undefined) originalDstChainSources.add(fragment.originalDstChain);
+    if (fragment.auditChain !== undefined) auditChainSources.add(fragment.auditChain);
+  }
   const matcher: MatcherJson = {
     matcherTree: { input: DESTINATION_PORT, exactMatchMap: { map: { [String(listenerPort)]: to(LOOP_REJECT_FILTER_CHAIN) } } },
     onNoMatch: afterLoopGuard,
   };
-  return { matcher, nameChainSources, originalDstChainSources, auditChainSources, bySource, fullBySource };
+  return { matcher, nameChainSources: [...nameChainSources], originalDstChainSources: [...originalDstChainSources], auditChainSources: [...auditChainSources], bySource, fullBySource };
 }
 
 /** Forgets every memoised fragment (benchmarks measure cold compiles with it). */

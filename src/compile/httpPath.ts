@@ -31,12 +31,13 @@ import { TypeUrl } from '../envoy/typeUrls.js';
 import type { Policy, PolicyUpstream } from '../policy/model.js';
 import { celFilter, httpGrpcAccessLog, type AccessLogJson, type AccessLogOptions } from './accessLog.js';
 import { AUDIT_CLUSTER, auditPolicies } from './audit.js';
-import { connectionLimitFilter } from './guards.js';
+import { connectionLimitFilters } from './guards.js';
 import { ANY_SOURCE_LABEL, HardenedFilterName, NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER } from './names.js';
 import { dnsCacheConfig, type DnsCacheOptions } from './nameUpstream.js';
 import { sortServerNames } from './serverNames.js';
 import { ANY_SOURCE, policiesBySource, serverNameLists, type ServerNameLists } from './sourcePlans.js';
 import { policiesKey } from './policyIds.js';
+import { BoundedMemo } from './boundedMemo.js';
 
 export const HTTP_PORT = 80;
 export const HTTP_CHAIN_PREFIX = 'http';
@@ -190,7 +191,7 @@ export function httpChain(sourceLabel: string, policies: readonly Policy[], opti
     filters: [
       // Per source: built with the chain, which is memoised whole (httpChains) and whose bytes
       // come from its kind's template (chainTemplates.ts); a memo of its own would be unused.
-      connectionLimitFilter(sourceLabel, options.maxConnectionsPerSource),
+      ...connectionLimitFilters(sourceLabel, options.maxConnectionsPerSource),
       {
         name: HardenedFilterName.httpConnectionManager,
         typedConfig: {
@@ -233,19 +234,12 @@ function sharedNamesOf(policies: readonly Policy[]): Set<string> {
   return names;
 }
 
-const cachedHttpChains = new Map<string, FilterChainJson>();
-const cachedRouteConfigs = new Map<string, RouteConfigurationJson>();
 const MAX_CACHED = 20_000;
+const cachedHttpChains = new BoundedMemo<FilterChainJson>(MAX_CACHED);
+const cachedRouteConfigs = new BoundedMemo<RouteConfigurationJson>(MAX_CACHED);
 
-/** Refreshed on use: the map's order is the eviction order, so stale versions go first. */
-function cached<T extends object>(cache: Map<string, T>, key: string, build: () => T): T {
-  let value = cache.get(key);
-  if (value) cache.delete(key);
-  else value = markImmutable(build());
-  cache.set(key, value);
-  if (cache.size > MAX_CACHED) cache.delete(cache.keys().next().value!);
-  return value;
-}
+/** Built once per key and never changed after: the encoder may keep their bytes. */
+const cached = <T extends object>(memo: BoundedMemo<T>, key: string, build: () => T): T => memo.get(key, () => markImmutable(build()));
 
 const selectingOf = (bySource: ReadonlyMap<string, readonly Policy[]>, label: string): readonly Policy[] =>
   bySource.get(label === ANY_SOURCE_LABEL ? ANY_SOURCE : label) ?? [];

@@ -36,6 +36,11 @@
 //                                  make every commit re-send every listener. When
 //                                  absent, the server stamps the revision in force
 //                                  when the record arrives (see `revision` below).
+//       egress.cap       optional  "host" on a forwarding chain's logger when the
+//                                  chain has no connection_limit (serve
+//                                  --max-connections-per-source 0: the host agent's
+//                                  kernel cap is the only one); such entries are never
+//                                  classified "per-source-limit"
 //     Unknown tags starting with "egress." are refused as bad input; other tags
 //     are ignored (an operator may add their own).
 //   * No filter state: Envoy >= 1.24 (envoyproxy/envoy#22523) fills
@@ -48,8 +53,9 @@
 //     filter passes connections without an upstream host or with a response
 //     flag. The server classifies each entry (classifyForwardEntry in
 //     src/compile/accessLogContract.ts): no upstream host and no flag is
-//     "per-source-limit"; UF of dynamic_forward_proxy_cluster to a special
-//     address is "forbidden-address"; anything else is not a denial and is
+//     "per-source-limit" (unless the logger carries egress.cap "host"); UF of
+//     dynamic_forward_proxy_cluster to a special address is
+//     "forbidden-address"; anything else is not a denial and is
 //     not recorded (counted in egress_xds_als_records_total{type="not-a-denial"}).
 //     With "log": "all" the one logger has no filter and is tagged "allowed";
 //     the same classification turns its refusals into denials.

@@ -118,15 +118,15 @@ describe("the server's classification of a forwarding chain's entries", () => {
     '172.15.255.255', '172.16.0.1', '172.31.255.255', '172.32.0.0', '169.254.169.254', '169.255.0.1', '192.168.1.1', '192.169.0.1', '127.0.0.1', '0.1.2.3', '1.0.0.1');
   const v6 = fc.constantFrom('::1', '::', '::2', 'fc00::1', 'fd12:3456::1', 'fc0::1', 'fc::1', 'fe80::1', 'febf::1', 'fec0::1', 'fe8::1', '::ffff:8.8.8.8', '2001:db8::1', 'ff02::1');
 
-  it('forbidden-address exactly for a UF of the name cluster to a special address; per-source-limit exactly for no host and no flag', () => {
-    fc.assert(fc.property(fc.option(fc.oneof(v4, near, v6), { nil: undefined }), fc.constantFrom(NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER), fc.boolean(), fc.boolean(), (ip, cluster, uf, otherFlag) => {
+  it('forbidden-address exactly for a UF of the name cluster to a special address; per-source-limit exactly for no host and no flag on a chain with the cap', () => {
+    fc.assert(fc.property(fc.option(fc.oneof(v4, near, v6), { nil: undefined }), fc.constantFrom(NAME_UPSTREAM_CLUSTER, ORIGINAL_DST_CLUSTER), fc.boolean(), fc.boolean(), fc.boolean(), (ip, cluster, uf, otherFlag, envoyCap) => {
       const upstreamIp = ip === undefined ? undefined : formatIp(parseIp(ip)!);
-      const got = classifyForwardEntry({ ...(upstreamIp !== undefined && { upstreamIp, upstreamCluster: cluster }), anyFlag: uf || otherFlag, upstreamConnectionFailure: uf });
+      const got = classifyForwardEntry({ ...(upstreamIp !== undefined && { upstreamIp, upstreamCluster: cluster }), anyFlag: uf || otherFlag, upstreamConnectionFailure: uf, envoyCap });
       const expected =
-        upstreamIp === undefined ? (uf || otherFlag ? undefined : 'per-source-limit')
+        upstreamIp === undefined ? (uf || otherFlag || !envoyCap ? undefined : 'per-source-limit')
         : uf && cluster === NAME_UPSTREAM_CLUSTER && special(upstreamIp) ? 'forbidden-address'
         : undefined;
-      assert.equal(got, expected, JSON.stringify({ upstreamIp, cluster, uf, otherFlag }));
+      assert.equal(got, expected, JSON.stringify({ upstreamIp, cluster, uf, otherFlag, envoyCap }));
     }), { seed: 7, numRuns: 2000 });
   });
 

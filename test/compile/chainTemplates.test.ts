@@ -38,7 +38,8 @@ const host = fc.record({
   vms: fc.array(vmPolicy, { minLength: 2, maxLength: 40 }),
   shared: fc.boolean(),
   sharedAudit: fc.boolean(),
-  max: fc.integer({ min: 1, max: 2 ** 31 }),
+  // 0: no Envoy-side cap, the forwarding chains shared (chainSources.ts).
+  max: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 2 ** 31 })),
   ipv6: fc.boolean(),
   accessLog: fc.boolean(),
 });
@@ -68,7 +69,7 @@ describe('chain templates', () => {
         const compiled = compileEgress(policiesOf(h), {
           maxConnectionsPerSource: h.max,
           ipv6: h.ipv6,
-          dnsCache: { resolvers: ['10.0.0.2'], maxHosts: h.max },
+          dnsCache: { resolvers: ['10.0.0.2'], maxHosts: Math.max(1, h.max) },
           ...(h.accessLog ? {} : { accessLog: false }),
         });
         const listener = compiled.listeners[0]!;

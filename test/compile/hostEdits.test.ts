@@ -40,9 +40,10 @@ interface EditOutcome {
 const routeBytes = (routes: readonly RouteConfigurationJson[] | undefined): Map<string, string> =>
   new Map((routes ?? []).map((r) => [r.name!, Buffer.from(encodeProtoJson(TypeUrl.RouteConfiguration, r as unknown as ProtoJson)).toString('base64')]));
 
-function compareEdit(before: readonly Policy[], after: readonly Policy[], profile: CompileProfile, extraNames: string[]): EditOutcome {
-  const compiledBefore = compileEgress(before, { profile });
-  const compiledAfter = compileEgress(after, { profile });
+function compareEdit(before: readonly Policy[], after: readonly Policy[], profile: CompileProfile, extraNames: string[], maxConnectionsPerSource?: number): EditOutcome {
+  const options = { profile, ...(maxConnectionsPerSource !== undefined && { maxConnectionsPerSource }) };
+  const compiledBefore = compileEgress(before, options);
+  const compiledAfter = compileEgress(after, options);
   const listenerBefore = compiledBefore.listeners[0]!;
   const listenerAfter = compiledAfter.listeners[0]!;
   const disturbed = new Set<number>();
@@ -92,6 +93,33 @@ describe('a host of 200 microVMs: edits drain no connection whose verdict stays'
     assert.deepEqual([...shared.httpDisturbed], []);
     // Every source's table gains the shared name (the "*" source's too).
     assert.equal(shared.routesChanged.length, MICROVMS + 1);
+  });
+
+  it('--max-connections-per-source 0 (shared forwarding chains): the same edits change no chain that carries traffic whose verdict stays', () => {
+    const own = compareEdit(base, ownEdit, 'hardened', ['newly-allowed.example.org'], 0);
+    assert.equal(own.verdictChanged, 1);
+    assert.ok(own.unchanged > MICROVMS * 10);
+    assert.deepEqual([...own.disturbed], []);
+    assert.deepEqual([...own.httpDisturbed], []);
+    const shared = compareEdit(ownEdit, sharedEdit, 'hardened', ['pkg2.common.dev'], 0);
+    assert.equal(shared.verdictChanged, MICROVMS);
+    assert.deepEqual([...shared.disturbed], []);
+    assert.deepEqual([...shared.httpDisturbed], []);
+    // And the chains the microVMs share are what they land on: one name chain for all of them.
+    const listener = compileEgress(sharedEdit, { maxConnectionsPerSource: 0 }).listeners[0]!;
+    const reached = new Set(Array.from({ length: MICROVMS }, (_, i) => connectionsOf(sharedEdit, i)).flat().map((c) => chainOf(listener, c)?.name));
+    assert.deepEqual([...reached].filter((n) => n?.startsWith('name|')), ['name|*']);
+    assert.ok(reached.has('original_dst|*'));
+  });
+
+  it('--max-connections-per-source 0: a sourced "log": "all" policy keeps its microVM\'s chains its own, and an edit of it disturbs no one else', () => {
+    const logged = base.map((p) => (p.name === vmName(3) ? { ...p, log: 'all' as const } : p));
+    const listener = compileEgress(logged, { maxConnectionsPerSource: 0 }).listeners[0]!;
+    const [first] = connectionsOf(logged, 3);
+    assert.equal(chainOf(listener, first!)?.name, `name|${vmSource(3)}`);
+    assert.equal(chainOf(listener, connectionsOf(logged, 4)[0]!)?.name, 'name|*');
+    const edit = compareEdit(logged, withExtraName(logged, vmName(3), 'newly-allowed.example.org'), 'hardened', ['newly-allowed.example.org'], 0);
+    assert.deepEqual([...edit.disturbed], []);
   });
 
   it('the edits did change what Envoy receives (the test can fail)', () => {

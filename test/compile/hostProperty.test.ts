@@ -17,7 +17,7 @@ import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { validateResource } from '../../src/envoy/validateRules.js';
 import type { CidrAllow, Connection, Policy, PolicyUpstream } from '../../src/policy/model.js';
 import { intendedVerdict } from '../../src/policy/verdict.js';
-import { sourceLabel } from './sourceLabel.js';
+import { forwardChainLabel, sourceLabel } from './sourceLabel.js';
 
 const SEED = Number(process.env['PROPERTY_SEED'] ?? 20240607);
 const RUNS = Number(process.env['HOST_PROPERTY_RUNS'] ?? 6);
@@ -125,6 +125,39 @@ describe('random per-microVM hosts (hundreds of sources)', () => {
     );
   });
 
+  it('profile hardened, --max-connections-per-source 0: the intended route and upstream, on "*"\'s shared chain unless a sourced "log": "all" policy selects the source, no connection_limit anywhere', () => {
+    let shared = 0;
+    let own = 0;
+    fc.assert(
+      fc.property(host.chain((h) => fc.tuple(fc.constant(h), connections(h))), ([h, conns]) => {
+        // Some microVMs and a group log every connection: their chains must stay their own.
+        const policies = h.policies.map((p, i) => (i % 5 === 3 || p.name === 'group-1' ? { ...p, log: 'all' as const } : p));
+        const listener = compileEgress(policies, { maxConnectionsPerSource: 0 }).listeners[0]!;
+        assert.deepEqual(findMatcherProblems(listener), []);
+        assert.deepEqual(listener.filterChains.filter((c) => c.filters.some((f) => f.typedConfig['@type'] === TypeUrl.ConnectionLimit)).map((c) => c.name), []);
+        for (const connection of conns) {
+          const { chain, fellThrough, path } = selectByMatcher(listener, connection);
+          const at = `${JSON.stringify(connection)} via ${path.join(' / ')}`;
+          assert.ok(chain, at);
+          assert.equal(fellThrough, false, at);
+          const route = intendedRoute(policies, connection, EGRESS_LISTENER_PORT);
+          if (route.verdict === 'deny') {
+            assert.equal(chain.name, route.reason === 'loop' ? 'reject_loop' : 'reject', at);
+            continue;
+          }
+          assert.equal(tcpProxyCluster(chain), route.upstream === 'name' ? NAME_UPSTREAM_CLUSTER : ORIGINAL_DST_CLUSTER, at);
+          const label = forwardChainLabel(policies, connection.sourceIp, 0);
+          if (label === '*') shared++;
+          else own++;
+          assert.equal(chain.name, `${route.upstream === 'name' ? 'name' : 'original_dst'}|${label}`, at);
+        }
+      }),
+      { seed: SEED + 43, numRuns: RUNS },
+    );
+    // Both kinds of source were reached (the test can fail either way).
+    assert.ok(shared > 100 && own > 10, `shared ${shared}, own ${own}`);
+  });
+
   it('profile seed: the chosen chain forwards iff the policies allow it and it is not to the listener\'s port', () => {
     fc.assert(
       fc.property(host.chain((h) => fc.tuple(fc.constant(h), connections(h))), ([h, conns]) => {
@@ -142,15 +175,15 @@ describe('random per-microVM hosts (hundreds of sources)', () => {
 
   it("both profiles: every resource decodes strictly with Envoy's protos and keeps their PGV rules", () => {
     fc.assert(
-      fc.property(host, fc.constantFrom('hardened' as const, 'seed' as const), (h, profile) => {
-        const { listeners, clusters } = compileEgress(h.policies, { profile });
+      fc.property(host, fc.constantFrom('hardened' as const, 'seed' as const), fc.constantFrom(0, 512), (h, profile, maxConnectionsPerSource) => {
+        const { listeners, clusters } = compileEgress(h.policies, { profile, maxConnectionsPerSource });
         for (const [typeUrl, resource] of [...listeners.map((r) => [TypeUrl.Listener, r] as const), ...clusters.map((r) => [TypeUrl.Cluster, r] as const)]) {
           const bytes = encodeProtoJson(typeUrl, resource as unknown as Record<string, unknown>);
           decodeStrict(typeUrl, bytes);
-          assert.deepEqual(validateResource(typeUrl, bytes), [], `PGV rules of ${typeUrl} (${profile})`);
+          assert.deepEqual(validateResource(typeUrl, bytes), [], `PGV rules of ${typeUrl} (${profile}, cap ${maxConnectionsPerSource})`);
         }
       }),
-      { seed: SEED + 42, numRuns: 2 },
+      { seed: SEED + 42, numRuns: 4 },
     );
   });
 });

@@ -21,14 +21,14 @@ import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { validateResource } from '../../src/envoy/validateRules.js';
 import type { Connection, Policy } from '../../src/policy/model.js';
 import { intendedVerdict } from '../../src/policy/verdict.js';
-import { sourceLabel } from './sourceLabel.js';
+import { forwardChainLabel } from './sourceLabel.js';
 import { policiesAndConnections, policySet } from './arbitraries.js';
 
 const SEED = Number(process.env['PROPERTY_SEED'] ?? 20240607);
 const RUNS = Number(process.env['PROPERTY_RUNS'] ?? 600);
 
-function checkHardened(policies: readonly Policy[], connection: Connection): void {
-  const listener = compileEgress(policies).listeners[0]!;
+function checkHardened(policies: readonly Policy[], connection: Connection, maxConnectionsPerSource?: number): void {
+  const listener = compileEgress(policies, maxConnectionsPerSource === undefined ? {} : { maxConnectionsPerSource }).listeners[0]!;
   const { chain, fellThrough, path } = selectByMatcher(listener, connection);
   const at = `${JSON.stringify(connection)} via ${path.join(' / ')}`;
   assert.ok(chain, `the matcher always ends in a chain: ${at}`);
@@ -41,7 +41,8 @@ function checkHardened(policies: readonly Policy[], connection: Connection): voi
   }
   assert.equal(cluster, route.upstream === 'name' ? NAME_UPSTREAM_CLUSTER : ORIGINAL_DST_CLUSTER, at);
   const prefix = route.upstream === 'name' ? 'name' : 'original_dst';
-  assert.equal(chain.name, `${prefix}|${sourceLabel(policies, connection.sourceIp)}`, at);
+  // The source's own chain (its connection cap), or with cap 0 "*"'s unless a sourced "log": "all" policy selects it.
+  assert.equal(chain.name, `${prefix}|${forwardChainLabel(policies, connection.sourceIp, maxConnectionsPerSource ?? 512)}`, at);
 }
 
 function checkSeed(policies: readonly Policy[], connection: Connection): void {
@@ -110,3 +111,35 @@ for (const profile of ['hardened', 'seed'] as const satisfies readonly CompilePr
     });
   });
 }
+
+// serve --max-connections-per-source 0: no connection_limit, the forwarding chains shared
+// unless a sourced "log": "all" policy (marked here on every fourth policy, from a random
+// start) selects the source.
+describe('compileEgress, property, profile hardened, --max-connections-per-source 0', () => {
+  const logging = (policies: readonly Policy[], k: number): Policy[] => policies.map((p, i) => (i % 4 === k ? { ...p, log: 'all' as const } : p));
+  it("Envoy's choice is the intended route, on the shared chain or the logged source's own", () => {
+    fc.assert(
+      fc.property(policiesAndConnections, fc.nat({ max: 4 }), ([policies, connections], k) => {
+        const logged = logging(policies, k);
+        for (const connection of connections) checkHardened(logged, connection, 0);
+      }),
+      { seed: SEED + 20, numRuns: Math.ceil(RUNS / 2) },
+    );
+  });
+
+  it('Envoy would accept the listener: no connection_limit, unique chain names, strict protos and PGV rules', () => {
+    fc.assert(
+      fc.property(policySet, fc.nat({ max: 4 }), (policies, k) => {
+        const listener = compileEgress(logging(policies, k), { maxConnectionsPerSource: 0 }).listeners[0]!;
+        assert.deepEqual(findMatcherProblems(listener), []);
+        const names = listener.filterChains.map((c) => c.name);
+        assert.equal(new Set(names).size, names.length);
+        assert.ok(listener.filterChains.every((c) => c.filters.every((f) => f.typedConfig['@type'] !== TypeUrl.ConnectionLimit)));
+        const bytes = encodeProtoJson(TypeUrl.Listener, listener as unknown as Record<string, unknown>);
+        assert.deepEqual(encodeProtoJson(TypeUrl.Listener, decodeStrictToJson(TypeUrl.Listener, bytes)), bytes);
+        assert.deepEqual(validateResource(TypeUrl.Listener, bytes), []);
+      }),
+      { seed: SEED + 21, numRuns: Math.ceil(RUNS / 3) },
+    );
+  });
+});

@@ -15,3 +15,18 @@ export function sourceLabel(policies: readonly Policy[], sourceIp: string): stri
   }
   return best?.label ?? '*';
 }
+
+/**
+ * The oracle for the forwarding chain's label (chains name|LABEL, original_dst|LABEL): with
+ * Envoy's per-source cap (max > 0) the source's own; with none (max 0) "*", shared, unless a
+ * policy naming sources and logging every connection ("log": "all", its loggers carry the
+ * policy names) selects the client: every range holding the client's address holds the
+ * most specific one, so "selects the source" is "names a range holding the address".
+ */
+export function forwardChainLabel(policies: readonly Policy[], sourceIp: string, maxConnectionsPerSource: number): string {
+  const own = sourceLabel(policies, sourceIp);
+  if (maxConnectionsPerSource > 0) return own;
+  const ip = parseIp(sourceIp)!;
+  const logged = policies.some((p) => p.log === 'all' && p.sources !== undefined && cidrKeysOf(p.sources).some((key) => cidrContainsIp(cidrOfKey(key), ip)));
+  return logged ? own : '*';
+}

@@ -60,13 +60,15 @@ type Outcome = 'capped' | 'forbidden' | 'dns-failed' | 'refused-upstream' | 'for
 const OUTCOMES: Outcome[] = ['capped', 'forbidden', 'dns-failed', 'refused-upstream', 'forwarded'];
 
 /** The record users get (and got before loggers were trimmed) for a chain and an outcome; undefined: none. */
-function expectedRecord(chain: string, outcome: Outcome): { verdict: string; reason?: string; policy?: string } | undefined {
+function expectedRecord(chain: string, outcome: Outcome, envoyCap = true): { verdict: string; reason?: string; policy?: string } | undefined {
   if (chain === 'reject') return { verdict: 'denied', reason: 'no-policy' };
   if (chain === 'reject_loop') return { verdict: 'denied', reason: 'loop' };
   if (chain.startsWith('would_deny|')) return { verdict: 'would-deny', reason: 'no-policy', policy: 'audited' };
   const [kind, source] = chain.split('|') as [string, string];
   assert.ok(kind === 'name' || kind === 'original_dst', chain);
-  if (outcome === 'capped') return { verdict: 'denied', reason: 'per-source-limit' };
+  // Without connection_limit in the chain (cap 0), an entry without an upstream host and
+  // without a flag is no refusal of Envoy's: the kernel's cap refused before Envoy saw it.
+  if (outcome === 'capped' && envoyCap) return { verdict: 'denied', reason: 'per-source-limit' };
   // The host refuses only the name cluster's marked sockets to special addresses.
   if (outcome === 'forbidden' && kind === 'name') return { verdict: 'denied', reason: 'forbidden-address' };
   return source === '172.31.2.0/24' ? { verdict: 'allowed', policy: 'logged' } : undefined;
@@ -104,10 +106,12 @@ function passes(logger: Logger, common: Record<string, unknown>): boolean {
 
 const chainLoggers = (chain: FilterChainJson): Logger[] => loggersIn(chain.filters);
 
-test('every logger of the transparent listener gives the records users got before, for every outcome of its connections', () => {
-  const listener = compileEgress(POLICIES).listeners[0]!;
+for (const cap of [512, 0]) test(`every logger of the transparent listener gives the records users got before, for every outcome of its connections (--max-connections-per-source ${cap})`, () => {
+  const listener = compileEgress(POLICIES, { maxConnectionsPerSource: cap }).listeners[0]!;
   const seen = new Set<string>();
+  const chains = new Set<string>();
   for (const chain of listener.filterChains) {
+    chains.add(chain.name!);
     if (chain.name!.startsWith('http|')) continue; // the next test
     const loggers = chainLoggers(chain);
     assert.ok(loggers.length === 1, `${chain.name}: one logger (got ${loggers.length})`);
@@ -116,7 +120,7 @@ test('every logger of the transparent listener gives the records users got befor
     assert.equal(logger.common.filterStateObjectsToLog, undefined);
     for (const outcome of OUTCOMES) {
       const common = envoyCommon(chain.name!, outcome, tagsOf(logger));
-      const expected = expectedRecord(chain.name!, outcome);
+      const expected = expectedRecord(chain.name!, outcome, cap > 0);
       const sent = passes(logger, common);
       const decoded = sent
         ? decodeAccessLogsMessage(encodeProtoJson(TypeUrl.StreamAccessLogsMessage, { identifier: { node: { id: 'n1' }, logName: ALS_LOG_NAME }, tcpLogs: { logEntry: [{ commonProperties: common }] } }), { first: true }).records
@@ -143,8 +147,10 @@ test('every logger of the transparent listener gives the records users got befor
     }
   }
   for (const expected of ['denied:no-policy', 'denied:loop', 'would-deny:no-policy', 'denied:per-source-limit', 'denied:forbidden-address', 'allowed:']) {
-    assert.ok(seen.has(expected), `${expected} in ${[...seen].join(' ')}`);
+    assert.equal(seen.has(expected), expected !== 'denied:per-source-limit' || cap > 0, `${expected} in ${[...seen].join(' ')}`);
   }
+  // Cap 0: the shared chains, and the "log": "all" and audited sources' own.
+  if (cap === 0) for (const name of ['name|*', 'original_dst|*', 'name|172.31.2.0/24', 'would_deny|172.31.1.0/24']) assert.ok(chains.has(name), `${name} in ${[...chains].join(' ')}`);
 });
 
 test('the HTTP chains: refusals, would-deny and "log": "all" decode to their records', () => {
