@@ -196,6 +196,18 @@ test('the connection cap over IPv6: per address (mask 128), both backends', { sk
           const report = JSON.parse((await host.cli('status', '--json', ...flags)).stdout) as CapReport;
           assert.ok(report.pieces.every((p) => p.present), JSON.stringify(report.pieces.filter((p) => !p.present)));
           assert.deepEqual(report.connectionCap, { perSource: 2, families: [{ family: 6, refused: 1 }] });
+
+          // Turned off: install removes the cap an earlier install added, and the address is no longer capped.
+          const off = flags.map((f) => (f === '2' ? '0' : f));
+          const uncapped = await host.cli('install', ...off);
+          assert.equal(uncapped.exitCode, 0, uncapped.stderr);
+          if (backend === 'iptables') assert.notEqual((await host.exec('ip6tables', '-t', 'filter', '-S', 'EGRESS_XDS_CAP')).exitCode, 0, 'the cap chain is gone');
+          else assert.ok(!(await host.must('nft', 'list', 'tables')).includes('egress_xds_cap'), 'the cap table is gone');
+          assert.ok((await client.open('fd00:31::2', 'fd00:99::1', 443)).id, 'no cap');
+          const offStatus = await host.cli('status', '--json', ...off);
+          assert.equal(offStatus.exitCode, 0, offStatus.stdout);
+          assert.deepEqual((JSON.parse(offStatus.stdout) as CapReport).connectionCap, { perSource: 0, families: [] });
+          assert.match((await host.cli('install', ...off)).stdout, /already installed/);
         } finally {
           await client.stop();
         }
