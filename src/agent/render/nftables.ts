@@ -15,8 +15,7 @@
 // (egress_conn4/6): one element per address, each with its own conntrack count,
 // dropped by the kernel when its count falls to zero.
 import { createHash } from 'node:crypto';
-import { formatCidr, formatIp } from '../../net/ip.js';
-import { type IpFamily } from '../../net/ip.js';
+import { type IpFamily, formatCidr, formatIp } from '../../net/ip.js';
 import { NFT_CAP_CHAIN, NFT_CAP_TABLE, NFT_CHAIN, NFT_DNAT_CHAIN, NFT_DNAT_TABLE, NFT_TABLE, formatMark, nftCapSet } from '../config.js';
 import type { NetfilterRule, Plan } from '../plan.js';
 
@@ -153,7 +152,7 @@ export function renderNftCapTable(plan: Plan): NftTable {
   return { family: 'inet', name: NFT_CAP_TABLE, sets: capSets(plan), chains: rules.length === 0 ? [] : [{ name: NFT_CAP_CHAIN, hook: filterHook('input'), rules }] };
 }
 
-/** 65,535: nft's default for a dynamic set, and more microVMs than a host runs. */
+/** Addresses tracked at once: more microVMs than a host runs (elements go when their count reaches zero). */
 const CAP_SET_SIZE = 65535;
 
 /** One set per family the cap covers. */
@@ -166,7 +165,7 @@ const capSets = (plan: Plan): NftSet[] =>
 export const capRuleIds = (plan: Plan): { family: IpFamily; id: string }[] =>
   plan.cap.flatMap((rule) => ruleTexts(rule).map((text) => ({ family: rule.family, id: ruleId(text) })));
 
-/** Both tables the agent may own, whatever the flags: uninstall looks for each. */
+/** Every table the agent may own, whatever the flags. */
 export const NFT_TABLES: readonly { family: 'inet' | 'ip'; name: string }[] = [
   { family: 'inet', name: NFT_TABLE },
   { family: 'inet', name: NFT_CAP_TABLE },
