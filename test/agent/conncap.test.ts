@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type HoldingListener, conntrackState, startHoldingClient, startHoldingListener } from './support/holder.js';
 import { type Listener, startUdpServer, udpDial } from './support/listener.js';
-import { eventually, microvmHostUpstream, Netns, netnsSkipReason, snapshot, tproxySkipReason } from './support/netns.js';
+import { dnatAppLink, eventually, ipv6Settled, microvmHostUpstream, Netns, netnsSkipReason, snapshot, tproxySkipReason } from './support/netns.js';
 
 const UPSTREAM = '10.250.3.1';
 const A = '10.250.4.2';
@@ -57,6 +57,7 @@ test('the connection cap: the 4th connection of an address is reset before Envoy
     for (const backend of ['iptables', 'nftables'] as const) {
       await t.test(backend, async () => {
         const flags = ['--backend', backend, '--source', '10.250.1.0/30', '--source', '10.250.4.0/29', '--allow-host-port', '8443', '--udp-port', '15053', '--max-connections-per-source', '3'];
+        await ipv6Settled(host);
         const before = `${await snapshot(host)}\n${await filterTables(host)}`;
 
         const dry = await host.cli('install', '--dry-run', ...flags);
@@ -180,6 +181,7 @@ test('the connection cap over IPv6: per address (mask 128), both backends', { sk
     for (const backend of ['iptables', 'nftables'] as const) {
       await t.test(backend, async () => {
         const flags = ['--backend', backend, '--ipv6', '--source', 'fd00:31::/64', '--max-connections-per-source', '2'];
+        await ipv6Settled(host);
         const before = `${await snapshot(host)}\n${await filterTables(host)}`;
         const installed = await host.cli('install', ...flags);
         assert.equal(installed.exitCode, 0, installed.stderr);
@@ -230,14 +232,7 @@ test('the connection cap with --redirect nft-dnat: counted after the DNAT, the n
   const app = await Netns.create();
   const listeners: { stop(): Promise<void> }[] = [];
   try {
-    await app.must('ip', 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1');
-    await app.must('ip', 'addr', 'add', `${PROXY}/24`, 'dev', 'd0');
-    // No IPv6 link-local addresses, which the kernel adds a moment after link-up (a change the agent did not make).
-    await app.must('ip', 'link', 'set', 'd0', 'addrgenmode', 'none');
-    await app.must('ip', 'link', 'set', 'd1', 'addrgenmode', 'none');
-    await app.must('ip', 'link', 'set', 'd0', 'up');
-    await app.must('ip', 'link', 'set', 'd1', 'up');
-    await app.must('ip', 'route', 'add', 'default', 'via', '10.251.0.1');
+    await dnatAppLink(app, PROXY);
     const envoy = await startHoldingListener(app, PROXY, 10001, false);
     listeners.push(envoy);
     const flags = ['--redirect', 'nft-dnat', '--dnat-address', PROXY, '--max-connections-per-source', '2'];

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { dial, startOriginalDstListener } from './support/listener.js';
-import { Netns, netnsSkipReason, snapshot } from './support/netns.js';
+import { dnatAppLink, Netns, netnsSkipReason, snapshot } from './support/netns.js';
 
 const skip = await netnsSkipReason(['nft', 'python3']);
 const PROXY = '10.251.0.2';
@@ -18,15 +18,7 @@ test('nft-dnat: port 443 to the TLS listener with the original destination; idem
   const host = await Netns.create();
   const app = await Netns.create();
   try {
-    await app.must('ip', 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1');
-    await app.must('ip', 'addr', 'add', `${PROXY}/24`, 'dev', 'd0');
-    // No IPv6 link-local addresses: the kernel adds them a moment after link-up, and they would
-    // show up as a change between two snapshots that the agent did not make.
-    await app.must('ip', 'link', 'set', 'd0', 'addrgenmode', 'none');
-    await app.must('ip', 'link', 'set', 'd1', 'addrgenmode', 'none');
-    await app.must('ip', 'link', 'set', 'd0', 'up');
-    await app.must('ip', 'link', 'set', 'd1', 'up');
-    await app.must('ip', 'route', 'add', 'default', 'via', '10.251.0.1');
+    await dnatAppLink(app, PROXY);
     const envoy = await startOriginalDstListener(app, 'envoy-tls', PROXY, 10001);
     try {
       const flags = ['--redirect', 'nft-dnat', '--dnat-address', PROXY, '--netns', app.name];

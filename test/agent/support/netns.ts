@@ -224,3 +224,31 @@ export async function microvmHostUpstream(created: Netns[], upstreamAddresses: r
   await up.must('ip', 'route', 'add', 'default', 'via', '10.250.2.1');
   return { mvm, host, up };
 }
+
+/**
+ * The seed-000 application namespace of the nft-dnat tests: a veth whose end d0 holds the
+ * proxy's address (PROXY/24) and a default route out of it, so connections to anywhere leave
+ * through the nat OUTPUT hook the agent's DNAT rule sits in. No IPv6 link-local addresses: the
+ * kernel adds them a moment after link-up, and they would show up as a change between two
+ * snapshots that the agent did not make.
+ */
+export async function dnatAppLink(app: Netns, proxy: string): Promise<void> {
+  await app.must('ip', 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1');
+  await app.must('ip', 'addr', 'add', `${proxy}/24`, 'dev', 'd0');
+  await app.must('ip', 'link', 'set', 'd0', 'addrgenmode', 'none');
+  await app.must('ip', 'link', 'set', 'd1', 'addrgenmode', 'none');
+  await app.must('ip', 'link', 'set', 'd0', 'up');
+  await app.must('ip', 'link', 'set', 'd1', 'up');
+  await app.must('ip', 'route', 'add', 'default', 'via', '10.251.0.1');
+}
+
+/**
+ * Waits until no IPv6 address of the namespace is tentative: the kernel gives every link a
+ * link-local address at link-up and adds its local route only once duplicate address
+ * detection ends (about a second later), so a snapshot taken before that differs from one
+ * taken after by routes the agent did not add.
+ */
+export async function ipv6Settled(ns: Netns, timeoutMs = 10_000): Promise<void> {
+  const settled = await eventually(async () => (await ns.must('ip', '-6', '-o', 'addr', 'show', 'tentative')).trim() === '', timeoutMs);
+  if (!settled) throw new Error(`IPv6 addresses in ${ns.name} still tentative after ${timeoutMs} ms`);
+}
