@@ -40,7 +40,7 @@ export interface FanoutRow {
 function threadDelta(before: FanoutUsage, after: FanoutUsage): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [thread, ms] of Object.entries(after.threadCpuMs ?? {})) {
-    const kind = thread === 'main' ? 'main' : thread.slice(0, thread.lastIndexOf(':'));
+    const kind = thread === 'main' || !thread.includes(':') ? thread : thread.slice(0, thread.lastIndexOf(':'));
     out[kind] = (out[kind] ?? 0) + ms - (before.threadCpuMs?.[thread] ?? 0);
   }
   return out;
