@@ -20,13 +20,17 @@ const workers = process.argv[3] === undefined ? undefined : Number(process.argv[
 // the policies loaded from disk as `serve` does after a restart). Else a fresh one, the host
 // stored through the store's API after the start.
 const givenDir = process.env['HOST_SERVER_DATA_DIR'];
+// HOST_SERVER_MAX_CONNECTIONS_PER_SOURCE=0: the layout without Envoy-side caps (serve
+// --max-connections-per-source 0, shared chains); default: serve's default.
+const capText = process.env['HOST_SERVER_MAX_CONNECTIONS_PER_SOURCE'];
+const compile = capText === undefined ? {} : { compile: { maxConnectionsPerSource: Number(capText) } };
 const startedAt = performance.now();
 const { cp, dataDir } = givenDir
-  ? { cp: await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: givenDir, logger: silentLogger, ...(workers !== undefined && { compileWorkers: workers }) }), dataDir: givenDir }
+  ? { cp: await startControlPlane({ xdsAddress: '127.0.0.1:0', adminHost: '127.0.0.1', adminPort: 0, dataDir: givenDir, logger: silentLogger, ...compile, ...(workers !== undefined && { compileWorkers: workers }) }), dataDir: givenDir }
   : await startBenchControlPlane(
       'hostserver',
       // The warm-up is off by default (serve --compile-warmup): on for the 'after-warm-up' row only.
-      { ...(workers !== undefined && { compileWorkers: workers }), ...(process.env['HOST_SERVER_WARM'] && { compileWarmup: true }) },
+      { ...compile, ...(workers !== undefined && { compileWorkers: workers }), ...(process.env['HOST_SERVER_WARM'] && { compileWarmup: true }) },
       // HOST_SERVER_WARM below decides.
       { warmedUp: false },
     );

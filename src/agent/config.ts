@@ -55,6 +55,11 @@ export interface AgentConfig {
   readonly excludeHostAddresses: boolean;
   /** Set net.ipv4.conf.all.rp_filter=0 (seed §6.3); only when asked. */
   readonly relaxRpFilter: boolean;
+  /**
+   * At most this many open TCP connections to Envoy per source address (conntrack
+   * counts them; the SYN of one more is answered with a reset); 0: no cap.
+   */
+  readonly maxConnectionsPerSource: number;
 }
 
 /** Names of what the agent owns; install and uninstall touch nothing else. */
@@ -64,6 +69,17 @@ export const NFT_CHAIN = 'prerouting';
 /** filter table: host protection and QUIC (from INPUT and FORWARD), the upstream guard (from OUTPUT). */
 export const IPTABLES_GUARD_CHAIN = 'EGRESS_XDS_GUARD';
 export const IPTABLES_UPSTREAM_CHAIN = 'EGRESS_XDS_UPSTREAM';
+/** filter table, from INPUT: the per-source connection cap on TPROXYed SYNs. */
+export const IPTABLES_CAP_CHAIN = 'EGRESS_XDS_CAP';
+/**
+ * nft: the cap's own table (--redirect tproxy), apart from the TPROXY one: that one
+ * is rewritten whenever the host's addresses change (a new microVM's tap), and a
+ * rewrite would empty the cap's sets, so that no open connection counted any more.
+ */
+export const NFT_CAP_TABLE = 'egress_xds_cap';
+/** nft: the cap's chain (in either table) and its per-family sets of source addresses. */
+export const NFT_CAP_CHAIN = 'conncap';
+export const nftCapSet = (family: IpFamily): string => `egress_conn${family}`;
 /** --redirect nft-dnat: its own table, apart from the TPROXY one, so either is removed alone. */
 export const NFT_DNAT_TABLE = 'egress_xds_dnat';
 export const NFT_DNAT_CHAIN = 'output';
@@ -78,6 +94,8 @@ export const DEFAULTS = {
   upstreamMark: 0x20000,
   dnatPort: 10001,
   dnatPorts: [443],
+  /** Far above what one workload needs, far below what starves a host's Envoy (its descriptors, memory). */
+  maxConnectionsPerSource: 512,
 };
 
 /** Flag values as the command line gives them: strings, repeatable ones as lists. */
@@ -99,6 +117,7 @@ export interface AgentFlags {
   redirect?: string | undefined;
   dnatAddress?: string | undefined;
   dnatPort?: readonly string[] | undefined;
+  maxConnectionsPerSource?: string | undefined;
 }
 
 export function parsePort(flag: string, text: string): number {
@@ -146,6 +165,17 @@ export function parseUpstreamMark(text: string): number {
     throw new FlagError('--upstream-mark', `"${text}" is not a firewall mark; give serve's --upstream-mark (default 0x20000), or 0 for no upstream guard`);
   }
 }
+
+/** A connection count: 0 (no cap) up to 2^32-1, the kernel's limit for both connlimit and ct count. */
+export function parseMaxConnections(text: string): number {
+  if (!/^\d{1,10}$/.test(text) || Number(text) > 0xffffffff) {
+    throw new FlagError('--max-connections-per-source', `"${text}" is not a number of connections; give a whole number such as 512, or 0 for no cap`);
+  }
+  return Number(text);
+}
+
+const maxConnectionsOf = (flags: AgentFlags): number =>
+  flags.maxConnectionsPerSource === undefined ? DEFAULTS.maxConnectionsPerSource : parseMaxConnections(flags.maxConnectionsPerSource);
 
 export function buildConfig(flags: AgentFlags): AgentConfig {
   const backendText = flags.backend ?? DEFAULTS.backend;
@@ -217,6 +247,7 @@ export function buildConfig(flags: AgentFlags): AgentConfig {
     ipv6,
     excludeHostAddresses: !(flags.noExcludeHostAddresses ?? false),
     relaxRpFilter: flags.relaxRpFilter ?? false,
+    maxConnectionsPerSource: maxConnectionsOf(flags),
   };
 }
 
@@ -271,6 +302,7 @@ function buildDnatConfig(flags: AgentFlags, upstreamMark: number): AgentConfig {
     ipv6: false,
     excludeHostAddresses: false,
     relaxRpFilter: false,
+    maxConnectionsPerSource: maxConnectionsOf(flags),
   };
 }
 

@@ -55,6 +55,18 @@ export class TproxyUnavailableError extends AgentError {
   }
 }
 
+/** The per-source connection cap needs conntrack counting (nf_conncount) in the kernel. */
+export class ConnCapUnavailableError extends AgentError {
+  constructor(backend: 'iptables' | 'nftables', detail: string) {
+    super(
+      `the kernel or ${backend === 'iptables' ? 'iptables' : 'nft'} refused the per-source connection cap (--max-connections-per-source): ${detail}`,
+      backend === 'iptables'
+        ? 'load the module (modprobe xt_connlimit, which brings nf_conncount) and check with: iptables -m connlimit -h; or turn the cap off with --max-connections-per-source 0'
+        : 'it needs "ct count" in a dynamic set: Linux >= 4.19.10 with nft_connlimit (modprobe nft_connlimit) and an nftables that accepts a set with flags dynamic; or turn the cap off with --max-connections-per-source 0',
+    );
+  }
+}
+
 export const formatCommand = (command: Command): string =>
   [command.file, ...command.args].map(shellQuote).join(' ');
 

@@ -62,6 +62,20 @@ export interface HostAllowRule {
   readonly port: number;
 }
 
+/**
+ * IPv6 neighbour discovery from source to the host passes: the host learns a
+ * microVM's link-layer address from its neighbour advertisement, sent to the
+ * host's own (link-local or global) address. Rejected, the host cannot reach
+ * any microVM address it has to solicit (a second address, or one whose entry
+ * went stale) and the microVM's IPv6 stops. IPv4's ARP is not IP: no rule needed.
+ */
+export interface HostNdpRule {
+  readonly kind: 'host-ndp';
+  readonly family: 6;
+  readonly source: Cidr;
+  readonly type: 'neighbour-solicitation' | 'neighbour-advertisement';
+}
+
 /** Everything else from source to the host's own addresses is rejected. */
 export interface HostRejectRule {
   readonly kind: 'host-reject';
@@ -119,9 +133,25 @@ export interface DnatRule {
   readonly to: DnatConfig;
 }
 
-export type GuardRule = RepliesRule | TproxiedRule | HostAllowRule | HostRejectRule | QuicAllowRule | QuicRejectRule;
+// The connection cap (filter table: INPUT for TPROXY, OUTPUT after the DNAT for
+// nft-dnat): a new TCP connection to Envoy is refused with a reset at its SYN when
+// its source address already has `limit` open ones. Counted by conntrack, in the
+// kernel, before Envoy accepts anything.
+
+export interface ConnCapRule {
+  readonly kind: 'conn-cap';
+  readonly family: IpFamily;
+  readonly limit: number;
+  /**
+   * Which connections are Envoy's: TPROXYed ones from a microVM range (they carry
+   * the TPROXY mark), or those the nft-dnat rule rewrote to Envoy's address.
+   */
+  readonly match: { readonly source: Cidr; readonly mark: number } | { readonly dnatTo: DnatConfig };
+}
+
+export type GuardRule = RepliesRule | TproxiedRule | HostAllowRule | HostNdpRule | HostRejectRule | QuicAllowRule | QuicRejectRule;
 export type UpstreamRule = UpstreamAllowRule | UpstreamRejectRule;
-export type NetfilterRule = RepliesRule | ExcludeRule | TproxyRule | GuardRule | UpstreamRule | DnatSkipRule | DnatRule;
+export type NetfilterRule = RepliesRule | ExcludeRule | TproxyRule | GuardRule | UpstreamRule | DnatSkipRule | DnatRule | ConnCapRule;
 
 export interface SysctlSetting {
   readonly key: string;
@@ -140,6 +170,8 @@ export interface Plan {
   readonly upstream: readonly UpstreamRule[];
   /** --redirect nft-dnat: nat OUTPUT (then every other list is empty). */
   readonly dnat: readonly (DnatSkipRule | DnatRule)[];
+  /** The per-source connection cap, per family and source range; empty with --max-connections-per-source 0. */
+  readonly cap: readonly ConnCapRule[];
   readonly sysctls: readonly SysctlSetting[];
 }
 
@@ -173,7 +205,7 @@ export function buildPlan(config: AgentConfig, hostAddresses: readonly IpAddress
   }
 
   const sysctls = config.relaxRpFilter && families.includes(4) ? [{ key: 'net.ipv4.conf.all.rp_filter', value: '0' }] : [];
-  return { config, families, routing, rules, guard: guardRules(config, families), upstream: upstreamRules(config, families), dnat: [], sysctls };
+  return { config, families, routing, rules, guard: guardRules(config, families), upstream: upstreamRules(config, families), dnat: [], cap: capRules(config, families), sysctls };
 }
 
 /**
@@ -191,6 +223,9 @@ function guardRules(config: AgentConfig, families: readonly IpFamily[]): GuardRu
       if (config.excludeHostAddresses) {
         for (const port of config.allowHostPorts) {
           for (const protocol of ['tcp', 'udp'] as const) rules.push({ kind: 'host-allow', family, source, protocol, port });
+        }
+        if (family === 6) {
+          for (const type of ['neighbour-solicitation', 'neighbour-advertisement'] as const) rules.push({ kind: 'host-ndp', family, source, type });
         }
         rules.push({ kind: 'host-reject', family, source });
       }
@@ -214,6 +249,15 @@ function upstreamRules(config: AgentConfig, families: readonly IpFamily[]): Upst
   return rules;
 }
 
+/** One rule per microVM range: TCP TPROXYed to Envoy (UDP, DNS, is not counted; nor the host's own ports, which are not TPROXYed). */
+function capRules(config: AgentConfig, families: readonly IpFamily[]): ConnCapRule[] {
+  const limit = config.maxConnectionsPerSource;
+  if (limit === 0) return [];
+  return families.flatMap((family) =>
+    config.sources.filter((s) => s.family === family).map((source): ConnCapRule => ({ kind: 'conn-cap', family, limit, match: { source, mark: config.mark } })),
+  );
+}
+
 /** Seed 000's one DNAT rule, with what must never be sent back to the proxy in front of it. */
 function buildDnatPlan(config: AgentConfig, dnat: DnatConfig): Plan {
   const rules: (DnatSkipRule | DnatRule)[] = [];
@@ -224,7 +268,8 @@ function buildDnatPlan(config: AgentConfig, dnat: DnatConfig): Plan {
     { kind: 'dnat-skip', family: 4, match: { destination: { family: 4, network: dnat.address.value, prefixLength: 32 } } },
     { kind: 'dnat', family: 4, dports: dnat.ports, to: dnat },
   );
-  return { config, families: [4], routing: [], rules: [], guard: [], upstream: [], dnat: rules, sysctls: [] };
+  const cap: ConnCapRule[] = config.maxConnectionsPerSource === 0 ? [] : [{ kind: 'conn-cap', family: 4, limit: config.maxConnectionsPerSource, match: { dnatTo: dnat } }];
+  return { config, families: [4], routing: [], rules: [], guard: [], upstream: [], dnat: rules, cap, sysctls: [] };
 }
 
 /** Host addresses as /32 or /128, sorted so the plan is stable between passes, minus those already excluded. */

@@ -2,9 +2,10 @@
 // sentence (not root, a tool missing, no TPROXY) instead of a failed command.
 import { readFile } from 'node:fs/promises';
 import type { AgentContext } from './context.js';
-import { CommandFailedError, PrivilegeError, TproxyUnavailableError } from './errors.js';
+import { CommandFailedError, ConnCapUnavailableError, PrivilegeError, TproxyUnavailableError } from './errors.js';
+import { explainNft } from './parts/nftables.js';
 import { iptablesTool } from './render/iptables.js';
-import { renderNftScript } from './render/nftables.js';
+import { renderNftScripts } from './render/nftables.js';
 import type { Plan } from './plan.js';
 import { command } from './runner.js';
 
@@ -51,13 +52,19 @@ export async function preflight(
         throw new TproxyUnavailableError('iptables', `${iptablesTool(family)} has no TPROXY extension (libxt_TPROXY)`);
       }
     }
+    for (const family of new Set(plan.cap.map((r) => r.family))) {
+      // Likewise the connlimit extension; its kernel module (xt_connlimit) is checked when the rule goes in.
+      const help = await runner.run(command(iptablesTool(family), '-m', 'connlimit', '-h'));
+      if (!help.stdout.includes('connlimit match options')) {
+        throw new ConnCapUnavailableError('iptables', `${iptablesTool(family)} has no connlimit extension (libxt_connlimit)`);
+      }
+    }
   } else {
     // nft -c runs the whole transaction through the kernel and throws it away.
-    const check = { file: 'nft', args: ['-c', '-f', '-'], input: renderNftScript(plan) };
+    const check = { file: 'nft', args: ['-c', '-f', '-'], input: renderNftScripts(plan) };
     const result = await runner.run(check);
     if (result.exitCode !== 0) {
-      if (/tproxy/i.test(result.stderr)) throw new TproxyUnavailableError('nftables', result.stderr.trim());
-      throw new CommandFailedError(check, result);
+      throw explainNft(result.stderr) ?? new CommandFailedError(check, result);
     }
   }
 }

@@ -1,6 +1,7 @@
 // What `agent status` reports: each expected piece present or missing, and
 // whether anything listens on the TPROXY port(s).
 import { formatCidr } from '../net/ip.js';
+import { type CapRefusals, readCapRefusals } from './capCounters.js';
 import { type Backend, formatMark } from './config.js';
 import type { AgentContext } from './context.js';
 import { type ListenerStatus, familyListener } from './listeners.js';
@@ -20,6 +21,8 @@ export interface StatusReport {
   readonly quicAllowed: readonly string[];
   /** Envoy's marked upstream connections to special addresses are rejected (0: not guarded). */
   readonly upstreamMark: string;
+  /** --max-connections-per-source (0: no cap), and per family how many connections it refused. */
+  readonly connectionCap: { readonly perSource: number; readonly families: readonly CapRefusals[] };
 }
 
 /** Exit codes: 0 all present and listening; 1 a piece missing; 3 all present, nothing listening. */
@@ -38,6 +41,7 @@ export async function status(plan: Plan, context: AgentContext): Promise<StatusR
     }
   }
   const { config } = plan;
+  const refusals = await readCapRefusals(plan, context.runner);
   return {
     backend: config.backend,
     ok: pieces.every((p) => p.present) && listeners.every((l) => l.listening),
@@ -46,6 +50,7 @@ export async function status(plan: Plan, context: AgentContext): Promise<StatusR
     hostPorts: config.excludeHostAddresses ? config.allowHostPorts : 'all',
     quicAllowed: config.allowQuic.map(formatCidr),
     upstreamMark: formatMark(config.upstreamMark),
+    connectionCap: { perSource: config.maxConnectionsPerSource, families: refusals },
   };
 }
 
@@ -71,6 +76,12 @@ export function formatStatus(report: StatusReport): string {
       `  Envoy's upstream sockets marked ${report.upstreamMark}: ${report.upstreamMark === '0x0' ? 'not guarded' : 'refused to special addresses and the host'}`,
     );
   }
+  const cap = report.connectionCap;
+  lines.push(
+    cap.perSource === 0
+      ? '  connections to Envoy per source address: no cap (--max-connections-per-source 0)'
+      : `  connections to Envoy per source address: at most ${cap.perSource}; refused since install: ${cap.families.map((f) => `IPv${f.family} ${f.refused ?? 'unknown (rule missing)'}`).join(', ')}`,
+  );
   const missing = report.pieces.filter((p) => !p.present).length;
   const silent = report.listeners.filter((l) => !l.listening).length;
   if (missing > 0) lines.push(`${missing} of ${report.pieces.length} pieces missing: run "egress-xds agent install" with the same flags`);

@@ -57,6 +57,11 @@ options (--redirect tproxy, the default: microVM traffic to Envoy's transparent 
   --no-exclude-host-addresses   send traffic to the host's own addresses to Envoy too (no host
                                 guard: the policies decide)
   --relax-rp-filter             set net.ipv4.conf.all.rp_filter=0 (weakens reverse-path checks)
+  --max-connections-per-source N
+                                at most N open TCP connections to Envoy per microVM address,
+                                counted by conntrack; one more is refused with a TCP reset at its
+                                SYN, before Envoy accepts it (default 512; 0: no cap). The host's
+                                allowed ports and UDP are not counted
 
 options (--redirect nft-dnat: seed 000, a namespace's own TCP to Envoy's forward proxy):
   --redirect tproxy|nft-dnat    how traffic reaches Envoy (default tproxy)
@@ -66,6 +71,9 @@ options (--redirect nft-dnat: seed 000, a namespace's own TCP to Envoy's forward
   --upstream-mark MARK          Envoy's own marked connections are never redirected (default 0x20000)
   --netns NAME                  work in network namespace NAME (ip netns exec NAME), e.g. a
                                 container's; default: this one
+  --max-connections-per-source N
+                                at most N open connections to Envoy per source address of the
+                                namespace, counted after the DNAT (default 512; 0: no cap)
 
 common:
   --dry-run                     install/uninstall: print the commands, change nothing
@@ -96,6 +104,7 @@ const OPTIONS = {
   'dnat-address': { type: 'string' },
   'dnat-port': { type: 'string', multiple: true },
   netns: { type: 'string' },
+  'max-connections-per-source': { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
   interval: { type: 'string' },
@@ -162,6 +171,7 @@ export function parseAgentArgs(argv: string[]): AgentInvocation | undefined {
     redirect: values.redirect,
     dnatAddress: values['dnat-address'],
     dnatPort: values['dnat-port'],
+    maxConnectionsPerSource: values['max-connections-per-source'],
   });
   const netns = values.netns;
   if (netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(netns)) {

@@ -40,6 +40,11 @@ test('bad flags throw a FlagError naming the flag', () => {
     [['install', '--source', '1.2.3.4/40'], '--source'],
     [['install', '--redirect', 'nft-dnat', '--dnat-address', '10.0.0.2', '--netns', '../etc'], '--netns'],
     [['install', '--allow-host-port', 'ssh'], '--allow-host-port'],
+    [['install', '--max-connections-per-source', '-1'], '--max-connections-per-source'],
+    [['install', '--max-connections-per-source', 'many'], '--max-connections-per-source'],
+    [['status', '--max-connections-per-source', '1.5'], '--max-connections-per-source'],
+    [['install', '--max-connections-per-source', '4294967296'], '--max-connections-per-source'],
+    [['install', '--redirect', 'nft-dnat', '--dnat-address', '10.0.0.2', '--max-connections-per-source', ''], '--max-connections-per-source'],
   ];
   for (const [argv, flag] of cases) {
     assert.throws(() => parseAgentArgs(argv), (e: unknown) => e instanceof FlagError && e.flag === flag, argv.join(' '));
@@ -69,6 +74,10 @@ test('--dry-run prints the exact commands for the defaults and changes nothing',
       'iptables -w 5 -t filter -A EGRESS_XDS_GUARD -s 172.31.0.0/16 -p udp -m udp --dport 443 -j REJECT',
       'iptables -w 5 -t filter -I INPUT 1 -j EGRESS_XDS_GUARD',
       'iptables -w 5 -t filter -I FORWARD 1 -j EGRESS_XDS_GUARD',
+      // The cap (first in INPUT): a TPROXYed SYN from an address with 512 open connections is reset.
+      'iptables -w 5 -t filter -N EGRESS_XDS_CAP',
+      'iptables -w 5 -t filter -A EGRESS_XDS_CAP -s 172.31.0.0/16 -p tcp --syn -m mark --mark 0x1/0x1 -m connlimit --connlimit-above 512 --connlimit-mask 32 --connlimit-saddr -j REJECT --reject-with tcp-reset',
+      'iptables -w 5 -t filter -I INPUT 1 -j EGRESS_XDS_CAP',
       'iptables -w 5 -t mangle -N EGRESS_XDS',
       'iptables -w 5 -t mangle -A EGRESS_XDS -m conntrack --ctdir REPLY -j RETURN',
       'iptables -w 5 -t mangle -A EGRESS_XDS -p tcp -s 172.31.0.0/16 -j TPROXY --tproxy-mark 0x1/0x1 --on-port 15001',
@@ -92,7 +101,7 @@ test('--relax-rp-filter prints the seed\'s warning', () => {
 test('--help exits 0 and lists every flag', () => {
   const result = cli('--help');
   assert.equal(result.status, 0);
-  for (const flag of ['--backend', '--port', '--source', '--mark', '--table', '--udp-port', '--ipv6', '--exclude', '--no-exclude-host-addresses', '--relax-rp-filter', '--dry-run', '--json', '--interval', '--state-dir']) {
+  for (const flag of ['--backend', '--port', '--source', '--mark', '--table', '--udp-port', '--ipv6', '--exclude', '--no-exclude-host-addresses', '--relax-rp-filter', '--max-connections-per-source', '--dry-run', '--json', '--interval', '--state-dir']) {
     assert.ok(result.stdout.includes(flag), flag);
   }
 });

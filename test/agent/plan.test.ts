@@ -3,12 +3,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseIp } from '../../src/net/ip.js';
 import { buildConfig, defaultConfig } from '../../src/agent/config.js';
+import { FlagError } from '../../src/agent/errors.js';
 import { dryRunInstall, dryRunUninstall } from '../../src/agent/apply.js';
 import { formatCommand } from '../../src/agent/errors.js';
 import { parseIpAddrJson } from '../../src/agent/hostAddresses.js';
 import { buildPlan } from '../../src/agent/plan.js';
 import { renderIptables, ruleSpec, splitSaveLine } from '../../src/agent/render/iptables.js';
-import { renderNftRemoveScript, renderNftRules, renderNftScript, renderNftTable } from '../../src/agent/render/nftables.js';
+import { renderNftCapTable, renderNftRemoveScript, renderNftRules, renderNftScript, renderNftScripts, renderNftTable, renderNftTableScript } from '../../src/agent/render/nftables.js';
 import { SPECIAL_RANGES as AGENT_SPECIAL } from '../../src/agent/specialRanges.js';
 import { SPECIAL_RANGES as COMPILE_SPECIAL } from '../../src/compile/specialAddresses.js';
 
@@ -136,10 +137,11 @@ test('the nft script replaces the agent\'s table atomically and fails closed', (
   for (const rule of rules) assert.ok(script.includes(`${rule.text} comment "${rule.id}"`));
   assert.equal(new Set(rules.map((r) => r.id)).size, rules.length);
   assert.equal(renderNftRemoveScript(), 'table inet egress_xds\ndelete table inet egress_xds\n');
-  // The nft backend's dry-run: the policy routing, then one nft -f.
+  // The nft backend's dry-run: the policy routing, then one nft -f per table: the cap's, then this one.
   const steps = dryRunInstall(plan);
-  assert.deepEqual(commandsOf(steps), ['ip rule add fwmark 0x1/0x1 lookup 100', 'ip route add local 0.0.0.0/0 dev lo table 100', 'nft -f -']);
-  assert.equal(steps[2]!.command.input, script);
+  assert.deepEqual(commandsOf(steps), ['ip rule add fwmark 0x1/0x1 lookup 100', 'ip route add local 0.0.0.0/0 dev lo table 100', 'nft -f -', 'nft -f -']);
+  assert.match(steps[2]!.command.input!, /^table inet egress_xds_cap\n/);
+  assert.equal(steps[3]!.command.input, script);
 });
 
 test('--relax-rp-filter adds the sysctl, before the rules', () => {
@@ -191,6 +193,9 @@ test('the guards: host ports, QUIC and Envoy\'s marked upstream, per family, fro
     '-m mark --mark 0x1/0x1 -j RETURN',
     '-s fd00:31::/64 -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 53 -j RETURN',
     '-s fd00:31::/64 -p udp -m addrtype --dst-type LOCAL -m udp --dport 53 -j RETURN',
+    // Neighbour discovery: the host must hear a microVM's advertisements, sent to its own address.
+    '-s fd00:31::/64 -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -j RETURN',
+    '-s fd00:31::/64 -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-advertisement -j RETURN',
     '-s fd00:31::/64 -m addrtype --dst-type LOCAL -j REJECT',
     '-s fd00:31::/64 -p udp -m udp --dport 443 -j REJECT',
   ]);
@@ -216,6 +221,7 @@ test('the guards: host ports, QUIC and Envoy\'s marked upstream, per family, fro
   assert.deepEqual(table.chains.map((c) => `${c.name}:${c.hook.hook}`), ['prerouting:prerouting', 'input:input', 'forward:forward', 'output:output']);
   assert.deepEqual(table.chains[1]!.rules, table.chains[2]!.rules);
   assert.ok(table.chains[1]!.rules.some((r) => r.text === 'ip6 saddr fd00:31::/64 fib daddr type local reject'));
+  assert.ok(table.chains[1]!.rules.some((r) => r.text === 'ip6 saddr fd00:31::/64 icmpv6 type nd-neighbor-advert return'));
   assert.ok(table.chains[3]!.rules.some((r) => r.text === 'meta mark & 0x20000 == 0x20000 ip6 daddr ::ffff:0:0/96 reject'));
 });
 
@@ -240,12 +246,20 @@ test('--redirect nft-dnat: seed 000\'s rule in its own table, after what must ne
       'table ip egress_xds_dnat',
       'delete table ip egress_xds_dnat',
       'table ip egress_xds_dnat {',
+      '\tset egress_conn4 {',
+      '\t\ttype ipv4_addr; size 65535; flags dynamic;',
+      '\t}',
       '\tchain output {',
       '\t\ttype nat hook output priority -100; policy accept;',
       '\t\tmeta mark & 0x20000 == 0x20000 return',
       '\t\tip daddr 127.0.0.0/8 return',
       '\t\tip daddr 172.20.0.2/32 return',
       '\t\ttcp dport { 443, 8443 } dnat to 172.20.0.2:10001',
+      '\t}',
+      // After the DNAT (filter priority), so Envoy's address and port say which connections are Envoy's.
+      '\tchain conncap {',
+      '\t\ttype filter hook output priority filter; policy accept;',
+      '\t\ttcp flags & (fin | syn | rst | ack) == syn ct status dnat ip daddr 172.20.0.2 tcp dport 10001 add @egress_conn4 { ip saddr ct count over 512 } counter reject with tcp reset',
       '\t}',
       '}',
       '',
@@ -256,4 +270,85 @@ test('--redirect nft-dnat: seed 000\'s rule in its own table, after what must ne
   const one = renderNftScript(buildPlan(buildConfig({ redirect: 'nft-dnat', dnatAddress: '10.0.0.9', port: '10443', upstreamMark: '0' })));
   assert.match(one, /\n\t\ttcp dport 443 dnat to 10\.0\.0\.9:10443 comment/);
   assert.ok(!one.includes('meta mark'));
+});
+
+test('the connection cap: one rule per microVM range and family, per address (mask 32 / 128), TCP to Envoy only', () => {
+  const config = buildConfig({ ipv6: true, source: ['172.31.0.0/16', '10.9.0.0/24', 'fd00:31::/64'], allowHostPort: ['53'], udpPort: '15053', maxConnectionsPerSource: '3' });
+  const plan = buildPlan(config, [ip('192.0.2.1')]);
+  assert.deepEqual(
+    plan.cap.map((r) => `${r.family} ${r.limit}`),
+    ['4 3', '4 3', '6 3'],
+  );
+  const cap = (family: 4 | 6) => plan.cap.filter((r) => r.family === family).map((r) => ruleSpec(r).join(' '));
+  const tail = (mask: number) => `-m connlimit --connlimit-above 3 --connlimit-mask ${mask} --connlimit-saddr -j REJECT --reject-with tcp-reset`;
+  assert.deepEqual(cap(4), [
+    `-s 172.31.0.0/16 -p tcp --syn -m mark --mark 0x1/0x1 ${tail(32)}`,
+    `-s 10.9.0.0/24 -p tcp --syn -m mark --mark 0x1/0x1 ${tail(32)}`,
+  ]);
+  assert.deepEqual(cap(6), [`-s fd00:31::/64 -p tcp --syn -m mark --mark 0x1/0x1 ${tail(128)}`]);
+
+  // iptables: its own filter chain per family, jumped to first from INPUT (where TPROXYed packets are delivered),
+  // installed before the TPROXY rules so no connection reaches Envoy uncapped; removed with the rest.
+  const commands = commandsOf(dryRunInstall(plan));
+  for (const tool of ['iptables', 'ip6tables']) {
+    assert.ok(commands.includes(`${tool} -w 5 -t filter -N EGRESS_XDS_CAP`), tool);
+    assert.ok(commands.includes(`${tool} -w 5 -t filter -I INPUT 1 -j EGRESS_XDS_CAP`), tool);
+    assert.ok(!commands.includes(`${tool} -w 5 -t filter -I FORWARD 1 -j EGRESS_XDS_CAP`), `${tool}: a TPROXYed packet is never forwarded`);
+    assert.ok(commands.indexOf(`${tool} -w 5 -t filter -I INPUT 1 -j EGRESS_XDS_CAP`) < commands.indexOf(`${tool} -w 5 -t mangle -A PREROUTING -j EGRESS_XDS`), tool);
+  }
+  const removal = commandsOf(dryRunUninstall(plan));
+  for (const tool of ['iptables', 'ip6tables']) {
+    assert.ok(removal.includes(`${tool} -w 5 -t filter -D INPUT -j EGRESS_XDS_CAP`) && removal.includes(`${tool} -w 5 -t filter -X EGRESS_XDS_CAP`), tool);
+  }
+
+  // nftables: a table of its own (the TPROXY table is rewritten when the host's addresses change, which would
+  // empty the sets), a filter chain on the input hook and a dynamic set per family.
+  const nftPlan = buildPlan({ ...config, backend: 'nftables' }, []);
+  assert.ok(!renderNftScript(nftPlan).includes('conncap') && !renderNftTable(nftPlan).chains.some((c) => c.name === 'conncap'));
+  const table = renderNftCapTable(nftPlan);
+  assert.equal(`${table.family} ${table.name}`, 'inet egress_xds_cap');
+  assert.deepEqual(table.chains.map((c) => c.name), ['conncap']);
+  assert.deepEqual(table.sets, [
+    { name: 'egress_conn4', type: 'ipv4_addr', size: 65535 },
+    { name: 'egress_conn6', type: 'ipv6_addr', size: 65535 },
+  ]);
+  const conncap = table.chains.find((c) => c.name === 'conncap')!;
+  assert.deepEqual(conncap.hook, { type: 'filter', hook: 'input', priorityName: 'filter', priority: 0, policy: 'accept' });
+  const syn = 'tcp flags & (fin | syn | rst | ack) == syn';
+  assert.deepEqual(conncap.rules.map((r) => r.text), [
+    `meta mark & 0x1 == 0x1 ip saddr 172.31.0.0/16 ${syn} add @egress_conn4 { ip saddr ct count over 3 } counter reject with tcp reset`,
+    `meta mark & 0x1 == 0x1 ip saddr 10.9.0.0/24 ${syn} add @egress_conn4 { ip saddr ct count over 3 } counter reject with tcp reset`,
+    `meta mark & 0x1 == 0x1 ip6 saddr fd00:31::/64 ${syn} add @egress_conn6 { ip6 saddr ct count over 3 } counter reject with tcp reset`,
+  ]);
+  const script = renderNftTableScript(table);
+  assert.ok(renderNftScripts(nftPlan).startsWith(script), 'preflight checks the cap table too');
+  const installs = commandsOf(dryRunInstall(nftPlan));
+  assert.deepEqual(installs, ['ip rule add fwmark 0x1/0x1 lookup 100', 'ip route add local 0.0.0.0/0 dev lo table 100', 'ip -6 rule add fwmark 0x1/0x1 lookup 100', 'ip -6 route add local ::/0 dev lo table 100', 'nft -f -', 'nft -f -']);
+  assert.equal(dryRunInstall(nftPlan)[4]!.command.input, script, 'the cap table first, before the TPROXY rules');
+  assert.deepEqual(commandsOf(dryRunUninstall(nftPlan)).slice(0, 2), ['nft delete table inet egress_xds', 'nft delete table inet egress_xds_cap']);
+  assert.match(script, /^table inet egress_xds_cap \{\n\tset egress_conn4 \{\n\t\ttype ipv4_addr; size 65535; flags dynamic;\n\t\}\n\tset egress_conn6 \{\n\t\ttype ipv6_addr; size 65535; flags dynamic;\n\t\}\n\tchain conncap \{/m);
+  assert.match(script, /\tchain conncap \{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tmeta mark & 0x1 == 0x1 ip saddr 172\.31\.0\.0\/16 /);
+});
+
+test('the connection cap\'s default is 512; IPv4 only without --ipv6; --max-connections-per-source 0 adds nothing, on either backend or redirect', () => {
+  assert.deepEqual(buildPlan(noHost()).cap.map((r) => `${r.family} ${r.limit}`), ['4 512']);
+  for (const backend of ['iptables', 'nftables'] as const) {
+    const off = buildPlan(noHost({ backend, maxConnectionsPerSource: '0', ipv6: true, source: ['172.31.0.0/16', 'fd00::/64'] }));
+    assert.deepEqual(off.cap, []);
+    const text = backend === 'iptables' ? commandsOf(dryRunInstall(off)).join('\n') : dryRunInstall(off).map((step) => `${formatCommand(step.command)}\n${step.command.input ?? ''}`).join('');
+    assert.ok(!/EGRESS_XDS_CAP|conncap|egress_conn|connlimit|ct count/.test(text), `${backend}: ${text}`);
+    // Uninstall still looks for the cap chain an earlier install may have added.
+    if (backend === 'iptables') assert.ok(commandsOf(dryRunUninstall(buildPlan(noHost({ maxConnectionsPerSource: '0' })))).length > 0);
+  }
+  const dnatOff = renderNftScript(buildPlan(buildConfig({ redirect: 'nft-dnat', dnatAddress: '10.0.0.9', maxConnectionsPerSource: '0' })));
+  assert.ok(!/conncap|egress_conn|ct count/.test(dnatOff), dnatOff);
+  assert.ok(!/set /.test(dnatOff));
+});
+
+test('--max-connections-per-source: a whole number from 0 to 2^32-1, else a FlagError naming it', () => {
+  assert.equal(buildConfig({ maxConnectionsPerSource: '4294967295' }).maxConnectionsPerSource, 4294967295);
+  assert.equal(buildConfig({ maxConnectionsPerSource: '0' }).maxConnectionsPerSource, 0);
+  for (const bad of ['', '-1', '1e3', '0x10', '4294967296', ' 5', 'ten']) {
+    assert.throws(() => buildConfig({ maxConnectionsPerSource: bad }), (e: unknown) => e instanceof FlagError && e.flag === '--max-connections-per-source', JSON.stringify(bad));
+  }
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { buildConfig } from '../../src/agent/config.js';
-import { PrivilegeError, ToolMissingError, TproxyUnavailableError } from '../../src/agent/errors.js';
+import { ConnCapUnavailableError, PrivilegeError, ToolMissingError, TproxyUnavailableError } from '../../src/agent/errors.js';
 import { buildPlan } from '../../src/agent/plan.js';
 import { preflight } from '../../src/agent/preflight.js';
 import { execaRunner } from '../../src/agent/runner.js';
@@ -58,4 +58,30 @@ test('the CLI without CAP_NET_ADMIN exits 1, says so, and changes nothing', { sk
   } finally {
     await ns.delete();
   }
+});
+
+test('iptables without the connlimit extension: a ConnCapUnavailableError naming the flag that turns the cap off, before anything changes', async () => {
+  const host = fakeHost((text) => (/ -j TPROXY -h$/.test(text) ? { exitCode: 0, stdout: 'TPROXY target options:\n', stderr: '' } : undefined));
+  await assert.rejects(preflight(plan(), { runner: host, stateDir: '/x' }, 'install', root), (e: unknown) => {
+    assert.ok(e instanceof ConnCapUnavailableError, String(e));
+    assert.match(e.message, /connlimit/);
+    assert.match(e.hint ?? '', /modprobe xt_connlimit/);
+    assert.match(e.hint ?? '', /--max-connections-per-source 0/);
+    return true;
+  });
+  assert.ok(host.log.every((c) => !/ -[ANI] /.test(c)), 'nothing was changed');
+  // With the cap off, connlimit is not asked for.
+  const off = fakeHost((text) => (/ -j TPROXY -h$/.test(text) ? { exitCode: 0, stdout: 'TPROXY target options:\n', stderr: '' } : undefined));
+  await preflight(buildPlan(buildConfig({ noExcludeHostAddresses: true, maxConnectionsPerSource: '0' })), { runner: off, stateDir: '/x' }, 'install', root);
+  assert.ok(!off.log.some((c) => c.includes('connlimit')));
+});
+
+test('nft refusing the cap\'s ct count in the check run is reported as the cap, not as a failed command', async () => {
+  const stderr = '/dev/stdin:12:3-200: Error: Could not process rule: No such file or directory\nmeta mark & 0x1 == 0x1 ip saddr 172.31.0.0/16 tcp flags & (fin | syn | rst | ack) == syn add @egress_conn4 { ip saddr ct count over 512 } counter reject with tcp reset';
+  const host = fakeHost((text) => (text === 'nft -c -f -' ? { exitCode: 1, stdout: '', stderr } : undefined));
+  await assert.rejects(preflight(plan('nftables'), { runner: host, stateDir: '/x' }, 'install', root), (e: unknown) => {
+    assert.ok(e instanceof ConnCapUnavailableError, String(e));
+    assert.match(e.hint ?? '', /nft_connlimit/);
+    return true;
+  });
 });

@@ -20,9 +20,15 @@ for (const backend of ['iptables', 'nftables'] as const) {
     assert.ok(steps.length >= 3);
     for (let n = 0; n < steps.length; n++) {
       const target = formatCommand(steps[n]!.command);
-      const host = fakeHost((text) => (text === target ? failed : undefined));
+      // Two steps may print alike (nft -f - for two tables): the script tells them apart.
+      let failedAt = -1;
+      const host = fakeHost((text, input) => {
+        if (failedAt >= 0 || text !== target || input !== steps[n]!.command.input) return undefined;
+        failedAt = host.log.length;
+        return failed;
+      });
       await assert.rejects(install(plan, { runner: host, stateDir: '/nonexistent' }), AgentError);
-      const after = host.log.slice(host.log.indexOf(target) + 1);
+      const after = host.log.slice(failedAt);
       const undos = steps.slice(0, n).reverse().flatMap((s) => s.undo.map(formatCommand));
       assert.deepEqual(after, undos, `failing step ${n + 1} (${target})`);
     }

@@ -1,6 +1,8 @@
 // Issue 7 points 2 and 3 with a real Envoy behind the agent's TPROXY rules: a guest that
 // dials an address of its choosing with an allowed SNI is connected to the NAME (resolved by
-// Envoy), never to the address it dialled; a name it is not allowed is refused.
+// Envoy), never to the address it dialled; a name it is not allowed is refused. Point 5 on the
+// agent's side: its kernel cap refuses a guest's connection beyond --max-connections-per-source
+// before Envoy accepts it, even while the others wait in tls_inspector.
 //
 //   microvm  m0 10.250.1.2/30 ──veth── h0 10.250.1.1/30  host (agent rules, Envoy)
 //                                      h1 10.250.2.1/30 ──veth── u0 10.250.2.2/30  upstream
@@ -24,6 +26,7 @@ import { buildBootstrap, XDS_CLUSTER } from '../../src/bootstrap/envoyBootstrap.
 import { TypeUrl } from '../../src/envoy/typeUrls.js';
 import { silentLogger } from '../../src/log.js';
 import { startControlPlane, type ControlPlane } from '../../src/server/controlPlane.js';
+import { startHoldingClient } from '../agent/support/holder.js';
 import { type Listener, startListener, startPython } from '../agent/support/listener.js';
 import { microvmHostUpstream, type Netns, tproxySkipReason } from '../agent/support/netns.js';
 import { stopEnvoy, until } from './envoyProcess.js';
@@ -115,13 +118,16 @@ describe('a real Envoy behind TPROXY dials the allowed name, not the address the
   let envoy: ChildProcess | undefined;
   let envoyLog = '';
   let mvm: Netns;
+  let host: Netns;
   let adminSocket: string;
+  const agentFlags = ['--source', '10.250.1.0/30', '--port', String(LISTENER_PORT), '--allow-upstream-cidr', `${NAMED}/32`];
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'egress-xds-envoy-tproxy-'));
     const made = await microvmHostUpstream(namespaces, [NAMED, DIALLED]);
     mvm = made.mvm;
-    const { host, up } = made;
+    host = made.host;
+    const { up } = made;
     listeners.push(await startListener(up, 'named', NAMED, PORT, false));
     listeners.push(await startListener(up, 'dialled', DIALLED, PORT, false));
     listeners.push(await startPython(up, 'dns', DNS_SERVER, [NAMED, `allowed.test=${NAMED}`]));
@@ -142,7 +148,7 @@ describe('a real Envoy behind TPROXY dials the allowed name, not the address the
     // The agent's rules in the host namespace: TPROXY from the microVM to Envoy, and the
     // upstream guard, which lets Envoy's marked sockets reach this private range only because
     // it is named (a name resolving to 10.250.3.1 is otherwise a special address: refused).
-    const installed = await host.cli('install', '--source', '10.250.1.0/30', '--port', String(LISTENER_PORT), '--allow-upstream-cidr', `${NAMED}/32`);
+    const installed = await host.cli('install', ...agentFlags);
     assert.equal(installed.exitCode, 0, installed.stderr);
 
     const bootstrap = buildBootstrap({ nodeId: 'envoy-tproxy', cluster: 'it', xdsHost: '127.0.0.1', xdsPort: 1, delta: false, adminPort: 1 });
@@ -185,6 +191,31 @@ describe('a real Envoy behind TPROXY dials the allowed name, not the address the
   test('the same SNI to the name\'s own address reaches it too', async () => {
     const answer = await dialWithSni(mvm, NAMED, PORT, 'allowed.test');
     assert.equal(answer.who, 'named', JSON.stringify(answer));
+  });
+
+  test('the agent\'s kernel cap: a 3rd connection, while two wait in tls_inspector, is refused before Envoy accepts it', async () => {
+    const capped = await host.cli('install', ...agentFlags, '--max-connections-per-source', '2');
+    assert.equal(capped.exitCode, 0, capped.stderr);
+    // Envoy's own count of the connections its listener accepted.
+    const accepted = async (): Promise<number> => {
+      const stats = await envoyAdmin(adminSocket, '/stats?filter=downstream_cx_total');
+      const line = stats.split('\n').find((l) => new RegExp(`^listener\\.[^ ]*_${LISTENER_PORT}\\.downstream_cx_total: `).test(l));
+      return Number(line?.split(': ')[1] ?? NaN);
+    };
+    const before = await accepted();
+    assert.ok(Number.isFinite(before), 'the listener\'s downstream_cx_total is readable');
+    const client = await startHoldingClient(mvm);
+    try {
+      // No ClientHello: the connections sit in tls_inspector, where connection_limit cannot see them.
+      for (let i = 0; i < 2; i++) assert.ok((await client.open('10.250.1.2', DIALLED, PORT)).id, `connection ${i + 1}`);
+      assert.deepEqual(await client.open('10.250.1.2', DIALLED, PORT), { error: 'ConnectionRefusedError' }, 'the 3rd is reset at its SYN');
+      await until('Envoy accepted the two', async () => ((await accepted()) === before + 2 ? true : undefined), 10_000);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(await accepted(), before + 2, 'Envoy never saw the 3rd');
+    } finally {
+      await client.stop();
+      assert.equal((await host.cli('install', ...agentFlags)).exitCode, 0, 'back to the default cap');
+    }
   });
 
   test('an SNI no policy allows reaches nothing, and the refusal is logged', async () => {

@@ -2,7 +2,7 @@
 // -C and plain edits are used, which both print and accept alike). One part per
 // agent chain and family (render/iptables.ts lists them): the chain, its rules,
 // and one jump from each of its hooks.
-import { CommandFailedError, TproxyUnavailableError } from '../errors.js';
+import { CommandFailedError, ConnCapUnavailableError, TproxyUnavailableError } from '../errors.js';
 import { type IptablesChain, chainCommands, iptablesTool, splitSaveLine } from '../render/iptables.js';
 import type { CommandResult, Runner } from '../runner.js';
 import type { Step } from '../steps.js';
@@ -34,11 +34,15 @@ export function iptablesPart(chain: IptablesChain): Part {
     /TPROXY|No chain\/target\/match|not supported|missing kernel module|Couldn't load|No such file or directory/i.test(result.stderr)
       ? new TproxyUnavailableError('iptables', result.stderr.trim() || `exit ${result.exitCode}`)
       : undefined;
+  const explainConnlimit = (result: CommandResult) =>
+    /connlimit|No chain\/target\/match|not supported|missing kernel module|Couldn't load|No such file or directory/i.test(result.stderr)
+      ? new ConnCapUnavailableError('iptables', result.stderr.trim() || `exit ${result.exitCode}`)
+      : undefined;
   const addStep = (spec: string[], position?: number): Step => ({
     description: `add ${show(spec)}`,
     command: position === undefined ? cmd.append(spec) : cmd.insert(position, spec),
     undo: [cmd.delete(spec)],
-    ...(spec.includes('TPROXY') ? { explain: explainTproxy } : {}),
+    ...(spec.includes('TPROXY') ? { explain: explainTproxy } : spec.includes('connlimit') ? { explain: explainConnlimit } : {}),
   });
 
   const state = (observed: Observed): PartState => {

@@ -1,7 +1,7 @@
 // The netfilter rules with nftables: one of the agent's own tables, written whole
 // and atomically with `nft -f`, removed with one delete.
 import { NFT_CHAIN } from '../config.js';
-import { CommandFailedError, TproxyUnavailableError } from '../errors.js';
+import { type AgentError, CommandFailedError, ConnCapUnavailableError, TproxyUnavailableError } from '../errors.js';
 import { type NftTable, renderNftRemoveScript, renderNftRestoreScript, renderNftTableScript } from '../render/nftables.js';
 import { type Command, type Runner, command } from '../runner.js';
 import type { Step } from '../steps.js';
@@ -16,11 +16,26 @@ interface ObservedChain {
   ruleIds: string[];
 }
 
+interface ObservedSet {
+  type?: string | undefined;
+}
+
 interface Observed {
   tableExists: boolean;
   chains: Map<string, ObservedChain>;
+  sets: Map<string, ObservedSet>;
   /** `nft list table` text, to put the old table back on rollback. */
   saved: string | undefined;
+}
+
+/**
+ * nft prints the script line it could not process; which feature that line uses
+ * says what the kernel lacks (tproxy: nft_tproxy; ct count: nft_connlimit).
+ */
+export function explainNft(stderr: string): AgentError | undefined {
+  if (/tproxy/i.test(stderr)) return new TproxyUnavailableError('nftables', stderr.trim());
+  if (/ct count|egress_conn[46]|connlimit/i.test(stderr)) return new ConnCapUnavailableError('nftables', stderr.trim());
+  return undefined;
 }
 
 export const nftApply = (script: string): Command => ({ file: 'nft', args: ['-f', '-'], input: script });
@@ -45,8 +60,19 @@ export function nftablesPart(table: NftTable): Part {
       return got !== undefined && got.type === want.hook.type && got.hook === want.hook.hook && got.prio === want.hook.priority && got.policy === want.hook.policy;
     };
     const others = [...observed.chains.keys()].filter((name) => !expectedNames.has(name));
+    const otherSets = [...observed.sets.keys()].filter((name) => !table.sets.some((s) => s.name === name));
     const pieces: PieceStatus[] = [{ id: table.family === 'inet' ? 'nft-table' : `nft-table/${table.name}`, description: tableText, present: observed.tableExists }];
-    let exact = observed.tableExists && others.length === 0;
+    let exact = observed.tableExists && others.length === 0 && otherSets.length === 0;
+    for (const set of table.sets) {
+      const got = observed.sets.get(set.name);
+      // The type only: nft -j (1.0.6) does not list a set's dynamic flag, though `nft list` does.
+      const setOk = got !== undefined && got.type === set.type;
+      exact &&= setOk;
+      pieces.push({ id: `nft-set/${set.name}`, description: `nft set ${table.family} ${table.name} ${set.name} (type ${set.type}; flags dynamic)`, present: setOk });
+    }
+    if (otherSets.length > 0) {
+      pieces.push({ id: `nft-no-other-sets${table.family === 'inet' ? '' : `/${table.name}`}`, description: `${tableText} holds no other set`, present: false, detail: `also: ${otherSets.join(', ')}` });
+    }
     for (const chain of table.chains) {
       const suffix = chainSuffix(table, chain.name);
       const got = observed.chains.get(chain.name);
@@ -80,7 +106,7 @@ export function nftablesPart(table: NftTable): Part {
           description: `${observed.tableExists ? 'rewrite' : 'create'} ${tableText} (atomically, nft -f)`,
           command: nftApply(script),
           undo: [nftApply(undo)],
-          explain: (result) => (/tproxy/i.test(result.stderr) ? new TproxyUnavailableError('nftables', result.stderr.trim()) : undefined),
+          explain: (result) => explainNft(result.stderr),
         },
       ];
     };
@@ -96,13 +122,14 @@ export function nftablesPart(table: NftTable): Part {
     chains: new Map(
       table.chains.map((c) => [c.name, { type: c.hook.type, hook: c.hook.hook, prio: c.hook.priority, policy: c.hook.policy, ruleIds: c.rules.map((r) => r.id) }]),
     ),
+    sets: new Map(table.sets.map((s) => [s.name, { type: s.type }])),
     saved: undefined,
   });
 
   return {
     name: tableText,
     observe: async ({ runner }) => state(await observe(runner, listJson(), listText())),
-    assumeAbsent: () => state({ tableExists: false, chains: new Map(), saved: undefined }),
+    assumeAbsent: () => state({ tableExists: false, chains: new Map(), sets: new Map(), saved: undefined }),
     assumePresent: () => state(present()),
   };
 }
@@ -115,6 +142,11 @@ interface NftJsonChain {
   policy?: string;
 }
 
+interface NftJsonSet {
+  name?: string;
+  type?: string;
+}
+
 interface NftJsonRule {
   chain?: string;
   comment?: string;
@@ -123,7 +155,7 @@ interface NftJsonRule {
 async function observe(runner: Runner, listJson: Command, listText: Command): Promise<Observed> {
   const result = await runner.run(listJson);
   if (result.exitCode !== 0) {
-    if (/No such file or directory|does not exist/i.test(result.stderr)) return { tableExists: false, chains: new Map(), saved: undefined };
+    if (/No such file or directory|does not exist/i.test(result.stderr)) return { tableExists: false, chains: new Map(), sets: new Map(), saved: undefined };
     throw new CommandFailedError(listJson, result);
   }
   const items = ((JSON.parse(result.stdout) as { nftables?: unknown[] }).nftables ?? []) as Record<string, unknown>[];
@@ -136,6 +168,11 @@ async function observe(runner: Runner, listJson: Command, listText: Command): Pr
     const rule = item['rule'] as NftJsonRule | undefined;
     if (rule?.chain !== undefined) chains.get(rule.chain)?.ruleIds.push(rule.comment ?? '');
   }
+  const sets = new Map<string, ObservedSet>();
+  for (const item of items) {
+    const set = item['set'] as NftJsonSet | undefined;
+    if (set?.name !== undefined) sets.set(set.name, { type: set.type });
+  }
   const saved = await runner.run(listText);
-  return { tableExists: true, chains, saved: saved.exitCode === 0 ? saved.stdout : undefined };
+  return { tableExists: true, chains, sets, saved: saved.exitCode === 0 ? saved.stdout : undefined };
 }

@@ -4,8 +4,12 @@
 //   mangle EGRESS_XDS           from PREROUTING       the TPROXY rules (seed §6.4)
 //   filter EGRESS_XDS_GUARD     from INPUT, FORWARD   the host's own ports, QUIC
 //   filter EGRESS_XDS_UPSTREAM  from OUTPUT           Envoy's marked upstream to special addresses
+//   filter EGRESS_XDS_CAP       from INPUT            the per-source connection cap
+// The cap is in filter INPUT because REJECT is valid only in the filter table, and
+// a TPROXYed SYN passes there: the fwmark rule routes it to the local table, so it
+// is delivered locally (INPUT), never forwarded.
 import { type IpFamily, formatCidr } from '../../net/ip.js';
-import { IPTABLES_CHAIN, IPTABLES_GUARD_CHAIN, IPTABLES_UPSTREAM_CHAIN, formatMark } from '../config.js';
+import { IPTABLES_CAP_CHAIN, IPTABLES_CHAIN, IPTABLES_GUARD_CHAIN, IPTABLES_UPSTREAM_CHAIN, formatMark } from '../config.js';
 import { type NetfilterRule, type Plan, rulesOf } from '../plan.js';
 import { type Command, command } from '../runner.js';
 
@@ -32,6 +36,8 @@ export function ruleSpec(rule: NetfilterRule): string[] {
       return [...markIs(rule.mark), '-j', 'RETURN'];
     case 'host-allow':
       return ['-s', formatCidr(rule.source), '-p', rule.protocol, ...local, '-m', rule.protocol, '--dport', String(rule.port), '-j', 'RETURN'];
+    case 'host-ndp':
+      return ['-s', formatCidr(rule.source), '-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', rule.type, '-j', 'RETURN'];
     case 'host-reject':
       return ['-s', formatCidr(rule.source), ...local, '-j', 'REJECT'];
     case 'quic-allow':
@@ -42,6 +48,17 @@ export function ruleSpec(rule: NetfilterRule): string[] {
       return ['-d', formatCidr(rule.destination), ...markIs(rule.mark), '-j', 'RETURN'];
     case 'upstream-reject':
       return rule.destination === 'local' ? [...markIs(rule.mark), ...local, '-j', 'REJECT'] : ['-d', formatCidr(rule.destination), ...markIs(rule.mark), '-j', 'REJECT'];
+    case 'conn-cap': {
+      if (!('source' in rule.match)) throw new Error('--redirect nft-dnat is rendered for nftables only');
+      // connlimit counts the connections whose packets it saw and conntrack still
+      // holds open; seeing only SYNs of TPROXYed connections (the mark), it counts
+      // exactly the connections sent to Envoy. Mask: per address, not per range.
+      return [
+        '-s', formatCidr(rule.match.source), '-p', 'tcp', '--syn', ...markIs(rule.match.mark),
+        '-m', 'connlimit', '--connlimit-above', String(rule.limit), '--connlimit-mask', rule.family === 4 ? '32' : '128', '--connlimit-saddr',
+        '-j', 'REJECT', '--reject-with', 'tcp-reset',
+      ];
+    }
     case 'dnat-skip':
     case 'dnat':
       throw new Error('--redirect nft-dnat is rendered for nftables only');
@@ -60,17 +77,18 @@ export interface IptablesChain {
    * earlier ACCEPT in INPUT must not open the host to microVMs).
    */
   readonly jumpAt: 'end' | 'start';
-  /** "" for the TPROXY chain (its piece ids predate the others), else "guard" / "upstream". */
+  /** "" for the TPROXY chain (its piece ids predate the others), else "guard" / "upstream" / "cap". */
   readonly key: string;
   readonly specs: readonly (readonly string[])[];
 }
 
-/** Per family, the agent's chains in install order, those with rules only (all three for uninstall). */
+/** Per family, the agent's chains in install order, those with rules only (all of them for uninstall). */
 export function iptablesChains(plan: Plan, family: IpFamily, all = false): IptablesChain[] {
   const chains: IptablesChain[] = [
     { family, table: 'mangle', chain: IPTABLES_CHAIN, hooks: ['PREROUTING'], jumpAt: 'end', key: '', specs: rulesOf(plan, family).map(ruleSpec) },
     { family, table: 'filter', chain: IPTABLES_GUARD_CHAIN, hooks: ['INPUT', 'FORWARD'], jumpAt: 'start', key: 'guard', specs: plan.guard.filter((r) => r.family === family).map(ruleSpec) },
     { family, table: 'filter', chain: IPTABLES_UPSTREAM_CHAIN, hooks: ['OUTPUT'], jumpAt: 'start', key: 'upstream', specs: plan.upstream.filter((r) => r.family === family).map(ruleSpec) },
+    { family, table: 'filter', chain: IPTABLES_CAP_CHAIN, hooks: ['INPUT'], jumpAt: 'start', key: 'cap', specs: plan.cap.filter((r) => r.family === family).map(ruleSpec) },
   ];
   return all ? chains : chains.filter((c) => c.specs.length > 0);
 }

@@ -6,11 +6,17 @@
 //   prerouting  (filter, mangle priority)  the TPROXY rules     = iptables mangle EGRESS_XDS
 //   input, forward (filter priority)       host guard and QUIC  = iptables filter EGRESS_XDS_GUARD
 //   output      (filter priority)          the upstream guard   = iptables filter EGRESS_XDS_UPSTREAM
+// table inet egress_xds_cap (--redirect tproxy, its own table: see NFT_CAP_TABLE):
+//   conncap     (filter priority, input)   the connection cap   = iptables filter EGRESS_XDS_CAP
 // table ip egress_xds_dnat (--redirect nft-dnat):
 //   output      (nat, priority -100)       seed 000's DNAT
+//   conncap     (filter priority, output)  the connection cap, after the DNAT (it matches Envoy's address)
+// The cap counts with `ct count` in a dynamic set of source addresses
+// (egress_conn4/6): one element per address, each with its own conntrack count,
+// dropped by the kernel when its count falls to zero.
 import { createHash } from 'node:crypto';
-import { formatCidr, formatIp } from '../../net/ip.js';
-import { NFT_CHAIN, NFT_DNAT_CHAIN, NFT_DNAT_TABLE, NFT_TABLE, formatMark } from '../config.js';
+import { type IpFamily, formatCidr, formatIp } from '../../net/ip.js';
+import { NFT_CAP_CHAIN, NFT_CAP_TABLE, NFT_CHAIN, NFT_DNAT_CHAIN, NFT_DNAT_TABLE, NFT_TABLE, formatMark, nftCapSet } from '../config.js';
 import type { NetfilterRule, Plan } from '../plan.js';
 
 export interface NftRule {
@@ -35,9 +41,18 @@ export interface NftChain {
   readonly rules: readonly NftRule[];
 }
 
+/** A set the packet path fills (flags dynamic): the cap's source addresses. */
+export interface NftSet {
+  readonly name: string;
+  readonly type: 'ipv4_addr' | 'ipv6_addr';
+  /** Addresses tracked at once; a full set adds none, and a new address then passes uncapped. */
+  readonly size: number;
+}
+
 export interface NftTable {
   readonly family: 'inet' | 'ip';
   readonly name: string;
+  readonly sets: readonly NftSet[];
   readonly chains: readonly NftChain[];
 }
 
@@ -66,6 +81,8 @@ function ruleTexts(rule: NetfilterRule): string[] {
       return [`${markIs(rule.mark)} return`];
     case 'host-allow':
       return [`${f} saddr ${formatCidr(rule.source)} fib daddr type local ${rule.protocol} dport ${rule.port} return`];
+    case 'host-ndp':
+      return [`ip6 saddr ${formatCidr(rule.source)} icmpv6 type ${rule.type === 'neighbour-solicitation' ? 'nd-neighbor-solicit' : 'nd-neighbor-advert'} return`];
     case 'host-reject':
       return [`${f} saddr ${formatCidr(rule.source)} fib daddr type local reject`];
     case 'quic-allow':
@@ -76,6 +93,13 @@ function ruleTexts(rule: NetfilterRule): string[] {
       return [`${markIs(rule.mark)} ${f} daddr ${formatCidr(rule.destination)} return`];
     case 'upstream-reject':
       return [rule.destination === 'local' ? `${markIs(rule.mark)} fib daddr type local reject` : `${markIs(rule.mark)} ${f} daddr ${formatCidr(rule.destination)} reject`];
+    case 'conn-cap': {
+      // --syn's spelling; `add @set { … ct count over N }` breaks the rule (so the
+      // counter and reject are skipped) while the address has N or fewer.
+      const syn = 'tcp flags & (fin | syn | rst | ack) == syn';
+      const match = 'source' in rule.match ? `${markIs(rule.match.mark)} ${f} saddr ${formatCidr(rule.match.source)} ${syn}` : `${syn} ct status dnat ip daddr ${formatIp(rule.match.dnatTo.address)} tcp dport ${rule.match.dnatTo.port}`;
+      return [`${match} add @${nftCapSet(rule.family)} { ${f} saddr ct count over ${rule.limit} } counter reject with tcp reset`];
+    }
     case 'dnat-skip':
       return ['mark' in rule.match ? `${markIs(rule.match.mark)} return` : `ip daddr ${formatCidr(rule.match.destination)} return`];
     case 'dnat': {
@@ -101,7 +125,11 @@ const DNAT_HOOK: NftHook = { type: 'nat', hook: 'output', priorityName: '-100', 
 /** The agent's nft table for this plan, chains in a fixed order; a chain with no rules is left out. */
 export function renderNftTable(plan: Plan): NftTable {
   if (plan.config.redirect === 'nft-dnat') {
-    return { family: 'ip', name: NFT_DNAT_TABLE, chains: [{ name: NFT_DNAT_CHAIN, hook: DNAT_HOOK, rules: toNftRules(plan.dnat) }] };
+    const chains: NftChain[] = [
+      { name: NFT_DNAT_CHAIN, hook: DNAT_HOOK, rules: toNftRules(plan.dnat) },
+      { name: NFT_CAP_CHAIN, hook: filterHook('output'), rules: toNftRules(plan.cap) },
+    ];
+    return { family: 'ip', name: NFT_DNAT_TABLE, sets: capSets(plan), chains: chains.filter((c) => c.rules.length > 0) };
   }
   const guard = toNftRules(plan.guard);
   const chains: NftChain[] = [
@@ -111,12 +139,36 @@ export function renderNftTable(plan: Plan): NftTable {
     { name: 'forward', hook: filterHook('forward'), rules: guard },
     { name: 'output', hook: filterHook('output'), rules: toNftRules(plan.upstream) },
   ];
-  return { family: 'inet', name: NFT_TABLE, chains: chains.filter((c) => c.rules.length > 0) };
+  return { family: 'inet', name: NFT_TABLE, sets: [], chains: chains.filter((c) => c.rules.length > 0) };
 }
 
-/** Both tables the agent may own, whatever the flags: uninstall looks for each. */
+/**
+ * --redirect tproxy: the cap's table (no chain and no set with the cap off). TPROXYed
+ * packets are delivered locally, so the input hook sees them; filter priority, as
+ * REJECT in iptables' filter INPUT.
+ */
+export function renderNftCapTable(plan: Plan): NftTable {
+  const rules = toNftRules(plan.cap);
+  return { family: 'inet', name: NFT_CAP_TABLE, sets: capSets(plan), chains: rules.length === 0 ? [] : [{ name: NFT_CAP_CHAIN, hook: filterHook('input'), rules }] };
+}
+
+/** Addresses tracked at once: more microVMs than a host runs (elements go when their count reaches zero). */
+const CAP_SET_SIZE = 65535;
+
+/** One set per family the cap covers. */
+const capSets = (plan: Plan): NftSet[] =>
+  ([4, 6] as const)
+    .filter((family) => plan.cap.some((r) => r.family === family))
+    .map((family) => ({ name: nftCapSet(family), type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', size: CAP_SET_SIZE }));
+
+/** The cap's rule ids, each with its family: where `agent status` reads the refusal counters. */
+export const capRuleIds = (plan: Plan): { family: IpFamily; id: string }[] =>
+  plan.cap.flatMap((rule) => ruleTexts(rule).map((text) => ({ family: rule.family, id: ruleId(text) })));
+
+/** Every table the agent may own, whatever the flags. */
 export const NFT_TABLES: readonly { family: 'inet' | 'ip'; name: string }[] = [
   { family: 'inet', name: NFT_TABLE },
+  { family: 'inet', name: NFT_CAP_TABLE },
   { family: 'ip', name: NFT_DNAT_TABLE },
 ];
 
@@ -126,6 +178,7 @@ export const NFT_TABLES: readonly { family: 'inet' | 'ip'; name: string }[] = [
  * the same script twice leaves one copy.
  */
 export function renderNftTableScript(table: NftTable): string {
+  const sets = table.sets.map((set) => `\tset ${set.name} {\n\t\ttype ${set.type}; size ${set.size}; flags dynamic;\n\t}\n`).join('');
   const chains = table.chains
     .map(
       (chain) =>
@@ -135,10 +188,16 @@ export function renderNftTableScript(table: NftTable): string {
         `\t}\n`,
     )
     .join('');
-  return `${renderNftRemoveScript(table)}table ${table.family} ${table.name} {\n${chains}}\n`;
+  return `${renderNftRemoveScript(table)}table ${table.family} ${table.name} {\n${sets}${chains}}\n`;
 }
 
 export const renderNftScript = (plan: Plan): string => renderNftTableScript(renderNftTable(plan));
+
+/** Every table this plan writes, in one script (what preflight's `nft -c` checks). */
+export const renderNftScripts = (plan: Plan): string => {
+  const cap = plan.config.redirect === 'tproxy' ? renderNftCapTable(plan) : undefined;
+  return `${cap && cap.chains.length > 0 ? renderNftTableScript(cap) : ''}${renderNftScript(plan)}`;
+};
 
 /** Removes the table if it is there, and succeeds if it is not. */
 export const renderNftRemoveScript = (table: { family: string; name: string } = { family: 'inet', name: NFT_TABLE }): string =>

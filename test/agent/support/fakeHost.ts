@@ -20,7 +20,7 @@ export function fakeHost(fail: (command: string, input: string | undefined) => C
       log.push(text);
       const failure = fail(text, command.input);
       if (failure) return failure;
-      if (/ -S EGRESS_XDS(_GUARD|_UPSTREAM)?$/.test(text)) return { exitCode: 1, stdout: '', stderr: 'iptables: No chain/target/match by that name.' };
+      if (/ -S EGRESS_XDS(_GUARD|_UPSTREAM|_CAP)?$/.test(text)) return { exitCode: 1, stdout: '', stderr: 'iptables: No chain/target/match by that name.' };
       const hook = / -S (PREROUTING|INPUT|FORWARD|OUTPUT)$/.exec(text);
       if (hook) return ok(`-P ${hook[1]} ACCEPT\n`);
       if (/ -C /.test(text)) return { exitCode: 1, stdout: '', stderr: 'iptables: Bad rule' };
