@@ -9,7 +9,7 @@
 // Driven over IPC: {prepare: k} (floor: encode ahead), {push: k}, {usage}
 // (CPU µs and RSS bytes), {stop}.
 import { readdirSync, readFileSync } from 'node:fs';
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { GCProfiler } from 'node:v8';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
@@ -54,19 +54,18 @@ function readFreed(): void {
   gcProfiler.start();
 }
 // Every thread is called "node" here, so threads are told apart by when they appeared: those
-// before any file system call are V8's platform (helper) threads, those the first fs call adds
-// are libuv's pool, those that appear while the control plane starts are its compile workers.
+// already there when this module runs are "helpers": V8's platform threads (parallel scavenges,
+// concurrent marking, optimising compiles) and libuv's pool (the store's journal writes and
+// fdatasync), which the ES module loader has started by then, so the two cannot be told apart
+// this way; those that appear while the control plane starts are its compile workers.
 const threadKinds = new Map<string, string>();
 function labelNewThreads(kind: string): void {
   for (const tid of readdirSync('/proc/self/task')) if (tid !== String(process.pid) && !threadKinds.has(tid)) threadKinds.set(tid, kind);
 }
-labelNewThreads('v8-platform');
-readdirSync('/proc/self');
-await stat('/proc/self');
-labelNewThreads('libuv');
+labelNewThreads('helpers');
 
-// Per-thread CPU (Linux): the main thread, the compile workers, V8's helper threads (concurrent
-// marking, optimising compiles) and libuv's pool, so a push's CPU can be split by who spent it.
+// Per-thread CPU (Linux): the main thread, the compile workers, the helpers, so a push's CPU can
+// be split by who spent it.
 function threadCpu(): Record<string, number> {
   const byThread: Record<string, number> = {};
   for (const tid of readdirSync('/proc/self/task')) {
