@@ -11,7 +11,7 @@
 //                                                              h1 10.250.2.1/30 ──veth── upstream 10.250.3.1
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type HoldingListener, startHoldingClient, startHoldingListener } from './support/holder.js';
+import { type HoldingListener, conntrackState, startHoldingClient, startHoldingListener } from './support/holder.js';
 import { type Listener, startUdpServer, udpDial } from './support/listener.js';
 import { eventually, microvmHostUpstream, Netns, netnsSkipReason, snapshot, tproxySkipReason } from './support/netns.js';
 
@@ -85,11 +85,11 @@ test('the connection cap: the 4th connection of an address is reset before Envoy
           for (let i = 0; i < 2; i++) assert.ok((await client.open(A, '10.250.1.1', 8443)).id, 'the allowed host port');
           assert.ok(await acceptedReaches(hostService, hostBase + 2));
 
-          const held: number[] = [];
+          const held: { id: number; port: number }[] = [];
           for (let i = 0; i < 3; i++) {
             const opened = await client.open(A, UPSTREAM, 443);
-            assert.ok(opened.id, `connection ${i + 1} of ${A}: ${JSON.stringify(opened)}`);
-            held.push(opened.id!);
+            assert.ok(opened.id && opened.port, `connection ${i + 1} of ${A}: ${JSON.stringify(opened)}`);
+            held.push({ id: opened.id, port: opened.port });
           }
           assert.ok(await acceptedReaches(envoy, base + 3));
           assert.deepEqual(envoy.accepted.slice(base), [A, A, A], 'all three reach the transparent listener');
@@ -109,11 +109,11 @@ test('the connection cap: the 4th connection of an address is reset before Envoy
           assert.deepEqual(envoy.accepted.slice(base), [A, A, A, B, C, C, C], 'the refused connections never reached the listener');
 
           // One closed: the next one from A gets through.
-          const closedBefore = envoy.closed();
-          await client.close(held[0]!);
-          assert.ok(await eventually(async () => envoy.closed() > closedBefore, 5000, 20), 'the listener saw the close');
-          // The last ACK of the close, after which conntrack no longer counts it (TIME_WAIT).
-          await new Promise((r) => setTimeout(r, 300));
+          assert.equal(await conntrackState(host, held[0]!.port), 'ESTABLISHED');
+          await client.close(held[0]!.id);
+          // Both sides closed and the last ACK seen: conntrack's TIME_WAIT (or CLOSE), which the cap no longer counts.
+          const finished = async () => ['TIME_WAIT', 'CLOSE'].includes((await conntrackState(host, held[0]!.port)) ?? '');
+          assert.ok(await eventually(finished, 5000, 20), `conntrack saw the close: ${await conntrackState(host, held[0]!.port)}`);
           assert.ok((await client.open(A, UPSTREAM, 443)).id, 'after closing one, a new one succeeds');
           assert.ok(await acceptedReaches(envoy, base + 8));
           assert.deepEqual(await client.open(A, UPSTREAM, 443), { error: 'ConnectionRefusedError' }, 'and A is at the cap again');

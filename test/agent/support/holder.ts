@@ -29,7 +29,6 @@ def hold(c):
     except Exception:
         pass
     c.close()
-    print('closed', flush=True)
 while True:
     c, peer = s.accept()
     print('accept %s' % peer[0], flush=True)
@@ -56,7 +55,7 @@ for line in sys.stdin:
                 continue
             n += 1
             conns[n] = c
-            print(json.dumps({'id': n}), flush=True)
+            print(json.dumps({'id': n, 'port': c.getsockname()[1]}), flush=True)
         elif words[0] == 'close':
             conns.pop(int(words[1])).close()
             print(json.dumps({'closed': int(words[1])}), flush=True)
@@ -67,15 +66,12 @@ for line in sys.stdin:
 export interface HoldingListener {
   /** Source addresses of the connections accepted so far, in order. */
   readonly accepted: string[];
-  /** How many of them the client has closed (and the listener closed too). */
-  closed(): number;
   stop(): Promise<void>;
 }
 
 export async function startHoldingListener(ns: Netns, host: string, port: number, transparent: boolean): Promise<HoldingListener> {
   const child = spawn('ip', ['netns', 'exec', ns.name, 'python3', '-u', '-c', HOLDING_LISTENER, host, String(port), transparent ? '1' : '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const accepted: string[] = [];
-  let closed = 0;
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const lines = createInterface({ input: child.stdout! });
@@ -87,8 +83,6 @@ export async function startHoldingListener(ns: Netns, host: string, port: number
         resolve();
       } else if (line.startsWith('accept ')) {
         accepted.push(line.slice(7));
-      } else if (line === 'closed') {
-        closed++;
       }
     });
     child.once('exit', (code) => {
@@ -102,11 +96,13 @@ export async function startHoldingListener(ns: Netns, host: string, port: number
     await stopChild(child);
     throw error;
   }
-  return { accepted, closed: () => closed, stop: () => stopChild(child) };
+  return { accepted, stop: () => stopChild(child) };
 }
 
 export interface OpenResult {
   readonly id?: number;
+  /** The connection's source port. */
+  readonly port?: number;
   readonly error?: string;
 }
 
@@ -143,4 +139,14 @@ export async function startHoldingClient(ns: Netns): Promise<HoldingClient> {
       await stopChild(child);
     },
   };
+}
+
+/**
+ * Conntrack's state of the TCP connection from source port `sport`, read in ns
+ * (/proc/net/nf_conntrack): "ESTABLISHED", "TIME_WAIT", …; undefined when it has none.
+ */
+export async function conntrackState(ns: Netns, sport: number): Promise<string | undefined> {
+  const table = await ns.must('cat', '/proc/net/nf_conntrack');
+  const line = table.split('\n').find((l) => / tcp /.test(l) && l.includes(` sport=${sport} `));
+  return line === undefined ? undefined : /\btcp\s+\d+\s+\d+\s+([A-Z_]+)/.exec(line)?.[1];
 }
