@@ -29,6 +29,21 @@ export interface FanoutRow {
   readonly memoryPerPush: readonly { rss: number; heap: number; external: number }[];
   /** V8 heap bytes allocated per push (garbage included), MiB: median over the pushes. */
   readonly allocatedMiB: number;
+  /** Server CPU ms per push by thread kind ("main", else the thread's name, tids merged): median over the pushes. */
+  readonly threadCpuMs: Record<string, number>;
+  /** Server CPU ms per second with the streams connected and nothing pushed. */
+  readonly idleCpuMsPerS: number;
+  readonly idleThreadCpuMs: Record<string, number>;
+}
+
+/** Per thread kind: CPU ms between two usage reports ("main" kept, else the name before ":tid"; threads summed by name). */
+function threadDelta(before: FanoutUsage, after: FanoutUsage): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [thread, ms] of Object.entries(after.threadCpuMs ?? {})) {
+    const kind = thread === 'main' || !thread.includes(':') ? thread : thread.slice(0, thread.lastIndexOf(':'));
+    out[kind] = (out[kind] ?? 0) + ms - (before.threadCpuMs?.[thread] ?? 0);
+  }
+  return out;
 }
 
 export class Child<Command> {
@@ -87,12 +102,19 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
     await load.ask({ connect: { address: `127.0.0.1:${String(hello.port)}`, streams, perConnection: 100 } });
     await pause(500);
     const connected = await srv.ask<FanoutUsage>({ usage: true });
+    // The server's CPU with nothing pushed, over 1 s (keepalives, timers, metrics): the part of a
+    // push's window (about 200-300 ms) that is not the push's own.
+    await pause(1000);
+    const quiet = await srv.ask<FanoutUsage>({ usage: true });
+    const idleCpuMsPerS = (quiet.cpuMicros - connected.cpuMicros) / 1000;
+    const idleThreads = threadDelta(connected, quiet);
     const cpu: number[] = [];
     const clientCpu: number[] = [];
     const converge: number[] = [];
     const rss: number[] = [];
     const memoryPerPush: { rss: number; heap: number; external: number }[] = [];
     const allocated: number[] = [];
+    const threads: Record<string, number[]> = {};
     for (let k = 1; k <= pushes; k++) {
       await srv.ask({ prepare: k });
       const before = await srv.ask<FanoutUsage>({ usage: true });
@@ -102,6 +124,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
       await pause(200);
       const after = await srv.ask<FanoutUsage>({ usage: true });
       cpu.push((after.cpuMicros - before.cpuMicros) / 1000);
+      for (const [kind, ms] of Object.entries(threadDelta(before, after))) (threads[kind] ??= []).push(ms);
       allocated.push(((after.allocatedBytes ?? 0) - (before.allocatedBytes ?? 0)) / MiB);
       clientCpu.push(result.clientCpuMicros / 1000);
       converge.push(Math.max(...result.arrivalsMs));
@@ -120,12 +143,22 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
       rssLastMiB: rss.at(-1)! / MiB,
       memoryPerPush,
       allocatedMiB: median(allocated),
+      idleCpuMsPerS,
+      idleThreadCpuMs: idleThreads,
+      threadCpuMs: Object.fromEntries(Object.entries(threads).map(([kind, values]) => [kind, median(values)])),
     };
   } finally {
     await load.stop();
     await srv.stop();
   }
 }
+
+const threadLine = (row: FanoutRow) =>
+  Object.entries(row.threadCpuMs)
+    .filter(([, ms]) => ms >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+    .map(([kind, ms]) => `${kind} ${ms.toFixed(1)}`)
+    .join(', ');
 
 /** bench/run.ts's table: for each size, the floor then egress-xds, and the ratio of server CPU per push. */
 export async function fanoutTable(sizes: readonly number[], pushes: number, detail?: (line: string) => void): Promise<string[]> {
@@ -137,7 +170,7 @@ export async function fanoutTable(sizes: readonly number[], pushes: number, deta
   if (process.env.FANOUT_EGRESS_ONLY === '1') {
     for (const streams of sizes) {
       const row = await fanout('egress', streams, pushes);
-      detail?.(`egress ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB`);
+      detail?.(`egress ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB; CPU ms per push by thread (median): ${threadLine(row)}; idle: ${row.idleCpuMsPerS.toFixed(1)} ms CPU per s (${threadLine({ ...row, threadCpuMs: row.idleThreadCpuMs })})`);
       lines.push(`| ${row.streams} | egress | ${row.serverCpuMs.toFixed(0)} ms | – | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`);
     }
     return lines;
@@ -146,7 +179,7 @@ export async function fanoutTable(sizes: readonly number[], pushes: number, deta
     const floor = await fanout('floor', streams, pushes);
     const egress = await fanout('egress', streams, pushes);
     for (const row of [floor, egress]) {
-      detail?.(`${row.server} ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB`);
+      detail?.(`${row.server} ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB; CPU ms per push by thread (median): ${threadLine(row)}; idle: ${row.idleCpuMsPerS.toFixed(1)} ms CPU per s (${threadLine({ ...row, threadCpuMs: row.idleThreadCpuMs })})`);
       const ratio = row === egress ? `${(egress.serverCpuMs / floor.serverCpuMs).toFixed(2)}×` : '1';
       lines.push(
         `| ${row.streams} | ${row.server} | ${row.serverCpuMs.toFixed(0)} ms | ${ratio} | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`,

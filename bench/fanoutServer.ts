@@ -8,6 +8,7 @@
 //   server must at least spend; the egress server's cost is read against it.
 // Driven over IPC: {prepare: k} (floor: encode ahead), {push: k}, {usage}
 // (CPU µs and RSS bytes), {stop}.
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { GCProfiler } from 'node:v8';
@@ -34,6 +35,8 @@ export interface FanoutUsage {
    * the work between them allocated, garbage included.
    */
   readonly allocatedBytes?: number;
+  /** CPU ms on each thread since the process started (from /proc/self/task/TID/schedstat), by thread: "main", else "comm:tid". */
+  readonly threadCpuMs?: Record<string, number>;
 }
 
 /** The policy a push changes: one more SNI per push, so only the Listener changes. */
@@ -50,14 +53,50 @@ function readFreed(): void {
   gcProfiler = new GCProfiler();
   gcProfiler.start();
 }
+// Every thread is called "node" here, so threads are told apart by when they appeared: those
+// already there when this module runs are "helpers": V8's platform threads (parallel scavenges,
+// concurrent marking, optimising compiles) and libuv's pool (the store's journal writes and
+// fdatasync), which the ES module loader has started by then, so the two cannot be told apart
+// this way; those that appear while the control plane starts are its compile workers.
+const threadKinds = new Map<string, string>();
+function labelNewThreads(kind: string): void {
+  for (const tid of readdirSync('/proc/self/task')) if (tid !== String(process.pid) && !threadKinds.has(tid)) threadKinds.set(tid, kind);
+}
+labelNewThreads('helpers');
+
+// Per-thread CPU (Linux): the main thread, the compile workers, the helpers, so a push's CPU can
+// be split by who spent it.
+function threadCpu(): Record<string, number> {
+  const byThread: Record<string, number> = {};
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      byThread[tid === String(process.pid) ? 'main' : `${threadKinds.get(tid) ?? comm}:${tid}`] = ns / 1e6;
+      // The main thread's sleeps (each wake-up from epoll_wait is one voluntary switch): on this VM a wake-up costs ~0.1 ms.
+      if (tid === String(process.pid)) byThread['main wake-ups'] = Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))?.[1] ?? NaN);
+    } catch {
+      // A thread that ended meanwhile.
+    }
+  }
+  return byThread;
+}
+// FANOUT_MARKS=1: each push's start and each usage report's time on stderr, monotonic µs (a
+// --cpu-prof profile's clock), so a profile can be cut to the push windows.
+const marks = process.env.FANOUT_MARKS === '1';
+const mark = (what: string) => {
+  if (marks) process.stderr.write(`fanout-mark ${what} ${Number(process.hrtime.bigint() / 1000n)}\n`);
+};
 const usage = (): FanoutUsage => {
+  mark('usage');
+  const threadCpuMs = threadCpu();
   const cpu = process.cpuUsage();
   readFreed();
   const allocatedBytes = process.memoryUsage().heapUsed + freedBytes;
   collect?.();
   readFreed();
   const memory = process.memoryUsage();
-  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external, allocatedBytes };
+  return { cpuMicros: cpu.user + cpu.system, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, externalBytes: memory.external, allocatedBytes, threadCpuMs };
 };
 
 // FANOUT_HEAP_SAMPLE=FILE (diagnosis): V8's sampling heap profiler, garbage included, from the
@@ -180,10 +219,12 @@ async function startFloor(): Promise<Running> {
 const mode = process.argv[2];
 if (mode !== 'egress' && mode !== 'floor') throw new Error('usage: fanoutServer.js egress|floor');
 const running = mode === 'egress' ? await startEgress() : await startFloor();
+labelNewThreads('worker');
 process.on('message', (command: FanoutServerCommand) => {
   void (async () => {
     try {
       if ('push' in command) {
+        mark(`push ${command.push}`);
         await running.push(command.push);
         process.send!({ pushed: command.push });
       } else if ('prepare' in command) {

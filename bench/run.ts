@@ -2,6 +2,7 @@
 import { cpus, totalmem } from 'node:os';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
+import { idleWakeups } from './idleWakeups.js';
 import { hostScenarioTable } from './hostScenario.js';
 import { sharedChainsTables } from './sharedChains.js';
 import { hostServerTable } from './hostServer.js';
@@ -54,6 +55,10 @@ for (const nodes of [100, 1000]) {
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
 for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
+{
+  const idle = await idleWakeups(3);
+  console.log(`\nIdle control plane (no stream): ${idle.cpuMsPerS.toFixed(1)} ms CPU a second (main thread ${idle.mainCpuMsPerS.toFixed(1)}), main thread woken ${idle.mainWakeupsPerS.toFixed(1)} times a second`);
+}
 
 console.log('\n## Writes: the store, the admin API, start-up with a long history');
 await storeBenchmarks({ policies: 10_000, oneByOne: 10_000, seconds: 5, concurrency: 256, historyCommits: [100_000, 400_000] }, (line) => console.log(line));

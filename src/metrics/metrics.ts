@@ -6,9 +6,20 @@ import { denialMetrics } from './denialMetrics.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/**
+ * How often the event-loop delay histogram behind the default `nodejs_eventloop_lag_*`
+ * metrics samples, in ms. prom-client's default, 10 ms, is a libuv timer waking the main
+ * thread 100 times a second: on this Firecracker VM ~11 ms of CPU a second for an idle
+ * server (75-100 µs a wake-up), a third of what a push to 1,000 streams costs the server
+ * over its window (BENCHMARKS.md, "Fan-out: the fixed CPU of a push"). At 100 ms it is
+ * 10 wake-ups a second; a block of B ms still shows as a lag of at least B - 100 ms (a
+ * block is seen in full when it delays a sample, and every block longer than 100 ms does).
+ */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'egress_xds_' });
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'egress_xds_', eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const registers = [registry];
   return {
     registry,

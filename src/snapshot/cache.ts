@@ -664,9 +664,17 @@ export class SnapshotCache<C extends CompiledGroup = CompiledGroup> {
       while (this.owed.size > 0) {
         this.tellTurns += 1;
         const until = performance.now() + this.tellSliceMs;
+        // The clock read every 8 nodes, not after each: a push to 1,000 streams read it 1,000
+        // times (~0.1 ms of the push's main thread); telling 8 nodes takes tens of µs, so a
+        // slice still ends within about that of tellSliceMs. A zero slice is one node a turn.
+        const stride = this.tellSliceMs > 0 ? 8 : 1;
+        let sinceCheck = 0;
         for (let entry = this.owed.shift(); entry !== undefined; entry = this.owed.shift()) {
           this.tellOne(entry);
-          if (performance.now() >= until) break;
+          if (++sinceCheck === stride) {
+            sinceCheck = 0;
+            if (performance.now() >= until) break;
+          }
         }
         if (this.owed.size > 0) await nextTurn();
       }
