@@ -282,6 +282,9 @@ export interface SharedResponse extends FramedResponse {
 
 const sharedResponses = new WeakMap<ResourceSet, SharedResponse>();
 let lastSharedNonce = 0;
+/** The set asked for last and its response (strong references to one set: the one being pushed). */
+let lastSharedSet: ResourceSet | undefined;
+let lastShared: SharedResponse | undefined;
 
 /**
  * The state-of-the-world response carrying a whole resource set, encoded once,
@@ -294,6 +297,9 @@ let lastSharedNonce = 0;
  * answer to both.
  */
 export function sharedSotwResponse(typeUrl: string, set: ResourceSet): SharedResponse {
+  // A push asks for one set's response once per stream, one stream after another: the last
+  // answer is checked before the WeakMap (a lookup per stream showed in the push profile).
+  if (set === lastSharedSet) return lastShared!;
   let shared = sharedResponses.get(set);
   if (!shared) {
     lastSharedNonce += 1;
@@ -303,6 +309,8 @@ export function sharedSotwResponse(typeUrl: string, set: ResourceSet): SharedRes
     shared = { nonce, ...response };
     sharedResponses.set(set, shared);
   }
+  lastSharedSet = set;
+  lastShared = shared;
   return shared;
 }
 
