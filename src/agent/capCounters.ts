@@ -9,6 +9,7 @@ import { CommandFailedError } from './errors.js';
 import type { Plan } from './plan.js';
 import { iptablesIn } from './render/iptables.js';
 import { capRuleIds } from './render/nftables.js';
+import { listNftJson, type NftJsonRule } from './parts/nftables.js';
 import { type Runner, command } from './runner.js';
 
 export interface CapRefusals {
@@ -47,20 +48,10 @@ async function readIptables(families: readonly IpFamily[], runner: Runner): Prom
   return result;
 }
 
-interface NftJsonRule {
-  comment?: string;
-  expr?: Record<string, unknown>[];
-}
-
 async function readNft(plan: Plan, families: readonly IpFamily[], runner: Runner): Promise<CapRefusals[]> {
   const [tableFamily, table] = plan.config.redirect === 'nft-dnat' ? ['ip', NFT_DNAT_TABLE] : ['inet', NFT_CAP_TABLE];
-  const list = command('nft', '-j', 'list', 'chain', tableFamily, table, NFT_CAP_CHAIN);
-  const listed = await runner.run(list);
-  if (listed.exitCode !== 0) {
-    if (/No such file or directory|does not exist/i.test(listed.stderr)) return families.map((family) => ({ family, refused: undefined }));
-    throw new CommandFailedError(list, listed);
-  }
-  const items = ((JSON.parse(listed.stdout) as { nftables?: unknown[] }).nftables ?? []) as Record<string, unknown>[];
+  const items = await listNftJson(runner, command('nft', '-j', 'list', 'chain', tableFamily, table, NFT_CAP_CHAIN));
+  if (items === undefined) return families.map((family) => ({ family, refused: undefined }));
   const packets = new Map<string, number>();
   for (const item of items) {
     const rule = item['rule'] as NftJsonRule | undefined;

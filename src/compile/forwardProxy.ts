@@ -61,6 +61,7 @@ import { inspectCluster, inspectListener, inspectName } from './forwardInspect.j
 import { allowedNames, forwardRouteConfig, ROUTE_PREFIX } from './forwardRoutes.js';
 import { connectionLimitFilters, withRaisedCircuitBreakers, withUpstreamMark } from './guards.js';
 import { sourceLabelOf } from './chainSources.js';
+import { BoundedMemo } from './boundedMemo.js';
 import { dnsCacheConfig, nameUpstreamCluster, type DnsCacheOptions } from './nameUpstream.js';
 import { IP_MATCHER_NAME, MatcherInputName, NAME_UPSTREAM_CLUSTER, REJECT_CLUSTER, SERVER_NAME_MATCHER_NAME, TLS_INSPECTOR_LISTENER_FILTER } from './names.js';
 import { policiesBySource } from './sourcePlans.js';
@@ -172,7 +173,7 @@ function bySourceIp(keys: readonly string[], onMatch: (key: string) => OnMatchJs
 const MAX_CHAINS = 50_000;
 const httpChains = new WeakMap<RouteConfigurationJson, Map<string, FilterChainJson>>();
 let httpChainCount = 0;
-const tlsChains = new Map<string, FilterChainJson>();
+const tlsChains = new BoundedMemo<FilterChainJson>(MAX_CHAINS);
 
 function cachedHttpChain(label: string, routeConfig: RouteConfigurationJson, policies: readonly Policy[], context: ForwardCompileContext): FilterChainJson {
   const name = `${FORWARD_HTTP_CHAIN_PREFIX}|${label}`;
@@ -212,21 +213,18 @@ function cachedTlsChain(label: string, context: ForwardCompileContext, policies:
       };
   const logKey = context.accessLog === false ? 'off' : `${context.accessLog?.alsCluster ?? ''}|${JSON.stringify(plan)}`;
   const key = `${name}|${context.maxConnectionsPerSource}|${JSON.stringify(context.dnsCache)}|${logKey}`;
-  let chain = tlsChains.get(key);
-  if (chain) return chain;
-  const logs = context.accessLog === false ? [] : chainAccessLogs(name, FORWARD_TLS_LISTENER_NAME, plan, context.accessLog ?? {});
-  chain = markImmutable<FilterChainJson>(withChainAccessLogs({
-    name,
-    filters: [
-      ...connectionLimitFilters(label, context.maxConnectionsPerSource),
-      // No dynamic port here: seed 000 dials every allowed SNI on 443.
-      sniDynamicForwardProxyFilter(context.dnsCache),
-      tcpProxyFilter(NAME_UPSTREAM_CLUSTER, auditing ? FORWARD_TLS_AUDIT_STAT_PREFIX : FORWARD_TLS_STAT_PREFIX),
-    ],
-  }, logs));
-  if (tlsChains.size >= MAX_CHAINS) tlsChains.delete(tlsChains.keys().next().value!);
-  tlsChains.set(key, chain);
-  return chain;
+  return tlsChains.get(key, () => {
+    const logs = context.accessLog === false ? [] : chainAccessLogs(name, FORWARD_TLS_LISTENER_NAME, plan, context.accessLog ?? {});
+    return markImmutable<FilterChainJson>(withChainAccessLogs({
+      name,
+      filters: [
+        ...connectionLimitFilters(label, context.maxConnectionsPerSource),
+        // No dynamic port here: seed 000 dials every allowed SNI on 443.
+        sniDynamicForwardProxyFilter(context.dnsCache),
+        tcpProxyFilter(NAME_UPSTREAM_CLUSTER, auditing ? FORWARD_TLS_AUDIT_STAT_PREFIX : FORWARD_TLS_STAT_PREFIX),
+      ],
+    }, logs));
+  });
 }
 
 export function forwardHttpListener(policies: readonly Policy[], options: ForwardProxyOptions, context: ForwardCompileContext): ListenerJson {

@@ -147,18 +147,29 @@ interface NftJsonSet {
   type?: string;
 }
 
-interface NftJsonRule {
+/** A rule as `nft -j` lists it: its chain, its comment (the agent's rule id) and its expressions (counters among them). */
+export interface NftJsonRule {
   chain?: string;
   comment?: string;
+  expr?: Record<string, unknown>[];
+}
+
+/**
+ * The items `nft -j list …` prints (tables, chains, sets, rules); undefined when what it
+ * lists is not there. Any other failure is an error naming the command.
+ */
+export async function listNftJson(runner: Runner, list: Command): Promise<Record<string, unknown>[] | undefined> {
+  const result = await runner.run(list);
+  if (result.exitCode !== 0) {
+    if (/No such file or directory|does not exist/i.test(result.stderr)) return undefined;
+    throw new CommandFailedError(list, result);
+  }
+  return ((JSON.parse(result.stdout) as { nftables?: unknown[] }).nftables ?? []) as Record<string, unknown>[];
 }
 
 async function observe(runner: Runner, listJson: Command, listText: Command): Promise<Observed> {
-  const result = await runner.run(listJson);
-  if (result.exitCode !== 0) {
-    if (/No such file or directory|does not exist/i.test(result.stderr)) return { tableExists: false, chains: new Map(), sets: new Map(), saved: undefined };
-    throw new CommandFailedError(listJson, result);
-  }
-  const items = ((JSON.parse(result.stdout) as { nftables?: unknown[] }).nftables ?? []) as Record<string, unknown>[];
+  const items = await listNftJson(runner, listJson);
+  if (items === undefined) return { tableExists: false, chains: new Map(), sets: new Map(), saved: undefined };
   const chains = new Map<string, ObservedChain>();
   for (const item of items) {
     const chain = item['chain'] as NftJsonChain | undefined;
