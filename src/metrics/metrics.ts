@@ -61,7 +61,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     streamsRefused: new Counter({
       name: 'egress_xds_streams_refused_total',
-      help: 'ADS streams the server refused or reset: capacity (too many streams), node_id (missing or too long), identity (node id not in the client certificate), stuck (the client did not read), malformed (a request that does not decode)',
+      help: 'ADS streams the server refused or reset: capacity (too many streams), node_id (missing or too long), identity (node id not in the client certificate), stuck (the client did not read), malformed (a request that does not decode), request_size (a request beyond the size bound)',
       labelNames: ['reason'] as const,
       registers,
     }),

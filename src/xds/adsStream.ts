@@ -10,6 +10,7 @@ import { typeLabel } from '../metrics/metrics.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
 import { RESOURCE_TYPE_ORDER, TypeUrl, isServedResourceType } from '../envoy/typeUrls.js';
 import { connectionBytesWritten, resetCall } from './callTransport.js';
+import { readRequests } from './requestReader.js';
 import { responseWriter, type ResponseWriter } from './responseWriter.js';
 import type { XdsLimits } from './limits.js';
 import { checkNodeIdentity, type NodeIdentityRule } from './nodeIdentity.js';
@@ -170,10 +171,13 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   /** Call only after deps.guard.admit() said yes; the stream releases its place when it closes. */
   start(): void {
     this.deps.metrics.connectedStreams.inc({ variant: this.variant });
-    this.call.on('data', (bytes: Buffer) => this.receive(bytes));
-    this.call.on('end', () => {
-      this.close('client closed the stream');
-      this.call.end();
+    readRequests(this.call, this.deps.limits.maxRequestBytes, {
+      message: (bytes) => this.receive(bytes),
+      end: () => {
+        this.close('client closed the stream');
+        this.call.end();
+      },
+      refuse: (reason, code, details) => this.refuse(reason, code, details),
     });
     this.call.on('error', (error: Error) => this.close(`stream error: ${error.message}`));
     this.call.on('cancelled', () => this.close('cancelled'));

@@ -11,10 +11,43 @@ function isHttp2Stream(value: unknown): value is ServerHttp2Stream {
   return typeof value === 'object' && value !== null && typeof (value as ServerHttp2Stream).close === 'function' && 'session' in value && 'rstCode' in value;
 }
 
+/** What grpc-js 1.14 keeps on the object under a server call (BaseServerInterceptingCall), as far as this file reads it. */
+interface GrpcServerCallInternals {
+  stream?: unknown;
+  /** The request messages grpc-js has read and not yet handed over. */
+  readQueue?: unknown;
+  /** The request's grpc-encoding ('identity' when its messages are not compressed). */
+  incomingEncoding?: unknown;
+}
+
+function callInternalsOf(call: object): GrpcServerCallInternals | undefined {
+  const inner = (call as { call?: GrpcServerCallInternals & { nextCall?: GrpcServerCallInternals } }).call;
+  return inner?.stream !== undefined ? inner : inner?.nextCall;
+}
+
 export function http2StreamOf(call: object): ServerHttp2Stream | undefined {
-  const inner = (call as { call?: { stream?: unknown; nextCall?: { stream?: unknown } } }).call;
-  const stream = inner?.stream ?? inner?.nextCall?.stream;
+  const stream = callInternalsOf(call)?.stream;
   return isHttp2Stream(stream) ? stream : undefined;
+}
+
+/**
+ * The HTTP/2 stream of a call whose request messages the caller will read
+ * itself (src/xds/requestReader.ts), with grpc-js's reading of DATA removed:
+ * only when the requests are not compressed, grpc-js has read none of them
+ * yet (it pauses the stream until the call is first read), and its one data
+ * listener is there to remove. Otherwise undefined, and nothing changed: the
+ * call reads its requests as grpc-js does.
+ */
+export function takeRequestData(call: object): ServerHttp2Stream | undefined {
+  const internals = callInternalsOf(call);
+  const stream = http2StreamOf(call);
+  if (!internals || !stream || stream.destroyed || stream.readableEnded) return undefined;
+  if (internals.incomingEncoding !== 'identity') return undefined;
+  if (!Array.isArray(internals.readQueue) || internals.readQueue.length !== 0) return undefined;
+  const listeners = stream.listeners('data');
+  if (listeners.length !== 1) return undefined;
+  stream.off('data', listeners[0] as (chunk: Buffer) => void);
+  return stream;
 }
 
 /**
