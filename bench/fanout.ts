@@ -22,7 +22,10 @@ export interface FanoutRow {
   readonly clientCpuMs: number;
   /** ms from the push until the last stream had the Listener. */
   readonly convergeAll: ReturnType<typeof summarize>;
+  /** Server RSS growth while connecting, over the streams: the one-time growth included. */
   readonly kbPerStream: number;
+  /** The same over the second half of the streams only: what one more stream costs. */
+  readonly kbPerAddedStream: number;
   readonly rssFirstMiB: number;
   readonly rssLastMiB: number;
   /** After each push: RSS, V8 heap used, external (Buffers), MiB. */
@@ -99,7 +102,13 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
   const { child: load } = await Child.start<FanoutClientCommand>('./fanoutClient.js', []);
   try {
     const idle = hello.usage as FanoutUsage;
-    await load.ask({ connect: { address: `127.0.0.1:${String(hello.port)}`, streams, perConnection: 100 } });
+    // In two halves: the second half's growth is what a stream costs beyond the one-time growth of
+    // the first connections (the young generation growing to its size, the first compile).
+    const half = Math.floor(streams / 2);
+    await load.ask({ connect: { address: `127.0.0.1:${String(hello.port)}`, streams: half, perConnection: 100 } });
+    await pause(500);
+    const halfConnected = await srv.ask<FanoutUsage>({ usage: true });
+    await load.ask({ connect: { address: `127.0.0.1:${String(hello.port)}`, streams: streams - half, perConnection: 100 } });
     await pause(500);
     const connected = await srv.ask<FanoutUsage>({ usage: true });
     // The server's CPU with nothing pushed, over 1 s (keepalives, timers, metrics): the part of a
@@ -139,6 +148,7 @@ export async function fanout(server: 'egress' | 'floor', streams: number, pushes
       clientCpuMs: median(clientCpu),
       convergeAll: summarize(converge),
       kbPerStream: (connected.rssBytes - idle.rssBytes) / streams / 1024,
+      kbPerAddedStream: (connected.rssBytes - halfConnected.rssBytes) / (streams - half) / 1024,
       rssFirstMiB: rss[0]! / MiB,
       rssLastMiB: rss.at(-1)! / MiB,
       memoryPerPush,
@@ -163,7 +173,7 @@ const threadLine = (row: FanoutRow) =>
 /** bench/run.ts's table: for each size, the floor then egress-xds, and the ratio of server CPU per push. */
 export async function fanoutTable(sizes: readonly number[], pushes: number, detail?: (line: string) => void): Promise<string[]> {
   const lines = [
-    '| streams | server | server CPU / push | ratio to floor | converge-all p50 | p99 | load client CPU / push | server RSS per stream | RSS after push 1 → last |',
+    '| streams | server | server CPU / push | ratio to floor | converge-all p50 | p99 | load client CPU / push | server RSS per stream (all; second half) | RSS after push 1 → last |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
   // FANOUT_EGRESS_ONLY=1 (diagnosis): skip the floor.
@@ -171,7 +181,7 @@ export async function fanoutTable(sizes: readonly number[], pushes: number, deta
     for (const streams of sizes) {
       const row = await fanout('egress', streams, pushes);
       detail?.(`egress ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB; CPU ms per push by thread (median): ${threadLine(row)}; idle: ${row.idleCpuMsPerS.toFixed(1)} ms CPU per s (${threadLine({ ...row, threadCpuMs: row.idleThreadCpuMs })})`);
-      lines.push(`| ${row.streams} | egress | ${row.serverCpuMs.toFixed(0)} ms | – | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`);
+      lines.push(`| ${row.streams} | egress | ${row.serverCpuMs.toFixed(0)} ms | – | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB; ${row.kbPerAddedStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`);
     }
     return lines;
   }
@@ -182,7 +192,7 @@ export async function fanoutTable(sizes: readonly number[], pushes: number, deta
       detail?.(`${row.server} ${row.streams}: RSS / heap / external MiB after each push: ${row.memoryPerPush.map((m) => `${m.rss.toFixed(0)}/${m.heap.toFixed(0)}/${m.external.toFixed(0)}`).join(' ')}; V8 heap allocated per push ${row.allocatedMiB.toFixed(1)} MiB; CPU ms per push by thread (median): ${threadLine(row)}; idle: ${row.idleCpuMsPerS.toFixed(1)} ms CPU per s (${threadLine({ ...row, threadCpuMs: row.idleThreadCpuMs })})`);
       const ratio = row === egress ? `${(egress.serverCpuMs / floor.serverCpuMs).toFixed(2)}×` : '1';
       lines.push(
-        `| ${row.streams} | ${row.server} | ${row.serverCpuMs.toFixed(0)} ms | ${ratio} | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`,
+        `| ${row.streams} | ${row.server} | ${row.serverCpuMs.toFixed(0)} ms | ${ratio} | ${row.convergeAll.p50.toFixed(0)} ms | ${row.convergeAll.p99.toFixed(0)} ms | ${row.clientCpuMs.toFixed(0)} ms | ${row.kbPerStream.toFixed(1)} KB; ${row.kbPerAddedStream.toFixed(1)} KB | ${row.rssFirstMiB.toFixed(0)} → ${row.rssLastMiB.toFixed(0)} MiB |`,
       );
     }
   }

@@ -11,6 +11,7 @@ import { TypeUrl } from '../src/envoy/typeUrls.js';
 import { discoveryRequest, responseHead, type RequestFields } from './sotwWire.js';
 
 export type FanoutClientCommand =
+  /** Opens `streams` more streams (a second connect adds to the first). */
   | { connect: { address: string; streams: number; perConnection: number; nodePrefix?: string } }
   | { await: { listeners: number; t0: string; timeoutMs: number } }
   /** Remembers each stream's Listener count, for awaitMore. */
@@ -60,6 +61,16 @@ interface Connection {
   readonly streams: number[];
   session?: ClientHttp2Session;
   attempts: number;
+  /** The PING deadline of the session being opened; cleared by the PING's answer or the first response. */
+  deadline?: NodeJS.Timeout;
+}
+
+/** The connection shows a sign of life (its PING answered, or a response arrived): no need to give it up. */
+function alive(connection: Connection): void {
+  if (connection.deadline === undefined) return;
+  clearTimeout(connection.deadline);
+  connection.deadline = undefined;
+  connection.attempts = 0;
 }
 
 const connections: Connection[] = [];
@@ -91,12 +102,15 @@ function openConnection(connection: Connection): void {
   // A PING that the server's HTTP/2 layer never acknowledges: it never accepted the connection
   // (the client's side is established all the same; the kernel resets it only a minute later).
   // Sent once connected: Node cancels a PING asked for while connecting.
-  const deadline = setTimeout(() => reconnectLater(connection, session, 'ping timeout'), PING_TIMEOUT_MS).unref();
+  // A response on any of its streams is as good a sign as the PING's answer: in a connect storm a
+  // server busy with thousands of first requests answered PINGs late, and connections already
+  // serving their streams were given up and opened again, disturbing what was measured next.
+  if (connection.deadline !== undefined) clearTimeout(connection.deadline);
+  connection.deadline = setTimeout(() => reconnectLater(connection, session, 'ping timeout'), PING_TIMEOUT_MS).unref();
   session.once('connect', () =>
     session.ping((error) => {
       if (error) return; // the session failed: its error or close handler reconnects
-      clearTimeout(deadline);
-      connection.attempts = 0;
+      if (connection.session === session) alive(connection);
     }),
   );
   for (const index of connection.streams) open(connection, session, index);
@@ -117,6 +131,7 @@ function open(connection: Connection, session: ClientHttp2Session, index: number
   });
   let pending: Buffer = Buffer.alloc(0);
   stream.on('data', (chunk: Buffer) => {
+    if (connection.session === session) alive(connection);
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
       const length = pending.readUInt32BE(1);
@@ -158,13 +173,16 @@ process.on('message', (command: FanoutClientCommand) => {
         const { streams, perConnection } = command.connect;
         address = command.connect.address;
         const prefix = command.connect.nodePrefix ?? 'fanout-';
-        for (let i = 0; i < streams; i++) {
+        // A second connect adds streams (on connections of their own) beside those already open.
+        const first = states.length;
+        const firstConnection = connections.length;
+        for (let i = first; i < first + streams; i++) {
           states.push({ listeners: 0, lastListenerAt: 0n, listenerAsked: false });
           nodeIds.push(`${prefix}${i}`);
-          if (i % perConnection === 0) connections.push({ streams: [], attempts: 0 });
+          if ((i - first) % perConnection === 0) connections.push({ streams: [], attempts: 0 });
           connections.at(-1)!.streams.push(i);
         }
-        for (const [k, connection] of connections.entries()) {
+        for (const [k, connection] of connections.slice(firstConnection).entries()) {
           openConnection(connection);
           // Let the event loop breathe while opening thousands of streams.
           if (k % Math.max(1, Math.floor(500 / perConnection)) === 0) await new Promise((r) => setImmediate(r));
