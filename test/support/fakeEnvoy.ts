@@ -44,7 +44,7 @@ export interface ReceivedResponse {
   readonly bytes: number;
 }
 
-let clientConstructor: (new (address: string, credentials: grpc.ChannelCredentials) => ServiceClient) | undefined;
+let clientConstructor: (new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => ServiceClient) | undefined;
 
 function adsClientConstructor() {
   if (clientConstructor) return clientConstructor;
@@ -115,7 +115,10 @@ export class FakeEnvoy {
     private readonly options: FakeEnvoyOptions,
   ) {
     const Client = adsClientConstructor();
-    this.client = new Client(address, options.credentials ?? grpc.credentials.createInsecure());
+    // A connection of its own, as every Envoy has: grpc-js otherwise pools one connection for all
+    // clients of the same address, and past the server's streams per connection (100) the
+    // streams of the 101st and later fake Envoys would wait for a place that never frees.
+    this.client = new Client(address, options.credentials ?? grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
   }
 
   private get node() {
