@@ -1,8 +1,9 @@
 // npm run bench: prints the figures recorded in BENCHMARKS.md.
+import { execFileSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { compileBenchmark } from './compile.js';
 import { fanoutTable } from './fanout.js';
-import { idleWakeups } from './idleWakeups.js';
 import { hostScenarioTable } from './hostScenario.js';
 import { sharedChainsTables } from './sharedChains.js';
 import { hostServerTable } from './hostServer.js';
@@ -14,7 +15,7 @@ import { pushLatency } from './pushLatency.js';
 import { storeBenchmarks } from './storeBench.js';
 import { ms } from './stats.js';
 import { alsIngestTable } from './denials.js';
-import { rerunWithShippedEnv, shippedEnvLine } from './shippedEnv.js';
+import { rerunWithShippedEnv, shippedEnv, shippedEnvLine, shippedNodeFlags } from './shippedEnv.js';
 
 // The in-process figures (compile, host scenarios) are measured under the allocator settings
 // bin/egress-xds ships (EGRESS_XDS_MALLOC=system: glibc's defaults); server processes get them too.
@@ -54,11 +55,17 @@ for (const nodes of [100, 1000]) {
 
 console.log('\n## Fan-out: N streams of one node group, one Listener change per push, beside a floor server');
 console.log('(floor: a minimal grpc-js server writing one pre-encoded response to every stream; median over 20 pushes; load client in its own process)');
-for (const line of await fanoutTable([1000, 5000, 10000], 20)) console.log(line);
 {
-  const idle = await idleWakeups(3);
-  console.log(`\nIdle control plane (no stream): ${idle.cpuMsPerS.toFixed(1)} ms CPU a second (main thread ${idle.mainCpuMsPerS.toFixed(1)}), main thread woken ${idle.mainWakeupsPerS.toFixed(1)} times a second`);
+  // Each server's memory after every push (RSS / V8 heap / external, MiB), CPU by thread and idle CPU: what "RSS flat" rests on.
+  const details: string[] = [];
+  const table = await fanoutTable([1000, 5000, 10000], 20, (line) => details.push(line));
+  for (const line of table) console.log(line);
+  console.log('');
+  for (const line of details) console.log(`- ${line}`);
 }
+// In a process of its own: this one has run every in-process bench above, and its collector and
+// timers would be counted as the control plane's.
+console.log(`\n${execFileSync(process.execPath, [...shippedNodeFlags(), fileURLToPath(new URL('./idleWakeups.js', import.meta.url)), '3'], { env: shippedEnv(), encoding: 'utf8' }).trim()}`);
 
 console.log('\n## Writes: the store, the admin API, start-up with a long history');
 await storeBenchmarks({ policies: 10_000, oneByOne: 10_000, seconds: 5, concurrency: 256, historyCommits: [100_000, 400_000] }, (line) => console.log(line));

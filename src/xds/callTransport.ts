@@ -5,6 +5,11 @@
 // on the call it hands to the handler (`call.call.stream`); when a future
 // version does not, this returns undefined and the caller falls back to
 // destroying the call object (test/xds/hostile.test.ts pins the installed one).
+// The same stream carries the responses written without grpc-js's copy
+// (responseWriter.ts) and the requests read without its per-message path
+// (requestReader.ts); every use falls back to the call when the stream or the
+// state it checks is not where grpc-js 1.14 keeps it
+// (test/xds/responseWriter.test.ts and requestReader.test.ts pin those paths).
 import { constants, type ServerHttp2Stream } from 'node:http2';
 
 function isHttp2Stream(value: unknown): value is ServerHttp2Stream {
