@@ -65,6 +65,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    streamsRead: new Counter({
+      name: 'egress_xds_streams_read_total',
+      help: 'ADS streams by how their requests were read: direct (off the HTTP/2 stream, src/xds/requestReader.ts) or call (through grpc-js: compressed requests, or a grpc-js that does not keep its state where the reader looks)',
+      labelNames: ['path'] as const,
+      registers,
+    }),
     configRevision: new Gauge({
       name: 'egress_xds_config_revision',
       help: 'Revision of the policy set currently served (increases on every committed change)',

@@ -171,7 +171,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
   /** Call only after deps.guard.admit() said yes; the stream releases its place when it closes. */
   start(): void {
     this.deps.metrics.connectedStreams.inc({ variant: this.variant });
-    readRequests(this.call, this.deps.limits.maxRequestBytes, {
+    const path = readRequests(this.call, this.deps.limits.maxRequestBytes, {
       message: (bytes) => this.receive(bytes),
       end: () => {
         this.close('client closed the stream');
@@ -179,6 +179,7 @@ export abstract class AdsStream<Request extends RequestWithNode> implements Guar
       },
       refuse: (reason, code, details) => this.refuse(reason, code, details),
     });
+    this.deps.metrics.streamsRead.inc({ path });
     this.call.on('error', (error: Error) => this.close(`stream error: ${error.message}`));
     this.call.on('cancelled', () => this.close('cancelled'));
   }

@@ -75,6 +75,10 @@ describe('a real Envoy (ENVOY_BIN)', { skip }, () => {
     assert.match(dump, /"transparent": true/);
     assert.match(dump, /envoy\.filters\.listener\.original_dst/);
     assert.match(dump, /envoy\.filters\.listener\.tls_inspector/);
+    // Envoy does not compress its discovery requests: they are read off the HTTP/2 stream (src/xds/requestReader.ts).
+    const reads = (await cp.metrics.streamsRead.get()).values;
+    assert.ok((reads.find((v) => v.labels.path === 'direct')?.value ?? 0) >= 1, `streams read directly: ${JSON.stringify(reads)}`);
+    assert.equal(reads.find((v) => v.labels.path === 'call')?.value ?? 0, 0);
     const status = await until('the ACK in the node status', async () => {
       const node = cp.registry.list().find((n) => n.id === 'envoy-it');
       const lds = node?.resources[TypeUrl.Listener];

@@ -192,6 +192,10 @@ describe('ADS requests read directly', () => {
       for (const byte of request) await new Promise<void>((resolve) => good.stream.write(Buffer.from([byte]), () => resolve()));
       for (let i = 0; i < 200 && good.messages() === 0; i++) await new Promise((r) => setTimeout(r, 25));
       assert.equal(good.messages(), 1, 'the Clusters were sent');
+      // Both streams' requests were read off the HTTP/2 stream, none through grpc-js.
+      const metrics = await harness.metrics.registry.metrics();
+      assert.match(metrics, /egress_xds_streams_read_total\{path="direct"\} 2/);
+      assert.doesNotMatch(metrics, /egress_xds_streams_read_total\{path="call"\}/);
     } finally {
       connection.close();
       await harness.close();
