@@ -8,7 +8,7 @@
 //   server must at least spend; the egress server's cost is read against it.
 // Driven over IPC: {prepare: k} (floor: encode ahead), {push: k}, {usage}
 // (CPU µs and RSS bytes), {stop}.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { GCProfiler } from 'node:v8';
@@ -21,6 +21,7 @@ import { SnapshotCache } from '../src/snapshot/cache.js';
 import { egressGroupCompiler } from '../src/snapshot/egressGroups.js';
 import { encodeSotwResponse } from '../src/xds/wire.js';
 import { startBenchControlPlane } from './benchControlPlane.js';
+import { readThreadStats } from './threadStats.js';
 
 export type FanoutServerCommand = { push: number } | { prepare: number } | { usage: true } | { stop: true };
 export interface FanoutUsage {
@@ -64,21 +65,11 @@ function labelNewThreads(kind: string): void {
 }
 labelNewThreads('helpers');
 
-// Per-thread CPU (Linux): the main thread, the compile workers, the helpers, so a push's CPU can
-// be split by who spent it.
+// Per-thread CPU: the main thread, the compile workers, the helpers, so a push's CPU can be split by who spent it.
 function threadCpu(): Record<string, number> {
-  const byThread: Record<string, number> = {};
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      byThread[tid === String(process.pid) ? 'main' : `${threadKinds.get(tid) ?? comm}:${tid}`] = ns / 1e6;
-      // The main thread's sleeps (each wake-up from epoll_wait is one voluntary switch): on this VM a wake-up costs ~0.1 ms.
-      if (tid === String(process.pid)) byThread['main wake-ups'] = Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))?.[1] ?? NaN);
-    } catch {
-      // A thread that ended meanwhile.
-    }
-  }
+  const { threads, mainWakeups } = readThreadStats();
+  const byThread: Record<string, number> = { 'main wake-ups': mainWakeups };
+  for (const thread of threads) byThread[thread.main ? 'main' : `${threadKinds.get(thread.tid) ?? thread.comm}:${thread.tid}`] = thread.cpuNs / 1e6;
   return byThread;
 }
 // FANOUT_MARKS=1: each push's start and each usage report's time on stderr, monotonic µs (a

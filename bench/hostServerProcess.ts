@@ -4,12 +4,12 @@
 // Commands on stdin, one per line: "mark" answers (one JSON line) with the longest
 // event-loop block and this process's CPU (all threads: the compile workers too) since
 // the previous mark.
-import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { hostPolicies } from './hostScenario.js';
 import { startBenchControlPlane } from './benchControlPlane.js';
+import { readThreadStats } from './threadStats.js';
 import { startControlPlane } from '../src/server/controlPlane.js';
 import { silentLogger } from '../src/log.js';
 
@@ -76,16 +76,10 @@ let threadsAt = new Map<string, number>();
 function threadCpu(): Record<string, number> {
   const now = new Map<string, number>();
   const byKind: Record<string, number> = {};
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      now.set(tid, ns);
-      const kind = tid === String(process.pid) ? 'main' : `${comm}:${tid}`;
-      byKind[kind] = Math.round(((byKind[kind] ?? 0) + (ns - (threadsAt.get(tid) ?? 0)) / 1e6) * 10) / 10;
-    } catch {
-      // A thread that ended meanwhile.
-    }
+  for (const { tid, main, comm, cpuNs } of readThreadStats().threads) {
+    now.set(tid, cpuNs);
+    const kind = main ? 'main' : `${comm}:${tid}`;
+    byKind[kind] = Math.round(((byKind[kind] ?? 0) + (cpuNs - (threadsAt.get(tid) ?? 0)) / 1e6) * 10) / 10;
   }
   threadsAt = now;
   return byKind;

@@ -4,30 +4,11 @@
 // so a timer that fires every few ms is a cost every push pays too (BENCHMARKS.md,
 // "Fan-out: the fixed CPU of a push"). Linux only.
 // Alone: node dist/bench/idleWakeups.js [seconds, default 3]
-import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { startBenchControlPlane } from './benchControlPlane.js';
 import { rerunWithShippedEnv } from './shippedEnv.js';
-
-interface ThreadReading {
-  readonly wakeups: number;
-  readonly cpuNs: number;
-}
-
-function readThreads(): Map<string, ThreadReading> {
-  const threads = new Map<string, ThreadReading>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const wakeups = Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))?.[1]);
-      const cpuNs = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      threads.set(tid === String(process.pid) ? 'main' : tid, { wakeups, cpuNs });
-    } catch {
-      // A thread that ended meanwhile.
-    }
-  }
-  return threads;
-}
+import { readThreadStats, type ThreadStats } from './threadStats.js';
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -35,13 +16,17 @@ export async function idleWakeups(seconds: number): Promise<{ cpuMsPerS: number;
   const { cp, dataDir } = await startBenchControlPlane('idle', { embeddedDefault: true });
   try {
     await pause(2000); // start-up's own work settles (the compile worker loads its protos)
-    const before = readThreads();
+    const before = readThreadStats();
     const cpu = process.cpuUsage();
     await pause(seconds * 1000);
     const used = process.cpuUsage(cpu);
-    const after = readThreads();
-    const main = { wakeups: after.get('main')!.wakeups - before.get('main')!.wakeups, cpuNs: after.get('main')!.cpuNs - before.get('main')!.cpuNs };
-    return { cpuMsPerS: (used.user + used.system) / 1000 / seconds, mainWakeupsPerS: main.wakeups / seconds, mainCpuMsPerS: main.cpuNs / 1e6 / seconds };
+    const after = readThreadStats();
+    const mainCpuNs = (stats: ThreadStats) => stats.threads.find((thread) => thread.main)!.cpuNs;
+    return {
+      cpuMsPerS: (used.user + used.system) / 1000 / seconds,
+      mainWakeupsPerS: (after.mainWakeups - before.mainWakeups) / seconds,
+      mainCpuMsPerS: (mainCpuNs(after) - mainCpuNs(before)) / 1e6 / seconds,
+    };
   } finally {
     await cp.close();
     await rm(dataDir, { recursive: true, force: true });

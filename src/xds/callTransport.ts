@@ -45,8 +45,8 @@ export function http2StreamOf(call: object): ServerHttp2Stream | undefined {
  */
 export function takeRequestData(call: object): ServerHttp2Stream | undefined {
   const internals = callInternalsOf(call);
-  const stream = http2StreamOf(call);
-  if (!internals || !stream || stream.destroyed || stream.readableEnded) return undefined;
+  const stream = internals?.stream;
+  if (!internals || !isHttp2Stream(stream) || stream.destroyed || stream.readableEnded) return undefined;
   if (internals.incomingEncoding !== 'identity') return undefined;
   if (!Array.isArray(internals.readQueue) || internals.readQueue.length !== 0) return undefined;
   const listeners = stream.listeners('data');

@@ -16,6 +16,7 @@
 // cancellation, keepalive. Otherwise the requests come through the call.
 import { type ServerDuplexStream, status as GrpcStatus } from '@grpc/grpc-js';
 import { takeRequestData } from './callTransport.js';
+import { GRPC_FRAME_HEADER_BYTES as PREFIX_BYTES } from './wire.js';
 
 export interface RequestHandlers {
   /**
@@ -28,8 +29,6 @@ export interface RequestHandlers {
   /** A request the reader refuses; none are handed over after it. The caller ends the call with this status. */
   refuse(reason: 'request_size' | 'malformed', code: GrpcStatus, details: string): void;
 }
-
-const PREFIX_BYTES = 5;
 
 /**
  * gRPC's length-prefixed messages out of the DATA chunks of a stream, however

@@ -166,7 +166,7 @@ function writeString(out: Buffer, at: number, field: number, text: string, bytes
 const fieldSize = (length: number): number => 1 + varintSize(length) + length;
 
 /** gRPC's length-prefixed message framing: a compressed flag (0) and the length, 5 bytes. */
-const GRPC_FRAME_HEADER_BYTES = 5;
+export const GRPC_FRAME_HEADER_BYTES = 5;
 
 /** Writes gRPC's prefix into the first 5 bytes of `framed` (the message follows them). */
 function writeFrameHeader(framed: Buffer): void {
